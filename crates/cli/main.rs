@@ -1,0 +1,84 @@
+//! `ringport`: TCP echo servers in five architectures, a load generator that
+//! tells the truth about latency, and a bench that compares them.
+//!
+//! This binary is thin: it parses flags, sets up logging and signals, and
+//! calls into `ringport-server` and `ringport-load`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod args;
+mod client;
+mod serve;
+mod signals;
+mod stress;
+
+/// Echo servers in five architectures, side by side.
+#[derive(Parser)]
+#[command(name = "ringport", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one TCP echo server (RFC 862).
+    Serve(serve::Args),
+    /// Send lines to an echo server and print what comes back.
+    Client(client::Args),
+    /// Load an echo server and verify every byte it echoes.
+    Stress(stress::Args),
+}
+
+/// An error the user can fix by changing the command line or environment;
+/// exits with status 2 like clap's own usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Client(a) => client::run(a),
+        Command::Stress(a) => stress::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed stdout (`ringport stress --json - | head`) is not a failure.
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("ringport: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// Log to stderr: the article's events with `-v`, warnings otherwise.
+/// `RUST_LOG` overrides either.
+pub fn init_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,69 @@
+//! `ringport serve`: bind, print the readiness line, serve until a signal.
+
+use crate::{args, signals, UsageError};
+use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Stats};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+/// Flags of `ringport serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The architecture: blocking, threaded.
+    #[arg(long, short, value_name = "M", default_value = "threaded")]
+    model: Model,
+    /// The address to accept on: HOST:PORT, [::1]:PORT; port 0 picks a free one.
+    #[arg(long, short, value_name = "ADDR", default_value = "127.0.0.1:5150", value_parser = args::socket_addr)]
+    listen: SocketAddr,
+    /// Worker threads for the event-driven models [default: number of CPUs].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Print each client's events: connected, bytes received, disconnected.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    crate::init_logging(a.verbose);
+    let mut config = Config {
+        verbose: a.verbose,
+        ..Config::default()
+    };
+    if let Some(n) = a.workers {
+        if n == 0 {
+            return Err(UsageError("--workers must be at least 1".into()).into());
+        }
+        config.workers = n;
+    }
+    let (model, why) = a.model.resolve();
+    if let Some(why) = why {
+        println!("model auto: {why}");
+    }
+    let server = match Server::bind(model, a.listen, config) {
+        Ok(s) => s,
+        Err(
+            e @ ServerError::Listen(
+                ListenError::AddrInUse { .. } | ListenError::AddrNotAvailable { .. },
+            ),
+        ) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    let shutdown = Shutdown::new();
+    signals::install(shutdown.clone())?;
+    let stats = Stats::new();
+    // The readiness line is a contract with scripts, tests and `bench`:
+    // exactly this text, once, flushed, only after the kernel accepts.
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.local_addr())?;
+        out.flush()?;
+    }
+    tracing::info!(
+        "model {} serving on {}",
+        server.model(),
+        server.local_addr()
+    );
+    server.run(shutdown, &stats)?;
+    println!("{}", stats.summary());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! What to do when `accept` fails, shared by every model.
+//!
+//! Running out of descriptors (EMFILE, ENFILE) is the failure that takes
+//! naive servers down: the pending connection stays in the backlog, the
+//! listener stays readable, and a loop that retries at once spins at 100% CPU
+//! and floods the log. We pause instead, log at most once a second, and keep
+//! serving the connections we already have.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+/// How long to stop accepting after running out of a resource.
+pub const RESOURCE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Rate-limited handling of accept errors.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptBackoff {
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Classify an accept error. `None`: try again at once (the peer gave up
+    /// before we accepted, or a signal interrupted us). `Some(d)`: a resource
+    /// ran out; stop accepting for `d`.
+    pub fn on_error(&mut self, err: &io::Error) -> Option<Duration> {
+        if is_transient(err) {
+            return None;
+        }
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    "accept failed: {err} ({} more since the last message); pausing accepts, existing clients are still served",
+                    self.suppressed
+                );
+            } else {
+                tracing::warn!(
+                    "accept failed: {err}; pausing accepts, existing clients are still served"
+                );
+            }
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        Some(RESOURCE_PAUSE)
+    }
+}
+
+/// Errors that concern only the one connection being accepted.
+pub fn is_transient(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aborted_connections_are_retried_at_once() {
+        let mut b = AcceptBackoff::new();
+        let e = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(b.on_error(&e), None);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_pauses_and_logs_once() {
+        let mut b = AcceptBackoff::new();
+        #[cfg(unix)]
+        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        #[cfg(not(unix))]
+        let e = io::Error::other("too many open files");
+        assert_eq!(b.on_error(&e), Some(RESOURCE_PAUSE));
+        assert_eq!(b.on_error(&e), Some(RESOURCE_PAUSE));
+        assert_eq!(b.suppressed, 1);
+    }
+}

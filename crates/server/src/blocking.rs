@@ -1,0 +1,182 @@
+//! The article's first server: one client at a time, blocking calls.
+//!
+//! `accept` → read/write until the client closes → `accept` again. Other
+//! clients wait in the kernel's backlog. It is the simplest correct server and
+//! the baseline that shows why the others exist.
+
+use crate::accept::AcceptBackoff;
+use crate::verbose::log_received;
+use crate::{Config, ServerError, Shutdown, Stats};
+use socket2::SockRef;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as How, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Read buffer for one connection of the blocking models.
+pub(crate) const BUF_SIZE: usize = 16 * 1024;
+
+/// Serve clients one after another until shutdown.
+pub fn run(
+    listener: TcpListener,
+    config: &Config,
+    shutdown: &Shutdown,
+    stats: &Stats,
+) -> Result<(), ServerError> {
+    let open = OpenConnections::watch(&listener, shutdown)?;
+    let mut buf = vec![0u8; BUF_SIZE];
+    accept_loop(&listener, shutdown, |stream, peer| {
+        stats.connection_opened();
+        let id = open.insert(&stream);
+        serve(stream, peer, &mut buf, config, stats);
+        open.remove(id);
+        stats.connection_closed();
+    });
+    Ok(())
+}
+
+/// Accept until shutdown, handing each client to `handle`. Accept errors are
+/// paced by [`AcceptBackoff`], never fatal.
+pub(crate) fn accept_loop(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+    mut handle: impl FnMut(TcpStream, SocketAddr),
+) {
+    let mut backoff = AcceptBackoff::new();
+    while !shutdown.is_triggered() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if shutdown.is_triggered() {
+                    break;
+                }
+                handle(stream, peer)
+            }
+            Err(_) if shutdown.is_triggered() => break,
+            Err(e) => {
+                if let Some(pause) = backoff.on_error(&e) {
+                    std::thread::sleep(pause);
+                }
+            }
+        }
+    }
+}
+
+/// Echo one client until it closes, resets or shutdown closes its socket.
+pub(crate) fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    buf: &mut [u8],
+    config: &Config,
+    stats: &Stats,
+) {
+    if config.verbose {
+        tracing::info!("client connected from {peer}");
+    }
+    let _ = stream.set_nodelay(true);
+    let result = (|| -> io::Result<()> {
+        loop {
+            let n = match stream.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if config.verbose {
+                log_received!(peer, &buf[..n]);
+            }
+            // write_all continues a partial write from where it stopped.
+            stream.write_all(&buf[..n])?;
+            stats.add_bytes(n as u64);
+        }
+        // The client half-closed and everything it sent has been written
+        // back: finish our side so it sees EOF after the last byte.
+        stream.shutdown(How::Write)
+    })();
+    match result {
+        Ok(()) => {
+            if config.verbose {
+                tracing::info!("client {peer} disconnected");
+            }
+        }
+        Err(e) => {
+            if config.verbose {
+                tracing::info!("client {peer} disconnected: {e}");
+            } else {
+                tracing::debug!("client {peer} disconnected: {e}");
+            }
+        }
+    }
+}
+
+/// The sockets of the clients being served, so shutdown can interrupt their
+/// blocking reads and writes (a `shutdown(2)` wakes them with EOF or EPIPE).
+#[derive(Clone, Default)]
+pub(crate) struct OpenConnections {
+    inner: Arc<OpenInner>,
+}
+
+#[derive(Default)]
+struct OpenInner {
+    next: AtomicU64,
+    streams: Mutex<HashMap<u64, TcpStream>>,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl OpenConnections {
+    /// Register with `shutdown`: on trigger, wake a blocked `accept` on
+    /// `listener` and shut every registered connection down.
+    pub(crate) fn watch(listener: &TcpListener, shutdown: &Shutdown) -> Result<Self, ServerError> {
+        let open = OpenConnections::default();
+        let listener = listener
+            .try_clone()
+            .map_err(|e| ServerError::io("cannot clone the listening socket", e))?;
+        let wake_open = open.clone();
+        shutdown.on_trigger(move || {
+            interrupt_accept(&listener);
+            wake_open.close_all();
+        });
+        Ok(open)
+    }
+
+    pub(crate) fn insert(&self, stream: &TcpStream) -> u64 {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            let mut streams = self.inner.streams.lock().unwrap();
+            if self.inner.closing.load(Ordering::SeqCst) {
+                let _ = clone.shutdown(How::Both);
+            }
+            streams.insert(id, clone);
+        }
+        id
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.inner.streams.lock().unwrap().remove(&id);
+    }
+
+    fn close_all(&self) {
+        let streams = self.inner.streams.lock().unwrap();
+        self.inner.closing.store(true, Ordering::SeqCst);
+        for s in streams.values() {
+            let _ = s.shutdown(How::Both);
+        }
+    }
+}
+
+/// Wake a thread blocked in `accept` on `listener`. On Linux `shutdown(2)`
+/// on a listening socket does it; elsewhere a connection to ourselves does.
+fn interrupt_accept(listener: &TcpListener) {
+    if SockRef::from(listener).shutdown(How::Both).is_ok() && cfg!(target_os = "linux") {
+        return;
+    }
+    if let Ok(mut addr) = listener.local_addr() {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500));
+    }
+}

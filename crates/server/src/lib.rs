@@ -1,0 +1,150 @@
+//! The echo servers: one module per architecture, and the parts they share.
+//!
+//! Every model speaks RFC 862 (every byte comes back, in order) over the same
+//! listener, obeys the same [`Shutdown`] and counts into the same [`Stats`], so
+//! the binary can swap them freely and `bench` can compare them fairly.
+//!
+//! | model        | file                 | one thread per…           |
+//! |--------------|----------------------|---------------------------|
+//! | `blocking`   | `blocking.rs`        | server (one client at a time) |
+//! | `threaded`   | `threaded.rs`        | client                    |
+//! | `epoll`      | `epoll.rs`           | worker (readiness loop)   |
+//! | `tokio`      | `tokio.rs`           | worker (tokio runtime)    |
+//! | `completion` | `completion/`        | worker (a completion port)|
+#![deny(missing_docs, rust_2018_idioms)]
+
+mod accept;
+pub mod blocking;
+// pub mod completion;
+// pub mod epoll;
+mod listener;
+mod model;
+mod shutdown;
+mod stats;
+pub mod threaded;
+// pub mod tokio;
+mod verbose;
+
+pub use accept::AcceptBackoff;
+pub use listener::{bind, bind_reuseport, ListenError};
+pub use model::{Model, ParseModelError};
+pub use shutdown::Shutdown;
+pub use stats::{Stats, Summary};
+pub use verbose::printable_preview;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+/// Default cap on bytes a server holds for one connection whose peer is not
+/// reading. Past it the server stops receiving from that connection.
+pub const DEFAULT_MAX_BUFFERED: usize = 256 * 1024;
+
+/// What every model needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads for the event-driven models (ignored by blocking and threaded).
+    pub workers: usize,
+    /// Log the article's per-client events (connect, bytes received, disconnect).
+    pub verbose: bool,
+    /// The most bytes held for one connection before it stops being read.
+    pub max_buffered: usize,
+    /// Wait up to this long for more completions before handling a batch
+    /// (completion model only; `None` handles them at once).
+    pub coalesce: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: default_workers(),
+            verbose: false,
+            max_buffered: DEFAULT_MAX_BUFFERED,
+            coalesce: None,
+        }
+    }
+}
+
+/// The number of CPUs this process may run on, at least 1.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Errors a server can stop with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be set up.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// Any other I/O failure that stops the whole server.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the server was doing.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl ServerError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ServerError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+///
+/// Binding is separate from running so the caller can print the resolved
+/// address (the `listening on` line) only once the kernel is accepting.
+pub struct Server {
+    model: Model,
+    listener: TcpListener,
+    config: Config,
+    prepared: Option<()>,
+}
+
+impl Server {
+    /// Bind `addr` for `model`. `Model::Auto` must be resolved first with
+    /// [`Model::resolve`].
+    pub fn bind(model: Model, addr: SocketAddr, config: Config) -> Result<Server, ServerError> {
+        let model = model.resolve().0;
+        // The completion model checks the kernel before it binds, so an
+        // unusable io_uring is reported as such, not as a later failure.
+        let prepared = None;
+        let listener = bind(addr)?;
+        Ok(Server {
+            model,
+            listener,
+            config,
+            prepared,
+        })
+    }
+
+    /// The address the server accepts on, with the real port when 0 was asked for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The model this server runs.
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
+    /// Serve until `shutdown` is triggered, then close every connection and return.
+    pub fn run(self, shutdown: Shutdown, stats: &Stats) -> Result<(), ServerError> {
+        let Server {
+            model,
+            listener,
+            config,
+            prepared,
+        } = self;
+        match model {
+            Model::Blocking => blocking::run(listener, &config, &shutdown, stats),
+            Model::Threaded => threaded::run(listener, &config, &shutdown, stats),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Counters every model keeps, printed as the summary at exit.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Server-wide counters. Event-driven models add to them in batches, so the
+/// shared cache line is not touched once per message.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    connections: AtomicU64,
+    active: AtomicU64,
+    bytes: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            connections: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    /// Fresh counters; uptime counts from now.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A client was accepted.
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    /// A client's connection was closed.
+    pub fn connection_closed(&self) {
+        self.active.fetch_sub(1, Relaxed);
+    }
+
+    /// A client was refused (over a limit).
+    pub fn connection_rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    /// `n` bytes were echoed back.
+    pub fn add_bytes(&self, n: u64) {
+        if n > 0 {
+            self.bytes.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// A snapshot for printing.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            connections: self.connections.load(Relaxed),
+            active: self.active.load(Relaxed),
+            bytes_echoed: self.bytes.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            uptime: self.started.elapsed(),
+        }
+    }
+}
+
+/// What the server did, for the final line.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Connections accepted and served.
+    pub connections: u64,
+    /// Connections open right now.
+    pub active: u64,
+    /// Bytes sent back to clients.
+    pub bytes_echoed: u64,
+    /// Connections refused because of a limit.
+    pub rejected: u64,
+    /// Time since the server started.
+    pub uptime: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "served {} connections, echoed {} bytes, uptime {:.1}s",
+            self.connections,
+            self.bytes_echoed,
+            self.uptime.as_secs_f64()
+        )?;
+        if self.rejected > 0 {
+            write!(f, ", rejected {} over the connection limit", self.rejected)?;
+        }
+        Ok(())
+    }
+}
