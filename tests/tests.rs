@@ -1,1 +1,11 @@
+//! Integration tests over real loopback sockets, compiled as one binary.
+//!
+//! `echo.rs` holds the per-model suite: every test there runs once for every
+//! server model through `model_tests!`, so a new model gets the whole suite
+//! by adding one line.
 
+mod util;
+
+mod cli;
+mod echo;
+mod stress;
