@@ -9,8 +9,8 @@ use std::process::ExitCode;
 /// Flags of `ringport serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The architecture: blocking, threaded.
-    #[arg(long, short, value_name = "M", default_value = "threaded")]
+    /// The architecture: blocking, threaded, completion, or auto (completion where io_uring works).
+    #[arg(long, short, value_name = "M", default_value = "auto")]
     model: Model,
     /// The address to accept on: HOST:PORT, [::1]:PORT; port 0 picks a free one.
     #[arg(long, short, value_name = "ADDR", default_value = "127.0.0.1:5150", value_parser = args::socket_addr)]

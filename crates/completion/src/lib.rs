@@ -1,1 +1,305 @@
-//! stub
+//! A small completion port: submit an operation tagged with a token, then reap
+//! completions in batches.
+//!
+//! This is the article's I/O Completion Port, made portable. On Linux it is
+//! io_uring (`sys/uring.rs`); on Windows it is IOCP (`sys/iocp/`). The server's
+//! connection state machine is written once over this API.
+//!
+//! # The contract every backend provides
+//!
+//! * **Operations**: [`Port::accept`], [`Port::recv`], [`Port::send`],
+//!   [`Port::close`] and [`Port::cancel`]. Each takes a caller's [`Token`]
+//!   (which connection: the IOCP *completion key*) and returns an [`OpId`]
+//!   (which operation: the IOCP `OVERLAPPED`, io_uring's `user_data`).
+//! * **Ownership**: an operation owns its buffer from submission until its
+//!   completion is reaped. `send` takes a `Vec<u8>` by value and the same
+//!   vector comes back in the [`Completion`]. Received bytes live either in a
+//!   buffer the port owns (one per `recv`) or in a kernel-selected buffer of a
+//!   provided-buffer ring; either way the caller reads them with
+//!   [`Port::data`] and then hands the completion back with
+//!   [`Port::release`], which returns the buffer to its owner. The kernel
+//!   never holds a buffer borrowed from the caller.
+//! * **Multishot**: an `accept` or `recv` may complete several times. Every
+//!   completion says whether more will follow ([`Completion::more`]); when it
+//!   says no, the operation is over and the caller re-arms it if it wants to.
+//!   A backend without multishot (IOCP) simply always says no.
+//! * **Cancellation**: [`Port::cancel`] asks for an operation to end early. The
+//!   operation still completes (with [`is_cancelled`] true if the cancel won),
+//!   and only that completion ends its ownership of its buffer. A caller must
+//!   therefore never free a connection while any of its operations is in
+//!   flight: cancel, reap, then close.
+//! * **Waking**: a [`Waker`] may be used from any thread to make a
+//!   [`Port::wait`] return with a [`OpKind::Wake`] completion.
+//! * **Teardown**: dropping a port cancels what is still in flight and waits
+//!   (bounded) for it; if the kernel does not give a buffer back in time, the
+//!   port leaks it rather than free memory the kernel may still write.
+#![deny(missing_docs, rust_2018_idioms)]
+
+mod sys;
+
+use std::io;
+use std::time::Duration;
+
+pub use sys::RawSocket;
+
+/// The caller's name for what an operation belongs to (a connection, the
+/// listener). Returned unchanged with every completion.
+pub type Token = u64;
+
+/// Tokens the caller may not use for its own operations.
+pub mod reserved {
+    use super::Token;
+    /// Completions of the port's own wake-up operation carry this token.
+    pub const WAKE: Token = u64::MAX;
+}
+
+/// Identifies one in-flight operation, for [`Port::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(pub(crate) u64);
+
+/// What an operation was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// A new connection (the result is its socket).
+    Accept,
+    /// Bytes received (the result is the count; 0 means the peer closed).
+    Recv,
+    /// Bytes sent (the result is the count, possibly short).
+    Send,
+    /// The socket was closed.
+    Close,
+    /// A [`Waker`] was used.
+    Wake,
+}
+
+/// One finished (or, for multishot, progressed) operation.
+#[derive(Debug)]
+pub struct Completion {
+    /// The token given at submission.
+    pub token: Token,
+    /// The operation.
+    pub op: OpId,
+    /// What it was.
+    pub kind: OpKind,
+    /// A byte count, a new socket (accept), or the error.
+    pub result: io::Result<usize>,
+    /// Whether this operation will complete again (multishot).
+    pub more: bool,
+    pub(crate) buf: sys::CompletionBuf,
+}
+
+/// True if the error is the one an operation ends with when its cancel won.
+pub fn is_cancelled(err: &io::Error) -> bool {
+    sys::is_cancelled(err)
+}
+
+/// True if a receive ended because the provided-buffer ring was empty for a
+/// moment; the caller should simply receive again.
+pub fn is_out_of_buffers(err: &io::Error) -> bool {
+    sys::is_out_of_buffers(err)
+}
+
+/// The error an operation ends with when its cancel won (for tests of code
+/// above the port).
+pub fn cancelled_error() -> io::Error {
+    sys::cancelled_error()
+}
+
+/// What the port found the kernel can do, and which of it is in use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// The backend: "io_uring" or "IOCP".
+    pub backend: &'static str,
+    /// One accept submission yields many connections.
+    pub multishot_accept: bool,
+    /// One recv submission yields many receives, into kernel-selected buffers.
+    pub multishot_recv: bool,
+    /// Receive buffers come from a shared ring rather than one per connection.
+    pub provided_buffers: bool,
+    /// The ring is used by one thread only (io_uring `SINGLE_ISSUER`).
+    pub single_issuer: bool,
+    /// Completion work runs only when the owner waits (io_uring `DEFER_TASKRUN`).
+    pub defer_taskrun: bool,
+    /// Completion work does not interrupt the owner (io_uring `COOP_TASKRUN`).
+    pub coop_taskrun: bool,
+    /// A wait can ask for a minimum batch within a time bound (io_uring `min_wait`).
+    pub min_wait: bool,
+}
+
+impl std::fmt::Display for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let yn = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "{}: multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}",
+            self.backend,
+            yn(self.multishot_accept),
+            yn(self.multishot_recv),
+            yn(self.provided_buffers),
+            yn(self.single_issuer),
+            yn(self.defer_taskrun),
+            yn(self.coop_taskrun),
+            yn(self.min_wait),
+        )
+    }
+}
+
+/// How to build a port.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    /// Submission queue size (the completion queue is larger).
+    pub entries: u32,
+    /// Size of each receive buffer.
+    pub buf_size: usize,
+    /// Receive buffers in the provided-buffer ring (a power of two).
+    pub ring_bufs: u16,
+    /// Use the newer kernel features when present. `false` gives the plain
+    /// baseline, for measuring what they are worth.
+    pub use_features: bool,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            entries: 1024,
+            buf_size: 16 * 1024,
+            ring_bufs: 512,
+            use_features: true,
+        }
+    }
+}
+
+/// The completion port cannot be used on this system.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UnavailableError {
+    message: String,
+    /// The error from the kernel.
+    #[source]
+    pub source: io::Error,
+}
+
+impl UnavailableError {
+    pub(crate) fn new(message: String, source: io::Error) -> Self {
+        UnavailableError { message, source }
+    }
+}
+
+/// Check that a port can be built here, and report what it would use.
+pub fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
+    sys::probe(config)
+}
+
+/// A completion port. On Linux each worker thread owns one.
+pub struct Port {
+    sys: sys::Port,
+}
+
+impl Port {
+    /// Build a port on the calling thread (io_uring's `SINGLE_ISSUER` ties it
+    /// to this thread).
+    pub fn new(config: &PortConfig) -> Result<Port, UnavailableError> {
+        Ok(Port {
+            sys: sys::Port::new(config)?,
+        })
+    }
+
+    /// What this port uses.
+    pub fn features(&self) -> &Features {
+        self.sys.features()
+    }
+
+    /// Accept connections on `listener` (multishot where supported).
+    pub fn accept(&mut self, listener: RawSocket, token: Token) -> OpId {
+        self.sys.accept(listener, token)
+    }
+
+    /// Receive at most `max_len` bytes from `socket` (multishot from the
+    /// buffer ring where supported, in which case `max_len` is only a hint).
+    pub fn recv(&mut self, socket: RawSocket, token: Token, max_len: usize) -> OpId {
+        self.sys.recv(socket, token, max_len)
+    }
+
+    /// Send `buf[offset..]`. The buffer comes back with the completion; the
+    /// count may be short, in which case the caller sends the rest.
+    pub fn send(&mut self, socket: RawSocket, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
+        self.sys.send(socket, token, buf, offset)
+    }
+
+    /// Close `socket`. No operation on it may still be in flight.
+    pub fn close(&mut self, socket: RawSocket, token: Token) -> OpId {
+        self.sys.close(socket, token)
+    }
+
+    /// Ask `op` to end early. It still completes; see the crate docs.
+    pub fn cancel(&mut self, op: OpId) {
+        self.sys.cancel(op)
+    }
+
+    /// Submit what is queued and wait until at least one completion is ready
+    /// (or `timeout` passes), then append every ready completion to `out`.
+    ///
+    /// With `coalesce`, wait up to that long for a batch of `batch` completions
+    /// before returning; it never waits for more than are in flight.
+    pub fn wait(
+        &mut self,
+        out: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+        coalesce: Option<(usize, Duration)>,
+    ) -> io::Result<()> {
+        self.sys.wait(out, timeout, coalesce)
+    }
+
+    /// The bytes a successful `recv` completion delivered.
+    pub fn data<'a>(&'a self, c: &'a Completion) -> &'a [u8] {
+        self.sys.data(c)
+    }
+
+    /// Finish with a completion: receive buffers go back to their owner, and
+    /// a send's buffer is returned to the caller.
+    pub fn release(&mut self, c: Completion) -> Option<Vec<u8>> {
+        self.sys.release(c)
+    }
+
+    /// A handle that wakes this port's `wait` from any thread.
+    pub fn waker(&self) -> Waker {
+        Waker(self.sys.waker())
+    }
+
+    /// Operations submitted and not yet finally completed.
+    pub fn in_flight(&self) -> usize {
+        self.sys.in_flight()
+    }
+}
+
+/// Wakes a [`Port`] from another thread.
+#[derive(Clone)]
+pub struct Waker(sys::Waker);
+
+impl Waker {
+    /// Make the port's current or next `wait` return with an [`OpKind::Wake`] completion.
+    pub fn wake(&self) {
+        self.0.wake()
+    }
+}
+
+/// Set `TCP_NODELAY` on an accepted socket (echo replies must not wait for Nagle).
+pub fn set_nodelay(socket: RawSocket) -> io::Result<()> {
+    sys::set_nodelay(socket)
+}
+
+/// The peer address of an accepted socket.
+pub fn peer_addr(socket: RawSocket) -> io::Result<std::net::SocketAddr> {
+    sys::peer_addr(socket)
+}
+
+/// The raw socket of a listener, to pass to [`Port::accept`].
+pub fn raw_listener(listener: &std::net::TcpListener) -> RawSocket {
+    sys::raw_listener(listener)
+}
+
+/// Close a socket at once, outside the port (for a connection refused before
+/// any operation was submitted on it).
+pub fn close_now(socket: RawSocket) {
+    sys::close_now(socket)
+}

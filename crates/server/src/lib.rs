@@ -15,7 +15,7 @@
 
 mod accept;
 pub mod blocking;
-// pub mod completion;
+pub mod completion;
 // pub mod epoll;
 mod listener;
 mod model;
@@ -26,7 +26,9 @@ pub mod threaded;
 mod verbose;
 
 pub use accept::AcceptBackoff;
-pub use listener::{bind, bind_reuseport, ListenError};
+#[cfg(unix)]
+pub use listener::bind_reuseport;
+pub use listener::{bind, ListenError};
 pub use model::{Model, ParseModelError};
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};
@@ -75,6 +77,9 @@ pub enum ServerError {
     /// The listener could not be set up.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// io_uring (or the platform's completion port) cannot be used here.
+    #[error("{0}")]
+    CompletionUnavailable(#[from] ringport_completion::UnavailableError),
     /// Any other I/O failure that stops the whole server.
     #[error("{context}: {source}")]
     Io {
@@ -102,7 +107,7 @@ pub struct Server {
     model: Model,
     listener: TcpListener,
     config: Config,
-    prepared: Option<()>,
+    prepared: Option<completion::Prepared>,
 }
 
 impl Server {
@@ -112,8 +117,17 @@ impl Server {
         let model = model.resolve().0;
         // The completion model checks the kernel before it binds, so an
         // unusable io_uring is reported as such, not as a later failure.
-        let prepared = None;
-        let listener = bind(addr)?;
+        // The completion model checks the kernel before it binds, so an
+        // unusable io_uring is reported as such, not as a later failure.
+        let prepared = match model {
+            Model::Completion => Some(completion::Prepared::probe(&config)?),
+            _ => None,
+        };
+        let listener = if model.wants_reuseport() {
+            listener::bind_reuseport(addr)?
+        } else {
+            bind(addr)?
+        };
         Ok(Server {
             model,
             listener,
@@ -145,6 +159,14 @@ impl Server {
         match model {
             Model::Blocking => blocking::run(listener, &config, &shutdown, stats),
             Model::Threaded => threaded::run(listener, &config, &shutdown, stats),
+            Model::Completion => completion::run(
+                prepared.expect("probed at bind"),
+                listener,
+                &config,
+                &shutdown,
+                stats,
+            ),
+            Model::Auto => unreachable!("resolved at bind"),
         }
     }
 }

@@ -10,23 +10,55 @@ pub enum Model {
     Blocking,
     /// One OS thread per client: the article's second server.
     Threaded,
+    /// A pool of workers handling completed operations: the article's IOCP
+    /// server (io_uring on Linux, IOCP on Windows).
+    Completion,
+    /// `completion` where the kernel allows it, otherwise a readiness model.
+    Auto,
 }
 
 impl Model {
     /// Every model that can be named on the command line, in the order they are documented.
-    pub const ALL: &'static [Model] = &[Model::Blocking, Model::Threaded];
+    pub const ALL: &'static [Model] = &[
+        Model::Blocking,
+        Model::Threaded,
+        Model::Completion,
+        Model::Auto,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Model::Blocking => "blocking",
             Model::Threaded => "threaded",
+            Model::Completion => "completion",
+            Model::Auto => "auto",
         }
     }
 
     /// Turn `auto` into a concrete model. The second value says why, for `auto` only.
     pub fn resolve(self) -> (Model, Option<String>) {
-        (self, None)
+        if self != Model::Auto {
+            return (self, None);
+        }
+        match ringport_completion::probe(&ringport_completion::PortConfig::default()) {
+            Ok(f) => (
+                Model::Completion,
+                Some(format!("using completion ({} is available)", f.backend)),
+            ),
+            Err(e) => (Model::Threaded, Some(format!("using threaded: {e}"))),
+        }
+    }
+
+    /// Concrete models, without `auto`: what `bench` compares.
+    pub fn concrete() -> impl Iterator<Item = Model> {
+        Model::ALL.iter().copied().filter(|m| *m != Model::Auto)
+    }
+
+    /// Whether each worker gets its own `SO_REUSEPORT` listener, so the first
+    /// listener must be bound with the option too.
+    pub fn wants_reuseport(self) -> bool {
+        cfg!(unix) && matches!(self, Model::Completion)
     }
 }
 

@@ -1,0 +1,445 @@
+//! The connection state machine of the completion model, written once for
+//! every completion backend (io_uring, IOCP).
+//!
+//! It does no I/O. It is told what completed and answers with the operations
+//! to start ([`Cmd`]), so the same code runs over a ring per thread or a
+//! shared IOCP port, and tests can feed it any sequence of partial
+//! completions, short sends and errors.
+//!
+//! The invariants it keeps:
+//! * recv → send → recv: received bytes are queued, and at most one send is in
+//!   flight, so bytes go back in order.
+//! * A short send is resubmitted from where it stopped.
+//! * Backpressure: when `max_buffered` bytes are held for the peer, receiving
+//!   stops (a multishot receive is cancelled), and resumes once half has been
+//!   sent.
+//! * Closing: every operation in flight is cancelled and its completion reaped
+//!   before the socket is closed, and the connection may be freed only after
+//!   the close completes ([`Conn::is_finished`]), so no buffer is freed while
+//!   the kernel may still use it.
+
+use std::io;
+
+/// An operation the driver must start for this connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// Arm a receive of at most this many bytes.
+    Recv(usize),
+    /// Send `buf[offset..]`.
+    Send {
+        /// The bytes; owned by the operation until it completes.
+        buf: Vec<u8>,
+        /// Where to start.
+        offset: usize,
+    },
+    /// Cancel the receive in flight.
+    CancelRecv,
+    /// Cancel the send in flight.
+    CancelSend,
+    /// Close the socket (nothing is in flight any more).
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvState {
+    /// No receive in flight.
+    Idle,
+    /// A receive is in flight.
+    Armed,
+    /// A receive is in flight and a cancel was asked for.
+    Cancelling,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseState {
+    Open,
+    Closing,
+    Closed,
+}
+
+/// Why a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The peer closed its side and got everything back.
+    PeerClosed,
+    /// A receive or send failed (reset, broken pipe).
+    Error,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Conn {
+    recv: RecvState,
+    /// A multishot receive keeps delivering until cancelled; a one-shot
+    /// receive ends with each completion.
+    multishot: bool,
+    /// Bytes of the send in flight (0 when none is).
+    sending: usize,
+    send_in_flight: bool,
+    cancel_send_asked: bool,
+    /// Received bytes waiting for the send in flight to finish.
+    queued: Vec<u8>,
+    /// A finished send's buffer, kept to avoid an allocation per message.
+    spare: Option<Vec<u8>>,
+    peer_closed: bool,
+    /// Stopped receiving because `max_buffered` bytes are held.
+    paused: bool,
+    end: Option<EndReason>,
+    close: CloseState,
+    max_buffered: usize,
+    /// Below this, a backpressured connection receives again.
+    resume_at: usize,
+    /// Bytes echoed and not yet counted in the server's stats.
+    pub echoed: u64,
+}
+
+/// A new connection's buffers are allocated lazily and freed when idle, so
+/// an idle connection costs only this struct.
+const KEEP_SPARE_UP_TO: usize = 64 * 1024;
+
+impl Conn {
+    /// A connection that receives with multishot operations or not.
+    pub fn new(multishot: bool, max_buffered: usize) -> Self {
+        let max_buffered = max_buffered.max(1);
+        Conn {
+            recv: RecvState::Idle,
+            multishot,
+            sending: 0,
+            send_in_flight: false,
+            cancel_send_asked: false,
+            queued: Vec::new(),
+            spare: None,
+            peer_closed: false,
+            paused: false,
+            end: None,
+            close: CloseState::Open,
+            max_buffered,
+            resume_at: max_buffered / 2,
+            echoed: 0,
+        }
+    }
+
+    /// Start serving: arm the first receive.
+    pub fn start(&mut self, out: &mut Vec<Cmd>) {
+        self.pump(out);
+    }
+
+    /// Bytes held for the peer: queued plus the unsent part of the send in flight.
+    pub fn buffered(&self) -> usize {
+        self.queued.len() + self.sending
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end
+    }
+
+    /// True once the socket is closed and nothing is in flight: the driver
+    /// may free the connection.
+    pub fn is_finished(&self) -> bool {
+        self.close == CloseState::Closed
+    }
+
+    /// True while any operation of this connection is in flight.
+    pub fn has_ops_in_flight(&self) -> bool {
+        self.recv != RecvState::Idle || self.send_in_flight || self.close == CloseState::Closing
+    }
+
+    /// A receive delivered `data`. `more` is false when the receive operation is over.
+    pub fn on_recv_data(&mut self, data: &[u8], more: bool, out: &mut Vec<Cmd>) {
+        if !more {
+            self.recv = RecvState::Idle;
+        }
+        if self.end.is_none() {
+            self.queued.extend_from_slice(data);
+        }
+        self.pump(out);
+    }
+
+    /// A receive ended with an error or end of stream (`Ok(())` = the peer sent FIN).
+    pub fn on_recv_end(&mut self, result: io::Result<()>, more: bool, out: &mut Vec<Cmd>) {
+        if !more {
+            self.recv = RecvState::Idle;
+        }
+        match result {
+            Ok(()) => self.peer_closed = true,
+            Err(e) if ringport_completion::is_cancelled(&e) => {}
+            // The buffer ring ran dry for a moment: receive again.
+            Err(e) if ringport_completion::is_out_of_buffers(&e) => {}
+            Err(_) => self.fail(EndReason::Error),
+        }
+        self.pump(out);
+    }
+
+    /// The send in flight finished: `buf` is its buffer back, `offset` where it started.
+    pub fn on_send(
+        &mut self,
+        result: io::Result<usize>,
+        mut buf: Vec<u8>,
+        offset: usize,
+        out: &mut Vec<Cmd>,
+    ) {
+        self.send_in_flight = false;
+        self.sending = 0;
+        self.cancel_send_asked = false;
+        match result {
+            Ok(n) if self.end.is_none() && n > 0 && offset + n < buf.len() => {
+                // A short send: the rest goes next, before anything queued.
+                self.echoed += n as u64;
+                self.start_send(buf, offset + n, out);
+            }
+            Ok(n) if n > 0 || offset >= buf.len() => {
+                self.echoed += n as u64;
+                buf.clear();
+                if buf.capacity() <= KEEP_SPARE_UP_TO {
+                    self.spare = Some(buf);
+                }
+            }
+            Ok(_) => self.fail(EndReason::Error),
+            Err(e) if ringport_completion::is_cancelled(&e) => {}
+            Err(_) => self.fail(EndReason::Error),
+        }
+        self.pump(out);
+    }
+
+    /// The close finished.
+    pub fn on_close(&mut self) {
+        self.close = CloseState::Closed;
+    }
+
+    /// The server is stopping: cancel what is in flight, then close.
+    pub fn shutdown(&mut self, out: &mut Vec<Cmd>) {
+        self.fail(EndReason::Shutdown);
+        self.pump(out);
+    }
+
+    fn fail(&mut self, why: EndReason) {
+        if self.end.is_none() {
+            self.end = Some(why);
+        }
+        self.queued = Vec::new();
+        self.spare = None;
+    }
+
+    fn start_send(&mut self, buf: Vec<u8>, offset: usize, out: &mut Vec<Cmd>) {
+        self.sending = buf.len() - offset;
+        self.send_in_flight = true;
+        out.push(Cmd::Send { buf, offset });
+    }
+
+    /// Decide what to start next. Called after every event.
+    fn pump(&mut self, out: &mut Vec<Cmd>) {
+        if self.close != CloseState::Open {
+            return;
+        }
+        if self.end.is_some() {
+            if self.recv == RecvState::Armed {
+                self.recv = RecvState::Cancelling;
+                out.push(Cmd::CancelRecv);
+            }
+            if self.send_in_flight && !self.cancel_send_asked {
+                self.cancel_send_asked = true;
+                out.push(Cmd::CancelSend);
+            }
+            if !self.has_ops_in_flight() {
+                self.close = CloseState::Closing;
+                out.push(Cmd::Close);
+            }
+            return;
+        }
+        if !self.send_in_flight && !self.queued.is_empty() {
+            let next = self.spare.take().unwrap_or_default();
+            let buf = std::mem::replace(&mut self.queued, next);
+            self.start_send(buf, 0, out);
+        }
+        // Backpressure with hysteresis: stop at the cap, resume once half of
+        // it has drained, so a slow reader does not cost one tiny receive per
+        // send completion.
+        let buffered = self.buffered();
+        if buffered >= self.max_buffered {
+            self.paused = true;
+        } else if self.paused && buffered <= self.resume_at {
+            self.paused = false;
+        }
+        match self.recv {
+            RecvState::Idle if !self.peer_closed && !self.paused => {
+                self.recv = RecvState::Armed;
+                out.push(Cmd::Recv(self.max_buffered - buffered));
+            }
+            RecvState::Armed if self.multishot && self.paused => {
+                self.recv = RecvState::Cancelling;
+                out.push(Cmd::CancelRecv);
+            }
+            _ => {}
+        }
+        if self.peer_closed
+            && !self.send_in_flight
+            && self.queued.is_empty()
+            && self.recv == RecvState::Idle
+        {
+            // Everything owed has been sent: close, and the peer sees EOF
+            // right after its last byte.
+            self.end = Some(EndReason::PeerClosed);
+            self.close = CloseState::Closing;
+            out.push(Cmd::Close);
+        }
+        if self.queued.is_empty()
+            && !self.send_in_flight
+            && self.queued.capacity() > KEEP_SPARE_UP_TO
+        {
+            self.queued = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sends(out: &[Cmd]) -> Vec<(Vec<u8>, usize)> {
+        out.iter()
+            .filter_map(|c| match c {
+                Cmd::Send { buf, offset } => Some((buf.clone(), *offset)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recv_then_send_then_recv() {
+        let mut c = Conn::new(false, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        assert_eq!(out, vec![Cmd::Recv(1024)]);
+        out.clear();
+        c.on_recv_data(b"hello", false, &mut out);
+        assert_eq!(sends(&out), vec![(b"hello".to_vec(), 0)]);
+        assert!(out.iter().any(|c| matches!(c, Cmd::Recv(_))), "{out:?}");
+    }
+
+    #[test]
+    fn short_send_resumes_from_the_right_offset_before_queued_bytes() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"abcdef", true, &mut out);
+        out.clear();
+        c.on_recv_data(b"XYZ", true, &mut out);
+        assert!(sends(&out).is_empty(), "one send at a time");
+        c.on_send(Ok(2), b"abcdef".to_vec(), 0, &mut out);
+        assert_eq!(sends(&out), vec![(b"abcdef".to_vec(), 2)]);
+        out.clear();
+        c.on_send(Ok(4), b"abcdef".to_vec(), 2, &mut out);
+        assert_eq!(sends(&out), vec![(b"XYZ".to_vec(), 0)]);
+        assert_eq!(c.echoed, 6);
+    }
+
+    #[test]
+    fn multishot_receive_is_cancelled_at_the_cap_and_rearmed_after_draining() {
+        let mut c = Conn::new(true, 100);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(&[1; 60], true, &mut out);
+        out.clear();
+        c.on_recv_data(&[2; 60], true, &mut out);
+        assert!(out.contains(&Cmd::CancelRecv), "{out:?}");
+        out.clear();
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert!(
+            !out.iter().any(|c| matches!(c, Cmd::Recv(_))),
+            "still over the cap: {out:?}"
+        );
+        c.on_send(Ok(60), vec![1; 60], 0, &mut out);
+        // The queued 60 bytes now go out; 60 held ≥ resume point 50: no receive yet.
+        assert!(!out.iter().any(|c| matches!(c, Cmd::Recv(_))), "{out:?}");
+        out.clear();
+        c.on_send(Ok(60), vec![2; 60], 0, &mut out);
+        assert!(
+            out.iter().any(|c| matches!(c, Cmd::Recv(_))),
+            "drained: receive again: {out:?}"
+        );
+    }
+
+    #[test]
+    fn one_shot_receive_asks_only_for_the_room_left() {
+        let mut c = Conn::new(false, 100);
+        let mut out = vec![];
+        c.start(&mut out);
+        out.clear();
+        c.on_recv_data(&[0; 30], false, &mut out);
+        assert!(out.contains(&Cmd::Recv(70)), "{out:?}");
+    }
+
+    #[test]
+    fn half_close_sends_everything_owed_then_closes() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"last words", true, &mut out);
+        out.clear();
+        c.on_recv_end(Ok(()), false, &mut out);
+        assert!(!out.contains(&Cmd::Close), "a send is still in flight");
+        c.on_send(Ok(10), b"last words".to_vec(), 0, &mut out);
+        assert_eq!(out.last(), Some(&Cmd::Close));
+        assert_eq!(c.end_reason(), Some(EndReason::PeerClosed));
+        assert!(!c.is_finished());
+        c.on_close();
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn reset_cancels_in_flight_ops_and_closes_only_after_reaping_them() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"data", true, &mut out);
+        out.clear();
+        // The multishot receive fails with ECONNRESET while the send is in flight.
+        c.on_recv_end(
+            Err(io::Error::from(io::ErrorKind::ConnectionReset)),
+            false,
+            &mut out,
+        );
+        assert_eq!(out, vec![Cmd::CancelSend]);
+        out.clear();
+        c.on_send(
+            Err(ringport_completion::cancelled_error()),
+            b"data".to_vec(),
+            0,
+            &mut out,
+        );
+        assert_eq!(out, vec![Cmd::Close]);
+    }
+
+    #[test]
+    fn shutdown_cancels_both_and_closes_once() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"x", true, &mut out);
+        out.clear();
+        c.shutdown(&mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv, Cmd::CancelSend]);
+        out.clear();
+        c.shutdown(&mut out);
+        assert!(out.is_empty(), "asked once");
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert!(out.is_empty());
+        c.on_send(Ok(1), b"x".to_vec(), 0, &mut out);
+        assert_eq!(out, vec![Cmd::Close]);
+        assert_eq!(c.end_reason(), Some(EndReason::Shutdown));
+    }
+
+    #[test]
+    fn a_zero_byte_send_is_an_error_not_a_loop() {
+        let mut c = Conn::new(false, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"abc", false, &mut out);
+        out.clear();
+        c.on_send(Ok(0), b"abc".to_vec(), 0, &mut out);
+        assert_eq!(c.end_reason(), Some(EndReason::Error));
+    }
+}
