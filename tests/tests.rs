@@ -7,5 +7,6 @@
 mod util;
 
 mod cli;
+mod completion;
 mod echo;
 mod stress;

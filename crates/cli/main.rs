@@ -45,6 +45,7 @@ impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_fd_limit();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
         Command::Client(a) => client::run(a),
@@ -66,6 +67,15 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// Servers and load generators hold a descriptor per connection: lift the
+/// soft limit to the hard one, as a demanding user would by hand.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("ringport: warning: cannot raise the open-file limit: {e}");
     }
 }
 

@@ -37,14 +37,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let (model, why) = a.model.resolve();
     if let Some(why) = why {
-        println!("model auto: {why}");
+        // stderr: stdout's first line is reserved for the readiness line.
+        eprintln!("ringport: model auto: {why}");
     }
     let server = match Server::bind(model, a.listen, config) {
         Ok(s) => s,
+        // The user can fix these by choosing another address or model: exit 2.
         Err(
-            e @ ServerError::Listen(
+            e @ (ServerError::Listen(
                 ListenError::AddrInUse { .. } | ListenError::AddrNotAvailable { .. },
-            ),
+            )
+            | ServerError::CompletionUnavailable(_)),
         ) => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e.into()),
     };

@@ -21,6 +21,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub model: String,
     stdout_rest: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -31,15 +32,34 @@ impl Server {
     }
 
     pub fn start_on(model: &str, listen: &str, extra: &[&str]) -> Server {
-        let mut child = ringport()
-            .args(["serve", "--model", model, "--listen", listen])
-            .args(extra)
+        let mut cmd = ringport();
+        cmd.args(["serve", "--model", model, "--listen", listen])
+            .args(extra);
+        Self::start_cmd(cmd, model)
+    }
+
+    /// Start a prepared `ringport serve …` command.
+    pub fn start_cmd(mut cmd: Command, model: &str) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start ringport serve");
         let stdout = child.stdout.take().unwrap();
+        // Keep stderr for assertions, and pass it on so failures show it.
+        let stderr_buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr_buf.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[server] {line}");
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -69,6 +89,7 @@ impl Server {
             addr,
             model: model.to_string(),
             stdout_rest: rx,
+            stderr: stderr_buf,
         }
     }
 
@@ -91,6 +112,23 @@ impl Server {
         let took = t.elapsed();
         let rest: Vec<String> = self.stdout_rest.try_iter().collect();
         (status, took, rest.join("\n"))
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait (bounded) until stderr contains `needle`; returns all of stderr.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.stderr();
+            if s.contains(needle) || Instant::now() >= deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -122,8 +160,14 @@ pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatu
 
 /// Run `ringport ARGS` to completion (bounded), returning status, stdout, stderr.
 pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = ringport()
-        .args(args)
+    let mut cmd = ringport();
+    cmd.args(args);
+    run_cmd(cmd)
+}
+
+/// Run a prepared command to completion (bounded).
+pub fn run_cmd(mut cmd: Command) -> (ExitStatus, String, String) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -174,4 +218,75 @@ pub fn echo_concurrently(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Resident memory of a process in KiB (Linux).
+#[cfg(target_os = "linux")]
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Make `cmd` run with `io_uring_setup(2)` failing with EPERM, as under a
+/// container's seccomp policy, so the fallback paths can be tested for real.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub fn deny_io_uring(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const IO_URING_SETUP: u32 = 425; // the same number on x86_64 and aarch64
+                                     // SAFETY: the closure runs in the child between fork and exec and only
+                                     // makes two prctl calls on data that lives on its own stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let filter = [
+                // A = seccomp_data.nr
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: IO_URING_SETUP,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut _,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

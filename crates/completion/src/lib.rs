@@ -174,14 +174,16 @@ impl Default for PortConfig {
 #[error("{message}")]
 pub struct UnavailableError {
     message: String,
-    /// The error from the kernel.
-    #[source]
-    pub source: io::Error,
+    /// The error from the kernel (already described in the message).
+    pub os_error: io::Error,
 }
 
 impl UnavailableError {
     pub(crate) fn new(message: String, source: io::Error) -> Self {
-        UnavailableError { message, source }
+        UnavailableError {
+            message,
+            os_error: source,
+        }
     }
 }
 

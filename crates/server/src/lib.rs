@@ -78,7 +78,7 @@ pub enum ServerError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     /// io_uring (or the platform's completion port) cannot be used here.
-    #[error("{0}")]
+    #[error(transparent)]
     CompletionUnavailable(#[from] ringport_completion::UnavailableError),
     /// Any other I/O failure that stops the whole server.
     #[error("{context}: {source}")]

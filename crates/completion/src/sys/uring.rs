@@ -280,6 +280,10 @@ impl BufRing {
         // Otherwise the kernel may still own it: leak.
     }
 
+    /// Give up the memory without freeing it (the kernel may still use it).
+    /// `BufRing` has no `Drop`: only `unregister` frees.
+    fn leak(self) {}
+
     fn free(&mut self) {
         // SAFETY: allocated in `new` with these layouts, and the kernel no
         // longer references them (unregistered, or never registered).
@@ -700,7 +704,9 @@ impl Drop for Port {
         if self.in_flight > 0 {
             // The kernel may still write into these: never free them.
             std::mem::forget(std::mem::take(&mut self.ops));
-            std::mem::forget(self.bufring.take());
+            if let Some(r) = self.bufring.take() {
+                r.leak();
+            }
             return;
         }
         if let Some(r) = self.bufring.take() {

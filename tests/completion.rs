@@ -1,0 +1,136 @@
+//! What only the completion model must show: scale, bulk, backpressure, and
+//! a clear answer when io_uring is not allowed.
+
+use crate::util::{echo_concurrently, pattern, run, Server, WAIT};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_thousand_concurrent_connections_all_verified() {
+    let server = Server::start("completion", &[]);
+    let addr = server.addr.to_string();
+    let (status, out, err) = run(&[
+        "stress",
+        &addr,
+        "--connections",
+        "1000",
+        "--count",
+        "10",
+        "--json",
+        "-",
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["messages_verified"], 10_000, "{json}");
+}
+
+#[test]
+fn eight_connections_each_echo_16mib_in_parallel() {
+    let server = Server::start("completion", &[]);
+    let handles: Vec<_> = (0..8u8)
+        .map(|i| {
+            let s = server.connect();
+            std::thread::spawn(move || {
+                let data = pattern(16 << 20, i);
+                let back = echo_concurrently(&s, &data);
+                assert!(back == data, "connection {i}: 16 MiB echo differs");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_client_that_never_reads_is_capped_and_others_are_still_served() {
+    use crate::util::rss_kib;
+    let server = Server::start("completion", &[]);
+    let pid = server.child.id();
+    // Let the server settle, then take its baseline.
+    let mut warm = server.connect();
+    warm.write_all(b"warm").unwrap();
+    let mut b = [0u8; 4];
+    warm.read_exact(&mut b).unwrap();
+    let before = rss_kib(pid);
+
+    let hog = server.connect();
+    hog.set_nonblocking(true).unwrap();
+    let chunk = vec![0x5a; 1 << 20];
+    let mut sent = 0usize;
+    let mut stalled_since: Option<Instant> = None;
+    let deadline = Instant::now() + WAIT;
+    // Push up to 64 MiB; stop once the server has not taken a byte for 1 s.
+    while sent < 64 << 20 && Instant::now() < deadline {
+        match (&hog).write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                stalled_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after.saturating_sub(before) < 64 * 1024,
+        "server RSS grew by {} KiB after {sent} unread bytes",
+        after - before
+    );
+    // Another client is served while the hog is stuck.
+    let mut other = server.connect();
+    other.write_all(b"still serving").unwrap();
+    let mut back = [0u8; 13];
+    other.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still serving");
+    drop(hog);
+}
+
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod without_io_uring {
+    use crate::util::{deny_io_uring, ringport, run_cmd, Server};
+    use std::io::{Read, Write};
+
+    #[test]
+    fn completion_exits_2_naming_the_cause_and_suggesting_epoll() {
+        let mut cmd = ringport();
+        cmd.args(["serve", "--model", "completion", "--listen", "127.0.0.1:0"]);
+        deny_io_uring(&mut cmd);
+        let (status, out, err) = run_cmd(cmd);
+        assert_eq!(status.code(), Some(2), "{out}{err}");
+        assert!(err.contains("io_uring is unavailable"), "{err}");
+        assert!(err.contains("EPERM"), "{err}");
+        assert!(err.contains("--model epoll"), "{err}");
+        assert!(!out.contains("listening on"), "{out}");
+    }
+
+    #[test]
+    fn auto_falls_back_and_says_so() {
+        let mut cmd = ringport();
+        cmd.args(["serve", "--model", "auto", "--listen", "127.0.0.1:0"]);
+        deny_io_uring(&mut cmd);
+        let server = Server::start_cmd(cmd, "auto");
+        let mut s = server.connect();
+        s.write_all(b"ok?").unwrap();
+        let mut b = [0u8; 3];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ok?");
+        let err = server.wait_stderr("io_uring is unavailable");
+        assert!(
+            err.contains("model auto: using") && err.contains("io_uring is unavailable"),
+            "{err}"
+        );
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert!(status.success(), "{out}");
+    }
+}
