@@ -1,0 +1,166 @@
+//! The port contract, checked over loopback sockets: every backend must pass
+//! these (on Windows they run under Wine).
+
+use ringport_completion::{is_cancelled, raw_listener, Completion, OpKind, Port, PortConfig};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Wait (bounded) until a completion of `kind` arrives; returns it and
+/// releases every other one.
+fn next(port: &mut Port, kind: OpKind) -> Completion {
+    let deadline = Instant::now() + WAIT;
+    let mut batch = Vec::new();
+    let mut found = None;
+    while found.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no {kind:?} completion within {WAIT:?}"
+        );
+        port.wait(&mut batch, Some(Duration::from_millis(100)), None)
+            .unwrap();
+        for c in batch.drain(..) {
+            if c.kind == kind && found.is_none() {
+                found = Some(c);
+            } else {
+                let _ = port.release(c);
+            }
+        }
+    }
+    found.unwrap()
+}
+
+fn accepted(port: &mut Port) -> (TcpStream, ringport_completion::RawSocket) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    port.accept(raw_listener(&listener), 7);
+    let client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let c = next(port, OpKind::Accept);
+    assert_eq!(c.token, 7);
+    let socket = *c.result.as_ref().expect("accept succeeds") as ringport_completion::RawSocket;
+    let _ = port.release(c);
+    // The listener may go: the accepted socket lives on.
+    std::mem::forget(listener);
+    (client, socket)
+}
+
+#[test]
+fn accept_recv_send_close_round_trip() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (mut client, socket) = accepted(&mut port);
+    client.write_all(b"ping").unwrap();
+    let recv_op = port.recv(socket, 1, 1024);
+    let c = next(&mut port, OpKind::Recv);
+    assert_eq!(c.token, 1);
+    assert_eq!(port.data(&c), b"ping");
+    let _ = port.release(c);
+
+    port.send(socket, 2, b"xxpong".to_vec(), 2);
+    let c = next(&mut port, OpKind::Send);
+    assert_eq!(*c.result.as_ref().unwrap(), 4);
+    let buf = port.release(c).expect("a send gives its buffer back");
+    assert_eq!(buf, b"xxpong");
+    let mut back = [0u8; 4];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pong");
+
+    // A multishot receive is still armed: cancel it and reap it before the
+    // close, or the kernel's reference would keep the socket open.
+    if port.features().multishot_recv {
+        port.cancel(recv_op);
+        let c = next(&mut port, OpKind::Recv);
+        assert!(!c.more);
+        let _ = port.release(c);
+    }
+    port.close(socket, 3);
+    let c = next(&mut port, OpKind::Close);
+    assert!(c.result.is_ok());
+    let _ = port.release(c);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+}
+
+#[test]
+fn peer_close_is_a_zero_byte_receive() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (client, socket) = accepted(&mut port);
+    port.recv(socket, 1, 1024);
+    drop(client);
+    let c = next(&mut port, OpKind::Recv);
+    assert_eq!(*c.result.as_ref().unwrap(), 0);
+    assert!(!c.more);
+    let _ = port.release(c);
+    port.close(socket, 3);
+    let _ = next(&mut port, OpKind::Close);
+}
+
+#[test]
+fn a_cancelled_receive_still_completes_and_says_so() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (_client, socket) = accepted(&mut port);
+    let before = port.in_flight();
+    let op = port.recv(socket, 1, 1024);
+    // Make sure the receive is really pending in the kernel first.
+    let mut batch = Vec::new();
+    port.wait(&mut batch, Some(Duration::from_millis(50)), None)
+        .unwrap();
+    assert!(batch.is_empty());
+    port.cancel(op);
+    let c = next(&mut port, OpKind::Recv);
+    let err = c.result.as_ref().expect_err("cancelled");
+    assert!(is_cancelled(err), "{err}");
+    assert!(!c.more);
+    let _ = port.release(c);
+    assert_eq!(port.in_flight(), before, "the receive is over");
+    port.close(socket, 3);
+    let _ = next(&mut port, OpKind::Close);
+}
+
+#[test]
+fn a_waker_from_another_thread_ends_the_wait() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let waker = port.waker();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        waker.wake();
+    });
+    let c = next(&mut port, OpKind::Wake);
+    assert_eq!(c.token, ringport_completion::reserved::WAKE);
+    let _ = port.release(c);
+    t.join().unwrap();
+}
+
+#[test]
+fn a_large_send_completes_with_the_whole_or_a_short_count() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (client, socket) = accepted(&mut port);
+    let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let reader = std::thread::spawn(move || {
+        let mut c = client;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while got.len() < 8 << 20 {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    // Resubmit from the right offset until everything is sent.
+    let mut offset = 0;
+    let mut buf = data.clone();
+    while offset < buf.len() {
+        port.send(socket, 1, buf, offset);
+        let c = next(&mut port, OpKind::Send);
+        let n = *c.result.as_ref().unwrap();
+        assert!(n > 0);
+        offset += n;
+        buf = port.release(c).unwrap();
+    }
+    assert!(reader.join().unwrap() == data);
+    port.close(socket, 3);
+    let _ = next(&mut port, OpKind::Close);
+}
