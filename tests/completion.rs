@@ -134,3 +134,28 @@ mod without_io_uring {
         assert!(status.success(), "{out}");
     }
 }
+
+mod handoff {
+    //! The acceptor-thread variant of spreading connections.
+    use crate::util::{run, Server, WAIT};
+
+    #[test]
+    fn fifty_connections_of_200_messages_all_verified() {
+        let server = Server::start("completion", &["--spread", "handoff", "--workers", "2"]);
+        let addr = server.addr.to_string();
+        let (status, out, err) = run(&["stress", &addr, "-c", "50", "-n", "200", "--json", "-"]);
+        assert!(status.success(), "{out}\n{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["messages_verified"], 10_000, "{json}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sigterm_exits_0_while_the_acceptor_waits() {
+        let server = Server::start("completion", &["--spread", "handoff"]);
+        let _idle = server.connect();
+        let (status, took, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(took < WAIT);
+    }
+}

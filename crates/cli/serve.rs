@@ -1,7 +1,7 @@
 //! `ringport serve`: bind, print the readiness line, serve until a signal.
 
 use crate::{args, signals, UsageError};
-use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Stats};
+use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Spread, Stats};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,15 +18,31 @@ pub struct Args {
     /// Worker threads for the event-driven models [default: number of CPUs].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// How the completion model spreads connections over its workers.
+    #[arg(long, value_enum, value_name = "HOW", default_value = "reuseport")]
+    spread: SpreadArg,
     /// Print each client's events: connected, bytes received, disconnected.
     #[arg(long, short)]
     verbose: bool,
+}
+
+/// `--spread` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SpreadArg {
+    /// One SO_REUSEPORT listener per worker; the kernel picks the worker.
+    Reuseport,
+    /// One acceptor thread hands connections to the workers in turn.
+    Handoff,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(a.verbose);
     let mut config = Config {
         verbose: a.verbose,
+        spread: match a.spread {
+            SpreadArg::Reuseport => Spread::ReusePort,
+            SpreadArg::Handoff => Spread::Handoff,
+        },
         ..Config::default()
     };
     if let Some(n) = a.workers {

@@ -300,6 +300,11 @@ pub fn raw_listener(listener: &std::net::TcpListener) -> RawSocket {
     sys::raw_listener(listener)
 }
 
+/// Take ownership of an accepted std stream's socket, to drive it through a port.
+pub fn into_raw_socket(stream: std::net::TcpStream) -> RawSocket {
+    sys::into_raw_socket(stream)
+}
+
 /// Close a socket at once, outside the port (for a connection refused before
 /// any operation was submitted on it).
 pub fn close_now(socket: RawSocket) {

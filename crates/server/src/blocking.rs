@@ -166,7 +166,7 @@ impl OpenConnections {
 
 /// Wake a thread blocked in `accept` on `listener`. On Linux `shutdown(2)`
 /// on a listening socket does it; elsewhere a connection to ourselves does.
-fn interrupt_accept(listener: &TcpListener) {
+pub(crate) fn interrupt_accept(listener: &TcpListener) {
     if SockRef::from(listener).shutdown(How::Both).is_ok() && cfg!(target_os = "linux") {
         return;
     }

@@ -53,6 +53,20 @@ pub struct Config {
     /// Wait up to this long for more completions before handling a batch
     /// (completion model only; `None` handles them at once).
     pub coalesce: Option<Duration>,
+    /// How the completion model spreads connections over its workers.
+    pub spread: Spread,
+}
+
+/// How connections reach the workers of the completion model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spread {
+    /// One `SO_REUSEPORT` listener per worker, each with its own (multishot)
+    /// accept: the kernel hashes each new connection to a worker.
+    #[default]
+    ReusePort,
+    /// One acceptor thread takes every connection and hands them to the
+    /// workers in turn, waking each through its port.
+    Handoff,
 }
 
 impl Default for Config {
@@ -62,6 +76,7 @@ impl Default for Config {
             verbose: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
             coalesce: None,
+            spread: Spread::default(),
         }
     }
 }
@@ -123,7 +138,7 @@ impl Server {
             Model::Completion => Some(completion::Prepared::probe(&config)?),
             _ => None,
         };
-        let listener = if model.wants_reuseport() {
+        let listener = if model.wants_reuseport() && config.spread == Spread::ReusePort {
             listener::bind_reuseport(addr)?
         } else {
             bind(addr)?

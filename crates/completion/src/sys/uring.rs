@@ -748,6 +748,10 @@ pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {
     l.as_raw_fd()
 }
 
+pub(crate) fn into_raw_socket(s: std::net::TcpStream) -> RawFd {
+    std::os::fd::IntoRawFd::into_raw_fd(s)
+}
+
 pub(crate) fn close_now(fd: RawFd) {
     // SAFETY: the caller owns `fd` and gives it up here.
     drop(unsafe { OwnedFd::from_raw_fd(fd) });

@@ -15,10 +15,11 @@ mod conn;
 
 use crate::accept::AcceptBackoff;
 use crate::verbose::log_received;
-use crate::{Config, ServerError, Shutdown, Stats};
+use crate::{Config, ServerError, Shutdown, Spread, Stats};
 use conn::{Cmd, Conn, EndReason};
 use ringport_completion::{Completion, Features, OpId, OpKind, Port, PortConfig, RawSocket, Token};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use ringport_completion::UnavailableError;
@@ -66,30 +67,48 @@ pub fn run(
         .local_addr()
         .map_err(|e| ServerError::io("cannot read the listener's address", e))?;
     let workers = config.workers.max(1);
-    let mut listeners = vec![listener];
-    for _ in 1..workers {
-        listeners.push(crate::listener::bind_reuseport(addr)?);
-    }
     if config.verbose {
         tracing::info!("completion port: {}", prepared.features);
         tracing::info!(
-            "completion model: {workers} workers, one port and one SO_REUSEPORT listener each"
+            "completion model: {workers} workers, one port each, spread by {:?}",
+            config.spread
         );
     }
+    // Either every worker accepts on its own SO_REUSEPORT listener, or one
+    // acceptor thread hands connections out through per-worker inboxes.
+    let mut sources: Vec<Source> = Vec::with_capacity(workers);
+    let mut acceptor = None;
+    match config.spread {
+        Spread::ReusePort => {
+            sources.push(Source::Listener(listener));
+            for _ in 1..workers {
+                sources.push(Source::Listener(crate::listener::bind_reuseport(addr)?));
+            }
+        }
+        Spread::Handoff => {
+            let inboxes: Vec<Arc<Inbox>> =
+                (0..workers).map(|_| Arc::new(Inbox::default())).collect();
+            sources.extend(inboxes.iter().cloned().map(Source::Inbox));
+            acceptor = Some((listener, inboxes));
+        }
+    }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = listeners
+        let handles: Vec<_> = sources
             .into_iter()
             .enumerate()
-            .map(|(i, l)| {
+            .map(|(i, source)| {
                 let port_config = prepared.port_config.clone();
                 std::thread::Builder::new()
                     .name(format!("completion-{i}"))
                     .spawn_scoped(scope, move || {
-                        worker(l, &port_config, config, shutdown, stats)
+                        worker(source, &port_config, config, shutdown, stats)
                     })
                     .map_err(|e| ServerError::io("cannot start a worker thread", e))
             })
             .collect();
+        if let Some((listener, inboxes)) = acceptor {
+            hand_off(&listener, &inboxes, shutdown);
+        }
         let mut first_err = None;
         for h in handles {
             let r = match h {
@@ -106,6 +125,41 @@ pub fn run(
     })
 }
 
+/// Where a worker's connections come from.
+enum Source {
+    /// Its own listener, accepted through its port.
+    Listener(TcpListener),
+    /// Sockets accepted by the acceptor thread.
+    Inbox(Arc<Inbox>),
+}
+
+/// Sockets waiting for a worker, and how to wake it.
+#[derive(Default)]
+struct Inbox {
+    sockets: Mutex<Vec<RawSocket>>,
+    waker: Mutex<Option<ringport_completion::Waker>>,
+}
+
+/// The acceptor thread of `Spread::Handoff`: blocking accepts, round robin.
+fn hand_off(listener: &TcpListener, inboxes: &[Arc<Inbox>], shutdown: &Shutdown) {
+    if let Ok(l) = listener.try_clone() {
+        shutdown.on_trigger(move || crate::blocking::interrupt_accept(&l));
+    }
+    let mut next = 0usize;
+    crate::blocking::accept_loop(listener, shutdown, |stream, _peer| {
+        let inbox = &inboxes[next % inboxes.len()];
+        next = next.wrapping_add(1);
+        inbox
+            .sockets
+            .lock()
+            .unwrap()
+            .push(ringport_completion::into_raw_socket(stream));
+        if let Some(w) = inbox.waker.lock().unwrap().as_ref() {
+            w.wake();
+        }
+    });
+}
+
 struct Entry {
     conn: Conn,
     socket: RawSocket,
@@ -118,7 +172,7 @@ struct Entry {
 
 struct Worker<'a> {
     port: Port,
-    listener: TcpListener,
+    source: Source,
     accept_op: Option<OpId>,
     accept_paused_until: Option<Instant>,
     backoff: AcceptBackoff,
@@ -133,7 +187,7 @@ struct Worker<'a> {
 }
 
 fn worker(
-    listener: TcpListener,
+    source: Source,
     port_config: &PortConfig,
     config: &Config,
     shutdown: &Shutdown,
@@ -142,10 +196,15 @@ fn worker(
     // The port is built on the thread that uses it (SINGLE_ISSUER).
     let port = Port::new(port_config)?;
     let waker = port.waker();
+    if let Source::Inbox(inbox) = &source {
+        *inbox.waker.lock().unwrap() = Some(waker.clone());
+        // Sockets that arrived before the waker was set.
+        waker.wake();
+    }
     shutdown.on_trigger(move || waker.wake());
     let mut w = Worker {
         port,
-        listener,
+        source,
         accept_op: None,
         accept_paused_until: None,
         backoff: AcceptBackoff::new(),
@@ -197,8 +256,10 @@ impl Worker<'_> {
             }
             self.accept_paused_until = None;
         }
-        let fd = ringport_completion::raw_listener(&self.listener);
-        self.accept_op = Some(self.port.accept(fd, LISTENER));
+        if let Source::Listener(l) = &self.source {
+            let fd = ringport_completion::raw_listener(l);
+            self.accept_op = Some(self.port.accept(fd, LISTENER));
+        }
     }
 
     fn begin_stop(&mut self) {
@@ -216,68 +277,76 @@ impl Worker<'_> {
 
     fn handle(&mut self, c: Completion) {
         match c.kind {
-            OpKind::Wake => {}
-            OpKind::Accept => self.on_accept(c),
+            OpKind::Wake => self.drain_inbox(),
+            OpKind::Accept => {
+                if !c.more {
+                    self.accept_op = None;
+                }
+                match &c.result {
+                    Ok(fd) => self.add_connection(*fd as RawSocket),
+                    Err(e) if ringport_completion::is_cancelled(e) => {}
+                    Err(e) => {
+                        if let Some(pause) = self.backoff.on_error(e) {
+                            // A multishot accept ends on error; it is re-armed after the pause.
+                            self.accept_paused_until = Some(Instant::now() + pause);
+                        }
+                    }
+                }
+                let _ = self.port.release(c);
+            }
             OpKind::Recv => self.on_recv(c),
             OpKind::Send => self.on_send(c),
             OpKind::Close => self.on_close(c),
         }
     }
 
-    fn on_accept(&mut self, c: Completion) {
-        if !c.more {
-            self.accept_op = None;
+    fn drain_inbox(&mut self) {
+        let sockets = match &self.source {
+            Source::Inbox(inbox) => std::mem::take(&mut *inbox.sockets.lock().unwrap()),
+            Source::Listener(_) => return,
+        };
+        for socket in sockets {
+            self.add_connection(socket);
         }
-        match &c.result {
-            Ok(fd) => {
-                let socket = *fd as RawSocket;
-                if self.stopping.is_some() {
-                    ringport_completion::close_now(socket);
-                    return;
-                }
-                let _ = ringport_completion::set_nodelay(socket);
-                let peer = if self.config.verbose {
-                    ringport_completion::peer_addr(socket).ok()
-                } else {
-                    None
-                };
-                if let Some(p) = peer {
-                    tracing::info!("client connected from {p}");
-                }
-                self.stats.connection_opened();
-                let multishot = self.port.features().multishot_recv;
-                let entry = Entry {
-                    conn: Conn::new(multishot, self.config.max_buffered),
-                    socket,
-                    peer,
-                    recv_op: None,
-                    send_op: None,
-                    send_offset: 0,
-                };
-                let idx = match self.free.pop() {
-                    Some(i) => {
-                        self.conns[i] = Some(entry);
-                        i
-                    }
-                    None => {
-                        self.conns.push(Some(entry));
-                        self.conns.len() - 1
-                    }
-                };
-                self.live += 1;
-                self.conns[idx].as_mut().unwrap().conn.start(&mut self.cmds);
-                self.apply(idx);
-            }
-            Err(e) if ringport_completion::is_cancelled(e) => {}
-            Err(e) => {
-                if let Some(pause) = self.backoff.on_error(e) {
-                    // A multishot accept ends on error; it is re-armed after the pause.
-                    self.accept_paused_until = Some(Instant::now() + pause);
-                }
-            }
+    }
+
+    fn add_connection(&mut self, socket: RawSocket) {
+        if self.stopping.is_some() {
+            ringport_completion::close_now(socket);
+            return;
         }
-        // Release is a no-op for accepts, but keeps the contract uniform.
-        let _ = self.port.release(c);
+        let _ = ringport_completion::set_nodelay(socket);
+        let peer = if self.config.verbose {
+            ringport_completion::peer_addr(socket).ok()
+        } else {
+            None
+        };
+        if let Some(p) = peer {
+            tracing::info!("client connected from {p}");
+        }
+        self.stats.connection_opened();
+        let multishot = self.port.features().multishot_recv;
+        let entry = Entry {
+            conn: Conn::new(multishot, self.config.max_buffered),
+            socket,
+            peer,
+            recv_op: None,
+            send_op: None,
+            send_offset: 0,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.conns[i] = Some(entry);
+                i
+            }
+            None => {
+                self.conns.push(Some(entry));
+                self.conns.len() - 1
+            }
+        };
+        self.live += 1;
+        self.conns[idx].as_mut().unwrap().conn.start(&mut self.cmds);
+        self.apply(idx);
     }
 
     fn on_recv(&mut self, mut c: Completion) {
