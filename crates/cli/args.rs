@@ -57,6 +57,35 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_socket_address_parses_back_to_itself(addr in any::<SocketAddr>()) {
+            // Scope ids and flow info are not part of the text form.
+            let addr = match addr {
+                SocketAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(*a.ip(), a.port(), 0, 0)),
+                a => a,
+            };
+            prop_assert_eq!(socket_addr(&addr.to_string()).unwrap(), addr);
+        }
+
+        #[test]
+        fn garbage_addresses_are_errors_not_panics(s in "[^:]{0,40}") {
+            prop_assert!(socket_addr(&s).is_err());
+        }
+
+        #[test]
+        fn durations_scale_by_their_unit(n in 0u64..1_000_000, unit in prop::sample::select(vec![("us", 1u64), ("ms", 1_000), ("s", 1_000_000)])) {
+            let d = duration(&format!("{n}{}", unit.0)).unwrap();
+            prop_assert_eq!(d.as_micros() as u64, n * unit.1);
+        }
+
+        #[test]
+        fn any_text_is_a_duration_or_an_error(s in ".{0,20}") {
+            let _ = duration(&s);
+        }
+    }
 
     #[test]
     fn addresses_of_every_form() {

@@ -321,6 +321,7 @@ pub(crate) struct Port {
     wake_fd: Arc<OwnedFd>,
     wake_armed: bool,
     recv_pool: Vec<Vec<u8>>,
+    cqes: Vec<cqueue::Entry>,
 }
 
 impl Port {
@@ -361,6 +362,7 @@ impl Port {
             wake_fd,
             wake_armed: false,
             recv_pool: Vec::new(),
+            cqes: Vec::with_capacity(256),
         };
         port.arm_wake();
         Ok(port)
@@ -601,8 +603,12 @@ impl Port {
     }
 
     fn reap(&mut self, out: &mut Vec<Completion>) {
-        let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-        for cqe in cqes {
+        // Copy the CQEs out first (they are 16 bytes each), so the ring's
+        // head advances before handling, and reuse the vector across waits.
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        cqes.extend(self.ring.completion());
+        for cqe in cqes.iter() {
             let ud = cqe.user_data();
             if ud == CANCEL_UD {
                 continue;
@@ -641,6 +647,7 @@ impl Port {
                 buf,
             });
         }
+        self.cqes = cqes;
     }
 
     pub(crate) fn data<'a>(&'a self, c: &'a Completion) -> &'a [u8] {
