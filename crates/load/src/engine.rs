@@ -417,7 +417,7 @@ impl Worker<'_> {
         while conn.in_flight.len() < self.config.pipeline {
             let more = match self.config.stop {
                 StopWhen::Count(n) => conn.next_k <= n,
-                StopWhen::Duration(_) => self.deadline.is_none_or(|d| now < d),
+                StopWhen::Duration(_) => self.deadline.map_or(true, |d| now < d),
             };
             if !more {
                 break;
