@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Flags of `ringport serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The architecture: blocking, threaded.
+    /// The architecture: blocking, threaded, epoll, tokio.
     #[arg(long, short, value_name = "M", default_value = "threaded")]
     model: Model,
     /// The address to accept on: HOST:PORT, [::1]:PORT; port 0 picks a free one.

@@ -16,17 +16,17 @@
 mod accept;
 pub mod blocking;
 // pub mod completion;
-// pub mod epoll;
+pub mod epoll;
 mod listener;
 mod model;
 mod shutdown;
 mod stats;
 pub mod threaded;
-// pub mod tokio;
+pub mod tokio;
 mod verbose;
 
 pub use accept::AcceptBackoff;
-pub use listener::{bind, bind_reuseport, ListenError};
+pub use listener::{bind, bind_group, bind_reuseport, join_group, ListenError};
 pub use model::{Model, ParseModelError};
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};
@@ -113,7 +113,11 @@ impl Server {
         // The completion model checks the kernel before it binds, so an
         // unusable io_uring is reported as such, not as a later failure.
         let prepared = None;
-        let listener = bind(addr)?;
+        let listener = if model.wants_reuseport() {
+            bind_group(addr)?
+        } else {
+            bind(addr)?
+        };
         Ok(Server {
             model,
             listener,
@@ -147,6 +151,8 @@ impl Server {
         match model {
             Model::Blocking => blocking::run(listener, &config, &shutdown, stats),
             Model::Threaded => threaded::run(listener, &config, &shutdown, stats),
+            Model::Epoll => epoll::run(listener, &config, &shutdown, stats),
+            Model::Tokio => tokio::run(listener, &config, &shutdown, stats),
         }
     }
 }

@@ -10,18 +10,31 @@ pub enum Model {
     Blocking,
     /// One OS thread per client: the article's second server.
     Threaded,
+    /// Readiness: a mio (epoll) loop per worker thread, non-blocking sockets.
+    Epoll,
+    /// Readiness through tokio: a task per client on a multi-thread runtime.
+    Tokio,
 }
 
 impl Model {
     /// Every model that can be named on the command line, in the order they are documented.
-    pub const ALL: &'static [Model] = &[Model::Blocking, Model::Threaded];
+    pub const ALL: &'static [Model] =
+        &[Model::Blocking, Model::Threaded, Model::Epoll, Model::Tokio];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Model::Blocking => "blocking",
             Model::Threaded => "threaded",
+            Model::Epoll => "epoll",
+            Model::Tokio => "tokio",
         }
+    }
+
+    /// Whether each worker accepts on its own listener of a `SO_REUSEPORT`
+    /// group, so the first listener must be made for one.
+    pub fn wants_reuseport(self) -> bool {
+        matches!(self, Model::Epoll)
     }
 
     /// Turn `auto` into a concrete model. The second value says why, for `auto` only.
