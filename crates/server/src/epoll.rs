@@ -171,6 +171,13 @@ impl<'a> Worker<'a> {
     }
 
     fn run(mut self) -> Result<(), ServerError> {
+        let result = self.serve();
+        // On shutdown and on a fatal error alike, every client is closed and counted.
+        self.close_all();
+        result
+    }
+
+    fn serve(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         while !self.shutdown.is_triggered() {
             // While accepting is paused, wake up in time to resume it.
@@ -180,10 +187,7 @@ impl<'a> Worker<'a> {
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.close_all();
-                    return Err(ServerError::io("waiting for socket events failed", e));
-                }
+                Err(e) => return Err(ServerError::io("waiting for socket events failed", e)),
             }
             for event in events.iter() {
                 match event.token() {
@@ -201,7 +205,6 @@ impl<'a> Worker<'a> {
             }
             self.stats.add_bytes(std::mem::take(&mut self.echoed));
         }
-        self.close_all();
         Ok(())
     }
 
