@@ -691,7 +691,7 @@ mod tests {
             h.fake().incoming.extend(&data);
             h.fake().fin = fin;
             let mut finished = false;
-            for room in rooms.iter().copied().chain(std::iter::repeat(usize::MAX).take(2)) {
+            for room in rooms.iter().copied().chain([usize::MAX; 2]) {
                 h.fake().write_room = room;
                 finished = h.event() == Step::Finished;
                 prop_assert!(h.conn.owed.len() <= cap);
