@@ -1,6 +1,6 @@
 //! Bad input gets a clear message and the right exit code.
 
-use crate::util::{free_port, run};
+use crate::util::{free_port, run, Server};
 
 #[test]
 fn unknown_model_exits_2_and_lists_the_models() {
@@ -56,4 +56,22 @@ fn stress_against_a_closed_port_exits_1_with_counts() {
     let (status, out, err) = run(&["stress", &addr, "-c", "3", "-n", "5"]);
     assert_eq!(status.code(), Some(1), "{out}{err}");
     assert!(err.contains("0 of 15"), "{err}");
+}
+
+/// The epoll model listens with SO_REUSEPORT, which on its own would let a
+/// second server join the first one's port and silently take half its
+/// clients. It must be refused like any other port in use.
+#[test]
+fn a_second_epoll_server_on_the_same_port_exits_2() {
+    let first = Server::start("epoll", &[]);
+    let addr = first.addr.to_string();
+    for model in ["epoll", "tokio"] {
+        let (status, out, err) = run(&["serve", "--model", model, "--listen", &addr]);
+        assert_eq!(status.code(), Some(2), "{model}: {err}");
+        assert!(
+            err.contains(&addr) && err.contains("in use"),
+            "{model}: {err}"
+        );
+        assert!(!out.contains("listening on"), "{model}: {out}");
+    }
 }

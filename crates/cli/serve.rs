@@ -9,7 +9,8 @@ use std::process::ExitCode;
 /// Flags of `ringport serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The architecture: blocking, threaded, completion, or auto (completion where io_uring works).
+    /// The architecture: blocking, threaded, epoll, tokio, completion, or auto
+    /// (completion where io_uring works, else epoll).
     #[arg(long, short, value_name = "M", default_value = "auto")]
     model: Model,
     /// The address to accept on: HOST:PORT, [::1]:PORT; port 0 picks a free one.

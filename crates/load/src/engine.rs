@@ -417,7 +417,11 @@ impl Worker<'_> {
         while conn.in_flight.len() < self.config.pipeline {
             let more = match self.config.stop {
                 StopWhen::Count(n) => conn.next_k <= n,
-                StopWhen::Duration(_) => self.deadline.is_none_or(|d| now < d),
+                // Not `is_none_or`, which is newer than the MSRV.
+                StopWhen::Duration(_) => match self.deadline {
+                    Some(d) => now < d,
+                    None => true,
+                },
             };
             if !more {
                 break;

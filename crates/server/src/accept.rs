@@ -33,10 +33,12 @@ impl AcceptBackoff {
             return None;
         }
         let now = Instant::now();
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
+        // Written out rather than `is_none_or`, which is newer than the MSRV.
+        let log_now = match self.last_log {
+            Some(t) => now.duration_since(t) >= Duration::from_secs(1),
+            None => true,
+        };
+        if log_now {
             if self.suppressed > 0 {
                 tracing::warn!(
                     "accept failed: {err} ({} more since the last message); pausing accepts, existing clients are still served",

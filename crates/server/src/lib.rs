@@ -16,19 +16,17 @@
 mod accept;
 pub mod blocking;
 pub mod completion;
-// pub mod epoll;
+pub mod epoll;
 mod listener;
 mod model;
 mod shutdown;
 mod stats;
 pub mod threaded;
-// pub mod tokio;
+pub mod tokio;
 mod verbose;
 
 pub use accept::AcceptBackoff;
-#[cfg(unix)]
-pub use listener::bind_reuseport;
-pub use listener::{bind, ListenError};
+pub use listener::{bind, bind_group, join_group, ListenError};
 pub use model::{Model, ParseModelError};
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};
@@ -138,8 +136,10 @@ impl Server {
             Model::Completion => Some(completion::Prepared::probe(&config)?),
             _ => None,
         };
-        let listener = if model.wants_reuseport() && config.spread == Spread::ReusePort {
-            listener::bind_reuseport(addr)?
+        let per_worker_listeners = model.wants_reuseport()
+            && (model != Model::Completion || config.spread == Spread::ReusePort);
+        let listener = if per_worker_listeners {
+            bind_group(addr)?
         } else {
             bind(addr)?
         };
@@ -171,9 +171,12 @@ impl Server {
             config,
             prepared,
         } = self;
+        // Only the completion model (not in this build yet) uses what was prepared.
         match model {
             Model::Blocking => blocking::run(listener, &config, &shutdown, stats),
             Model::Threaded => threaded::run(listener, &config, &shutdown, stats),
+            Model::Epoll => epoll::run(listener, &config, &shutdown, stats),
+            Model::Tokio => tokio::run(listener, &config, &shutdown, stats),
             Model::Completion => completion::run(
                 prepared.expect("probed at bind"),
                 listener,

@@ -47,12 +47,57 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
     listen(addr, false)
 }
 
-/// Bind another listener on the same address with `SO_REUSEPORT`, so the
-/// kernel spreads new connections across several listeners (one per worker).
-/// The first listener must have been made with this function too.
+/// The first listener of a group that several workers accept on, each on its
+/// own listener (see [`join_group`]).
+///
+/// On Unix the group is a `SO_REUSEPORT` set, and the kernel spreads new
+/// connections across it. `SO_REUSEPORT` would also let this server join a
+/// group that another server (of the same user) already listens in, silently
+/// sharing its clients; so a fixed port is first checked with a plain bind,
+/// which fails if anyone listens there. The check and the real bind are two
+/// steps, so a server started in between could still slip in; that window is
+/// a few microseconds long. Port 0 needs no check: the kernel never picks a
+/// port that a listener holds.
+pub fn bind_group(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    #[cfg(unix)]
+    {
+        if addr.port() != 0 {
+            probe(addr)?;
+        }
+        listen(addr, true)
+    }
+    #[cfg(not(unix))]
+    listen(addr, false)
+}
+
+/// One more listener for the group that `first` (made by [`bind_group`])
+/// leads, on the same address and port, for one more worker.
+///
+/// Without `SO_REUSEPORT` the workers share `first`'s accept queue through a
+/// duplicated handle instead: each is woken for a new connection, one wins
+/// the accept and the others see `WouldBlock`.
+pub fn join_group(first: &TcpListener) -> Result<TcpListener, ListenError> {
+    // The resolved address: with port 0 asked for, the port the kernel picked.
+    let addr = first.local_addr().expect("a bound listener has an address");
+    #[cfg(unix)]
+    return listen(addr, true);
+    #[cfg(not(unix))]
+    return first.try_clone().map_err(|e| ListenError::new(addr, e));
+}
+
+/// Fail as a plain listener would if `addr` is already listened on.
 #[cfg(unix)]
-pub fn bind_reuseport(addr: SocketAddr) -> Result<TcpListener, ListenError> {
-    listen(addr, true)
+fn probe(addr: SocketAddr) -> Result<(), ListenError> {
+    let err = |e| ListenError::new(addr, e);
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    // Same options as the real listener, so TIME_WAIT leftovers do not fail
+    // the check while a live listener does.
+    socket.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.bind(&addr.into()).map_err(err)
 }
 
 fn listen(addr: SocketAddr, reuseport: bool) -> Result<TcpListener, ListenError> {

@@ -10,6 +10,10 @@ pub enum Model {
     Blocking,
     /// One OS thread per client: the article's second server.
     Threaded,
+    /// Readiness: a mio (epoll) loop per worker thread, non-blocking sockets.
+    Epoll,
+    /// Readiness through tokio: a task per client on a multi-thread runtime.
+    Tokio,
     /// A pool of workers handling completed operations: the article's IOCP
     /// server (io_uring on Linux, IOCP on Windows).
     Completion,
@@ -22,6 +26,8 @@ impl Model {
     pub const ALL: &'static [Model] = &[
         Model::Blocking,
         Model::Threaded,
+        Model::Epoll,
+        Model::Tokio,
         Model::Completion,
         Model::Auto,
     ];
@@ -31,6 +37,8 @@ impl Model {
         match self {
             Model::Blocking => "blocking",
             Model::Threaded => "threaded",
+            Model::Epoll => "epoll",
+            Model::Tokio => "tokio",
             Model::Completion => "completion",
             Model::Auto => "auto",
         }
@@ -46,7 +54,7 @@ impl Model {
                 Model::Completion,
                 Some(format!("using completion ({} is available)", f.backend)),
             ),
-            Err(e) => (Model::Threaded, Some(format!("using threaded: {e}"))),
+            Err(e) => (Model::Epoll, Some(format!("using epoll: {e}"))),
         }
     }
 
@@ -58,7 +66,7 @@ impl Model {
     /// Whether each worker gets its own `SO_REUSEPORT` listener, so the first
     /// listener must be bound with the option too.
     pub fn wants_reuseport(self) -> bool {
-        cfg!(unix) && matches!(self, Model::Completion)
+        matches!(self, Model::Epoll | Model::Completion)
     }
 }
 

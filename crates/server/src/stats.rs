@@ -1,12 +1,21 @@
 //! Counters every model keeps, printed as the summary at exit.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Server-wide counters. Event-driven models add to them in batches, so the
 /// shared cache line is not touched once per message.
-#[derive(Debug)]
+///
+/// A clone is another handle on the same counters: tokio tasks must own what
+/// they use (`'static`), so they each hold one rather than a borrow.
+#[derive(Debug, Clone)]
 pub struct Stats {
+    inner: Arc<Counters>,
+}
+
+#[derive(Debug)]
+struct Counters {
     started: Instant,
     connections: AtomicU64,
     active: AtomicU64,
@@ -17,11 +26,13 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            started: Instant::now(),
-            connections: AtomicU64::new(0),
-            active: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            inner: Arc::new(Counters {
+                started: Instant::now(),
+                connections: AtomicU64::new(0),
+                active: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+            }),
         }
     }
 }
@@ -34,35 +45,35 @@ impl Stats {
 
     /// A client was accepted.
     pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Relaxed);
-        self.active.fetch_add(1, Relaxed);
+        self.inner.connections.fetch_add(1, Relaxed);
+        self.inner.active.fetch_add(1, Relaxed);
     }
 
     /// A client's connection was closed.
     pub fn connection_closed(&self) {
-        self.active.fetch_sub(1, Relaxed);
+        self.inner.active.fetch_sub(1, Relaxed);
     }
 
     /// A client was refused (over a limit).
     pub fn connection_rejected(&self) {
-        self.rejected.fetch_add(1, Relaxed);
+        self.inner.rejected.fetch_add(1, Relaxed);
     }
 
     /// `n` bytes were echoed back.
     pub fn add_bytes(&self, n: u64) {
         if n > 0 {
-            self.bytes.fetch_add(n, Relaxed);
+            self.inner.bytes.fetch_add(n, Relaxed);
         }
     }
 
     /// A snapshot for printing.
     pub fn summary(&self) -> Summary {
         Summary {
-            connections: self.connections.load(Relaxed),
-            active: self.active.load(Relaxed),
-            bytes_echoed: self.bytes.load(Relaxed),
-            rejected: self.rejected.load(Relaxed),
-            uptime: self.started.elapsed(),
+            connections: self.inner.connections.load(Relaxed),
+            active: self.inner.active.load(Relaxed),
+            bytes_echoed: self.inner.bytes.load(Relaxed),
+            rejected: self.inner.rejected.load(Relaxed),
+            uptime: self.inner.started.elapsed(),
         }
     }
 }

@@ -63,9 +63,6 @@ pub fn run(
     shutdown: &Shutdown,
     stats: &Stats,
 ) -> Result<(), ServerError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServerError::io("cannot read the listener's address", e))?;
     let workers = config.workers.max(1);
     if config.verbose {
         tracing::info!("completion port: {}", prepared.features);
@@ -80,10 +77,10 @@ pub fn run(
     let mut acceptor = None;
     match config.spread {
         Spread::ReusePort => {
-            sources.push(Source::Listener(listener));
             for _ in 1..workers {
-                sources.push(Source::Listener(crate::listener::bind_reuseport(addr)?));
+                sources.push(Source::Listener(crate::listener::join_group(&listener)?));
             }
+            sources.insert(0, Source::Listener(listener));
         }
         Spread::Handoff => {
             let inboxes: Vec<Arc<Inbox>> =
