@@ -164,3 +164,33 @@ fn a_large_send_completes_with_the_whole_or_a_short_count() {
     port.close(socket, 3);
     let _ = next(&mut port, OpKind::Close);
 }
+
+#[test]
+fn a_shared_port_hands_a_completion_to_whichever_handle_waits() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let Some(share) = port.try_share() else {
+        assert!(
+            !port.features().shared_port,
+            "a port that says it is shared must give out shares"
+        );
+        return;
+    };
+    assert!(port.features().shared_port);
+    let (mut client, socket) = accepted(&mut port);
+    // Another thread waits on its own handle; this one submits and never waits.
+    let other = std::thread::spawn(move || {
+        let mut other = share.into_port();
+        let c = next(&mut other, OpKind::Recv);
+        assert_eq!(c.token, 1);
+        let data = other.data(&c).to_vec();
+        let _ = other.release(c);
+        (other.in_flight(), data)
+    });
+    port.recv(socket, 1, 1024);
+    client.write_all(b"over there").unwrap();
+    let (in_flight, data) = other.join().unwrap();
+    assert_eq!(data, b"over there");
+    assert_eq!(in_flight, 0, "in_flight counts the whole port");
+    port.close(socket, 3);
+    let _ = next(&mut port, OpKind::Close);
+}

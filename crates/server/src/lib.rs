@@ -26,9 +26,7 @@ pub mod threaded;
 mod verbose;
 
 pub use accept::AcceptBackoff;
-#[cfg(unix)]
-pub use listener::bind_reuseport;
-pub use listener::{bind, ListenError};
+pub use listener::{bind, bind_reuseport, ListenError};
 pub use model::{Model, ParseModelError};
 pub use shutdown::Shutdown;
 pub use stats::{Stats, Summary};
@@ -132,17 +130,19 @@ impl Server {
         let model = model.resolve().0;
         // The completion model checks the kernel before it binds, so an
         // unusable io_uring is reported as such, not as a later failure.
-        // The completion model checks the kernel before it binds, so an
-        // unusable io_uring is reported as such, not as a later failure.
         let prepared = match model {
             Model::Completion => Some(completion::Prepared::probe(&config)?),
             _ => None,
         };
-        let listener = if model.wants_reuseport() && config.spread == Spread::ReusePort {
-            listener::bind_reuseport(addr)?
-        } else {
-            bind(addr)?
-        };
+        // A listener per worker only makes sense with a port per worker; the
+        // workers of a shared port (IOCP) all accept on the one listener.
+        let per_worker_ports = prepared.as_ref().is_some_and(|p| !p.features().shared_port);
+        let listener =
+            if model.wants_reuseport() && per_worker_ports && config.spread == Spread::ReusePort {
+                listener::bind_reuseport(addr)?
+            } else {
+                bind(addr)?
+            };
         Ok(Server {
             model,
             listener,

@@ -50,9 +50,23 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
 /// Bind another listener on the same address with `SO_REUSEPORT`, so the
 /// kernel spreads new connections across several listeners (one per worker).
 /// The first listener must have been made with this function too.
-#[cfg(unix)]
+///
+/// Windows has no such option (its `SO_REUSEADDR` lets a second socket steal
+/// the port rather than share the load), so there this fails with
+/// `Unsupported`; the completion model does not ask for it there, because
+/// its workers share one port and one listener.
 pub fn bind_reuseport(addr: SocketAddr) -> Result<TcpListener, ListenError> {
-    listen(addr, true)
+    if cfg!(unix) {
+        listen(addr, true)
+    } else {
+        Err(ListenError::Other {
+            addr,
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SO_REUSEPORT is not available on this OS",
+            ),
+        })
+    }
 }
 
 fn listen(addr: SocketAddr, reuseport: bool) -> Result<TcpListener, ListenError> {
