@@ -9,16 +9,16 @@ use std::process::ExitCode;
 /// Flags of `ringport serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The architecture: blocking, threaded, completion, or auto (completion where io_uring works).
+    /// The architecture: blocking, threaded, completion, or auto (completion where its port works: io_uring on Linux, IOCP on Windows).
     #[arg(long, short, value_name = "M", default_value = "auto")]
     model: Model,
     /// The address to accept on: HOST:PORT, [::1]:PORT; port 0 picks a free one.
     #[arg(long, short, value_name = "ADDR", default_value = "127.0.0.1:5150", value_parser = args::socket_addr)]
     listen: SocketAddr,
-    /// Worker threads for the event-driven models [default: number of CPUs].
+    /// Worker threads for the event-driven models [default: number of CPUs]. A shared completion port (IOCP) runs twice this many.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// How the completion model spreads connections over its workers.
+    /// How the completion model spreads connections over its workers (with a port per worker; the workers of a shared IOCP port all accept on one listener).
     #[arg(long, value_enum, value_name = "HOW", default_value = "reuseport")]
     spread: SpreadArg,
     /// Print each client's events: connected, bytes received, disconnected.
