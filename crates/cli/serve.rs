@@ -18,9 +18,9 @@ pub struct Args {
     /// Worker threads for the event-driven models [default: number of CPUs]. A shared completion port (IOCP) runs twice this many.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// How the completion model spreads connections over its workers (with a port per worker; the workers of a shared IOCP port all accept on one listener).
-    #[arg(long, value_enum, value_name = "HOW", default_value = "reuseport")]
-    spread: SpreadArg,
+    /// How the completion model spreads connections over its workers, each with its own port [default: reuseport]. Not on Windows, where the workers share one IOCP port and one listener.
+    #[arg(long, value_enum, value_name = "HOW")]
+    spread: Option<SpreadArg>,
     /// Print each client's events: connected, bytes received, disconnected.
     #[arg(long, short)]
     verbose: bool,
@@ -40,8 +40,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut config = Config {
         verbose: a.verbose,
         spread: match a.spread {
-            SpreadArg::Reuseport => Spread::ReusePort,
-            SpreadArg::Handoff => Spread::Handoff,
+            None | Some(SpreadArg::Reuseport) => Spread::ReusePort,
+            Some(SpreadArg::Handoff) => Spread::Handoff,
         },
         ..Config::default()
     };
@@ -55,6 +55,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(why) = why {
         // stderr: stdout's first line is reserved for the readiness line.
         eprintln!("ringport: model auto: {why}");
+    }
+    if a.spread.is_some() && model == Model::Completion {
+        // Spreading is a choice between ports; a shared port has only one.
+        if let Ok(f) = ringport_completion::probe(&ringport_completion::PortConfig::default()) {
+            if f.shared_port {
+                eprintln!(
+                    "ringport: --spread is not available on this OS: the workers share one {} port and one listener; ignored",
+                    f.backend
+                );
+            }
+        }
     }
     let server = match Server::bind(model, a.listen, config) {
         Ok(s) => s,

@@ -194,3 +194,27 @@ fn a_shared_port_hands_a_completion_to_whichever_handle_waits() {
     port.close(socket, 3);
     let _ = next(&mut port, OpKind::Close);
 }
+
+#[test]
+fn a_cancelled_accept_still_completes_and_says_so() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let op = port.accept(raw_listener(&listener), 7);
+    let mut batch = Vec::new();
+    port.wait(&mut batch, Some(Duration::from_millis(50)), None)
+        .unwrap();
+    assert!(batch.is_empty(), "nobody connected");
+    let started = Instant::now();
+    port.cancel(op);
+    let c = next(&mut port, OpKind::Accept);
+    let err = c.result.as_ref().expect_err("cancelled");
+    assert!(is_cancelled(err), "{err}");
+    assert!(!c.more);
+    let _ = port.release(c);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(port.in_flight(), 0);
+}
