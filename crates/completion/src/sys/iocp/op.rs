@@ -20,6 +20,8 @@ use crate::OpKind;
 use std::io;
 use std::ptr::{addr_of, addr_of_mut};
 use windows_sys::Win32::Foundation::{ERROR_IO_PENDING, FALSE};
+
+const _: () = assert!(ERROR_IO_PENDING as i32 == WSA_IO_PENDING);
 use windows_sys::Win32::Networking::WinSock::{
     closesocket, setsockopt, WSAGetLastError, WSAGetOverlappedResult, WSAIoctl, WSARecv, WSASend,
     LPFN_ACCEPTEX, SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR,
@@ -180,15 +182,14 @@ pub(super) fn last_wsa_error() -> io::Error {
 
 /// Map a start call's return value: success or "pending" both mean a
 /// completion packet will be queued (the port is not in skip-on-success
-/// mode); any other error means none will.
+/// mode); any other error means none will. (`AcceptEx` reports pending as
+/// ERROR_IO_PENDING and the others as WSA_IO_PENDING: both are 997.)
 fn started(failed: bool) -> io::Result<()> {
     if !failed {
         return Ok(());
     }
     let err = last_wsa_error();
-    if err.raw_os_error() == Some(WSA_IO_PENDING)
-        || err.raw_os_error() == Some(ERROR_IO_PENDING as i32)
-    {
+    if err.raw_os_error() == Some(WSA_IO_PENDING) {
         Ok(())
     } else {
         Err(err)
