@@ -5,7 +5,9 @@ Used by scripts/test-windows.sh to drive the Windows build (under Wine) from
 Linux, where `ringport stress` cannot express them: one message larger than
 any buffer, a half-close, and clients that reset mid-echo.
 
-Usage: echo_edge_cases.py HOST:PORT CHECK...   with CHECK among big, half, reset.
+Usage: echo_edge_cases.py HOST:PORT CHECK...   with CHECK among big, half,
+reset, slow. With SERVER_PID set in the environment, `slow` also checks the
+server's resident memory (/proc/PID/status; a Wine process is a Linux one).
 Exits non-zero on the first failure. Talks to ADDR only (give it loopback).
 """
 import os
@@ -13,6 +15,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 TIMEOUT = 60
 
@@ -83,12 +86,55 @@ def reset(addr):
     print("reset: 5 clients reset mid-echo, the next client is still served")
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no VmRSS for pid {pid}")
+
+
+def slow(addr):
+    # A client that sends and never reads: the server must stop reading it
+    # at its cap (256 KiB held) instead of buffering without bound, and keep
+    # serving everyone else.
+    pid = os.environ.get("SERVER_PID")
+    warm = connect(addr)
+    warm.sendall(b"warm")
+    recv_exactly(warm, 4)
+    before = rss_kib(pid) if pid else 0
+    hog = connect(addr)
+    hog.setblocking(False)
+    chunk = b"Z" * (1 << 20)
+    sent, stalled, deadline = 0, None, time.time() + 30
+    while sent < 64 << 20 and time.time() < deadline:
+        try:
+            sent += hog.send(chunk)
+            stalled = None
+        except BlockingIOError:
+            stalled = stalled or time.time()
+            if time.time() - stalled > 1:
+                break
+            time.sleep(0.005)
+    other = connect(addr)
+    other.sendall(b"still serving")
+    assert recv_exactly(other, 13) == b"still serving"
+    other.close()
+    grew = (rss_kib(pid) - before) >> 10 if pid else None
+    if grew is not None:
+        assert grew < 64, f"the server grew by {grew} MiB holding unread bytes"
+    hog.close()
+    warm.close()
+    memory = f", server memory grew {grew} MiB" if grew is not None else ""
+    print(f"slow reader: stalled after {sent >> 20} MiB{memory}; others still served")
+
+
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     host, port = sys.argv[1].rsplit(":", 1)
     addr = (host.strip("[]"), int(port))
-    checks = {"big": big, "half": half, "reset": reset}
+    checks = {"big": big, "half": half, "reset": reset, "slow": slow}
     for name in sys.argv[2:]:
         checks[name](addr)
 

@@ -162,19 +162,20 @@ sys.exit(0 if got == (want, 0, 0) else 1)
 ' "$WORK/stress.json" "$(($2 * $3))" || fail "$1: stress counts are wrong"
 }
 
-# `edge MODEL CHECK...`: big (1 MiB), half (half-close), reset.
+# `edge MODEL CHECK...`: big (1 MiB), half (half-close), reset, slow (a
+# client that never reads).
 edge() {
     local model=$1
     shift
-    timeout 300 python3 scripts/echo_edge_cases.py "$ADDR" "$@" ||
+    SERVER_PID=$SERVER_PID timeout 300 python3 scripts/echo_edge_cases.py "$ADDR" "$@" ||
         fail "$model: an edge case failed"
 }
 
 step "completion (IOCP): Linux ringport stress, 100 connections x 500 messages"
 start_server completion
 stress completion 100 500
-step "completion (IOCP): a 1 MiB message, a half-close, resets"
-edge completion big half reset
+step "completion (IOCP): a 1 MiB message, a half-close, resets, a client that never reads"
+edge completion big half reset slow
 step "completion (IOCP): the Windows ringport client"
 out=$(timeout 120 wine "$WIN_DIR/ringport.exe" client "$ADDR" --message "hello from Windows" \
     </dev/null 2>"$WORK/client.err") || {

@@ -218,3 +218,24 @@ fn a_cancelled_accept_still_completes_and_says_so() {
     );
     assert_eq!(port.in_flight(), 0);
 }
+
+#[test]
+fn dropping_a_port_cancels_and_reaps_what_is_in_flight() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (client, socket) = accepted(&mut port);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    port.accept(raw_listener(&listener), 8);
+    port.recv(socket, 1, 1024);
+    assert!(port.in_flight() >= 2);
+    // Without the cancel the teardown would wait out its whole bound.
+    let started = Instant::now();
+    drop(port);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "teardown took {:?}",
+        started.elapsed()
+    );
+    // The port never owned the socket: closing it is still up to us.
+    ringport_completion::close_now(socket);
+    drop(client);
+}
