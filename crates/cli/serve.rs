@@ -10,18 +10,18 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// The architecture: blocking, threaded, epoll, tokio, completion, or auto
-    /// (completion where io_uring works, else epoll).
+    /// (completion where its port works: io_uring on Linux, IOCP on Windows; else epoll).
     #[arg(long, short, value_name = "M", default_value = "auto")]
     model: Model,
     /// The address to accept on: HOST:PORT, [::1]:PORT; port 0 picks a free one.
     #[arg(long, short, value_name = "ADDR", default_value = "127.0.0.1:5150", value_parser = args::socket_addr)]
     listen: SocketAddr,
-    /// Worker threads for the event-driven models [default: number of CPUs].
+    /// Worker threads for the event-driven models [default: number of CPUs]. A shared completion port (IOCP) runs twice this many.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// How the completion model spreads connections over its workers.
-    #[arg(long, value_enum, value_name = "HOW", default_value = "reuseport")]
-    spread: SpreadArg,
+    /// How the completion model spreads connections over its workers, each with its own port [default: reuseport]. Not on Windows, where the workers share one IOCP port and one listener.
+    #[arg(long, value_enum, value_name = "HOW")]
+    spread: Option<SpreadArg>,
     /// Completion model: wait up to this long (e.g. 100us) for a batch of
     /// completions before handling them. Saves CPU under steady load at the
     /// cost of up to this much added latency; never waits with nothing in
@@ -47,8 +47,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut config = Config {
         verbose: a.verbose,
         spread: match a.spread {
-            SpreadArg::Reuseport => Spread::ReusePort,
-            SpreadArg::Handoff => Spread::Handoff,
+            None | Some(SpreadArg::Reuseport) => Spread::ReusePort,
+            Some(SpreadArg::Handoff) => Spread::Handoff,
         },
         coalesce: a.coalesce.filter(|d| !d.is_zero()),
         ..Config::default()
@@ -63,6 +63,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(why) = why {
         // stderr: stdout's first line is reserved for the readiness line.
         eprintln!("ringport: model auto: {why}");
+    }
+    if a.spread.is_some() && model == Model::Completion {
+        // Spreading is a choice between ports; a shared port has only one.
+        if let Ok(f) = ringport_completion::probe(&ringport_completion::PortConfig::default()) {
+            if f.shared_port {
+                eprintln!(
+                    "ringport: --spread is not available on this OS: the workers share one {} port and one listener; ignored",
+                    f.backend
+                );
+            }
+        }
     }
     let server = match Server::bind(model, a.listen, config) {
         Ok(s) => s,

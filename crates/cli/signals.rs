@@ -1,5 +1,7 @@
-//! SIGINT and SIGTERM: the first one shuts the server down gracefully, a
-//! second one exits at once.
+//! SIGINT and SIGTERM (Ctrl-C and Ctrl-Break on Windows): the first one shuts
+//! the server down gracefully, a second one exits at once.
+//!
+//! This is the one place that knows how each OS delivers them.
 
 use ringport_server::Shutdown;
 
@@ -26,8 +28,50 @@ pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On other systems only Ctrl-C ends the process (without a summary).
-#[cfg(not(unix))]
+/// Watch for Ctrl-C and Ctrl-Break (console control events) on a background
+/// thread. tokio's handler is `SetConsoleCtrlHandler` underneath, which saves
+/// this crate an `unsafe` callback; Wine turns a SIGINT sent to the process
+/// into the same Ctrl-C event.
+#[cfg(windows)]
+pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::windows::{ctrl_break, ctrl_c};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start the signal thread's runtime")?;
+    // Registered here, before the listening line is printed, so an early
+    // Ctrl-C is not lost.
+    let (mut c, mut b) = {
+        let _in_rt = rt.enter();
+        (
+            ctrl_c().context("cannot install the Ctrl-C handler")?,
+            ctrl_break().context("cannot install the Ctrl-Break handler")?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                loop {
+                    let what = tokio::select! {
+                        _ = c.recv() => "Ctrl-C",
+                        _ = b.recv() => "Ctrl-Break",
+                    };
+                    if shutdown.is_triggered() {
+                        eprintln!("ringport: second {what}, exiting now");
+                        std::process::exit(0);
+                    }
+                    tracing::info!("{what}: shutting down");
+                    shutdown.trigger();
+                }
+            })
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+/// Elsewhere only the default handling applies (the process ends without a summary).
+#[cfg(not(any(unix, windows)))]
 pub fn install(_shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }

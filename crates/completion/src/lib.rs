@@ -33,6 +33,13 @@
 //! * **Teardown**: dropping a port cancels what is still in flight and waits
 //!   (bounded) for it; if the kernel does not give a buffer back in time, the
 //!   port leaks it rather than free memory the kernel may still write.
+//! * **Sharing**: where the backend has one kernel queue that many threads
+//!   may wait on ([`Features::shared_port`], IOCP), [`Port::try_share`] gives
+//!   each extra worker its own handle on the same port. Any handle may then
+//!   receive any completion, [`Port::in_flight`] counts the whole port, a
+//!   [`Waker`] wakes one waiting handle, and the port is torn down when its
+//!   last handle is dropped. On io_uring each thread owns its ring and
+//!   `try_share` says no.
 #![deny(missing_docs, rust_2018_idioms)]
 
 mod sys;
@@ -54,8 +61,11 @@ pub mod reserved {
 }
 
 /// Identifies one in-flight operation, for [`Port::cancel`].
+///
+/// What it holds is the backend's business: io_uring's `user_data`, or the
+/// socket and the `OVERLAPPED` address that IOCP's `CancelIoEx` needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OpId(pub(crate) u64);
+pub struct OpId(pub(crate) sys::OpKey);
 
 /// What an operation was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,6 +120,8 @@ pub fn cancelled_error() -> io::Error {
 pub struct Features {
     /// The backend: "io_uring" or "IOCP".
     pub backend: &'static str,
+    /// One kernel queue that several threads wait on ([`Port::try_share`]).
+    pub shared_port: bool,
     /// One accept submission yields many connections.
     pub multishot_accept: bool,
     /// One recv submission yields many receives, into kernel-selected buffers.
@@ -131,8 +143,9 @@ impl std::fmt::Display for Features {
         let yn = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "{}: multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}",
+            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}",
             self.backend,
+            yn(self.shared_port),
             yn(self.multishot_accept),
             yn(self.multishot_recv),
             yn(self.provided_buffers),
@@ -192,7 +205,8 @@ pub fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
     sys::probe(config)
 }
 
-/// A completion port. On Linux each worker thread owns one.
+/// A completion port. On Linux each worker thread owns one; on Windows the
+/// workers share one through [`Port::try_share`].
 pub struct Port {
     sys: sys::Port,
 }
@@ -209,6 +223,20 @@ impl Port {
     /// What this port uses.
     pub fn features(&self) -> &Features {
         self.sys.features()
+    }
+
+    /// A way for another worker thread to use this same port, where the
+    /// backend shares one kernel queue among threads
+    /// ([`Features::shared_port`]: IOCP). `None` where each thread must own
+    /// its port (io_uring).
+    ///
+    /// It is a [`PortShare`], not a `Port`, because a `Port` is not `Send`
+    /// (an io_uring is tied to the thread that built it): send the share to
+    /// the worker and turn it into that worker's handle there. Every handle
+    /// may submit and wait; a completion goes to whichever handle dequeues it,
+    /// and may be released through any handle.
+    pub fn try_share(&self) -> Option<PortShare> {
+        self.sys.try_share().map(PortShare)
     }
 
     /// Accept connections on `listener` (multishot where supported).
@@ -228,7 +256,9 @@ impl Port {
         self.sys.send(socket, token, buf, offset)
     }
 
-    /// Close `socket`. No operation on it may still be in flight.
+    /// Close `socket`. No operation on it may still be in flight. A socket
+    /// the port has used must be closed here (or outlive the port), so the
+    /// port knows its handle is gone.
     pub fn close(&mut self, socket: RawSocket, token: Token) -> OpId {
         self.sys.close(socket, token)
     }
@@ -263,14 +293,28 @@ impl Port {
         self.sys.release(c)
     }
 
-    /// A handle that wakes this port's `wait` from any thread.
+    /// A handle that wakes this port's `wait` from any thread (on a shared
+    /// port: one of the waiting handles).
     pub fn waker(&self) -> Waker {
         Waker(self.sys.waker())
     }
 
-    /// Operations submitted and not yet finally completed.
+    /// Operations submitted and not yet finally completed (on a shared port:
+    /// through any of its handles).
     pub fn in_flight(&self) -> usize {
         self.sys.in_flight()
+    }
+}
+
+/// Another worker's future handle on a shared port ([`Port::try_share`]).
+pub struct PortShare(sys::PortShare);
+
+impl PortShare {
+    /// Become a handle on the shared port, on the thread that will use it.
+    pub fn into_port(self) -> Port {
+        Port {
+            sys: self.0.into_port(),
+        }
     }
 }
 

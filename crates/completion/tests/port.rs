@@ -164,3 +164,78 @@ fn a_large_send_completes_with_the_whole_or_a_short_count() {
     port.close(socket, 3);
     let _ = next(&mut port, OpKind::Close);
 }
+
+#[test]
+fn a_shared_port_hands_a_completion_to_whichever_handle_waits() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let Some(share) = port.try_share() else {
+        assert!(
+            !port.features().shared_port,
+            "a port that says it is shared must give out shares"
+        );
+        return;
+    };
+    assert!(port.features().shared_port);
+    let (mut client, socket) = accepted(&mut port);
+    // Another thread waits on its own handle; this one submits and never waits.
+    let other = std::thread::spawn(move || {
+        let mut other = share.into_port();
+        let c = next(&mut other, OpKind::Recv);
+        assert_eq!(c.token, 1);
+        let data = other.data(&c).to_vec();
+        let _ = other.release(c);
+        (other.in_flight(), data)
+    });
+    port.recv(socket, 1, 1024);
+    client.write_all(b"over there").unwrap();
+    let (in_flight, data) = other.join().unwrap();
+    assert_eq!(data, b"over there");
+    assert_eq!(in_flight, 0, "in_flight counts the whole port");
+    port.close(socket, 3);
+    let _ = next(&mut port, OpKind::Close);
+}
+
+#[test]
+fn a_cancelled_accept_still_completes_and_says_so() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let op = port.accept(raw_listener(&listener), 7);
+    let mut batch = Vec::new();
+    port.wait(&mut batch, Some(Duration::from_millis(50)), None)
+        .unwrap();
+    assert!(batch.is_empty(), "nobody connected");
+    let started = Instant::now();
+    port.cancel(op);
+    let c = next(&mut port, OpKind::Accept);
+    let err = c.result.as_ref().expect_err("cancelled");
+    assert!(is_cancelled(err), "{err}");
+    assert!(!c.more);
+    let _ = port.release(c);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(port.in_flight(), 0);
+}
+
+#[test]
+fn dropping_a_port_cancels_and_reaps_what_is_in_flight() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (client, socket) = accepted(&mut port);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    port.accept(raw_listener(&listener), 8);
+    port.recv(socket, 1, 1024);
+    assert!(port.in_flight() >= 2);
+    // Without the cancel the teardown would wait out its whole bound.
+    let started = Instant::now();
+    drop(port);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "teardown took {:?}",
+        started.elapsed()
+    );
+    // The port never owned the socket: closing it is still up to us.
+    ringport_completion::close_now(socket);
+    drop(client);
+}

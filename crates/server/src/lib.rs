@@ -130,14 +130,17 @@ impl Server {
         let model = model.resolve().0;
         // The completion model checks the kernel before it binds, so an
         // unusable io_uring is reported as such, not as a later failure.
-        // The completion model checks the kernel before it binds, so an
-        // unusable io_uring is reported as such, not as a later failure.
         let prepared = match model {
             Model::Completion => Some(completion::Prepared::probe(&config)?),
             _ => None,
         };
+        // A listener per worker: for epoll, and for the completion model with
+        // a port per worker; the workers of a shared port (IOCP) all accept on
+        // the one listener.
+        let per_worker_ports = prepared.as_ref().is_some_and(|p| !p.features().shared_port);
         let per_worker_listeners = model.wants_reuseport()
-            && (model != Model::Completion || config.spread == Spread::ReusePort);
+            && (model != Model::Completion
+                || (per_worker_ports && config.spread == Spread::ReusePort));
         let listener = if per_worker_listeners {
             bind_group(addr)?
         } else {

@@ -63,8 +63,9 @@ impl Model {
         Model::ALL.iter().copied().filter(|m| *m != Model::Auto)
     }
 
-    /// Whether each worker gets its own `SO_REUSEPORT` listener, so the first
-    /// listener must be bound with the option too.
+    /// Whether each worker may get its own `SO_REUSEPORT` listener, so the
+    /// first listener must be bound with the option too. Only with a port per
+    /// worker: the server checks that against the port's features.
     pub fn wants_reuseport(self) -> bool {
         matches!(self, Model::Epoll | Model::Completion)
     }

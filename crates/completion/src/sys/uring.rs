@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 /// A socket as the kernel names it.
 pub type RawSocket = RawFd;
 
+/// What an [`OpId`] holds here: the SQE's `user_data`.
+pub(crate) type OpKey = u64;
+
 /// `user_data` of cancel requests, whose own completions are ignored.
 const CANCEL_UD: u64 = u64::MAX;
 /// The buffer group id of the provided-buffer ring.
@@ -294,6 +297,15 @@ impl BufRing {
     }
 }
 
+/// Never made: a ring is not shared (see `Port::try_share`).
+pub(crate) enum PortShare {}
+
+impl PortShare {
+    pub(crate) fn into_port(self) -> Port {
+        match self {}
+    }
+}
+
 /// Wakes a port through its eventfd.
 #[derive(Clone)]
 pub(crate) struct Waker {
@@ -370,6 +382,13 @@ impl Port {
 
     pub(crate) fn features(&self) -> &Features {
         &self.features
+    }
+
+    /// A ring has one submitter (`SINGLE_ISSUER`) and one reaper; threads
+    /// that want to share one would need a lock around every submit and
+    /// reap, so each worker builds its own instead.
+    pub(crate) fn try_share(&self) -> Option<PortShare> {
+        None
     }
 
     pub(crate) fn in_flight(&self) -> usize {

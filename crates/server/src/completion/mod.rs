@@ -1,26 +1,45 @@
 //! The completion model: the article's I/O Completion Port server, on the
-//! completion port of `ringport-completion` (io_uring on Linux).
+//! completion port of `ringport-completion` (io_uring on Linux, IOCP on
+//! Windows).
 //!
-//! Each worker thread owns one port (a ring) and one listener. Listeners share
-//! the address with `SO_REUSEPORT`, so the kernel spreads new connections
-//! across workers and no connection ever moves between threads. A worker posts
-//! a multishot accept, then for each connection a multishot receive; every
-//! completion is routed by its token (the connection's slot: the IOCP
-//! completion key) and its kind (the operation record) to the connection's
-//! state machine in `conn.rs`, whose answers are submitted back to the port.
-//! Nothing blocks and nothing is polled: the worker sleeps in the kernel until
-//! completions are ready, then handles them in one batch.
+//! Two ways to run the same state machine (`conn.rs`), chosen by what the
+//! port is, never by the OS name:
+//!
+//! * **A port per worker** (io_uring: a ring belongs to one thread). Each
+//!   worker owns a ring, a listener and a table of its own connections.
+//!   Listeners share the address with `SO_REUSEPORT`, so the kernel spreads
+//!   new connections across workers and no connection ever moves between
+//!   threads; the table's one lock is only ever taken by its owner. A worker
+//!   posts a multishot accept, then for each connection a (multishot) receive.
+//! * **One shared port** (IOCP, [`Features::shared_port`]), as in the
+//!   article: a pool of twice as many workers as `--workers` (CPUs by
+//!   default) dequeues from one port, so while some are inside a system call
+//!   the others keep going, and the port lets one per CPU run. Any worker may
+//!   get any connection's completion, so they share one table, sharded, and a
+//!   completion is handled with its connection's shard locked. One listener;
+//!   several `AcceptEx` are kept posted on it and each completed one is
+//!   re-posted, by whichever worker saw it.
+//!
+//! Every completion is routed by its token (the connection's slot, or the
+//! listener) and its kind (the operation record) to the connection's state
+//! machine, whose answers are submitted back to the port. Nothing blocks and
+//! nothing is polled: a worker sleeps in the kernel until completions are
+//! ready, then handles them in one batch.
 
 mod conn;
+mod table;
 
 use crate::accept::AcceptBackoff;
 use crate::verbose::log_received;
 use crate::{Config, ServerError, Shutdown, Spread, Stats};
 use conn::{Cmd, Conn, EndReason};
-use ringport_completion::{Completion, Features, OpId, OpKind, Port, PortConfig, RawSocket, Token};
+use ringport_completion::{
+    Completion, Features, OpId, OpKind, Port, PortConfig, PortShare, RawSocket, Token,
+};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use table::Table;
 
 pub use ringport_completion::UnavailableError;
 
@@ -30,6 +49,12 @@ const LISTENER: Token = u64::MAX - 1;
 const DRAIN_LIMIT: Duration = Duration::from_millis(1500);
 /// Completions to batch when `--coalesce` is on.
 const COALESCE_BATCH: usize = 32;
+/// Shards of the connection table shared by the workers of a shared port:
+/// enough that two workers rarely want the same lock.
+const SHARED_SHARDS: usize = 64;
+/// Accepts kept posted on a shared port's listener, at least: enough that a
+/// burst of connections finds one waiting while completed ones are re-posted.
+const MIN_ACCEPTS_POSTED: usize = 4;
 
 /// The result of probing the kernel, kept from bind time to run time.
 #[derive(Debug, Clone)]
@@ -55,7 +80,7 @@ impl Prepared {
     }
 }
 
-/// Serve with one port per worker until shutdown.
+/// Serve until shutdown: a port per worker, or one port shared by a pool.
 pub fn run(
     prepared: Prepared,
     listener: TcpListener,
@@ -63,9 +88,26 @@ pub fn run(
     shutdown: &Shutdown,
     stats: &Stats,
 ) -> Result<(), ServerError> {
-    let workers = config.workers.max(1);
     if config.verbose {
         tracing::info!("completion port: {}", prepared.features);
+    }
+    if prepared.features.shared_port {
+        run_shared(&prepared, listener, config, shutdown, stats)
+    } else {
+        run_per_worker(&prepared, listener, config, shutdown, stats)
+    }
+}
+
+/// One port per worker thread, each with its own connections.
+fn run_per_worker(
+    prepared: &Prepared,
+    listener: TcpListener,
+    config: &Config,
+    shutdown: &Shutdown,
+    stats: &Stats,
+) -> Result<(), ServerError> {
+    let workers = config.workers.max(1);
+    if config.verbose {
         tracing::info!(
             "completion model: {workers} workers, one port each, spread by {:?}",
             config.spread
@@ -73,58 +115,119 @@ pub fn run(
     }
     // Either every worker accepts on its own SO_REUSEPORT listener, or one
     // acceptor thread hands connections out through per-worker inboxes.
-    let mut sources: Vec<Source> = Vec::with_capacity(workers);
+    let mut hubs: Vec<Hub> = Vec::with_capacity(workers);
     let mut acceptor = None;
     match config.spread {
         Spread::ReusePort => {
+            let mut others = Vec::with_capacity(workers - 1);
             for _ in 1..workers {
-                sources.push(Source::Listener(crate::listener::join_group(&listener)?));
+                others.push(crate::listener::join_group(&listener)?);
             }
-            sources.insert(0, Source::Listener(listener));
+            hubs.push(Hub::new(Source::Listener(listener), 1, 1));
+            hubs.extend(
+                others
+                    .into_iter()
+                    .map(|l| Hub::new(Source::Listener(l), 1, 1)),
+            );
         }
         Spread::Handoff => {
             let inboxes: Vec<Arc<Inbox>> =
                 (0..workers).map(|_| Arc::new(Inbox::default())).collect();
-            sources.extend(inboxes.iter().cloned().map(Source::Inbox));
+            hubs.extend(
+                inboxes
+                    .iter()
+                    .map(|i| Hub::new(Source::Inbox(i.clone()), 1, 1)),
+            );
             acceptor = Some((listener, inboxes));
         }
     }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
+        let handles: Vec<_> = hubs
             .into_iter()
             .enumerate()
-            .map(|(i, source)| {
-                let port_config = prepared.port_config.clone();
+            .map(|(i, hub)| {
+                let handle = Handle::Own(prepared.port_config.clone());
                 std::thread::Builder::new()
                     .name(format!("completion-{i}"))
-                    .spawn_scoped(scope, move || {
-                        worker(source, &port_config, config, shutdown, stats)
-                    })
+                    .spawn_scoped(scope, move || worker(&hub, handle, config, shutdown, stats))
                     .map_err(|e| ServerError::io("cannot start a worker thread", e))
             })
             .collect();
         if let Some((listener, inboxes)) = acceptor {
             hand_off(&listener, &inboxes, shutdown);
         }
-        let mut first_err = None;
-        for h in handles {
-            let r = match h {
-                Ok(h) => h.join().expect("worker panicked"),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
-                // One failed worker stops the others, so the server exits.
-                shutdown.trigger();
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        join_all(handles, shutdown)
     })
+}
+
+/// One port shared by a pool of workers, with one listener and one table.
+fn run_shared(
+    prepared: &Prepared,
+    listener: TcpListener,
+    config: &Config,
+    shutdown: &Shutdown,
+    stats: &Stats,
+) -> Result<(), ServerError> {
+    // Twice the CPUs, as in the article: a worker inside a system call (or
+    // waiting for a connection's lock) leaves its CPU to another.
+    let pool = 2 * config.workers.max(1);
+    if config.verbose {
+        tracing::info!("completion model: {pool} workers sharing one port and one listener");
+        if config.spread == Spread::Handoff {
+            tracing::info!("--spread handoff does not apply to a shared port: every worker accepts on the one listener");
+        }
+    }
+    // This thread keeps the first handle, so the port lives until every
+    // worker is done; dropping it last tears the port down.
+    let port = Port::new(&prepared.port_config)?;
+    let accepts = pool.max(MIN_ACCEPTS_POSTED);
+    let hub = Hub::new(Source::Listener(listener), SHARED_SHARDS, accepts);
+    let shares: Vec<PortShare> = (0..pool)
+        .map(|_| port.try_share().expect("a shared port gives out shares"))
+        .collect();
+    let result = std::thread::scope(|scope| {
+        let hub = &hub;
+        let handles: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(i, share)| {
+                std::thread::Builder::new()
+                    .name(format!("completion-{i}"))
+                    .spawn_scoped(scope, move || {
+                        worker(hub, Handle::Share(share), config, shutdown, stats)
+                    })
+                    .map_err(|e| ServerError::io("cannot start a worker thread", e))
+            })
+            .collect();
+        join_all(handles, shutdown)
+    });
+    drop(port);
+    result
+}
+
+/// Wait for every worker; the first error stops the others and is returned.
+fn join_all(
+    handles: Vec<Result<std::thread::ScopedJoinHandle<'_, Result<(), ServerError>>, ServerError>>,
+    shutdown: &Shutdown,
+) -> Result<(), ServerError> {
+    let mut first_err = None;
+    for h in handles {
+        let r = match h {
+            Ok(h) => h.join().expect("worker panicked"),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            // One failed worker stops the others, so the server exits.
+            shutdown.trigger();
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// Where a worker's connections come from.
 enum Source {
-    /// Its own listener, accepted through its port.
+    /// A listener, accepted on through the port.
     Listener(TcpListener),
     /// Sockets accepted by the acceptor thread.
     Inbox(Arc<Inbox>),
@@ -157,6 +260,57 @@ fn hand_off(listener: &TcpListener, inboxes: &[Arc<Inbox>], shutdown: &Shutdown)
     });
 }
 
+/// How a worker gets its handle on a port.
+enum Handle {
+    /// Build its own (on its own thread: io_uring's `SINGLE_ISSUER`).
+    Own(PortConfig),
+    /// Use the shared port.
+    Share(PortShare),
+}
+
+/// What the workers of one port share: one worker's own things with a port
+/// per worker, everybody's with a shared port.
+struct Hub {
+    source: Source,
+    conns: Table<Entry>,
+    accepts: Mutex<Accepts>,
+}
+
+impl Hub {
+    fn new(source: Source, shards: usize, accepts_wanted: usize) -> Hub {
+        Hub {
+            source,
+            conns: Table::new(shards),
+            accepts: Mutex::new(Accepts {
+                ops: Vec::new(),
+                wanted: accepts_wanted,
+                paused_until: None,
+                backoff: AcceptBackoff::new(),
+                stopped: false,
+            }),
+        }
+    }
+
+    fn accepts(&self) -> std::sync::MutexGuard<'_, Accepts> {
+        self.accepts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The accept operations posted on a listener.
+struct Accepts {
+    /// In flight (a multishot accept stays here until its last completion).
+    ops: Vec<OpId>,
+    /// How many to keep posted: one multishot accept, or several one-shot
+    /// `AcceptEx` on a shared port.
+    wanted: usize,
+    paused_until: Option<Instant>,
+    backoff: AcceptBackoff,
+    /// Shutdown began: post no more.
+    stopped: bool,
+}
+
 struct Entry {
     conn: Conn,
     socket: RawSocket,
@@ -169,47 +323,45 @@ struct Entry {
 
 struct Worker<'a> {
     port: Port,
-    source: Source,
-    accept_op: Option<OpId>,
-    accept_paused_until: Option<Instant>,
-    backoff: AcceptBackoff,
-    conns: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    live: usize,
+    hub: &'a Hub,
+    /// Other workers dequeue from the same port.
+    shared: bool,
     cmds: Vec<Cmd>,
     config: &'a Config,
+    shutdown: &'a Shutdown,
     stats: &'a Stats,
     echoed: u64,
     stopping: Option<Instant>,
 }
 
 fn worker(
-    source: Source,
-    port_config: &PortConfig,
+    hub: &Hub,
+    handle: Handle,
     config: &Config,
     shutdown: &Shutdown,
     stats: &Stats,
 ) -> Result<(), ServerError> {
-    // The port is built on the thread that uses it (SINGLE_ISSUER).
-    let port = Port::new(port_config)?;
+    let (port, shared) = match handle {
+        Handle::Own(port_config) => (Port::new(&port_config)?, false),
+        Handle::Share(share) => (share.into_port(), true),
+    };
     let waker = port.waker();
-    if let Source::Inbox(inbox) = &source {
+    if let Source::Inbox(inbox) = &hub.source {
         *inbox.waker.lock().unwrap() = Some(waker.clone());
         // Sockets that arrived before the waker was set.
         waker.wake();
     }
-    shutdown.on_trigger(move || waker.wake());
+    // On a shared port this posts one wake per worker; see the end of the
+    // loop for why that is enough.
+    let on_stop = waker.clone();
+    shutdown.on_trigger(move || on_stop.wake());
     let mut w = Worker {
         port,
-        source,
-        accept_op: None,
-        accept_paused_until: None,
-        backoff: AcceptBackoff::new(),
-        conns: Vec::new(),
-        free: Vec::new(),
-        live: 0,
+        hub,
+        shared,
         cmds: Vec::new(),
         config,
+        shutdown,
         stats,
         echoed: 0,
         stopping: None,
@@ -221,12 +373,13 @@ fn worker(
             w.begin_stop();
         }
         if let Some(since) = w.stopping {
-            if (w.live == 0 && w.accept_op.is_none()) || since.elapsed() > DRAIN_LIMIT {
+            let drained = hub.conns.live() == 0 && hub.accepts().ops.is_empty();
+            if drained || since.elapsed() > DRAIN_LIMIT {
                 break;
             }
         }
-        w.arm_accept();
-        let timeout = match (w.stopping, w.accept_paused_until) {
+        let paused_until = w.arm_accepts();
+        let timeout = match (w.stopping, paused_until) {
             (Some(_), _) => Some(Duration::from_millis(50)),
             (None, Some(t)) => Some(t.saturating_duration_since(Instant::now())),
             (None, None) => None,
@@ -239,66 +392,98 @@ fn worker(
         }
         stats.add_bytes(std::mem::take(&mut w.echoed));
     }
+    if w.shared {
+        // The shutdown wakes went to whichever workers were waiting, and one
+        // worker may have taken several. Each leaving worker passes one on,
+        // so the last one still asleep is woken by the others' exits at worst.
+        waker.wake();
+    }
     Ok(())
 }
 
 impl Worker<'_> {
-    fn arm_accept(&mut self) {
-        if self.accept_op.is_some() || self.stopping.is_some() {
-            return;
+    /// Keep the wanted number of accepts posted. Returns when accepting may
+    /// resume, if it is paused after a resource error.
+    fn arm_accepts(&mut self) -> Option<Instant> {
+        let Source::Listener(l) = &self.hub.source else {
+            return None;
+        };
+        if self.stopping.is_some() {
+            return None;
         }
-        if let Some(t) = self.accept_paused_until {
+        let mut a = self.hub.accepts();
+        if a.stopped {
+            return None;
+        }
+        if let Some(t) = a.paused_until {
             if Instant::now() < t {
-                return;
+                return Some(t);
             }
-            self.accept_paused_until = None;
+            a.paused_until = None;
         }
-        if let Source::Listener(l) = &self.source {
-            let fd = ringport_completion::raw_listener(l);
-            self.accept_op = Some(self.port.accept(fd, LISTENER));
+        let fd = ringport_completion::raw_listener(l);
+        while a.ops.len() < a.wanted {
+            let op = self.port.accept(fd, LISTENER);
+            a.ops.push(op);
         }
+        None
     }
 
     fn begin_stop(&mut self) {
         self.stopping = Some(Instant::now());
-        if let Some(op) = self.accept_op {
-            self.port.cancel(op);
-        }
-        for idx in 0..self.conns.len() {
-            if let Some(e) = self.conns[idx].as_mut() {
-                e.conn.shutdown(&mut self.cmds);
-                self.apply(idx);
+        let hub = self.hub;
+        {
+            let mut a = hub.accepts();
+            a.stopped = true;
+            for &op in &a.ops {
+                self.port.cancel(op);
             }
         }
+        // On a shared port every worker sweeps once; asking a connection to
+        // shut down twice does nothing the second time.
+        hub.conns.for_each(|token, e| {
+            e.conn.shutdown(&mut self.cmds);
+            self.apply(token, e);
+        });
     }
 
     fn handle(&mut self, c: Completion) {
         match c.kind {
             OpKind::Wake => self.drain_inbox(),
-            OpKind::Accept => {
-                if !c.more {
-                    self.accept_op = None;
-                }
-                match &c.result {
-                    Ok(fd) => self.add_connection(*fd as RawSocket),
-                    Err(e) if ringport_completion::is_cancelled(e) => {}
-                    Err(e) => {
-                        if let Some(pause) = self.backoff.on_error(e) {
-                            // A multishot accept ends on error; it is re-armed after the pause.
-                            self.accept_paused_until = Some(Instant::now() + pause);
-                        }
-                    }
-                }
-                let _ = self.port.release(c);
-            }
+            OpKind::Accept => self.on_accept(c),
             OpKind::Recv => self.on_recv(c),
             OpKind::Send => self.on_send(c),
             OpKind::Close => self.on_close(c),
         }
     }
 
+    fn on_accept(&mut self, c: Completion) {
+        let accepted = {
+            let mut a = self.hub.accepts();
+            if !c.more {
+                a.ops.retain(|&op| op != c.op);
+            }
+            match &c.result {
+                Ok(fd) => Some(*fd as RawSocket),
+                Err(e) if ringport_completion::is_cancelled(e) => None,
+                Err(e) => {
+                    if let Some(pause) = a.backoff.on_error(e) {
+                        // Re-posted after the pause (a multishot accept ends on error).
+                        a.paused_until = Some(Instant::now() + pause);
+                    }
+                    None
+                }
+            }
+        };
+        // Released only after its id left `ops`, so nobody cancels it later.
+        let _ = self.port.release(c);
+        if let Some(fd) = accepted {
+            self.add_connection(fd);
+        }
+    }
+
     fn drain_inbox(&mut self) {
-        let sockets = match &self.source {
+        let sockets = match &self.hub.source {
             Source::Inbox(inbox) => std::mem::take(&mut *inbox.sockets.lock().unwrap()),
             Source::Listener(_) => return,
         };
@@ -308,7 +493,10 @@ impl Worker<'_> {
     }
 
     fn add_connection(&mut self, socket: RawSocket) {
-        if self.stopping.is_some() {
+        // A worker's own shutdown sweep covers every connection it added
+        // before, so it must add none after; on a shared port another
+        // worker's sweep may also have passed already, hence the shared flag.
+        if self.stopping.is_some() || self.shutdown.is_triggered() {
             ringport_completion::close_now(socket);
             return;
         }
@@ -323,79 +511,81 @@ impl Worker<'_> {
         }
         self.stats.connection_opened();
         let multishot = self.port.features().multishot_recv;
-        let entry = Entry {
+        let token = self.hub.conns.insert(Entry {
             conn: Conn::new(multishot, self.config.max_buffered),
             socket,
             peer,
             recv_op: None,
             send_op: None,
             send_offset: 0,
-        };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.conns[i] = Some(entry);
-                i
-            }
-            None => {
-                self.conns.push(Some(entry));
-                self.conns.len() - 1
-            }
-        };
-        self.live += 1;
-        self.conns[idx].as_mut().unwrap().conn.start(&mut self.cmds);
-        self.apply(idx);
+        });
+        let hub = self.hub;
+        hub.conns.with(token, |e| {
+            e.conn.start(&mut self.cmds);
+            self.apply(token, e);
+        });
     }
 
-    fn on_recv(&mut self, mut c: Completion) {
-        let idx = c.token as usize;
-        let Some(e) = self.conns.get_mut(idx).and_then(|e| e.as_mut()) else {
-            let _ = self.port.release(c);
-            return;
-        };
-        if !c.more {
-            e.recv_op = None;
-        }
-        match c.result {
-            Ok(0) => e.conn.on_recv_end(Ok(()), c.more, &mut self.cmds),
-            Ok(_) => {
-                let data = self.port.data(&c);
-                if let Some(p) = e.peer {
-                    log_received!(p, data);
+    fn on_recv(&mut self, c: Completion) {
+        let hub = self.hub;
+        let token = c.token;
+        let mut c = Some(c);
+        hub.conns.with(token, |e| {
+            let mut c = c.take().expect("taken once");
+            if !c.more {
+                e.recv_op = None;
+            }
+            match c.result {
+                Ok(0) => e.conn.on_recv_end(Ok(()), c.more, &mut self.cmds),
+                Ok(_) => {
+                    let data = self.port.data(&c);
+                    if let Some(p) = e.peer {
+                        log_received!(p, data);
+                    }
+                    e.conn.on_recv_data(data, c.more, &mut self.cmds);
                 }
-                e.conn.on_recv_data(data, c.more, &mut self.cmds);
+                Err(_) => {
+                    let err = std::mem::replace(&mut c.result, Ok(0)).unwrap_err();
+                    e.conn.on_recv_end(Err(err), c.more, &mut self.cmds);
+                }
             }
-            Err(_) => {
-                let err = std::mem::replace(&mut c.result, Ok(0)).unwrap_err();
-                e.conn.on_recv_end(Err(err), c.more, &mut self.cmds);
-            }
+            // With the connection still locked: until now another worker
+            // could have wanted to cancel this operation by its id.
+            let _ = self.port.release(c);
+            self.apply(token, e);
+        });
+        if let Some(c) = c {
+            // No such connection: still give the buffer back.
+            let _ = self.port.release(c);
         }
-        let _ = self.port.release(c);
-        self.apply(idx);
     }
 
-    fn on_send(&mut self, mut c: Completion) {
-        let idx = c.token as usize;
-        let result = std::mem::replace(&mut c.result, Ok(0));
-        let buf = self.port.release(c).unwrap_or_default();
-        let Some(e) = self.conns.get_mut(idx).and_then(|e| e.as_mut()) else {
-            return;
-        };
-        e.send_op = None;
-        e.conn.on_send(result, buf, e.send_offset, &mut self.cmds);
-        self.apply(idx);
+    fn on_send(&mut self, c: Completion) {
+        let hub = self.hub;
+        let token = c.token;
+        let mut c = Some(c);
+        hub.conns.with(token, |e| {
+            let mut c = c.take().expect("taken once");
+            e.send_op = None;
+            let result = std::mem::replace(&mut c.result, Ok(0));
+            let buf = self.port.release(c).unwrap_or_default();
+            e.conn.on_send(result, buf, e.send_offset, &mut self.cmds);
+            self.apply(token, e);
+        });
+        if let Some(c) = c {
+            let _ = self.port.release(c);
+        }
     }
 
     fn on_close(&mut self, c: Completion) {
-        let idx = c.token as usize;
+        let token = c.token;
         let _ = self.port.release(c);
-        let Some(mut e) = self.conns.get_mut(idx).and_then(|e| e.take()) else {
+        let Some(mut e) = self.hub.conns.remove(token) else {
             return;
         };
         e.conn.on_close();
         debug_assert!(e.conn.is_finished());
         self.echoed += std::mem::take(&mut e.conn.echoed);
-        self.free.push(idx);
-        self.live -= 1;
         self.stats.connection_closed();
         if let Some(p) = e.peer {
             match e.conn.end_reason() {
@@ -405,14 +595,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Submit what the state machine of connection `idx` asked for.
-    fn apply(&mut self, idx: usize) {
-        let Some(e) = self.conns.get_mut(idx).and_then(|e| e.as_mut()) else {
-            self.cmds.clear();
-            return;
-        };
+    /// Submit what the state machine of connection `token` asked for. The
+    /// caller holds the connection's lock.
+    fn apply(&mut self, token: Token, e: &mut Entry) {
         self.echoed += std::mem::take(&mut e.conn.echoed);
-        let token = idx as Token;
         for cmd in self.cmds.drain(..) {
             match cmd {
                 Cmd::Recv(max) => e.recv_op = Some(self.port.recv(e.socket, token, max)),
