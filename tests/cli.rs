@@ -6,7 +6,10 @@ use crate::util::{free_port, run};
 fn unknown_model_exits_2_and_lists_the_models() {
     let (status, _, err) = run(&["serve", "--model", "nonsense"]);
     assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.contains("nonsense") && err.contains("blocking") && err.contains("threaded"), "{err}");
+    assert!(
+        err.contains("nonsense") && err.contains("blocking") && err.contains("threaded"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -41,7 +44,10 @@ fn client_to_a_closed_port_exits_1() {
     let addr = format!("127.0.0.1:{}", free_port());
     let (status, _, err) = run(&["client", &addr, "--message", "hi"]);
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains(&addr) && err.to_lowercase().contains("refused"), "{err}");
+    assert!(
+        err.contains(&addr) && err.to_lowercase().contains("refused"),
+        "{err}"
+    );
 }
 
 #[test]

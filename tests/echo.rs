@@ -40,7 +40,16 @@ fn one_client_echoes(model: &str) {
 fn fifty_connections_of_200_messages_all_verified(model: &str) {
     let server = Server::start(model, &[]);
     let addr = server.addr.to_string();
-    let (status, out, err) = run(&["stress", &addr, "--connections", "50", "--count", "200", "--json", "-"]);
+    let (status, out, err) = run(&[
+        "stress",
+        &addr,
+        "--connections",
+        "50",
+        "--count",
+        "200",
+        "--json",
+        "-",
+    ]);
     assert!(status.success(), "{model}: {out}\n{err}");
     let json: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
     assert_eq!(json["messages_verified"], 10_000, "{json}");
@@ -69,13 +78,19 @@ fn half_close_gets_everything_back_then_eof(model: &str) {
     let mut back = Vec::new();
     s.read_to_end(&mut back).expect("read to EOF");
     writer.join().unwrap();
-    assert_eq!(back.len(), data.len(), "{model}: all bytes owed come back before EOF");
+    assert_eq!(
+        back.len(),
+        data.len(),
+        "{model}: all bytes owed come back before EOF"
+    );
     assert!(back == data);
 }
 
 /// Close with SO_LINGER 0, which sends a RST instead of a FIN.
 fn reset(s: std::net::TcpStream) {
-    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(s);
 }
 
@@ -146,7 +161,10 @@ fn sigterm_exits_0_promptly_with_an_idle_client(model: &str, sig: i32) {
     idle.read_exact(&mut b).unwrap();
     let (status, took, out) = server.signal_and_wait(sig);
     assert_eq!(status.code(), Some(0), "{model}: {out}");
-    assert!(out.contains("served 1 connections"), "{model}: summary missing: {out}");
+    assert!(
+        out.contains("served 1 connections"),
+        "{model}: summary missing: {out}"
+    );
     // The 2 s promise is measured in docs/; here only a generous bound, so a
     // loaded machine cannot make the test flaky.
     assert!(took < WAIT, "{model}: took {took:?}");

@@ -11,18 +11,39 @@ fn json_has_every_documented_key() {
     let dir = std::env::temp_dir().join(format!("ringport-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("report.json");
-    let (status, out, err) = run(&["stress", &addr, "-c", "4", "-n", "25", "--json", path.to_str().unwrap()]);
+    let (status, out, err) = run(&[
+        "stress",
+        &addr,
+        "-c",
+        "4",
+        "-n",
+        "25",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
     assert!(status.success(), "{out}{err}");
     assert!(out.contains("latency"), "human summary on stdout: {out}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     for key in [
-        "connections", "messages_sent", "messages_verified", "mismatches", "errors", "bytes_sent",
-        "bytes_received", "elapsed_s", "msgs_per_sec", "mb_per_sec",
+        "connections",
+        "messages_sent",
+        "messages_verified",
+        "mismatches",
+        "errors",
+        "bytes_sent",
+        "bytes_received",
+        "elapsed_s",
+        "msgs_per_sec",
+        "mb_per_sec",
     ] {
         assert!(json.get(key).is_some(), "missing {key}: {json}");
     }
     for key in ["p50", "p90", "p99", "p999", "max"] {
-        assert!(json["latency_us"].get(key).is_some(), "missing latency_us.{key}: {json}");
+        assert!(
+            json["latency_us"].get(key).is_some(),
+            "missing latency_us.{key}: {json}"
+        );
     }
     assert_eq!(json["connections"], 4);
     assert_eq!(json["messages_verified"], 100);

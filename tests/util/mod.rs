@@ -86,7 +86,8 @@ impl Server {
         let t = Instant::now();
         // SAFETY: kill(2) on our own child's pid has no memory-safety concerns.
         unsafe { libc::kill(self.child.id() as i32, sig) };
-        let status = wait_with_timeout(&mut self.child, WAIT).expect("server exits after the signal");
+        let status =
+            wait_with_timeout(&mut self.child, WAIT).expect("server exits after the signal");
         let took = t.elapsed();
         let rest: Vec<String> = self.stdout_rest.try_iter().collect();
         (status, took, rest.join("\n"))
@@ -140,7 +141,8 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let status = wait_with_timeout(&mut child, Duration::from_secs(300)).expect("ringport finished in time");
+    let status =
+        wait_with_timeout(&mut child, Duration::from_secs(300)).expect("ringport finished in time");
     (status, t_out.join().unwrap(), t_err.join().unwrap())
 }
 
