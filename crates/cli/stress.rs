@@ -26,9 +26,16 @@ const DEFAULT_COUNT: u64 = 100;
 /// How often the progress display is redrawn.
 const REDRAW: Duration = Duration::from_millis(200);
 
-/// Flags of `ringport stress`.
+/// Flags of `ringport stress`, boxed: they are many, and the subcommand
+/// enum would otherwise be as large as its largest variant.
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    flags: Box<Flags>,
+}
+
+#[derive(clap::Args)]
+struct Flags {
     /// The echo server.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:5150", value_parser = args::socket_addr)]
     addr: SocketAddr,
@@ -99,6 +106,7 @@ fn is_stdout(p: &Option<PathBuf>) -> bool {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let a = *a.flags;
     crate::init_logging(false);
     if is_stdout(&a.json) && is_stdout(&a.csv) {
         return Err(UsageError(
@@ -147,8 +155,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             ))
             .into())
         }
-        Some(size) => Payload::Random {
-            size,
+        Some(size) => Payload::Sized {
+            len: size,
             seed: a.seed.unwrap_or_else(clock_seed),
         },
         None => Payload::Template(message.unwrap_or_else(|| DEFAULT_MESSAGE.into())),

@@ -179,10 +179,10 @@ impl Config {
                 ));
             }
         }
-        if let Payload::Random { size, .. } = self.payload {
-            if size == 0 || size > MAX_MESSAGE_SIZE {
+        if let Payload::Sized { len, .. } = self.payload {
+            if len == 0 || len > MAX_MESSAGE_SIZE {
                 return bad(format!(
-                    "--size {size} is out of range: messages are 1 byte to 16 MiB ({MAX_MESSAGE_SIZE} bytes)"
+                    "--size {len} is out of range: messages are 1 byte to 16 MiB ({MAX_MESSAGE_SIZE} bytes)"
                 ));
             }
         }

@@ -1,7 +1,7 @@
 //! What the stress client sends: the article's text template, or seeded
-//! random bytes of a fixed size.
+//! pseudo-random bytes of a fixed size (`--size`).
 //!
-//! Random payloads come from SplitMix64, written out here rather than taken
+//! Sized payloads come from SplitMix64, written out here rather than taken
 //! from `rand`, because `rand` does not promise that a seeded small generator
 //! yields the same bytes across its versions, and `--seed` promises exactly
 //! that: the same seed sends the same bytes, on any machine, in any release.
@@ -15,12 +15,14 @@ pub enum Payload {
     /// The article's message: message `k` on connection `i` is
     /// `"<k>. Thread <i> - <text>"`, both counted from 1.
     Template(String),
-    /// `size` pseudo-random bytes per message, a pure function of
+    /// Exactly `len` pseudo-random bytes per message, a pure function of
     /// `(seed, connection, k)`, so two runs with the same seed send the
-    /// same streams and every message differs from its neighbours.
-    Random {
-        /// Bytes per message, 1 to [`MAX_MESSAGE_SIZE`].
-        size: usize,
+    /// same streams, every message differs from its neighbours, and an echo
+    /// from the wrong offset or connection cannot pass verification.
+    Sized {
+        /// Bytes per message, 1 to [`MAX_MESSAGE_SIZE`] (an empty message
+        /// never gets an echo).
+        len: usize,
         /// The seed; the report records it so a run can be repeated.
         seed: u64,
     },
@@ -34,10 +36,10 @@ impl Payload {
                 use std::io::Write;
                 write!(out, "{k}. Thread {conn} - {text}").expect("writing to a Vec cannot fail");
             }
-            Payload::Random { size, seed } => {
+            Payload::Sized { len, seed } => {
                 let mut rng = SplitMix64::new(message_seed(*seed, conn, k));
                 let start = out.len();
-                out.resize(start + size, 0);
+                out.resize(start + len, 0);
                 rng.fill(&mut out[start..]);
             }
         }
@@ -54,7 +56,7 @@ impl Payload {
     pub fn seed(&self) -> Option<u64> {
         match self {
             Payload::Template(_) => None,
-            Payload::Random { seed, .. } => Some(*seed),
+            Payload::Sized { seed, .. } => Some(*seed),
         }
     }
 
@@ -64,7 +66,7 @@ impl Payload {
         match self {
             // "<k>. Thread <i> - " with two 20-digit numbers.
             Payload::Template(text) => text.len() + 2 * 20 + ". Thread  - ".len(),
-            Payload::Random { size, .. } => *size,
+            Payload::Sized { len, .. } => *len,
         }
     }
 }
@@ -129,7 +131,7 @@ mod tests {
     fn random_bytes_are_pinned_by_the_seed() {
         // These bytes are a promise to users who recorded a seed: changing
         // the generator must fail this test.
-        let p = Payload::Random { size: 8, seed: 42 };
+        let p = Payload::Sized { len: 8, seed: 42 };
         assert_eq!(p.message(1, 1), p.message(1, 1));
         let first = SplitMix64::new(message_seed(42, 1, 1)).next().to_le_bytes();
         assert_eq!(p.message(1, 1), first);
@@ -138,8 +140,8 @@ mod tests {
 
     #[test]
     fn the_largest_size_is_accepted_and_exact() {
-        let p = Payload::Random {
-            size: MAX_MESSAGE_SIZE,
+        let p = Payload::Sized {
+            len: MAX_MESSAGE_SIZE,
             seed: 1,
         };
         assert_eq!(p.message(1, 1).len(), MAX_MESSAGE_SIZE);
@@ -154,7 +156,7 @@ mod tests {
     proptest! {
         #[test]
         fn random_messages_have_the_size_and_repeat(size in 1usize..5000, seed: u64, conn in 1u64..1000, k in 1u64..1000) {
-            let p = Payload::Random { size, seed };
+            let p = Payload::Sized { len: size, seed };
             let a = p.message(conn, k);
             prop_assert_eq!(a.len(), size);
             prop_assert_eq!(&a, &p.message(conn, k));
@@ -168,11 +170,11 @@ mod tests {
         #[test]
         fn random_messages_differ_by_seed_connection_and_number(seed: u64, conn in 1u64..1000, k in 1u64..1000) {
             // 16 bytes: a collision would take two equal 64-bit outputs.
-            let p = Payload::Random { size: 16, seed };
+            let p = Payload::Sized { len: 16, seed };
             let m = p.message(conn, k);
             prop_assert_ne!(&m, &p.message(conn + 1, k));
             prop_assert_ne!(&m, &p.message(conn, k + 1));
-            let q = Payload::Random { size: 16, seed: seed.wrapping_add(1) };
+            let q = Payload::Sized { len: 16, seed: seed.wrapping_add(1) };
             prop_assert_ne!(&m, &q.message(conn, k));
         }
     }

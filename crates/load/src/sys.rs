@@ -7,6 +7,8 @@ use std::io;
 /// the limit now in force. Ten thousand connections need ten thousand
 /// descriptors, and the usual soft limit is 1024.
 #[cfg(unix)]
+// rlim_t is u64 on Linux and macOS but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -35,7 +35,7 @@ impl AcceptBackoff {
         let now = Instant::now();
         if self
             .last_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
         {
             if self.suppressed > 0 {
                 tracing::warn!(

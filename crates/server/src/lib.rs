@@ -142,6 +142,8 @@ impl Server {
             config,
             prepared,
         } = self;
+        // Only the completion model (not in this build yet) uses what was prepared.
+        let _ = prepared;
         match model {
             Model::Blocking => blocking::run(listener, &config, &shutdown, stats),
             Model::Threaded => threaded::run(listener, &config, &shutdown, stats),
