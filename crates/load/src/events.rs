@@ -310,13 +310,11 @@ impl Driver<'_> {
                     None => wait = wait.min(at - now),
                 }
             }
-            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(LoadError::Io {
-                        context: "poll failed".into(),
-                        source: e,
-                    });
-                }
+            if let Err(e) = self.wait(&mut events, wait) {
+                return Err(LoadError::Io {
+                    context: "poll failed".into(),
+                    source: e,
+                });
             }
             let mut now = Instant::now();
             for ev in events.iter() {
@@ -348,6 +346,36 @@ impl Driver<'_> {
             self.rec.tick(now);
         }
         Ok(())
+    }
+
+    /// Wait for readiness, at most `wait`. With `busy_poll`, first ask
+    /// without blocking for that long: an echo is usually microseconds away,
+    /// and a thread that blocks must then be woken, which on a CPU shared
+    /// with any other runnable task can take a whole scheduler slice
+    /// (milliseconds), while a thread that stays runnable keeps its share.
+    fn wait(&mut self, events: &mut Events, wait: Duration) -> io::Result<()> {
+        let spin_until = match self.config.busy_poll {
+            Some(spin) if !wait.is_zero() => Some(Instant::now() + spin.min(wait)),
+            _ => None,
+        };
+        if let Some(until) = spin_until {
+            loop {
+                match self.poll.poll(events, Some(Duration::ZERO)) {
+                    Ok(()) if !events.is_empty() => return Ok(()),
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        match self.poll.poll(events, Some(wait)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            r => r,
+        }
     }
 
     /// Fail connections whose oldest echo is overdue, and let idle ones
