@@ -208,9 +208,10 @@ fn an_echo_that_never_comes_is_a_timeout() {
 #[test]
 fn a_duration_run_stops_by_itself_after_the_duration() {
     let server = Server::start("threaded", &[]);
+    // --busy-poll 0: this test also covers the loop that always blocks.
     let (status, json, err) = stress_json(
         &server.addr.to_string(),
-        &["-c", "3", "--duration", "500ms"],
+        &["-c", "3", "--duration", "500ms", "--busy-poll", "0"],
     );
     assert!(status.success(), "{json}{err}");
     assert!(json["messages_verified"].as_u64().unwrap() > 0, "{json}");
