@@ -292,7 +292,7 @@ impl Driver<'_> {
         let mut due = Vec::new();
         // No readiness edge will come for an idle, open connection: start each one.
         for k in 0..self.conns.len() {
-            self.drive(k, w, Instant::now());
+            self.drive(k, w, Instant::now(), true);
         }
         let mut last_sweep = Instant::now();
         while self.live > 0 {
@@ -318,13 +318,12 @@ impl Driver<'_> {
             }
             let mut now = Instant::now();
             for ev in events.iter() {
+                // The timer needs no read: re-arming resets it, and each
+                // expiry raises a new edge.
                 if ev.token() == TIMER {
-                    if let Some(t) = &timer {
-                        t.clear();
-                    }
                     continue;
                 }
-                self.drive(ev.token().0, w, now);
+                self.drive(ev.token().0, w, now, true);
             }
             if let Some(c) = cursor.as_mut() {
                 while let Some(at) = c.at(w, ids) {
@@ -335,8 +334,11 @@ impl Driver<'_> {
                     c.advance();
                 }
                 now = Instant::now();
+                // A message is due, not an echo: skip the read, which
+                // would only fail with WouldBlock; echoed bytes that are
+                // still unread have a readiness edge of their own pending.
                 for k in due.drain(..) {
-                    self.drive(k, w, now);
+                    self.drive(k, w, now, false);
                 }
             }
             if now.duration_since(last_sweep) >= SWEEP {
@@ -393,17 +395,26 @@ impl Driver<'_> {
             if overdue {
                 self.finish(k, Outcome::Failed(ErrorKind::Timeout));
             } else if ended && conn.in_flight.is_empty() {
-                self.drive(k, w, now);
+                self.drive(k, w, now, false);
             }
         }
     }
 
-    /// Make all the progress connection `k` allows: read and verify, queue, write.
-    fn drive(&mut self, k: usize, w: &Workload, now: Instant) {
+    /// Make all the progress connection `k` allows: read and verify (when
+    /// `readable`), queue, write.
+    fn drive(&mut self, k: usize, w: &Workload, now: Instant, readable: bool) {
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
-        let outcome = turn(conn, self.config, w, &mut self.rec, &mut self.scratch, now);
+        let outcome = turn(
+            conn,
+            self.config,
+            w,
+            &mut self.rec,
+            &mut self.scratch,
+            now,
+            readable,
+        );
         self.finish(k, outcome);
     }
 
@@ -472,14 +483,17 @@ fn turn(
     rec: &mut Recorder,
     scratch: &mut [u8],
     now: Instant,
+    readable: bool,
 ) -> Outcome {
     if conn.connecting.is_some() {
         // Only failed connects are removed before the start; an open one
         // has `connecting` cleared, so this cannot happen after it.
         return Outcome::Continue;
     }
-    if let Some(outcome) = read(conn, rec, scratch) {
-        return outcome;
+    if readable {
+        if let Some(outcome) = read(conn, rec, scratch) {
+            return outcome;
+        }
     }
     refill(conn, config, w, rec, now);
     if conn.finished && conn.in_flight.is_empty() {

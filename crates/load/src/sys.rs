@@ -105,15 +105,6 @@ impl Timer {
         // itimerspec on our stack; the old value is not asked for.
         unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
     }
-
-    /// Consume an expiry.
-    pub fn clear(&self) {
-        use std::os::fd::AsRawFd;
-        let mut ticks = [0u8; 8];
-        // SAFETY: reading at most 8 bytes into an 8-byte buffer we own; a
-        // WouldBlock (no expiry pending) is harmless and ignored.
-        unsafe { libc::read(self.fd.as_raw_fd(), ticks.as_mut_ptr().cast(), ticks.len()) };
-    }
 }
 
 /// Without a timerfd, the loop falls back to the poll timeout.
@@ -126,5 +117,4 @@ impl Timer {
         Err(io::Error::new(io::ErrorKind::Unsupported, "no timerfd"))
     }
     pub fn arm(&self, _: std::time::Duration) {}
-    pub fn clear(&self) {}
 }
