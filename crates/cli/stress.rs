@@ -96,9 +96,10 @@ struct Flags {
     /// Also write the report as CSV (a header and one row) to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH")]
     csv: Option<PathBuf>,
-    /// Events engine: poll without blocking this long before sleeping (0 never spins).
-    #[arg(long, value_name = "DURATION", default_value = "50us", value_parser = args::duration)]
-    busy_poll: Duration,
+    /// Events engine: poll without blocking this long before sleeping; 0 never spins
+    /// [default: 50us in a closed loop, 0 with --rate].
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    busy_poll: Option<Duration>,
     /// No live progress display, even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -146,7 +147,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     config.warmup = a.warmup;
     config.interval = a.interval;
     config.connect_rate = a.connect_rate;
-    config.busy_poll = (!a.busy_poll.is_zero()).then_some(a.busy_poll);
+    config.busy_poll = a.busy_poll;
     config.source_ips = a.source_ips.map(|l| l.0).unwrap_or_default();
     config.percentiles = a.percentiles.map(|l| l.0).unwrap_or_default();
     if let Some(t) = a.threads {

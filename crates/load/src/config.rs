@@ -34,7 +34,7 @@ pub enum Engine {
     Threads,
 }
 
-/// How long the events engine polls without blocking before it sleeps.
+/// How long the events engine polls without blocking before it sleeps, in a closed loop.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
 /// The largest message the blocking baseline takes: it writes a whole
@@ -119,7 +119,10 @@ pub struct Config {
     /// for up to this long. Keeps the thread runnable while echoes are
     /// microseconds away, which avoids a wake-up per batch (and, on a CPU
     /// shared with other work, a scheduler slice per wake-up) at the price
-    /// of CPU spent spinning when the server is slow. `None` always blocks.
+    /// of CPU spent spinning. `None` (the default) picks: 50 µs in a closed
+    /// loop, where the thread is busy anyway, and no spinning in an open
+    /// loop, where it would burn a core between scheduled messages.
+    /// `Some(Duration::ZERO)` never spins.
     pub busy_poll: Option<Duration>,
     /// Counters a caller may read while the run goes on (for a progress bar).
     pub progress: Option<Arc<Progress>>,
@@ -145,9 +148,18 @@ impl Config {
             interval: None,
             source_ips: Vec::new(),
             connect_rate: None,
-            busy_poll: Some(DEFAULT_BUSY_POLL),
+            busy_poll: None,
             progress: None,
             on_interval: None,
+        }
+    }
+
+    /// The busy-poll window in effect (see [`Config::busy_poll`]).
+    pub fn busy_poll_window(&self) -> Duration {
+        match self.busy_poll {
+            Some(d) => d,
+            None if self.rate.is_some() => Duration::ZERO,
+            None => DEFAULT_BUSY_POLL,
         }
     }
 
@@ -220,5 +232,63 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::new("127.0.0.1:5150".parse().unwrap())
+    }
+
+    #[test]
+    fn busy_poll_spins_only_in_a_closed_loop_unless_asked() {
+        let mut c = config();
+        assert_eq!(c.busy_poll_window(), DEFAULT_BUSY_POLL);
+        c.rate = Some(1000.0);
+        assert_eq!(c.busy_poll_window(), Duration::ZERO);
+        c.busy_poll = Some(Duration::from_micros(20));
+        assert_eq!(c.busy_poll_window(), Duration::from_micros(20));
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let check = |f: &dyn Fn(&mut Config), flag: &str| {
+            let mut c = config();
+            f(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        };
+        check(&|c| c.connections = 0, "--connections");
+        check(&|c| c.pipeline = 0, "--pipeline");
+        check(&|c| c.rate = Some(0.0), "--rate");
+        check(
+            &|c| {
+                c.payload = Payload::Sized {
+                    len: MAX_MESSAGE_SIZE + 1,
+                    seed: 0,
+                }
+            },
+            "16 MiB",
+        );
+        check(
+            &|c| c.payload = Payload::Sized { len: 0, seed: 0 },
+            "--size",
+        );
+        check(&|c| c.percentiles = vec![100.5], "percentile");
+        check(
+            &|c| {
+                c.engine = Engine::Threads;
+                c.pipeline = 2;
+            },
+            "--engine threads",
+        );
+        check(
+            &|c| c.source_ips = vec!["::1".parse().unwrap()],
+            "IP version",
+        );
+        assert!(config().validate().is_ok());
     }
 }

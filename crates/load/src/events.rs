@@ -356,10 +356,9 @@ impl Driver<'_> {
     /// with any other runnable task can take a whole scheduler slice
     /// (milliseconds), while a thread that stays runnable keeps its share.
     fn wait(&mut self, events: &mut Events, wait: Duration) -> io::Result<()> {
-        let spin_until = match self.config.busy_poll {
-            Some(spin) if !wait.is_zero() => Some(Instant::now() + spin.min(wait)),
-            _ => None,
-        };
+        let spin = self.config.busy_poll_window();
+        let spin_until =
+            (!spin.is_zero() && !wait.is_zero()).then(|| Instant::now() + spin.min(wait));
         if let Some(until) = spin_until {
             loop {
                 match self.poll.poll(events, Some(Duration::ZERO)) {
