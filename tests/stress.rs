@@ -555,3 +555,33 @@ fn works_against_socat_as_an_independent_echo_server() {
     assert_eq!(json["messages_verified"], 200, "{json}");
     assert_eq!(json["mismatches"], 0, "{json}");
 }
+
+/// A server that reads one whole 100-byte message, echoes half of it, and closes.
+fn start_half_echo_server() -> SocketAddr {
+    spawn_server(|mut s| {
+        let mut msg = [0u8; 100];
+        if s.read_exact(&mut msg).is_ok() {
+            let _ = s.write_all(&msg[..50]);
+        }
+        // Everything sent was read, so the close is a FIN, not a reset.
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    })
+}
+
+#[test]
+fn a_server_closing_mid_echo_is_counted_as_early_close() {
+    let addr = start_half_echo_server().to_string();
+    let (status, json, err) = stress_json(&addr, &["-c", "2", "-n", "3", "--size", "100"]);
+    assert_eq!(status.code(), Some(1), "{json}{err}");
+    assert_eq!(json["errors_by_kind"]["early_close"], 2, "{json}");
+    assert_eq!(json["errors"], 2, "{json}");
+}
+
+#[test]
+fn a_closed_port_is_counted_as_connect_failed() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (status, json, err) = stress_json(&addr, &["-c", "3", "-n", "5"]);
+    assert_eq!(status.code(), Some(1), "{json}{err}");
+    assert_eq!(json["errors_by_kind"]["connect_failed"], 3, "{json}");
+    assert_eq!(json["messages_verified"], 0, "{json}");
+}

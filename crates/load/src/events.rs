@@ -102,6 +102,18 @@ impl Conn {
     }
 }
 
+/// How much reading a turn does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// None: the turn was not started by readiness (a message fell due).
+    Skip,
+    /// Until a short read, which means the data queue is empty.
+    Data,
+    /// Until WouldBlock, end of stream or an error: the peer has closed or
+    /// failed, and that state is seen only by one more `read` after the data.
+    Drain,
+}
+
 enum Outcome {
     Continue,
     Done,
@@ -292,7 +304,7 @@ impl Driver<'_> {
         let mut due = Vec::new();
         // No readiness edge will come for an idle, open connection: start each one.
         for k in 0..self.conns.len() {
-            self.drive(k, w, Instant::now(), true);
+            self.drive(k, w, Instant::now(), Reading::Drain);
         }
         let mut last_sweep = Instant::now();
         while self.live > 0 {
@@ -323,7 +335,14 @@ impl Driver<'_> {
                 if ev.token() == TIMER {
                     continue;
                 }
-                self.drive(ev.token().0, w, now, true);
+                // A FIN or a reset that came with the last data raised the
+                // same edge; epoll reports it in this event's flags.
+                let reading = if ev.is_read_closed() || ev.is_error() {
+                    Reading::Drain
+                } else {
+                    Reading::Data
+                };
+                self.drive(ev.token().0, w, now, reading);
             }
             if let Some(c) = cursor.as_mut() {
                 while let Some(at) = c.at(w, ids) {
@@ -338,7 +357,7 @@ impl Driver<'_> {
                 // would only fail with WouldBlock; echoed bytes that are
                 // still unread have a readiness edge of their own pending.
                 for k in due.drain(..) {
-                    self.drive(k, w, now, false);
+                    self.drive(k, w, now, Reading::Skip);
                 }
             }
             if now.duration_since(last_sweep) >= SWEEP {
@@ -394,14 +413,13 @@ impl Driver<'_> {
             if overdue {
                 self.finish(k, Outcome::Failed(ErrorKind::Timeout));
             } else if ended && conn.in_flight.is_empty() {
-                self.drive(k, w, now, false);
+                self.drive(k, w, now, Reading::Skip);
             }
         }
     }
 
-    /// Make all the progress connection `k` allows: read and verify (when
-    /// `readable`), queue, write.
-    fn drive(&mut self, k: usize, w: &Workload, now: Instant, readable: bool) {
+    /// Make all the progress connection `k` allows: read and verify, queue, write.
+    fn drive(&mut self, k: usize, w: &Workload, now: Instant, reading: Reading) {
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
@@ -412,7 +430,7 @@ impl Driver<'_> {
             &mut self.rec,
             &mut self.scratch,
             now,
-            readable,
+            reading,
         );
         self.finish(k, outcome);
     }
@@ -482,15 +500,15 @@ fn turn(
     rec: &mut Recorder,
     scratch: &mut [u8],
     now: Instant,
-    readable: bool,
+    reading: Reading,
 ) -> Outcome {
     if conn.connecting.is_some() {
         // Only failed connects are removed before the start; an open one
         // has `connecting` cleared, so this cannot happen after it.
         return Outcome::Continue;
     }
-    if readable {
-        if let Some(outcome) = read(conn, rec, scratch) {
+    if reading != Reading::Skip {
+        if let Some(outcome) = read(conn, rec, scratch, reading) {
             return outcome;
         }
     }
@@ -505,7 +523,12 @@ fn turn(
 }
 
 /// Read and verify until the socket is drained. `Some` ends the connection.
-fn read(conn: &mut Conn, rec: &mut Recorder, scratch: &mut [u8]) -> Option<Outcome> {
+fn read(
+    conn: &mut Conn,
+    rec: &mut Recorder,
+    scratch: &mut [u8],
+    reading: Reading,
+) -> Option<Outcome> {
     loop {
         let n = match conn.stream.read(scratch) {
             Ok(0) => {
@@ -557,8 +580,10 @@ fn read(conn: &mut Conn, rec: &mut Recorder, scratch: &mut [u8]) -> Option<Outco
         // returns less than asked only when nothing more is queued, and new
         // data raises a new readiness edge. This saves one `read` that
         // would fail with WouldBlock per turn, a third of the system calls
-        // of a pipeline of 1.
-        if n < scratch.len() {
+        // of a pipeline of 1. Not when the peer has closed: its FIN or
+        // reset is behind the data, raised no edge of its own, and only
+        // the next `read` reports it.
+        if n < scratch.len() && reading == Reading::Data {
             return None;
         }
     }
