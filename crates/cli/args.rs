@@ -54,6 +54,85 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parse a byte count: `1000`, `4k`/`4KiB` (×1024), `16M`/`16MiB` (×1024²),
+/// or `1G`/`1GiB`. Bounds are checked by the caller, which knows them.
+pub fn bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("'{s}' is not a size: expected bytes, such as 1000, 64KiB or 16MiB")
+    })?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{s}' has an unknown unit '{unit}': use KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// A comma-separated list given as one flag value. (clap would take a bare
+/// `Vec` for a flag that repeats; this is one value that holds many.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct List<T>(pub Vec<T>);
+
+/// Parse a comma-separated list of percentiles, such as `50,90,99,99.9,99.99`.
+/// Each must be above 0 and at most 100; the list comes back sorted, without repeats.
+pub fn percentiles(s: &str) -> Result<List<f64>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p: f64 = part.parse().map_err(|_| {
+            format!("'{part}' is not a percentile: expected numbers such as 50,99,99.9")
+        })?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(format!(
+                "percentile '{part}' is out of range: each must be above 0 and at most 100"
+            ));
+        }
+        out.push(p);
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "'{s}' names no percentile: expected a list such as 50,99,99.9"
+        ));
+    }
+    out.sort_by(f64::total_cmp);
+    out.dedup();
+    Ok(List(out))
+}
+
+/// Parse a comma-separated list of IP addresses.
+pub fn ip_list(s: &str) -> Result<List<std::net::IpAddr>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|_| {
+                format!("'{p}' is not an IP address: expected a list such as 127.0.0.2,127.0.0.3")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(List)
+}
+
+/// Parse a positive rate per second, such as `1000` or `0.5`.
+pub fn rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "'{s}' is not a rate: expected a positive number per second, such as 1000 or 0.5"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +184,39 @@ mod tests {
         assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
         assert!(duration("fast").is_err());
         assert!(duration("10parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(bytes("1000").unwrap(), 1000);
+        assert_eq!(bytes("64KiB").unwrap(), 64 << 10);
+        assert_eq!(bytes("16MiB").unwrap(), 16 << 20);
+        assert_eq!(bytes("16m").unwrap(), 16 << 20);
+        assert!(bytes("lots").is_err());
+        assert!(bytes("3parsecs").is_err());
+        assert!(bytes("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn percentile_lists_are_sorted_and_checked() {
+        assert_eq!(
+            percentiles("99.99,50, 90,50").unwrap().0,
+            vec![50.0, 90.0, 99.99]
+        );
+        assert_eq!(percentiles("100").unwrap().0, vec![100.0]);
+        assert!(percentiles("0").is_err());
+        assert!(percentiles("101").is_err());
+        assert!(percentiles("fifty").is_err());
+        assert!(percentiles(",").is_err());
+    }
+
+    #[test]
+    fn ip_lists_and_rates() {
+        assert_eq!(ip_list("127.0.0.2, 127.0.0.3").unwrap().0.len(), 2);
+        assert!(ip_list("127.0.0.2,nope").is_err());
+        assert_eq!(rate("0.5").unwrap(), 0.5);
+        assert!(rate("0").is_err());
+        assert!(rate("-3").is_err());
+        assert!(rate("inf").is_err());
     }
 }

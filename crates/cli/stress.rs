@@ -1,53 +1,123 @@
-//! `ringport stress`: the article's stress client, verifying every byte.
+//! `ringport stress`: load an echo server, verify every byte, and report
+//! throughput and latency truthfully (see `ringport_load` for how).
+//!
+//! This module only turns flags into a [`Config`], shows progress while the
+//! run goes on, and writes the report where it was asked to go.
 
 use crate::{args, UsageError};
 use anyhow::Context;
-use ringport_load::{Config, Payload, Report, StopWhen};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringport_load::{
+    Config, Engine, IntervalSink, IntervalStat, LoadError, Payload, Phase, Progress, Report,
+    StopWhen, MAX_MESSAGE_SIZE,
+};
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The article's default message.
 const DEFAULT_MESSAGE: &str = "Hello from ringport";
 /// Messages per connection when none is asked for and nobody can be asked.
 const DEFAULT_COUNT: u64 = 100;
+/// How often the progress display is redrawn.
+const REDRAW: Duration = Duration::from_millis(200);
 
-/// Flags of `ringport stress`.
+/// Flags of `ringport stress`, boxed: they are many, and the subcommand
+/// enum would otherwise be as large as its largest variant.
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    flags: Box<Flags>,
+}
+
+#[derive(clap::Args)]
+struct Flags {
     /// The echo server.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:5150", value_parser = args::socket_addr)]
     addr: SocketAddr,
     /// Concurrent connections.
     #[arg(long, short, value_name = "M", default_value_t = 1)]
     connections: usize,
-    /// Messages per connection [default: asked when stdin is a terminal, else 100].
+    /// Measured messages per connection [default: asked when stdin is a terminal, else 100].
     #[arg(long, short = 'n', value_name = "N", conflicts_with = "duration")]
     count: Option<u64>,
-    /// Send for this long instead of a count, such as 10s.
+    /// Send for this long instead of a count, such as 10s (the warm-up comes on top).
     #[arg(long, short, value_name = "DURATION", value_parser = args::duration)]
     duration: Option<Duration>,
     /// The text of each message: message k on connection i is "<k>. Thread <i> - <TEXT>".
-    #[arg(long, short, value_name = "TEXT")]
+    #[arg(long, short, value_name = "TEXT", conflicts_with = "size")]
     message: Option<String>,
-    /// Messages in flight per connection.
+    /// Send random messages of this size instead of the text (up to 16MiB), such as 64 or 4KiB.
+    #[arg(long, value_name = "BYTES", value_parser = args::bytes)]
+    size: Option<usize>,
+    /// Seed of the --size payload; the same seed sends the same bytes [default: from the clock, reported].
+    #[arg(long, value_name = "N", requires = "size")]
+    seed: Option<u64>,
+    /// Messages in flight per connection (in an open loop: at most in flight).
     #[arg(long, value_name = "P", default_value_t = 1)]
     pipeline: usize,
+    /// Open loop: send R messages per second in total on a fixed schedule,
+    /// and also report latency from when each was due.
+    #[arg(long, value_name = "R", value_parser = args::rate)]
+    rate: Option<f64>,
+    /// Send this long before measuring, such as 2s; nothing in it is counted but errors.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = args::duration)]
+    warmup: Duration,
     /// Threads driving the connections [default: number of CPUs].
     #[arg(long, value_name = "T")]
     threads: Option<usize>,
+    /// events: many connections per thread (the load generator). threads:
+    /// one blocking thread per connection, kept as the baseline to compare with.
+    #[arg(long, value_name = "E", default_value = "events")]
+    engine: Engine,
     /// A connection whose connect or echo takes longer than this fails.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = args::duration)]
     timeout: Duration,
+    /// Latency percentiles to print and store, such as 50,90,99,99.9,99.99
+    /// (p50, p90, p99, p99.9 and max are always in the JSON).
+    #[arg(long, value_name = "LIST", value_parser = args::percentiles)]
+    percentiles: Option<args::List<f64>>,
+    /// Also report every interval of this length, such as 1s: rows on stderr and `series` in the JSON.
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    interval: Option<Duration>,
+    /// Bind connections to these source addresses in turn, such as 127.0.0.2,127.0.0.3.
+    #[arg(long, value_name = "LIST", value_parser = args::ip_list)]
+    source_ips: Option<args::List<IpAddr>>,
+    /// Open at most this many connections per second.
+    #[arg(long, value_name = "N", value_parser = args::rate)]
+    connect_rate: Option<f64>,
     /// Also write the report as JSON to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Also write the report as CSV (a header and one row) to PATH (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    csv: Option<PathBuf>,
+    /// Events engine: poll without blocking this long before sleeping; 0 never spins
+    /// [default: 50us in a closed loop, 0 with --rate].
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    busy_poll: Option<Duration>,
+    /// No live progress display, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn is_stdout(p: &Option<PathBuf>) -> bool {
+    p.as_deref() == Some(Path::new("-"))
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let a = *a.flags;
     crate::init_logging(false);
+    if is_stdout(&a.json) && is_stdout(&a.csv) {
+        return Err(UsageError(
+            "--json - and --csv - cannot both go to stdout; give one a file".into(),
+        )
+        .into());
+    }
     let mut config = Config::new(a.addr);
     let mut message = a.message.clone();
     let mut connections = a.connections;
@@ -56,40 +126,76 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         (None, Some(d)) => StopWhen::Duration(d),
         (None, None) if std::io::stdin().is_terminal() => {
             // The article's three questions.
-            let ask = Asker::new();
-            message = Some(ask.text(
-                "Message to send",
-                message.as_deref().unwrap_or(DEFAULT_MESSAGE),
-            )?);
+            let ask = Asker;
+            if a.size.is_none() {
+                message = Some(ask.text(
+                    "Message to send",
+                    message.as_deref().unwrap_or(DEFAULT_MESSAGE),
+                )?);
+            }
             connections = ask.number("Number of connections", connections as u64)? as usize;
             StopWhen::Count(ask.number("Number of times to send it", DEFAULT_COUNT)?)
         }
         (None, None) => StopWhen::Count(DEFAULT_COUNT),
     };
-    if connections == 0 {
-        return Err(UsageError("--connections must be at least 1".into()).into());
-    }
-    if a.pipeline == 0 {
-        return Err(UsageError("--pipeline must be at least 1".into()).into());
-    }
     config.connections = connections;
     config.stop = stop;
     config.pipeline = a.pipeline;
     config.timeout = a.timeout;
+    config.engine = a.engine;
+    config.rate = a.rate;
+    config.warmup = a.warmup;
+    config.interval = a.interval;
+    config.connect_rate = a.connect_rate;
+    config.busy_poll = a.busy_poll;
+    config.source_ips = a.source_ips.map(|l| l.0).unwrap_or_default();
+    config.percentiles = a.percentiles.map(|l| l.0).unwrap_or_default();
     if let Some(t) = a.threads {
         config.threads = t.max(1);
     }
-    config.payload = Payload::Template(message.unwrap_or_else(|| DEFAULT_MESSAGE.into()));
+    config.payload = match a.size {
+        Some(size) if size > MAX_MESSAGE_SIZE => {
+            return Err(UsageError(format!(
+                "--size {size} is too large: messages are at most 16 MiB ({MAX_MESSAGE_SIZE} bytes)"
+            ))
+            .into())
+        }
+        Some(size) => Payload::Sized {
+            len: size,
+            seed: a.seed.unwrap_or_else(clock_seed),
+        },
+        None => Payload::Template(message.unwrap_or_else(|| DEFAULT_MESSAGE.into())),
+    };
+    if let Err(LoadError::Config(why)) = config.validate() {
+        return Err(UsageError(why).into());
+    }
 
-    let report = ringport_load::run(&config)?;
-    let json_to_stdout = a.json.as_deref() == Some(std::path::Path::new("-"));
-    if json_to_stdout {
+    let show_progress = !a.no_progress && std::io::stderr().is_terminal();
+    let bar = show_progress.then(|| new_bar(&config));
+    if config.interval.is_some() {
+        config.on_interval = Some(interval_printer(bar.clone()));
+    }
+    let report = match &bar {
+        Some(bar) => run_with_progress(&mut config, bar),
+        None => ringport_load::run(&config),
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(LoadError::Config(why)) => return Err(UsageError(why).into()),
+        Err(e) => return Err(e).context(format!("stress run against {} failed", config.addr)),
+    };
+
+    let data_on_stdout = is_stdout(&a.json) || is_stdout(&a.csv);
+    if data_on_stdout {
         eprint!("{}", report.to_text());
     } else {
         print!("{}", report.to_text());
     }
     if let Some(path) = &a.json {
-        write_json(&report, path)?;
+        write_to(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    }
+    if let Some(path) = &a.csv {
+        write_to(path, &report.to_csv())?;
     }
     if report.is_clean() {
         Ok(ExitCode::SUCCESS)
@@ -105,6 +211,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A seed nobody chose: different each run, and printed so the run can be repeated.
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
 fn expected_messages(config: &Config) -> Option<u64> {
     match config.stop {
         StopWhen::Count(n) => Some(n * config.connections as u64),
@@ -112,9 +226,8 @@ fn expected_messages(config: &Config) -> Option<u64> {
     }
 }
 
-fn write_json(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(report)? + "\n";
-    if path == std::path::Path::new("-") {
+fn write_to(path: &Path, text: &str) -> anyhow::Result<()> {
+    if path == Path::new("-") {
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())?;
         out.flush()?;
@@ -124,14 +237,97 @@ fn write_json(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A bar when the total is known (a count), a spinner-like bar over the
+/// run's length otherwise.
+fn new_bar(config: &Config) -> ProgressBar {
+    let len = match config.stop {
+        StopWhen::Count(n) => n * config.connections as u64,
+        StopWhen::Duration(d) => (config.warmup + d).as_millis() as u64,
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Run on a second thread while this one redraws the bar from the live counters.
+fn run_with_progress(config: &mut Config, bar: &ProgressBar) -> Result<Report, LoadError> {
+    let progress = Progress::new();
+    config.progress = Some(progress.clone());
+    let config = &*config;
+    let count_mode = matches!(config.stop, StopWhen::Count(_));
+    std::thread::scope(|s| {
+        let h = s.spawn(|| ringport_load::run(config));
+        let mut last = (Instant::now(), 0u64);
+        let mut rate = 0.0;
+        while !h.is_finished() {
+            std::thread::sleep(REDRAW);
+            let now = Instant::now();
+            let msgs = progress.messages();
+            let dt = now.duration_since(last.0).as_secs_f64();
+            if dt > 0.0 {
+                rate = (msgs - last.1) as f64 / dt;
+            }
+            last = (now, msgs);
+            let phase = progress.phase();
+            let what = match phase {
+                Phase::Connecting => "connecting",
+                Phase::WarmingUp => "warming up",
+                Phase::Measuring | Phase::Done => "measuring",
+            };
+            if count_mode {
+                bar.set_position(msgs);
+            } else if let Some(start) = progress.measure_start() {
+                let t0 = start - config.warmup;
+                bar.set_position(now.saturating_duration_since(t0).as_millis() as u64);
+            }
+            bar.set_message(format!(
+                "{what}: {msgs} msgs, {rate:.0} msgs/s, {} errors, {} open",
+                progress.errors(),
+                progress.open_connections()
+            ));
+        }
+        bar.finish_and_clear();
+        h.join().expect("the load run panicked")
+    })
+}
+
+/// Print each interval as a row on stderr (above the bar, if there is one).
+fn interval_printer(bar: Option<ProgressBar>) -> IntervalSink {
+    let header_done = AtomicBool::new(false);
+    IntervalSink(Arc::new(move |row: &IntervalStat| {
+        let mut lines = Vec::new();
+        if !header_done.swap(true, Ordering::Relaxed) {
+            lines.push(format!(
+                "{:>8} {:>10} {:>12} {:>10} {:>14}",
+                "t (s)", "messages", "msgs/s", "p99 (us)", "p99 corr (us)"
+            ));
+        }
+        lines.push(format!(
+            "{:>8.3} {:>10} {:>12.0} {:>10} {:>14}",
+            row.t,
+            row.messages,
+            row.msgs_per_sec,
+            row.p99_us,
+            row.p99_corrected_us
+                .map_or("-".to_string(), |v| v.to_string())
+        ));
+        for line in lines {
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+    }))
+}
+
 /// Prompts on stderr, answers from stdin; an empty answer takes the default.
 struct Asker;
 
 impl Asker {
-    fn new() -> Self {
-        Asker
-    }
-
     fn line(&self, question: &str, default: &str) -> anyhow::Result<String> {
         eprint!("{question} [{default}]: ");
         std::io::stderr().flush()?;

@@ -1,18 +1,20 @@
-//! The result of a run: counters, latency percentiles, and how to print them.
+//! The result of a run: counters, latency percentiles, and how to print them
+//! (a table for people, JSON and CSV for programs).
 //!
 //! JSON keys are a contract: later versions add keys and never rename them.
 
+use crate::stats::Totals;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 /// Why a connection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// The connection could not be made.
+    /// The connection could not be made (refused, unreachable, or no answer within the timeout).
     ConnectFailed,
     /// The peer reset the connection.
     Reset,
@@ -27,6 +29,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in report order.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::ConnectFailed,
+        ErrorKind::Reset,
+        ErrorKind::Timeout,
+        ErrorKind::Mismatch,
+        ErrorKind::EarlyClose,
+        ErrorKind::Other,
+    ];
+
     /// The JSON name.
     pub fn name(self) -> &'static str {
         match self {
@@ -40,7 +52,35 @@ impl ErrorKind {
     }
 }
 
-/// Latency percentiles in microseconds.
+/// Percentiles asked for with `--percentiles`, as `(percentile, microseconds)`
+/// in ascending order. Serialized as a map whose keys are the percentiles
+/// written the shortest way (`"50"`, `"99.9"`, `"99.99"`, `"100"`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Percentiles(pub Vec<(f64, u64)>);
+
+impl Percentiles {
+    /// The value for percentile `p`, if it was asked for.
+    pub fn get(&self, p: f64) -> Option<u64> {
+        self.0.iter().find(|(q, _)| *q == p).map(|(_, v)| *v)
+    }
+}
+
+/// `99.9` → `"99.9"`, `50` → `"50"`: the key of a percentile in JSON and CSV.
+pub fn percentile_key(p: f64) -> String {
+    format!("{p}")
+}
+
+impl Serialize for Percentiles {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (p, v) in &self.0 {
+            m.serialize_entry(&percentile_key(*p), v)?;
+        }
+        m.end()
+    }
+}
+
+/// Latency in microseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Latency {
     /// Median.
@@ -53,22 +93,77 @@ pub struct Latency {
     pub p999: u64,
     /// The slowest message.
     pub max: u64,
+    /// The fastest message.
+    pub min: u64,
+    /// The mean.
+    pub mean: f64,
+    /// Messages measured.
+    pub count: u64,
+    /// The percentiles asked for with `--percentiles` (empty if none were).
+    pub percentiles: Percentiles,
 }
 
 impl Latency {
     /// Read the percentiles off a histogram of microseconds.
-    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+    pub fn from_histogram(h: &Histogram<u64>, asked: &[f64]) -> Self {
         if h.is_empty() {
-            return Latency::default();
+            return Latency {
+                percentiles: Percentiles(asked.iter().map(|p| (*p, 0)).collect()),
+                ..Latency::default()
+            };
         }
+        let q = |p: f64| {
+            if p >= 100.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(p / 100.0)
+            }
+        };
         Latency {
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
+            p50: q(50.0),
+            p90: q(90.0),
+            p99: q(99.0),
+            p999: q(99.9),
             max: h.max(),
+            min: h.min(),
+            mean: h.mean(),
+            count: h.len(),
+            percentiles: Percentiles(asked.iter().map(|p| (*p, q(*p))).collect()),
         }
     }
+
+    /// The columns of the table and CSV: the fixed ones, then any asked for
+    /// that are not among them.
+    fn columns(&self) -> Vec<(String, u64)> {
+        let mut cols = vec![
+            ("p50".to_string(), self.p50),
+            ("p90".to_string(), self.p90),
+            ("p99".to_string(), self.p99),
+            ("p99.9".to_string(), self.p999),
+        ];
+        for (p, v) in &self.percentiles.0 {
+            if ![50.0, 90.0, 99.0, 99.9].contains(p) {
+                cols.push((format!("p{}", percentile_key(*p)), *v));
+            }
+        }
+        cols.push(("max".to_string(), self.max));
+        cols
+    }
+}
+
+/// One interval of the `--interval` series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalStat {
+    /// The end of the interval, in seconds from the start of measuring.
+    pub t: f64,
+    /// Messages verified in the interval.
+    pub messages: u64,
+    /// The same, per second of the interval.
+    pub msgs_per_sec: f64,
+    /// 99th percentile of raw latency in the interval.
+    pub p99_us: u64,
+    /// 99th percentile of corrected latency (open loop only; null otherwise).
+    pub p99_corrected_us: Option<u64>,
 }
 
 /// Everything a run measured.
@@ -76,19 +171,19 @@ impl Latency {
 pub struct Report {
     /// Connections asked for.
     pub connections: u64,
-    /// Messages fully written to the server.
+    /// Messages fully written to the server (after the warm-up).
     pub messages_sent: u64,
-    /// Messages whose echo came back byte-exact.
+    /// Messages whose echo came back byte-exact (after the warm-up).
     pub messages_verified: u64,
     /// Messages whose echo differed.
     pub mismatches: u64,
-    /// Failed connections, of every kind (mismatches included).
+    /// Failed connections, of every kind (mismatches included), warm-up included.
     pub errors: u64,
-    /// The errors by kind.
+    /// The errors by kind; every kind is present, zero or not.
     pub errors_by_kind: BTreeMap<ErrorKind, u64>,
-    /// Payload bytes written.
+    /// Payload bytes of the measured messages written.
     pub bytes_sent: u64,
-    /// Payload bytes read back (and compared).
+    /// Payload bytes of the measured messages read back (and compared).
     pub bytes_received: u64,
     /// Wall time of the measured part of the run.
     pub elapsed_s: f64,
@@ -96,36 +191,82 @@ pub struct Report {
     pub msgs_per_sec: f64,
     /// Verified echo bytes per second, in 10^6 bytes.
     pub mb_per_sec: f64,
-    /// Latency from a message's first byte written to its last byte verified.
+    /// Latency from a message being handed to the socket to its last byte verified.
     pub latency_us: Latency,
+    /// Open loop only (null otherwise): latency from when the schedule said
+    /// the message was due, which charges a stalled server for every message
+    /// it held back (coordinated omission corrected).
+    pub latency_corrected_us: Option<Latency>,
+    /// The driver: "events" or "threads".
+    pub engine: &'static str,
+    /// Load threads used.
+    pub threads: u64,
+    /// Messages in flight per connection (at most, in an open loop).
+    pub pipeline: u64,
+    /// Open loop: messages per second asked for; null for a closed loop.
+    pub rate: Option<f64>,
+    /// Open loop: measured messages that were due before the end but never
+    /// sent because the pipeline stayed full (the server fell behind).
+    pub messages_unsent: u64,
+    /// Length of the warm-up, not measured.
+    pub warmup_s: f64,
+    /// Messages verified during the warm-up (in no other count).
+    pub warmup_messages: u64,
+    /// Time it took to open the connections, before the clock started.
+    pub connect_s: f64,
+    /// The seed of a `--size` payload; null for the text template.
+    pub seed: Option<u64>,
+    /// Per-interval figures with `--interval`; empty otherwise.
+    pub series: Vec<IntervalStat>,
+}
+
+/// What the engine hands over to build a report.
+pub(crate) struct Measured<'a> {
+    pub totals: &'a Totals,
+    pub raw: &'a Histogram<u64>,
+    pub corrected: Option<&'a Histogram<u64>>,
+    pub elapsed: std::time::Duration,
+    pub connect: std::time::Duration,
+    pub threads: u64,
+    pub series: Vec<IntervalStat>,
 }
 
 impl Report {
     /// Build the report from merged counters.
-    pub(crate) fn new(
-        connections: u64,
-        totals: &crate::engine::Totals,
-        hist: &Histogram<u64>,
-        elapsed: Duration,
-    ) -> Self {
-        let secs = elapsed.as_secs_f64().max(1e-9);
-        let errors_by_kind: BTreeMap<ErrorKind, u64> = totals.errors.clone();
+    pub(crate) fn new(config: &crate::Config, m: Measured<'_>) -> Self {
+        let secs = m.elapsed.as_secs_f64().max(1e-9);
+        let mut errors_by_kind: BTreeMap<ErrorKind, u64> =
+            ErrorKind::ALL.iter().map(|k| (*k, 0)).collect();
+        for (k, n) in &m.totals.errors {
+            *errors_by_kind.entry(*k).or_default() += n;
+        }
+        let t = m.totals;
         Report {
-            connections,
-            messages_sent: totals.messages_sent,
-            messages_verified: totals.messages_verified,
-            mismatches: errors_by_kind
-                .get(&ErrorKind::Mismatch)
-                .copied()
-                .unwrap_or(0),
+            connections: config.connections as u64,
+            messages_sent: t.messages_sent,
+            messages_verified: t.messages_verified,
+            mismatches: errors_by_kind[&ErrorKind::Mismatch],
             errors: errors_by_kind.values().sum(),
             errors_by_kind,
-            bytes_sent: totals.bytes_sent,
-            bytes_received: totals.bytes_received,
+            bytes_sent: t.bytes_sent,
+            bytes_received: t.bytes_received,
             elapsed_s: secs,
-            msgs_per_sec: totals.messages_verified as f64 / secs,
-            mb_per_sec: totals.bytes_received as f64 / secs / 1e6,
-            latency_us: Latency::from_histogram(hist),
+            msgs_per_sec: t.messages_verified as f64 / secs,
+            mb_per_sec: t.bytes_received as f64 / secs / 1e6,
+            latency_us: Latency::from_histogram(m.raw, &config.percentiles),
+            latency_corrected_us: m
+                .corrected
+                .map(|h| Latency::from_histogram(h, &config.percentiles)),
+            engine: config.engine.name(),
+            threads: m.threads,
+            pipeline: config.pipeline as u64,
+            rate: config.rate,
+            messages_unsent: t.messages_unsent,
+            warmup_s: config.warmup.as_secs_f64(),
+            warmup_messages: t.warmup_messages,
+            connect_s: m.connect.as_secs_f64(),
+            seed: config.payload.seed(),
+            series: m.series,
         }
     }
 
@@ -134,20 +275,53 @@ impl Report {
         self.errors == 0 && self.mismatches == 0 && self.messages_verified == self.messages_sent
     }
 
-    /// The human-readable summary.
+    /// The human-readable summary: a few labelled lines and a latency table.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "connections      {}", self.connections);
+        let mode = match self.rate {
+            Some(r) => format!("open loop at {r} msgs/s"),
+            None => "closed loop".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "connections      {} ({} engine, {} thread{}, {mode}, pipeline {})",
+            self.connections,
+            self.engine,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.pipeline
+        );
         let _ = writeln!(
             s,
             "messages         {} sent, {} verified, {} mismatched",
             self.messages_sent, self.messages_verified, self.mismatches
         );
+        if let Some(seed) = self.seed {
+            let _ = writeln!(
+                s,
+                "payload          random bytes, seed {seed} (repeat with --seed {seed})"
+            );
+        }
+        if self.warmup_s > 0.0 {
+            let _ = writeln!(
+                s,
+                "warm-up          {:.3} s, {} messages (not counted)",
+                self.warmup_s, self.warmup_messages
+            );
+        }
+        if self.messages_unsent > 0 {
+            let _ = writeln!(
+                s,
+                "unsent           {} messages were due but never sent: the server fell behind the rate",
+                self.messages_unsent
+            );
+        }
         let _ = write!(s, "errors           {}", self.errors);
         if self.errors > 0 {
             let kinds: Vec<String> = self
                 .errors_by_kind
                 .iter()
+                .filter(|(_, n)| **n > 0)
                 .map(|(k, n)| format!("{} {n}", k.name()))
                 .collect();
             let _ = write!(s, " ({})", kinds.join(", "));
@@ -158,12 +332,199 @@ impl Report {
             "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
             self.elapsed_s, self.msgs_per_sec, self.mb_per_sec
         );
-        let l = &self.latency_us;
-        let _ = writeln!(
-            s,
-            "latency (us)     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            l.p50, l.p90, l.p99, l.p999, l.max
-        );
+        let mut rows = vec![("from send", &self.latency_us)];
+        if let Some(c) = &self.latency_corrected_us {
+            rows.push(("from schedule", c));
+        }
+        let header = self.latency_us.columns();
+        let width = header
+            .iter()
+            .map(|(n, _)| n.len())
+            .chain(
+                rows.iter()
+                    .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
+            )
+            .max()
+            .unwrap_or(4)
+            + 2;
+        let _ = write!(s, "latency (us)    ");
+        for (name, _) in &header {
+            let _ = write!(s, "{name:>width$}");
+        }
+        let _ = writeln!(s);
+        for (label, l) in rows {
+            let _ = write!(s, "  {label:<14}");
+            for (_, v) in l.columns() {
+                let _ = write!(s, "{v:>width$}");
+            }
+            let _ = writeln!(s);
+        }
         s
+    }
+
+    /// The report as one CSV header line and one value line. Nested values
+    /// are flattened with `_`: `latency_us_p99`, `latency_us_p99.99`,
+    /// `errors_by_kind_reset`. The series is not included (see the JSON).
+    pub fn to_csv(&self) -> String {
+        let mut cols: Vec<(String, String)> = vec![
+            ("connections".into(), self.connections.to_string()),
+            ("messages_sent".into(), self.messages_sent.to_string()),
+            (
+                "messages_verified".into(),
+                self.messages_verified.to_string(),
+            ),
+            ("mismatches".into(), self.mismatches.to_string()),
+            ("errors".into(), self.errors.to_string()),
+            ("bytes_sent".into(), self.bytes_sent.to_string()),
+            ("bytes_received".into(), self.bytes_received.to_string()),
+            ("elapsed_s".into(), format!("{:.6}", self.elapsed_s)),
+            ("msgs_per_sec".into(), format!("{:.3}", self.msgs_per_sec)),
+            ("mb_per_sec".into(), format!("{:.6}", self.mb_per_sec)),
+        ];
+        // Absent values are empty cells, so that closed- and open-loop files
+        // share one header and can be concatenated.
+        let latency =
+            |cols: &mut Vec<(String, String)>, prefix: &str, l: &Latency, present: bool| {
+                let mut put = |name: &str, v: String| cols.push((format!("{prefix}_{name}"), v));
+                let v = |x: u64| {
+                    if present {
+                        x.to_string()
+                    } else {
+                        String::new()
+                    }
+                };
+                put("p50", v(l.p50));
+                put("p90", v(l.p90));
+                put("p99", v(l.p99));
+                put("p999", v(l.p999));
+                put("max", v(l.max));
+                put("min", v(l.min));
+                put(
+                    "mean",
+                    if present {
+                        format!("{:.3}", l.mean)
+                    } else {
+                        String::new()
+                    },
+                );
+                put("count", v(l.count));
+                for (p, x) in &l.percentiles.0 {
+                    put(&format!("p{}", percentile_key(*p)), v(*x));
+                }
+            };
+        latency(&mut cols, "latency_us", &self.latency_us, true);
+        match &self.latency_corrected_us {
+            Some(c) => latency(&mut cols, "latency_corrected_us", c, true),
+            None => latency(&mut cols, "latency_corrected_us", &self.latency_us, false),
+        }
+        for (k, n) in &self.errors_by_kind {
+            cols.push((format!("errors_by_kind_{}", k.name()), n.to_string()));
+        }
+        cols.extend([
+            ("engine".into(), self.engine.to_string()),
+            ("threads".into(), self.threads.to_string()),
+            ("pipeline".into(), self.pipeline.to_string()),
+            (
+                "rate".into(),
+                self.rate.map_or(String::new(), |r| r.to_string()),
+            ),
+            ("messages_unsent".into(), self.messages_unsent.to_string()),
+            ("warmup_s".into(), format!("{:.6}", self.warmup_s)),
+            ("warmup_messages".into(), self.warmup_messages.to_string()),
+            ("connect_s".into(), format!("{:.6}", self.connect_s)),
+            (
+                "seed".into(),
+                self.seed.map_or(String::new(), |s| s.to_string()),
+            ),
+        ]);
+        let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
+        format!("{}\n{}\n", keys.join(","), values.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(values: &[u64]) -> Histogram<u64> {
+        let mut h = crate::stats::run_histogram();
+        for v in values {
+            h.record(*v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn asked_percentiles_serialize_as_a_map_with_short_keys() {
+        let h = hist(&(1..=10_000).collect::<Vec<_>>());
+        let l = Latency::from_histogram(&h, &[50.0, 99.99, 100.0]);
+        let text = serde_json::to_string(&l).unwrap();
+        assert!(
+            text.contains(r#""percentiles":{"50":"#),
+            "ascending order: {text}"
+        );
+        assert!(text.find(r#""99.99":"#) < text.find(r#""100":"#), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // 100 is the maximum (as HdrHistogram rounds it: within 0.1%).
+        assert_eq!(json["percentiles"]["100"], l.max);
+        assert_eq!(json["p999"], l.p999);
+    }
+
+    #[test]
+    fn an_empty_histogram_reports_zeros_not_a_panic() {
+        let l = Latency::from_histogram(&crate::stats::run_histogram(), &[99.99]);
+        assert_eq!(l.max, 0);
+        assert_eq!(l.percentiles.get(99.99), Some(0));
+    }
+
+    fn report(corrected: bool) -> Report {
+        let mut config = crate::Config::new("127.0.0.1:1".parse().unwrap());
+        config.percentiles = vec![99.99];
+        if corrected {
+            config.rate = Some(100.0);
+        }
+        let h = hist(&[10, 20, 30]);
+        Report::new(
+            &config,
+            Measured {
+                totals: &Totals::default(),
+                raw: &h,
+                corrected: corrected.then_some(&h),
+                elapsed: std::time::Duration::from_secs(1),
+                connect: std::time::Duration::ZERO,
+                threads: 1,
+                series: Vec::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn csv_has_one_header_and_one_row_of_equal_width() {
+        for corrected in [false, true] {
+            let csv = report(corrected).to_csv();
+            let lines: Vec<&str> = csv.lines().collect();
+            assert_eq!(lines.len(), 2, "{csv}");
+            assert_eq!(
+                lines[0].split(',').count(),
+                lines[1].split(',').count(),
+                "{csv}"
+            );
+            assert!(lines[0].contains("latency_us_p99.99"), "{csv}");
+            assert!(lines[0].contains("latency_corrected_us_p99.99"), "{csv}");
+            assert!(lines[0].contains("errors_by_kind_early_close"), "{csv}");
+        }
+        // Closed and open runs share the header, so their files concatenate.
+        assert_eq!(
+            report(false).to_csv().lines().next(),
+            report(true).to_csv().lines().next()
+        );
+    }
+
+    #[test]
+    fn the_table_shows_asked_percentiles_and_the_corrected_row() {
+        let text = report(true).to_text();
+        assert!(text.contains("p99.99"), "{text}");
+        assert!(text.contains("from schedule"), "{text}");
+        assert!(!report(false).to_text().contains("from schedule"));
     }
 }

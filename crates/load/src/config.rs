@@ -1,0 +1,294 @@
+//! What a run is asked to do: the [`Config`] that `stress` and `bench` fill in.
+//!
+//! Every field is public and [`Config::new`] gives the defaults, so a caller
+//! sets only what it cares about. New fields are only ever added.
+
+use crate::payload::{Payload, MAX_MESSAGE_SIZE};
+use crate::progress::Progress;
+use crate::report::IntervalStat;
+use crate::LoadError;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// When each connection stops sending.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StopWhen {
+    /// After this many measured messages per connection (warm-up messages come on top).
+    Count(u64),
+    /// After this much measured time (the warm-up comes on top).
+    Duration(Duration),
+}
+
+/// Which driver runs the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Many non-blocking connections per thread on a readiness loop (mio).
+    /// The load generator proper.
+    #[default]
+    Events,
+    /// The baseline: one OS thread per connection, blocking `write_all` then
+    /// `read`. It exists to be measured against, not to be used for load;
+    /// it supports a pipeline of 1 and messages of at most
+    /// [`THREADS_MAX_MESSAGE`] bytes.
+    Threads,
+}
+
+/// How long the events engine polls without blocking before it sleeps, in a closed loop.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+
+/// The largest message the blocking baseline takes: it writes a whole
+/// message before reading any echo, which deadlocks once a message outgrows
+/// the socket buffers on both sides.
+pub const THREADS_MAX_MESSAGE: usize = 64 * 1024;
+
+impl Engine {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Events => "events",
+            Engine::Threads => "threads",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "events" => Ok(Engine::Events),
+            "threads" => Ok(Engine::Threads),
+            _ => Err(format!(
+                "unknown engine '{s}'; valid engines: events, threads"
+            )),
+        }
+    }
+}
+
+/// Called with each interval of the series as soon as every thread has
+/// reported it (from the thread that called [`run`](crate::run)).
+#[derive(Clone)]
+pub struct IntervalSink(pub Arc<dyn Fn(&IntervalStat) + Send + Sync>);
+
+impl std::fmt::Debug for IntervalSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntervalSink(..)")
+    }
+}
+
+/// A load to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The echo server.
+    pub addr: SocketAddr,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Threads that drive them (each owns connections `i` with `i % threads == t`).
+    /// Ignored by [`Engine::Threads`], which has one per connection.
+    pub threads: usize,
+    /// When to stop.
+    pub stop: StopWhen,
+    /// Messages in flight per connection. In a closed loop the connection
+    /// keeps exactly this many outstanding; in an open loop it is the most
+    /// that may be outstanding, and a message due while the pipeline is full
+    /// waits (its corrected latency keeps counting from when it was due).
+    pub pipeline: usize,
+    /// What to send.
+    pub payload: Payload,
+    /// How long an echo (or a connect) may take before the connection counts as timed out.
+    pub timeout: Duration,
+    /// Which driver runs the connections.
+    pub engine: Engine,
+    /// Open loop: total messages per second over all connections. `None`
+    /// is a closed loop, where each echo triggers the next message.
+    pub rate: Option<f64>,
+    /// Run this long before measuring; nothing sent in it is counted, except errors.
+    pub warmup: Duration,
+    /// The latency percentiles to report besides p50, p90, p99, p99.9 and max,
+    /// each in (0, 100].
+    pub percentiles: Vec<f64>,
+    /// Split the measured part into intervals this long and report each one.
+    pub interval: Option<Duration>,
+    /// Bind each connection to one of these local addresses, in turn, before
+    /// connecting: more source addresses, more ephemeral ports.
+    pub source_ips: Vec<IpAddr>,
+    /// At most this many connects per second while the connections open.
+    pub connect_rate: Option<f64>,
+    /// Events engine: before blocking for readiness, poll without blocking
+    /// for up to this long. Keeps the thread runnable while echoes are
+    /// microseconds away, which avoids a wake-up per batch (and, on a CPU
+    /// shared with other work, a scheduler slice per wake-up) at the price
+    /// of CPU spent spinning. `None` (the default) picks: 50 µs in a closed
+    /// loop, where the thread is busy anyway, and no spinning in an open
+    /// loop, where it would burn a core between scheduled messages.
+    /// `Some(Duration::ZERO)` never spins.
+    pub busy_poll: Option<Duration>,
+    /// Counters a caller may read while the run goes on (for a progress bar).
+    pub progress: Option<Arc<Progress>>,
+    /// Receives each interval as it completes (requires `interval`).
+    pub on_interval: Option<IntervalSink>,
+}
+
+impl Config {
+    /// A config with the defaults for everything but the target.
+    pub fn new(addr: SocketAddr) -> Self {
+        Config {
+            addr,
+            connections: 1,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            stop: StopWhen::Count(1),
+            pipeline: 1,
+            payload: Payload::Template("Hello from ringport".into()),
+            timeout: Duration::from_secs(10),
+            engine: Engine::Events,
+            rate: None,
+            warmup: Duration::ZERO,
+            percentiles: Vec::new(),
+            interval: None,
+            source_ips: Vec::new(),
+            connect_rate: None,
+            busy_poll: None,
+            progress: None,
+            on_interval: None,
+        }
+    }
+
+    /// The busy-poll window in effect (see [`Config::busy_poll`]).
+    pub fn busy_poll_window(&self) -> Duration {
+        match self.busy_poll {
+            Some(d) => d,
+            None if self.rate.is_some() => Duration::ZERO,
+            None => DEFAULT_BUSY_POLL,
+        }
+    }
+
+    /// Refuse what cannot be run, with a message that names the flag.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let bad = |s: String| Err(LoadError::Config(s));
+        if self.connections == 0 {
+            return bad("--connections must be at least 1".into());
+        }
+        if self.pipeline == 0 {
+            return bad("--pipeline must be at least 1".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return bad(format!(
+                    "--rate must be a positive number of messages per second, not {r}"
+                ));
+            }
+        }
+        if let Some(r) = self.connect_rate {
+            if !(r.is_finite() && r > 0.0) {
+                return bad(format!(
+                    "--connect-rate must be a positive number of connects per second, not {r}"
+                ));
+            }
+        }
+        if let StopWhen::Duration(d) = self.stop {
+            if d.is_zero() {
+                return bad("--duration must be longer than 0".into());
+            }
+        }
+        if self.interval.is_some_and(|i| i < Duration::from_millis(10)) {
+            return bad("--interval must be at least 10ms".into());
+        }
+        for &p in &self.percentiles {
+            if !(p > 0.0 && p <= 100.0) {
+                return bad(format!(
+                    "percentile {p} is out of range: each must be above 0 and at most 100"
+                ));
+            }
+        }
+        if let Payload::Sized { len, .. } = self.payload {
+            if len == 0 || len > MAX_MESSAGE_SIZE {
+                return bad(format!(
+                    "--size {len} is out of range: messages are 1 byte to 16 MiB ({MAX_MESSAGE_SIZE} bytes)"
+                ));
+            }
+        }
+        if let Some(ip) = self
+            .source_ips
+            .iter()
+            .find(|ip| ip.is_ipv4() != self.addr.is_ipv4())
+        {
+            return bad(format!(
+                "source address {ip} and server {} are not the same IP version",
+                self.addr
+            ));
+        }
+        if self.engine == Engine::Threads {
+            if self.pipeline != 1 {
+                return bad(
+                    "--engine threads is the blocking baseline and supports only --pipeline 1"
+                        .into(),
+                );
+            }
+            if self.payload.max_len() > THREADS_MAX_MESSAGE {
+                return bad(format!(
+                    "--engine threads writes a whole message before reading, so messages must be at most {THREADS_MAX_MESSAGE} bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::new("127.0.0.1:5150".parse().unwrap())
+    }
+
+    #[test]
+    fn busy_poll_spins_only_in_a_closed_loop_unless_asked() {
+        let mut c = config();
+        assert_eq!(c.busy_poll_window(), DEFAULT_BUSY_POLL);
+        c.rate = Some(1000.0);
+        assert_eq!(c.busy_poll_window(), Duration::ZERO);
+        c.busy_poll = Some(Duration::from_micros(20));
+        assert_eq!(c.busy_poll_window(), Duration::from_micros(20));
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let check = |f: &dyn Fn(&mut Config), flag: &str| {
+            let mut c = config();
+            f(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        };
+        check(&|c| c.connections = 0, "--connections");
+        check(&|c| c.pipeline = 0, "--pipeline");
+        check(&|c| c.rate = Some(0.0), "--rate");
+        check(
+            &|c| {
+                c.payload = Payload::Sized {
+                    len: MAX_MESSAGE_SIZE + 1,
+                    seed: 0,
+                }
+            },
+            "16 MiB",
+        );
+        check(
+            &|c| c.payload = Payload::Sized { len: 0, seed: 0 },
+            "--size",
+        );
+        check(&|c| c.percentiles = vec![100.5], "percentile");
+        check(
+            &|c| {
+                c.engine = Engine::Threads;
+                c.pipeline = 2;
+            },
+            "--engine threads",
+        );
+        check(
+            &|c| c.source_ips = vec!["::1".parse().unwrap()],
+            "IP version",
+        );
+        assert!(config().validate().is_ok());
+    }
+}

@@ -1,0 +1,640 @@
+//! The load generator proper: many non-blocking connections per thread on a
+//! readiness loop (mio), never a thread per connection.
+//!
+//! Each connection keeps one buffer holding the bytes of its in-flight
+//! messages, with three offsets into the byte stream: how much was
+//! generated, written and verified. Echoed bytes are compared against that
+//! buffer as they arrive, however the stream happens to be split into reads,
+//! and the messages complete in order (an echo is FIFO over the stream).
+//!
+//! Open loop: a cursor walks this thread's share of the global schedule in
+//! time order and wakes the connection whose message is due; the poll
+//! timeout is the time to the next due message.
+
+use crate::config::Config;
+use crate::engine::{Shared, WorkerOut};
+use crate::net;
+use crate::report::ErrorKind;
+use crate::schedule::{Next, Plan, Schedule, Workload};
+use crate::stats::Recorder;
+use crate::LoadError;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+/// How often timeouts are checked and finished connections noticed.
+const SWEEP: Duration = Duration::from_millis(50);
+/// Connects in progress at once per thread, so that ten thousand SYNs do
+/// not all land in the server's backlog in the same millisecond.
+const MAX_PENDING_CONNECTS: usize = 256;
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+/// The open-loop timer's token; connection tokens are indices, far below it.
+const TIMER: Token = Token(usize::MAX);
+
+/// A message sent and not yet verified.
+struct InFlight {
+    /// Where it starts and ends in the connection's byte stream.
+    start: u64,
+    end: u64,
+    /// When it was handed to the socket (raw latency starts here).
+    queued: Instant,
+    /// When it was due (corrected latency starts here; `queued` in a closed loop).
+    intended: Instant,
+    measured: bool,
+}
+
+struct Conn {
+    stream: TcpStream,
+    id: u64,
+    /// `Some(since)` until the connect completes.
+    connecting: Option<Instant>,
+    plan: Plan,
+    /// The plan has no more messages for this connection.
+    finished: bool,
+    /// Bytes of the messages not yet verified; `buf[0]` is stream offset `base`.
+    buf: Vec<u8>,
+    base: u64,
+    generated: u64,
+    written: u64,
+    verified: u64,
+    in_flight: VecDeque<InFlight>,
+    /// How many of `in_flight` are fully written.
+    in_flight_written: usize,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, id: u64, now: Instant) -> Conn {
+        Conn {
+            stream,
+            id,
+            connecting: Some(now),
+            plan: Plan::new(id),
+            finished: false,
+            buf: Vec::new(),
+            base: 0,
+            generated: 0,
+            written: 0,
+            verified: 0,
+            in_flight: VecDeque::new(),
+            in_flight_written: 0,
+        }
+    }
+
+    /// Has the non-blocking connect finished? `Err` if it failed.
+    fn connected(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.stream.take_error()? {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.connecting = None;
+                // One small message per write: without this, Nagle holds
+                // the next message back until the previous echo's ACK.
+                let _ = self.stream.set_nodelay(true);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// How much reading a turn does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// None: the turn was not started by readiness (a message fell due).
+    Skip,
+    /// Until a short read, which means the data queue is empty.
+    Data,
+    /// Until WouldBlock, end of stream or an error: the peer has closed or
+    /// failed, and that state is seen only by one more `read` after the data.
+    Drain,
+}
+
+enum Outcome {
+    Continue,
+    Done,
+    Failed(ErrorKind),
+}
+
+fn classify(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => ErrorKind::Reset,
+        io::ErrorKind::ConnectionRefused => ErrorKind::ConnectFailed,
+        io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// The thread's connections and everything needed to drive them.
+struct Driver<'a> {
+    config: &'a Config,
+    poll: Poll,
+    conns: Vec<Option<Conn>>,
+    live: usize,
+    rec: Recorder,
+    scratch: Vec<u8>,
+}
+
+/// Run connections `ids` on this thread.
+pub(crate) fn worker(
+    shared: &Shared,
+    config: &Config,
+    thread: usize,
+    ids: Vec<u64>,
+) -> Result<WorkerOut, LoadError> {
+    let rec = Recorder::new(config.rate.is_some(), config.progress.clone());
+    let threads = config.threads.clamp(1, config.connections);
+    let setup = Poll::new()
+        .map_err(|source| LoadError::Io {
+            context: "cannot create a poller".into(),
+            source,
+        })
+        .and_then(|poll| {
+            let mut d = Driver {
+                config,
+                poll,
+                conns: Vec::with_capacity(ids.len()),
+                live: 0,
+                rec,
+                scratch: vec![0u8; READ_CHUNK],
+            };
+            d.connect_all(&ids, threads)?;
+            Ok(d)
+        });
+    // Arrive at the start line even after a failure, or the others would wait for ever.
+    let Some(w) = shared.start(config) else {
+        return Err(LoadError::Config("the run was abandoned".into()));
+    };
+    let mut d = setup?;
+    d.rec
+        .start_series(shared.series.as_ref(), thread, w.clock.measure_start);
+    d.run(&w, &ids)?;
+    d.rec.finish();
+    let rec = d.rec;
+    Ok(WorkerOut {
+        totals: rec.totals,
+        raw: rec.raw,
+        corrected: rec.corrected,
+        finished: Instant::now(),
+    })
+}
+
+impl Driver<'_> {
+    fn register_error(source: io::Error) -> LoadError {
+        LoadError::Io {
+            context: "cannot register a connection with the poller".into(),
+            source,
+        }
+    }
+
+    /// Open every connection (or count it failed), at most
+    /// `MAX_PENDING_CONNECTS` at a time and at this thread's share of
+    /// `--connect-rate`.
+    fn connect_all(&mut self, ids: &[u64], threads: usize) -> Result<(), LoadError> {
+        let config = self.config;
+        let rate = config.connect_rate.map(|r| r / threads as f64);
+        let start = Instant::now();
+        let mut issued = 0usize;
+        let mut pending = 0usize;
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = start;
+        loop {
+            let now = Instant::now();
+            let mut wait = SWEEP;
+            while issued < ids.len() && pending < MAX_PENDING_CONNECTS {
+                if let Some(r) = rate {
+                    let at = start + Duration::from_secs_f64(issued as f64 / r);
+                    if at > now {
+                        wait = wait.min(at - now);
+                        break;
+                    }
+                }
+                let id = ids[issued];
+                issued += 1;
+                let source = net::source_for(&config.source_ips, id);
+                match net::start_connect(config.addr, source) {
+                    Ok(std) => {
+                        let mut stream = TcpStream::from_std(std);
+                        self.poll
+                            .registry()
+                            .register(
+                                &mut stream,
+                                Token(self.conns.len()),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                            .map_err(Self::register_error)?;
+                        self.conns.push(Some(Conn::new(stream, id, now)));
+                        pending += 1;
+                    }
+                    Err(e) => {
+                        tracing::debug!("connect to {} failed: {e}", config.addr);
+                        self.conns.push(None);
+                        self.rec.error(ErrorKind::ConnectFailed);
+                    }
+                }
+            }
+            if issued == ids.len() && pending == 0 {
+                break;
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(LoadError::Io {
+                        context: "poll failed".into(),
+                        source: e,
+                    });
+                }
+            }
+            for ev in events.iter() {
+                let slot = &mut self.conns[ev.token().0];
+                let Some(conn) = slot.as_mut().filter(|c| c.connecting.is_some()) else {
+                    continue;
+                };
+                match conn.connected() {
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        self.live += 1;
+                        self.rec.opened();
+                    }
+                    Err(e) => {
+                        tracing::debug!("connect to {} failed: {e}", config.addr);
+                        self.rec.error(ErrorKind::ConnectFailed);
+                        let mut conn = slot.take().expect("checked above");
+                        let _ = self.poll.registry().deregister(&mut conn.stream);
+                    }
+                }
+                pending -= 1;
+            }
+            let now = Instant::now();
+            if now.duration_since(last_sweep) >= SWEEP {
+                last_sweep = now;
+                for slot in self.conns.iter_mut() {
+                    let timed_out = slot.as_ref().is_some_and(|c| {
+                        c.connecting
+                            .is_some_and(|t| now.duration_since(t) > config.timeout)
+                    });
+                    if timed_out {
+                        let mut conn = slot.take().expect("checked above");
+                        let _ = self.poll.registry().deregister(&mut conn.stream);
+                        self.rec.error(ErrorKind::ConnectFailed);
+                        pending -= 1;
+                    }
+                }
+            }
+            self.rec.tick(now);
+        }
+        self.rec.tick(Instant::now());
+        Ok(())
+    }
+
+    /// Drive every connection until each one is done or failed.
+    fn run(&mut self, w: &Workload, ids: &[u64]) -> Result<(), LoadError> {
+        let mut events = Events::with_capacity(1024);
+        let mut cursor = w.schedule.map(|s| Cursor::new(s, ids.len()));
+        let timer = match &cursor {
+            Some(_) => crate::sys::Timer::new(self.poll.registry(), TIMER).ok(),
+            None => None,
+        };
+        let mut armed_for = None;
+        let mut due = Vec::new();
+        // No readiness edge will come for an idle, open connection: start each one.
+        for k in 0..self.conns.len() {
+            self.drive(k, w, Instant::now(), Reading::Drain);
+        }
+        let mut last_sweep = Instant::now();
+        while self.live > 0 {
+            let now = Instant::now();
+            let mut wait = SWEEP.saturating_sub(now.duration_since(last_sweep));
+            if let Some(at) = cursor.as_ref().and_then(|c| c.at(w, ids)) {
+                match &timer {
+                    _ if at <= now => wait = Duration::ZERO,
+                    Some(t) => {
+                        if armed_for != Some(at) {
+                            t.arm(at - now);
+                            armed_for = Some(at);
+                        }
+                    }
+                    None => wait = wait.min(at - now),
+                }
+            }
+            if let Err(e) = self.wait(&mut events, wait) {
+                return Err(LoadError::Io {
+                    context: "poll failed".into(),
+                    source: e,
+                });
+            }
+            let mut now = Instant::now();
+            for ev in events.iter() {
+                // The timer needs no read: re-arming resets it, and each
+                // expiry raises a new edge.
+                if ev.token() == TIMER {
+                    continue;
+                }
+                // A FIN or a reset that came with the last data raised the
+                // same edge; epoll reports it in this event's flags.
+                let reading = if ev.is_read_closed() || ev.is_error() {
+                    Reading::Drain
+                } else {
+                    Reading::Data
+                };
+                self.drive(ev.token().0, w, now, reading);
+            }
+            if let Some(c) = cursor.as_mut() {
+                while let Some(at) = c.at(w, ids) {
+                    if at > now {
+                        break;
+                    }
+                    due.push(c.k);
+                    c.advance();
+                }
+                now = Instant::now();
+                // A message is due, not an echo: skip the read, which
+                // would only fail with WouldBlock; echoed bytes that are
+                // still unread have a readiness edge of their own pending.
+                for k in due.drain(..) {
+                    self.drive(k, w, now, Reading::Skip);
+                }
+            }
+            if now.duration_since(last_sweep) >= SWEEP {
+                last_sweep = now;
+                self.sweep(w, now);
+            }
+            self.rec.tick(now);
+        }
+        Ok(())
+    }
+
+    /// Wait for readiness, at most `wait`. With `busy_poll`, first ask
+    /// without blocking for that long: an echo is usually microseconds away,
+    /// and a thread that blocks must then be woken, which on a CPU shared
+    /// with any other runnable task can take a whole scheduler slice
+    /// (milliseconds), while a thread that stays runnable keeps its share.
+    fn wait(&mut self, events: &mut Events, wait: Duration) -> io::Result<()> {
+        let spin = self.config.busy_poll_window();
+        let spin_until =
+            (!spin.is_zero() && !wait.is_zero()).then(|| Instant::now() + spin.min(wait));
+        if let Some(until) = spin_until {
+            loop {
+                match self.poll.poll(events, Some(Duration::ZERO)) {
+                    Ok(()) if !events.is_empty() => return Ok(()),
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        match self.poll.poll(events, Some(wait)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Fail connections whose oldest echo is overdue, and let idle ones
+    /// notice that the run has ended.
+    fn sweep(&mut self, w: &Workload, now: Instant) {
+        let ended = w.clock.end.is_some_and(|e| now >= e);
+        for k in 0..self.conns.len() {
+            let Some(conn) = self.conns[k].as_ref() else {
+                continue;
+            };
+            let overdue = conn
+                .in_flight
+                .front()
+                .is_some_and(|m| now.duration_since(m.queued) > self.config.timeout);
+            if overdue {
+                self.finish(k, Outcome::Failed(ErrorKind::Timeout));
+            } else if ended && conn.in_flight.is_empty() {
+                self.drive(k, w, now, Reading::Skip);
+            }
+        }
+    }
+
+    /// Make all the progress connection `k` allows: read and verify, queue, write.
+    fn drive(&mut self, k: usize, w: &Workload, now: Instant, reading: Reading) {
+        let Some(conn) = self.conns[k].as_mut() else {
+            return;
+        };
+        let outcome = turn(
+            conn,
+            self.config,
+            w,
+            &mut self.rec,
+            &mut self.scratch,
+            now,
+            reading,
+        );
+        self.finish(k, outcome);
+    }
+
+    /// Remove a finished or failed connection.
+    fn finish(&mut self, k: usize, outcome: Outcome) {
+        let kind = match outcome {
+            Outcome::Continue => return,
+            Outcome::Done => None,
+            Outcome::Failed(kind) => Some(kind),
+        };
+        if let Some(mut conn) = self.conns[k].take() {
+            if let Some(kind) = kind {
+                tracing::debug!("connection {}: {}", conn.id + 1, kind.name());
+                self.rec.error(kind);
+            }
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.live -= 1;
+            self.rec.closed();
+        }
+    }
+}
+
+/// Walks this thread's connections' schedule slots in time order: for
+/// connections `c_0 < c_1 < …` (indices `k`), slot `j` of `c_k` is due at
+/// `(c_k + j·C)/R`, which orders by `(j, k)`.
+struct Cursor {
+    schedule: Schedule,
+    len: usize,
+    k: usize,
+    j: u64,
+}
+
+impl Cursor {
+    fn new(schedule: Schedule, len: usize) -> Cursor {
+        Cursor {
+            schedule,
+            len,
+            k: 0,
+            j: 0,
+        }
+    }
+
+    /// When the next slot is due, or `None` once past the end of the run.
+    fn at(&self, w: &Workload, ids: &[u64]) -> Option<Instant> {
+        if self.len == 0 {
+            return None;
+        }
+        let at = w.clock.t0 + self.schedule.offset(ids[self.k], self.j);
+        w.clock.end.is_none_or(|e| at < e).then_some(at)
+    }
+
+    fn advance(&mut self) {
+        self.k += 1;
+        if self.k == self.len {
+            self.k = 0;
+            self.j += 1;
+        }
+    }
+}
+
+/// One connection's turn: read and verify, queue what is due, write.
+fn turn(
+    conn: &mut Conn,
+    config: &Config,
+    w: &Workload,
+    rec: &mut Recorder,
+    scratch: &mut [u8],
+    now: Instant,
+    reading: Reading,
+) -> Outcome {
+    if conn.connecting.is_some() {
+        // Only failed connects are removed before the start; an open one
+        // has `connecting` cleared, so this cannot happen after it.
+        return Outcome::Continue;
+    }
+    if reading != Reading::Skip {
+        if let Some(outcome) = read(conn, rec, scratch, reading) {
+            return outcome;
+        }
+    }
+    refill(conn, config, w, rec, now);
+    if conn.finished && conn.in_flight.is_empty() {
+        return Outcome::Done;
+    }
+    match write(conn, rec) {
+        Err(kind) => Outcome::Failed(kind),
+        Ok(()) => Outcome::Continue,
+    }
+}
+
+/// Read and verify until the socket is drained. `Some` ends the connection.
+fn read(
+    conn: &mut Conn,
+    rec: &mut Recorder,
+    scratch: &mut [u8],
+    reading: Reading,
+) -> Option<Outcome> {
+    loop {
+        let n = match conn.stream.read(scratch) {
+            Ok(0) => {
+                return Some(if conn.verified < conn.generated {
+                    Outcome::Failed(ErrorKind::EarlyClose)
+                } else {
+                    Outcome::Done
+                })
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Some(Outcome::Failed(classify(&e))),
+        };
+        let got = &scratch[..n];
+        let from = (conn.verified - conn.base) as usize;
+        let owed = (conn.written - conn.verified) as usize;
+        if n > owed || conn.buf[from..from + n] != *got {
+            tracing::debug!(
+                "connection {}: echo mismatch at stream offset {}",
+                conn.id + 1,
+                conn.verified
+            );
+            return Some(Outcome::Failed(ErrorKind::Mismatch));
+        }
+        conn.verified += n as u64;
+        let now = Instant::now();
+        while let Some(m) = conn.in_flight.front() {
+            if m.end > conn.verified {
+                break;
+            }
+            rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
+            conn.in_flight.pop_front();
+            conn.in_flight_written -= 1;
+        }
+        if conn.verified == conn.generated {
+            // Everything sent came back: start the buffer afresh, no copying.
+            conn.buf.clear();
+            conn.base = conn.verified;
+        } else {
+            // Drop verified bytes once they are a large, leading part of the buffer.
+            let dead = (conn.verified - conn.base) as usize;
+            if dead >= 64 * 1024 && dead * 2 >= conn.buf.len() {
+                conn.buf.drain(..dead);
+                conn.base = conn.verified;
+            }
+        }
+        // A short read emptied the receive queue: for a TCP socket `read`
+        // returns less than asked only when nothing more is queued, and new
+        // data raises a new readiness edge. This saves one `read` that
+        // would fail with WouldBlock per turn, a third of the system calls
+        // of a pipeline of 1. Not when the peer has closed: its FIN or
+        // reset is behind the data, raised no edge of its own, and only
+        // the next `read` reports it.
+        if n < scratch.len() && reading == Reading::Data {
+            return None;
+        }
+    }
+}
+
+/// Queue what the plan says is due, up to the pipeline depth.
+fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, now: Instant) {
+    while !conn.finished && conn.in_flight.len() < config.pipeline {
+        match conn.plan.next(w, now) {
+            Next::Send { intended, measured } => {
+                let start = conn.generated;
+                config
+                    .payload
+                    .write_message(conn.id + 1, conn.plan.sent, &mut conn.buf);
+                conn.generated = conn.base + conn.buf.len() as u64;
+                conn.in_flight.push_back(InFlight {
+                    start,
+                    end: conn.generated,
+                    queued: now,
+                    intended,
+                    measured,
+                });
+            }
+            Next::Wait(_) => break,
+            Next::Finished { unsent } => {
+                rec.unsent(unsent);
+                conn.finished = true;
+            }
+        }
+    }
+}
+
+/// Write until everything queued is out or the socket is full (a writable
+/// edge will bring the connection back).
+fn write(conn: &mut Conn, rec: &mut Recorder) -> Result<(), ErrorKind> {
+    while conn.written < conn.generated {
+        let from = (conn.written - conn.base) as usize;
+        match conn.stream.write(&conn.buf[from..]) {
+            Ok(0) => return Err(ErrorKind::Reset),
+            Ok(n) => conn.written += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(classify(&e)),
+        }
+    }
+    while let Some(m) = conn.in_flight.get(conn.in_flight_written) {
+        if m.end > conn.written {
+            break;
+        }
+        rec.sent(m.measured, m.end - m.start);
+        conn.in_flight_written += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! When each message is due, and which part of the run it belongs to.
+//!
+//! This is the pure part of the workload, shared by both engines so that they
+//! run the same experiment: given the clock and a connection's progress, say
+//! whether to send now, wait until a given instant, or stop.
+//!
+//! Open loop (`--rate R`): message `i` of the whole run is due at
+//! `t0 + i/R` and goes to connection `i mod C`. So connection `c` sends its
+//! `j`-th message at `t0 + (c + j·C)/R`: every connection has a period of
+//! `C/R`, offset by `c/R`, and the union over all connections is exactly the
+//! global schedule, even when `R` is below `C` (a connection then simply
+//! waits longer than the run for its turn). Latency is measured from that
+//! intended instant, so a server that stalls is charged for every message it
+//! delayed, not only the one it was holding (coordinated omission).
+
+use std::time::{Duration, Instant};
+
+/// The open-loop schedule: `rate` messages per second over `connections`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    rate: f64,
+    connections: u64,
+}
+
+impl Schedule {
+    /// A schedule of `rate` messages/s in total; `None` unless the rate is
+    /// finite and positive and there is a connection.
+    pub fn new(rate: f64, connections: u64) -> Option<Schedule> {
+        (rate.is_finite() && rate > 0.0 && connections > 0)
+            .then_some(Schedule { rate, connections })
+    }
+
+    /// The global index of connection `conn`'s message `j` (both from 0).
+    pub fn slot(&self, conn: u64, j: u64) -> u64 {
+        conn + j * self.connections
+    }
+
+    /// When connection `conn`'s message `j` is due, from the start of the run.
+    pub fn offset(&self, conn: u64, j: u64) -> Duration {
+        Duration::from_secs_f64(self.slot(conn, j) as f64 / self.rate)
+    }
+
+    /// The first `j` of connection `conn` whose offset is at or after `limit`.
+    pub fn first_at_or_after(&self, conn: u64, limit: Duration) -> u64 {
+        let x = limit.as_secs_f64() * self.rate;
+        let mut j = if (conn as f64) >= x {
+            0
+        } else {
+            ((x - conn as f64) / self.connections as f64).ceil() as u64
+        };
+        // The estimate is within one of the answer; settle it with the very
+        // comparison `offset` makes, so the two can never disagree.
+        while j > 0 && self.offset(conn, j - 1) >= limit {
+            j -= 1;
+        }
+        while self.offset(conn, j) < limit {
+            j += 1;
+        }
+        j
+    }
+}
+
+/// The instants that divide a run: start, end of warm-up, end of sending.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// When the connections were all open and sending began.
+    pub t0: Instant,
+    /// The end of the warm-up: messages due before it are not measured.
+    pub measure_start: Instant,
+    /// No message due at or after this is sent (duration runs only).
+    pub end: Option<Instant>,
+}
+
+impl Clock {
+    /// The clock of a run that starts at `t0`.
+    pub fn new(t0: Instant, warmup: Duration, duration: Option<Duration>) -> Clock {
+        let measure_start = t0 + warmup;
+        Clock {
+            t0,
+            measure_start,
+            end: duration.map(|d| measure_start + d),
+        }
+    }
+}
+
+/// What one run asks of every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// The run's clock.
+    pub clock: Clock,
+    /// The open-loop schedule, or `None` for a closed loop.
+    pub schedule: Option<Schedule>,
+    /// Measured messages per connection, or `None` to run until `clock.end`.
+    pub count: Option<u64>,
+}
+
+/// One connection's place in the workload.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The connection, from 0.
+    pub conn: u64,
+    /// Open loop: the next slot `j` not yet sent.
+    pub next_slot: u64,
+    /// Measured messages handed out so far.
+    pub measured: u64,
+    /// Messages handed out so far, warm-up included.
+    pub sent: u64,
+}
+
+/// What a connection should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send a message now. `intended` is when it was due (now, in a closed loop).
+    Send {
+        /// When the message was due.
+        intended: Instant,
+        /// False for a warm-up message.
+        measured: bool,
+    },
+    /// Nothing is due before this instant.
+    Wait(Instant),
+    /// This connection is done sending. `unsent` counts measured messages
+    /// that were due before the end but could not be sent by then (the
+    /// server fell behind the rate); they are reported, never silently lost.
+    Finished {
+        /// Due but never sent.
+        unsent: u64,
+    },
+}
+
+impl Plan {
+    /// The plan of connection `conn` (from 0).
+    pub fn new(conn: u64) -> Plan {
+        Plan {
+            conn,
+            ..Plan::default()
+        }
+    }
+
+    /// Decide what to do at `now`. A `Send` is taken: the next call moves on.
+    pub fn next(&mut self, w: &Workload, now: Instant) -> Next {
+        let intended = match &w.schedule {
+            None => now,
+            Some(s) => w.clock.t0 + s.offset(self.conn, self.next_slot),
+        };
+        let measured = intended >= w.clock.measure_start;
+        if measured && w.count.is_some_and(|n| self.measured >= n) {
+            return Next::Finished { unsent: 0 };
+        }
+        if let Some(end) = w.clock.end {
+            if intended >= end {
+                return Next::Finished { unsent: 0 };
+            }
+            if let Some(s) = &w.schedule {
+                if now >= end {
+                    // Due before the end, but the end has passed: sending now
+                    // would stretch the run past its length.
+                    let from = self
+                        .next_slot
+                        .max(s.first_at_or_after(self.conn, w.clock.measure_start - w.clock.t0));
+                    let to = s.first_at_or_after(self.conn, end - w.clock.t0);
+                    self.next_slot = to;
+                    return Next::Finished {
+                        unsent: to.saturating_sub(from),
+                    };
+                }
+            }
+        }
+        if intended > now {
+            return Next::Wait(intended);
+        }
+        self.next_slot += 1;
+        self.sent += 1;
+        if measured {
+            self.measured += 1;
+        }
+        Next::Send { intended, measured }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_rate_below_the_connection_count_spreads_one_message_each() {
+        // 10 msg/s over 100 connections: connection c's first message is at c/10 s.
+        let s = Schedule::new(10.0, 100).unwrap();
+        assert_eq!(s.offset(0, 0), Duration::ZERO);
+        assert_eq!(s.offset(37, 0), Duration::from_secs_f64(3.7));
+        assert_eq!(s.offset(37, 1), Duration::from_secs_f64(13.7));
+        // Within a 2 s run, connection 5 sends once (at 0.5 s), connection 37 never.
+        assert_eq!(s.first_at_or_after(5, Duration::from_secs(2)), 1);
+        assert_eq!(s.first_at_or_after(37, Duration::from_secs(2)), 0);
+    }
+
+    #[test]
+    fn nonsense_rates_have_no_schedule() {
+        assert!(Schedule::new(0.0, 1).is_none());
+        assert!(Schedule::new(-1.0, 1).is_none());
+        assert!(Schedule::new(f64::NAN, 1).is_none());
+        assert!(Schedule::new(1.0, 0).is_none());
+    }
+
+    #[test]
+    fn closed_loop_counts_only_messages_after_the_warmup() {
+        let t0 = Instant::now();
+        let w = Workload {
+            clock: Clock::new(t0, ms(100), None),
+            schedule: None,
+            count: Some(2),
+        };
+        let mut p = Plan::new(0);
+        assert_eq!(
+            p.next(&w, t0),
+            Next::Send {
+                intended: t0,
+                measured: false
+            }
+        );
+        assert_eq!(
+            p.next(&w, t0 + ms(50)),
+            Next::Send {
+                intended: t0 + ms(50),
+                measured: false
+            }
+        );
+        let later = t0 + ms(100);
+        assert_eq!(
+            p.next(&w, later),
+            Next::Send {
+                intended: later,
+                measured: true
+            }
+        );
+        assert_eq!(
+            p.next(&w, later),
+            Next::Send {
+                intended: later,
+                measured: true
+            }
+        );
+        assert_eq!(p.next(&w, later), Next::Finished { unsent: 0 });
+        assert_eq!(p.sent, 4);
+    }
+
+    #[test]
+    fn closed_loop_stops_at_the_end() {
+        let t0 = Instant::now();
+        let w = Workload {
+            clock: Clock::new(t0, Duration::ZERO, Some(ms(10))),
+            schedule: None,
+            count: None,
+        };
+        let mut p = Plan::new(3);
+        assert!(matches!(
+            p.next(&w, t0 + ms(9)),
+            Next::Send { measured: true, .. }
+        ));
+        assert_eq!(p.next(&w, t0 + ms(10)), Next::Finished { unsent: 0 });
+    }
+
+    #[test]
+    fn open_loop_waits_for_the_due_time_then_sends_late_messages_at_once() {
+        let t0 = Instant::now();
+        let w = Workload {
+            clock: Clock::new(t0, Duration::ZERO, None),
+            schedule: Schedule::new(100.0, 2),
+            count: Some(3),
+        };
+        // Connection 1: slots 1, 3, 5 → 10 ms, 30 ms, 50 ms.
+        let mut p = Plan::new(1);
+        assert_eq!(p.next(&w, t0), Next::Wait(t0 + ms(10)));
+        // Late by 35 ms: both overdue messages go now, each with its own due time.
+        assert_eq!(
+            p.next(&w, t0 + ms(45)),
+            Next::Send {
+                intended: t0 + ms(10),
+                measured: true
+            }
+        );
+        assert_eq!(
+            p.next(&w, t0 + ms(45)),
+            Next::Send {
+                intended: t0 + ms(30),
+                measured: true
+            }
+        );
+        assert_eq!(p.next(&w, t0 + ms(45)), Next::Wait(t0 + ms(50)));
+        assert!(matches!(p.next(&w, t0 + ms(50)), Next::Send { .. }));
+        assert_eq!(p.next(&w, t0 + ms(60)), Next::Finished { unsent: 0 });
+    }
+
+    #[test]
+    fn open_loop_reports_what_it_could_not_send_before_the_end() {
+        let t0 = Instant::now();
+        let w = Workload {
+            clock: Clock::new(t0, ms(20), Some(ms(100))),
+            schedule: Schedule::new(100.0, 1),
+            count: None,
+        };
+        // One connection at 100/s: due every 10 ms; warm-up 0..20 ms, measured 20..120 ms.
+        let mut p = Plan::new(0);
+        assert!(matches!(
+            p.next(&w, t0),
+            Next::Send {
+                measured: false,
+                ..
+            }
+        ));
+        // Stuck until after the end: slots 1 (warm-up) to 11 were due and never sent;
+        // of those, slots 2..=11 were measured ones.
+        assert_eq!(p.next(&w, t0 + ms(500)), Next::Finished { unsent: 10 });
+        assert_eq!(p.next(&w, t0 + ms(500)), Next::Finished { unsent: 0 });
+    }
+
+    proptest! {
+        #[test]
+        fn the_connections_together_follow_the_global_schedule(rate in 0.5f64..1e6, conns in 1u64..500, i in 0u64..1_000_000) {
+            let s = Schedule::new(rate, conns).unwrap();
+            let (c, j) = (i % conns, i / conns);
+            prop_assert_eq!(s.slot(c, j), i);
+            prop_assert_eq!(s.offset(c, j), Duration::from_secs_f64(i as f64 / rate));
+            // Each connection's messages are C/R apart, in order.
+            prop_assert!(s.offset(c, j + 1) > s.offset(c, j));
+        }
+
+        #[test]
+        fn first_at_or_after_is_the_boundary(rate in 0.5f64..1e5, conns in 1u64..300, conn_pick: u64, limit_us in 0u64..100_000_000) {
+            let s = Schedule::new(rate, conns).unwrap();
+            let conn = conn_pick % conns;
+            let limit = Duration::from_micros(limit_us);
+            let j = s.first_at_or_after(conn, limit);
+            prop_assert!(s.offset(conn, j) >= limit);
+            if j > 0 {
+                prop_assert!(s.offset(conn, j - 1) < limit);
+            }
+        }
+
+        #[test]
+        fn a_closed_loop_with_a_count_sends_exactly_the_count(count in 0u64..50, warm in 0u64..50) {
+            let t0 = Instant::now();
+            let w = Workload { clock: Clock::new(t0, ms(warm), None), schedule: None, count: Some(count) };
+            let mut p = Plan::new(0);
+            let mut measured = 0;
+            for step in 0..200u64 {
+                match p.next(&w, t0 + ms(step)) {
+                    Next::Send { measured: m, .. } => measured += u64::from(m),
+                    Next::Finished { unsent } => { prop_assert_eq!(unsent, 0); break }
+                    Next::Wait(_) => prop_assert!(false, "a closed loop never waits"),
+                }
+            }
+            prop_assert_eq!(measured, count);
+        }
+    }
+}

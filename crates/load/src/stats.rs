@@ -1,0 +1,424 @@
+//! What each load thread counts, and how the threads' counts come together.
+//!
+//! Every thread owns a [`Recorder`]: plain counters and HdrHistograms, no
+//! sharing on the per-message path. They are merged once, at the end. The
+//! per-interval series is the one thing merged while the run goes on: a
+//! thread hands over an interval's histogram when it crosses into the next
+//! one, and [`Series`] emits a row once every thread has handed that
+//! interval over (or finished), so a row is never a partial sum.
+
+use crate::progress::{Delta, Progress};
+use crate::report::{ErrorKind, IntervalStat};
+use hdrhistogram::Histogram;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The slowest latency a histogram holds exactly: one hour, in microseconds.
+/// Anything slower is recorded as one hour (and the run has bigger problems).
+const MAX_US: u64 = 3_600_000_000;
+
+/// A histogram for a whole run: 3 significant digits, 1 µs to one hour.
+pub(crate) fn run_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// A histogram for one interval: 2 digits are plenty for a p99 trend line,
+/// and at a tenth of the size, many threads can hold one each.
+fn interval_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 2).expect("valid histogram bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+/// Counters one thread keeps; merged at the end.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Totals {
+    pub messages_sent: u64,
+    pub messages_verified: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub warmup_messages: u64,
+    pub messages_unsent: u64,
+    pub errors: BTreeMap<ErrorKind, u64>,
+}
+
+impl Totals {
+    pub fn merge(&mut self, o: &Totals) {
+        self.messages_sent += o.messages_sent;
+        self.messages_verified += o.messages_verified;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.warmup_messages += o.warmup_messages;
+        self.messages_unsent += o.messages_unsent;
+        for (k, n) in &o.errors {
+            *self.errors.entry(*k).or_default() += n;
+        }
+    }
+}
+
+/// Everything one load thread measures.
+pub(crate) struct Recorder {
+    pub totals: Totals,
+    /// From the moment a message was handed to the socket to its last byte verified.
+    pub raw: Histogram<u64>,
+    /// From the moment a message was due (open loop only).
+    pub corrected: Option<Histogram<u64>>,
+    interval: Option<IntervalRecorder>,
+    delta: Delta,
+    progress: Option<Arc<Progress>>,
+}
+
+impl Recorder {
+    pub fn new(open_loop: bool, progress: Option<Arc<Progress>>) -> Recorder {
+        Recorder {
+            totals: Totals::default(),
+            raw: run_histogram(),
+            corrected: open_loop.then(run_histogram),
+            interval: None,
+            delta: Delta::default(),
+            progress,
+        }
+    }
+
+    /// Start recording intervals for `thread` once the clock is known.
+    pub fn start_series(
+        &mut self,
+        series: Option<&Arc<Series>>,
+        thread: usize,
+        measure_start: Instant,
+    ) {
+        self.interval = series.map(|s| IntervalRecorder::new(s.clone(), thread, measure_start));
+    }
+
+    /// A message of `len` bytes was written in full.
+    pub fn sent(&mut self, measured: bool, len: u64) {
+        if measured {
+            self.totals.messages_sent += 1;
+            self.totals.bytes_sent += len;
+        }
+    }
+
+    /// A message of `len` bytes came back byte-exact at `now`.
+    pub fn verified(
+        &mut self,
+        now: Instant,
+        queued: Instant,
+        intended: Instant,
+        measured: bool,
+        len: u64,
+    ) {
+        if !measured {
+            self.totals.warmup_messages += 1;
+            self.delta.warmup_messages += 1;
+            return;
+        }
+        self.totals.messages_verified += 1;
+        self.totals.bytes_received += len;
+        self.delta.messages += 1;
+        let raw = micros(now.saturating_duration_since(queued));
+        self.raw.saturating_record(raw);
+        let corrected = self.corrected.as_mut().map(|h| {
+            let us = micros(now.saturating_duration_since(intended));
+            h.saturating_record(us);
+            us
+        });
+        if let Some(i) = self.interval.as_mut() {
+            i.record(now, raw, corrected);
+        }
+    }
+
+    /// A connection failed.
+    pub fn error(&mut self, kind: ErrorKind) {
+        *self.totals.errors.entry(kind).or_default() += 1;
+        self.delta.errors += 1;
+    }
+
+    /// Measured messages that were due but never sent before the end.
+    pub fn unsent(&mut self, n: u64) {
+        self.totals.messages_unsent += n;
+    }
+
+    pub fn opened(&mut self) {
+        self.delta.opened += 1;
+    }
+
+    pub fn closed(&mut self) {
+        self.delta.closed += 1;
+    }
+
+    /// Publish progress and close intervals that have ended; call often.
+    pub fn tick(&mut self, now: Instant) {
+        self.delta.flush(self.progress.as_deref());
+        if let Some(i) = self.interval.as_mut() {
+            i.tick(now);
+        }
+    }
+
+    /// The thread is done: hand over the last interval.
+    pub fn finish(&mut self) {
+        self.delta.flush(self.progress.as_deref());
+        if let Some(i) = self.interval.take() {
+            i.finish();
+        }
+    }
+}
+
+/// One thread's current interval.
+struct IntervalRecorder {
+    series: Arc<Series>,
+    thread: usize,
+    measure_start: Instant,
+    index: u64,
+    messages: u64,
+    raw: Histogram<u64>,
+    corrected: Option<Histogram<u64>>,
+}
+
+impl IntervalRecorder {
+    fn new(series: Arc<Series>, thread: usize, measure_start: Instant) -> Self {
+        let corrected = series.open_loop.then(interval_histogram);
+        IntervalRecorder {
+            series,
+            thread,
+            measure_start,
+            index: 0,
+            messages: 0,
+            raw: interval_histogram(),
+            corrected,
+        }
+    }
+
+    fn index_at(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.measure_start);
+        (since.as_nanos() / self.series.len.as_nanos()) as u64
+    }
+
+    fn record(&mut self, now: Instant, raw: u64, corrected: Option<u64>) {
+        self.tick(now);
+        self.messages += 1;
+        self.raw.saturating_record(raw);
+        if let (Some(h), Some(us)) = (self.corrected.as_mut(), corrected) {
+            h.saturating_record(us);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let index = self.index_at(now);
+        if index > self.index {
+            self.hand_over(index);
+        }
+    }
+
+    /// Give the current interval to the series; everything before `next` is then reported.
+    fn hand_over(&mut self, next: u64) {
+        self.series.report(
+            self.thread,
+            self.index,
+            self.messages,
+            &self.raw,
+            self.corrected.as_ref(),
+            next,
+        );
+        self.index = next;
+        self.messages = 0;
+        self.raw.reset();
+        if let Some(h) = self.corrected.as_mut() {
+            h.reset();
+        }
+    }
+
+    fn finish(mut self) {
+        let next = self.index + 1;
+        self.hand_over(next);
+        self.series.thread_done(self.thread);
+    }
+}
+
+/// The per-interval series, merged across threads while the run goes on.
+pub(crate) struct Series {
+    len: Duration,
+    open_loop: bool,
+    state: Mutex<SeriesState>,
+    changed: Condvar,
+}
+
+struct Slot {
+    messages: u64,
+    raw: Histogram<u64>,
+    corrected: Option<Histogram<u64>>,
+}
+
+struct SeriesState {
+    /// Slots from index `emitted` on.
+    slots: VecDeque<Slot>,
+    emitted: u64,
+    /// Per thread: every interval before this one has been handed over.
+    reported_upto: Vec<u64>,
+    done: Vec<bool>,
+}
+
+impl Series {
+    pub fn new(len: Duration, threads: usize, open_loop: bool) -> Arc<Series> {
+        Arc::new(Series {
+            len,
+            open_loop,
+            state: Mutex::new(SeriesState {
+                slots: VecDeque::new(),
+                emitted: 0,
+                reported_upto: vec![0; threads],
+                done: vec![false; threads],
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn report(
+        &self,
+        thread: usize,
+        index: u64,
+        messages: u64,
+        raw: &Histogram<u64>,
+        corrected: Option<&Histogram<u64>>,
+        upto: u64,
+    ) {
+        let mut s = self.state.lock().expect("series lock");
+        if index >= s.emitted {
+            let at = (index - s.emitted) as usize;
+            while s.slots.len() <= at {
+                s.slots.push_back(Slot {
+                    messages: 0,
+                    raw: interval_histogram(),
+                    corrected: self.open_loop.then(interval_histogram),
+                });
+            }
+            let slot = &mut s.slots[at];
+            slot.messages += messages;
+            slot.raw.add(raw).expect("same histogram bounds");
+            if let (Some(h), Some(c)) = (slot.corrected.as_mut(), corrected) {
+                h.add(c).expect("same histogram bounds");
+            }
+        }
+        s.reported_upto[thread] = s.reported_upto[thread].max(upto);
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    fn thread_done(&self, thread: usize) {
+        self.state.lock().expect("series lock").done[thread] = true;
+        self.changed.notify_all();
+    }
+
+    /// Wait up to `timeout` for a change.
+    pub fn wait(&self, timeout: Duration) {
+        let s = self.state.lock().expect("series lock");
+        let _ = self.changed.wait_timeout(s, timeout);
+    }
+
+    /// Every interval that all threads have handed over and not yet taken.
+    /// With `end` (the measured length of the run, once every thread is
+    /// done) the last, partial interval is taken too and ends there.
+    pub fn take_ready(&self, end: Option<Duration>) -> Vec<IntervalStat> {
+        let mut s = self.state.lock().expect("series lock");
+        let bound = match end {
+            Some(_) => s.emitted + s.slots.len() as u64,
+            // Once every thread is done, the last slot is the partial one:
+            // it waits for the final call, which knows where the run ended.
+            None => s
+                .reported_upto
+                .iter()
+                .zip(&s.done)
+                .filter(|(_, d)| !**d)
+                .map(|(u, _)| *u)
+                .min()
+                .unwrap_or(s.emitted + (s.slots.len() as u64).saturating_sub(1)),
+        };
+        let mut out = Vec::new();
+        while s.emitted < bound {
+            let index = s.emitted;
+            let slot = s.slots.pop_front();
+            s.emitted += 1;
+            let from = self.len.mul_f64(index as f64);
+            let mut to = self.len.mul_f64((index + 1) as f64);
+            if let Some(e) = end {
+                to = to.min(e.max(from));
+            }
+            let secs = (to - from).as_secs_f64();
+            let messages = slot.as_ref().map_or(0, |s| s.messages);
+            out.push(IntervalStat {
+                t: to.as_secs_f64(),
+                messages,
+                msgs_per_sec: if secs > 0.0 {
+                    messages as f64 / secs
+                } else {
+                    0.0
+                },
+                p99_us: slot.as_ref().map_or(0, |s| quantile(&s.raw, 0.99)),
+                p99_corrected_us: self.open_loop.then(|| {
+                    slot.as_ref()
+                        .and_then(|s| s.corrected.as_ref())
+                        .map_or(0, |h| quantile(h, 0.99))
+                }),
+            });
+        }
+        out
+    }
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_waits_for_every_thread_then_merges_them() {
+        let series = Series::new(Duration::from_secs(1), 2, false);
+        let t = Instant::now();
+        let mut a = IntervalRecorder::new(series.clone(), 0, t);
+        let mut b = IntervalRecorder::new(series.clone(), 1, t);
+        a.record(t + Duration::from_millis(10), 100, None);
+        a.tick(t + Duration::from_millis(1500));
+        assert!(
+            series.take_ready(None).is_empty(),
+            "thread 1 has not handed interval 0 over"
+        );
+        b.record(t + Duration::from_millis(20), 300, None);
+        b.tick(t + Duration::from_millis(2500));
+        let rows = series.take_ready(None);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].messages, 2);
+        assert_eq!(rows[0].t, 1.0);
+        assert!(rows[0].p99_us >= 299, "{:?}", rows[0]);
+        a.finish();
+        b.finish();
+        // Interval 1 was empty; interval 2 is the partial last one, cut at 2.25 s.
+        let rows = series.take_ready(Some(Duration::from_millis(2250)));
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].messages, 0);
+        assert_eq!(rows[1].t, 2.25);
+    }
+
+    #[test]
+    fn a_finished_thread_does_not_hold_rows_back() {
+        let series = Series::new(Duration::from_millis(100), 2, true);
+        let t = Instant::now();
+        let a = IntervalRecorder::new(series.clone(), 0, t);
+        let mut b = IntervalRecorder::new(series.clone(), 1, t);
+        a.finish();
+        b.record(t + Duration::from_millis(50), 10, Some(20));
+        b.tick(t + Duration::from_millis(350));
+        let rows = series.take_ready(None);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].messages, 1);
+        assert!(rows[0].p99_corrected_us.unwrap() >= 19);
+    }
+}

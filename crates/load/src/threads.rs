@@ -1,0 +1,140 @@
+//! The baseline engine (`--engine threads`): one OS thread per connection,
+//! blocking calls, one message at a time — the way the article's stress
+//! client works, and the way most quick load scripts do.
+//!
+//! It is here to be measured against, so that the claim "the event-driven
+//! engine is never the bottleneck" has a reproducible reference: same
+//! workload ([`Plan`]), same payloads, same verification and histograms;
+//! only the way connections are driven differs. Each message costs a
+//! `write`, a blocking `read` and two context switches, and each connection
+//! a kernel thread.
+
+use crate::config::Config;
+use crate::engine::{Shared, WorkerOut};
+use crate::net;
+use crate::report::ErrorKind;
+use crate::schedule::{Next, Plan};
+use crate::stats::Recorder;
+use crate::LoadError;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Progress and intervals are published at most this often per thread, so
+/// that sixty-four threads do not contend on shared counters per message.
+const TICK: Duration = Duration::from_millis(20);
+/// The longest sleep while waiting for a due message, so intervals still close.
+const NAP: Duration = Duration::from_millis(50);
+
+/// Run connection `id` on this thread.
+pub(crate) fn worker(
+    shared: &Shared,
+    config: &Config,
+    thread: usize,
+    id: u64,
+) -> Result<WorkerOut, LoadError> {
+    let mut rec = Recorder::new(config.rate.is_some(), config.progress.clone());
+    if let Some(r) = config.connect_rate {
+        std::thread::sleep(Duration::from_secs_f64(id as f64 / r));
+    }
+    let stream = match connect(config, id) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!("connect to {} failed: {e}", config.addr);
+            rec.error(ErrorKind::ConnectFailed);
+            None
+        }
+    };
+    rec.tick(Instant::now());
+    let Some(w) = shared.start(config) else {
+        return Err(LoadError::Config("the run was abandoned".into()));
+    };
+    if let Some(mut stream) = stream {
+        rec.opened();
+        rec.start_series(shared.series.as_ref(), thread, w.clock.measure_start);
+        if let Err(kind) = converse(&mut stream, config, &w, id, &mut rec) {
+            tracing::debug!("connection {}: {}", id + 1, kind.name());
+            rec.error(kind);
+        }
+        rec.closed();
+    }
+    rec.finish();
+    Ok(WorkerOut {
+        totals: rec.totals,
+        raw: rec.raw,
+        corrected: rec.corrected,
+        finished: Instant::now(),
+    })
+}
+
+fn connect(config: &Config, id: u64) -> io::Result<TcpStream> {
+    let source = net::source_for(&config.source_ips, id);
+    let stream = net::connect_blocking(config.addr, source, config.timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(config.timeout))?;
+    stream.set_write_timeout(Some(config.timeout))?;
+    Ok(stream)
+}
+
+fn classify(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => ErrorKind::Reset,
+        // What a socket timeout looks like on Unix and on Windows.
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Send, wait for the whole echo, verify, repeat, until the plan says stop.
+fn converse(
+    stream: &mut TcpStream,
+    config: &Config,
+    w: &crate::schedule::Workload,
+    id: u64,
+    rec: &mut Recorder,
+) -> Result<(), ErrorKind> {
+    let mut plan = Plan::new(id);
+    let mut msg = Vec::new();
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut last_tick = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now.duration_since(last_tick) >= TICK {
+            rec.tick(now);
+            last_tick = now;
+        }
+        let (intended, measured) = match plan.next(w, now) {
+            Next::Send { intended, measured } => (intended, measured),
+            Next::Wait(at) => {
+                std::thread::sleep(at.saturating_duration_since(now).min(NAP));
+                continue;
+            }
+            Next::Finished { unsent } => {
+                rec.unsent(unsent);
+                return Ok(());
+            }
+        };
+        msg.clear();
+        config.payload.write_message(id + 1, plan.sent, &mut msg);
+        let queued = Instant::now();
+        stream.write_all(&msg).map_err(|e| classify(&e))?;
+        rec.sent(measured, msg.len() as u64);
+        let mut got = 0;
+        while got < msg.len() {
+            let want = (msg.len() - got).min(scratch.len());
+            let n = match stream.read(&mut scratch[..want]) {
+                Ok(0) => return Err(ErrorKind::EarlyClose),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(classify(&e)),
+            };
+            if scratch[..n] != msg[got..got + n] {
+                return Err(ErrorKind::Mismatch);
+            }
+            got += n;
+        }
+        rec.verified(Instant::now(), queued, intended, measured, msg.len() as u64);
+    }
+}
