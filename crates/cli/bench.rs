@@ -109,11 +109,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} runs, eta {eta}  {msg}")
             .expect("valid progress template"),
     );
-    bar.enable_steady_tick(Duration::from_millis(250));
     let mut on_event = |e: Event<'_>| match e {
         Event::RunStarting {
-            rep, target, cell, ..
-        } => bar.set_message(format!("rep {}/{}: {target}, {cell}", rep + 1, plan.reps)),
+            index,
+            rep,
+            target,
+            cell,
+            ..
+        } => {
+            if index == 0 {
+                // Started here, not before `run`: by now this thread is pinned
+                // to the load's CPUs, and the ticker thread inherits that, so
+                // it never runs on the server's CPU.
+                bar.enable_steady_tick(Duration::from_millis(250));
+            }
+            bar.set_message(format!("rep {}/{}: {target}, {cell}", rep + 1, plan.reps))
+        }
         Event::RunFinished => bar.inc(1),
         Event::Warning(w) => bar.suspend(|| eprintln!("ringport bench: {w}")),
     };

@@ -201,11 +201,6 @@ impl Plan {
         self.reps * self.cells().len() * self.targets.len()
     }
 
-    /// A rough upper bound of the wall time, for the progress bar's caller.
-    pub fn estimate(&self) -> Duration {
-        (self.duration + self.warmup + Duration::from_millis(300)) * self.total_runs() as u32
-    }
-
     fn validate(&self) -> Result<(), BenchError> {
         let bad = |m: &str| Err(BenchError::Config(m.into()));
         if self.targets.is_empty() {

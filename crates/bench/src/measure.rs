@@ -84,9 +84,13 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         target: target.name().to_string(),
         source,
     };
+    // The warm-up's figures are discarded, its verification is not: a wrong
+    // echo is a broken server whenever it happens.
+    let (mut warm_errors, mut warm_mismatches) = (0, 0);
     if !plan.warmup.is_zero() {
-        ringport_load::run(&load_config(plan, target, cell, server.addr, plan.warmup))
+        let warm = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.warmup))
             .map_err(load_err)?;
+        (warm_errors, warm_mismatches) = (warm.errors, warm.mismatches);
     }
     let pid = server.pid();
     let server_cpu0 = sys::tree_cpu_seconds(pid);
@@ -100,6 +104,11 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();
+    if warm_errors > 0 {
+        notes.push(format!(
+            "warm-up: {warm_errors} connection errors, {warm_mismatches} mismatches"
+        ));
+    }
     let mut server = server;
     if !server.is_running() {
         notes.push("the server exited during the run".to_string());
@@ -139,8 +148,8 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         server_cpu_s_per_million,
         server_peak_rss_kib,
         client_cpu_pct,
-        errors: report.errors,
-        mismatches: report.mismatches,
+        errors: report.errors + warm_errors,
+        mismatches: report.mismatches + warm_mismatches,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     })
 }
