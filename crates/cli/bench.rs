@@ -1,7 +1,7 @@
 //! `ringport bench`: flags, the progress bar and the final table; the work
 //! is in `ringport-bench`.
 
-use crate::{args, UsageError};
+use crate::{args, signals, UsageError};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringport_bench::{matrix, output, CpuPlan, CpuSet, Event, Plan, Target};
@@ -101,6 +101,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .out
         .unwrap_or_else(|| output::default_out_dir(std::time::SystemTime::now()));
 
+    // Servers started through `sh -c` may be grandchildren that die with
+    // nothing else, so an interrupted bench stops them itself.
+    signals::on_interrupt(ringport_bench::stop_all_servers)?;
     let bar = ProgressBar::with_draw_target(
         Some(plan.total_runs() as u64),
         ProgressDrawTarget::stderr_with_hz(4),

@@ -316,6 +316,12 @@ impl Results {
     }
 }
 
+/// SIGTERM every server this bench is running (an outside server's whole
+/// process group), for a caller that is being interrupted and will exit.
+pub fn stop_all_servers() {
+    server::stop_all();
+}
+
 /// Run the whole matrix. Must be called from a thread that lives until it
 /// returns: servers are tied to it (they get SIGTERM if it dies), and it is
 /// pinned to the load's CPUs for the duration of the bench.

@@ -23,6 +23,24 @@ const STDERR_TAIL: usize = 12;
 /// A server's last stderr lines, filled by a reader thread.
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
+/// Servers running now: pid, and whether its process group is signalled.
+/// Kept so that an interrupted bench can stop them ([`stop_all`]): a server
+/// started through `sh -c` may be the shell's child, which the kernel's
+/// parent-death signal does not reach.
+static LIVE: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<(u32, bool)>> {
+    // A panic elsewhere must not stop the cleanup: the list stays valid.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SIGTERM every running server (the whole group of an outside one).
+pub fn stop_all() {
+    for &(pid, group) in live().iter() {
+        sys::terminate_pid(pid, group);
+    }
+}
+
 /// How a server ended when asked to stop.
 #[derive(Debug)]
 pub enum Stopped {
@@ -94,6 +112,7 @@ impl Running {
             what: format!("cannot start {name} ({cmd:?})"),
             source: e,
         })?;
+        live().push((child.id(), group));
         let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {
             let tail = tail.clone();
@@ -268,6 +287,8 @@ impl Drop for Running {
             sys::kill(&mut self.child, self.group);
             let _ = self.child.wait();
         }
+        let pid = self.child.id();
+        live().retain(|&(p, _)| p != pid);
     }
 }
 

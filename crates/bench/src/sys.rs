@@ -79,6 +79,12 @@ pub fn kill(child: &mut Child, group: bool) {
     imp::kill(child, group);
 }
 
+/// SIGTERM to a process (or its group) known only by pid: for stopping the
+/// servers from a signal handler thread, which cannot borrow their `Child`.
+pub fn terminate_pid(pid: u32, group: bool) {
+    imp::terminate_pid(pid, group);
+}
+
 /// User plus system CPU seconds of `pid` and its descendants, summed.
 pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
     imp::tree_cpu_seconds(pid)
@@ -111,8 +117,16 @@ mod unix {
         cmd.process_group(0);
     }
 
+    pub fn terminate_pid(pid: u32, group: bool) {
+        let _ = signal_pid(pid, group, libc::SIGTERM);
+    }
+
     fn signal(child: &Child, group: bool, sig: libc::c_int) -> io::Result<()> {
-        let pid = child.id() as libc::pid_t;
+        signal_pid(child.id(), group, sig)
+    }
+
+    fn signal_pid(pid: u32, group: bool, sig: libc::c_int) -> io::Result<()> {
+        let pid = pid as libc::pid_t;
         // A process group started with `process_group(0)` has the child's pid as its id.
         let target = if group { -pid } else { pid };
         // SAFETY: kill(2) takes plain integers and touches no memory of ours.
@@ -162,7 +176,7 @@ mod unix {
 #[cfg(target_os = "linux")]
 mod imp {
     use super::unix;
-    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate};
+    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate, terminate_pid};
     use crate::cpus::CpuSet;
     use std::collections::HashMap;
     use std::io;
@@ -367,7 +381,7 @@ mod imp {
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod imp {
-    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate};
+    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate, terminate_pid};
     use crate::cpus::CpuSet;
     use std::io;
     use std::process::Command;
@@ -438,6 +452,9 @@ mod imp {
     pub fn kill(child: &mut Child, _: bool) {
         let _ = child.kill();
     }
+    /// Without signals nothing can be asked of a process known only by pid;
+    /// the caller's `Child` handles kill it on drop.
+    pub fn terminate_pid(_: u32, _: bool) {}
     pub fn tree_cpu_seconds(_: u32) -> Option<f64> {
         None
     }
