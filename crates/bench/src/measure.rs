@@ -20,10 +20,10 @@ pub struct Sample {
     pub msgs_per_sec: f64,
     /// Verified echo bytes per second, in 10^6 bytes.
     pub mb_per_sec: f64,
-    /// Median latency, microseconds.
-    pub p50_us: f64,
-    /// 99th percentile latency, microseconds.
-    pub p99_us: f64,
+    /// Median latency, microseconds; `None` when no echo came back.
+    pub p50_us: Option<f64>,
+    /// 99th percentile latency, microseconds; `None` when no echo came back.
+    pub p99_us: Option<f64>,
     /// Server CPU seconds (user + system) per million verified messages.
     pub server_cpu_s_per_million: Option<f64>,
     /// Server peak resident memory, KiB.
@@ -34,6 +34,9 @@ pub struct Sample {
     pub errors: u64,
     /// Connections whose echo differed from what was sent.
     pub mismatches: u64,
+    /// The server broke its contract: it exited during the run, or ignored
+    /// SIGTERM. Flags the cell even when every echo was right.
+    pub server_failed: bool,
     /// Something a reader must know about this run, such as a server that
     /// had to be killed.
     pub note: Option<String>,
@@ -109,21 +112,23 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
             "warm-up: {warm_errors} connection errors, {warm_mismatches} mismatches"
         ));
     }
-    let mut server = server;
-    if !server.is_running() {
-        notes.push("the server exited during the run".to_string());
-    }
-    match server.stop(plan.stop_timeout) {
+    let server_failed = match server.stop(plan.stop_timeout) {
         Stopped::Exited {
             early: true,
             status,
-        } => notes.push(format!("exit status: {status}")),
-        Stopped::Exited { .. } => {}
-        Stopped::Killed => notes.push(format!(
-            "ignored SIGTERM for {:?} and was killed",
-            plan.stop_timeout
-        )),
-    }
+        } => {
+            notes.push(format!("the server exited during the run ({status})"));
+            true
+        }
+        Stopped::Exited { .. } => false,
+        Stopped::Killed => {
+            notes.push(format!(
+                "the server ignored SIGTERM for {:?} and was killed",
+                plan.stop_timeout
+            ));
+            true
+        }
+    };
 
     let messages = report.messages_verified;
     let server_cpu_s_per_million = match (server_cpu0, server_cpu1) {
@@ -143,13 +148,14 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     Ok(Sample {
         msgs_per_sec: report.msgs_per_sec,
         mb_per_sec: report.mb_per_sec,
-        p50_us: report.latency_us.p50 as f64,
-        p99_us: report.latency_us.p99 as f64,
+        p50_us: (messages > 0).then_some(report.latency_us.p50 as f64),
+        p99_us: (messages > 0).then_some(report.latency_us.p99 as f64),
         server_cpu_s_per_million,
         server_peak_rss_kib,
         client_cpu_pct,
         errors: report.errors + warm_errors,
         mismatches: report.mismatches + warm_mismatches,
+        server_failed,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     })
 }

@@ -221,7 +221,7 @@ pub fn table_markdown(results: &Results) -> String {
         );
     }
     if any_na {
-        let _ = writeln!(s, "- n/a: {UNAVAILABLE}.");
+        let _ = writeln!(s, "- n/a: {UNAVAILABLE}, or no echo came back to measure.");
     }
     if rows.iter().any(|r| r.reps == 0) {
         let _ = writeln!(s, "- —: the server did not run; see notes.");

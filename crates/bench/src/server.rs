@@ -222,11 +222,6 @@ impl Running {
         self.child.id()
     }
 
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// Kill the server and describe why it is unusable, quoting its stderr.
     fn failed(mut self, name: &str, why: &str) -> BenchError {
         sys::kill(&mut self.child, self.group);

@@ -122,8 +122,8 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         size: cell.size,
         msgs_per_sec: f(|s| Some(s.msgs_per_sec)),
         mb_per_sec: f(|s| Some(s.mb_per_sec)),
-        p50_us: f(|s| Some(s.p50_us)),
-        p99_us: f(|s| Some(s.p99_us)),
+        p50_us: f(|s| s.p50_us),
+        p99_us: f(|s| s.p99_us),
         server_cpu_s_per_million: f(|s| s.server_cpu_s_per_million),
         server_peak_rss_kib: f(|s| s.server_peak_rss_kib.map(|k| k as f64))
             .map(|k| k.round() as u64),
@@ -132,7 +132,11 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         reps,
         errors,
         mismatches,
-        clean: reps == planned_reps && reps == outcomes.len() && errors == 0 && mismatches == 0,
+        clean: reps == planned_reps
+            && reps == outcomes.len()
+            && errors == 0
+            && mismatches == 0
+            && !samples.iter().any(|s| s.server_failed),
         notes,
     }
 }
@@ -154,7 +158,7 @@ mod tests {
     fn sample(msgs: f64) -> Sample {
         Sample {
             msgs_per_sec: msgs,
-            p50_us: msgs / 100.0,
+            p50_us: Some(msgs / 100.0),
             server_peak_rss_kib: Some(msgs as u64),
             ..Sample::default()
         }
@@ -220,5 +224,31 @@ mod tests {
         assert_eq!((rows[0].errors, rows[0].mismatches), (2, 1));
         assert!(!rows[0].clean);
         assert!(rows[0].notes[0].contains("MISMATCH"));
+    }
+
+    #[test]
+    fn a_server_that_broke_its_contract_flags_a_clean_cell() {
+        let targets = [Target::Model(Model::Threaded)];
+        let cells = [Cell {
+            connections: 1,
+            size: 64,
+        }];
+        let crashed = Sample {
+            server_failed: true,
+            note: Some("the server exited during the run".into()),
+            ..sample(5.0)
+        };
+        let runs = vec![(
+            Run {
+                rep: 0,
+                cell: 0,
+                target: 0,
+            },
+            Ok(crashed),
+        )];
+        let rows = aggregate(&targets, &cells, &runs, 1);
+        assert_eq!(rows[0].errors, 0);
+        assert!(!rows[0].clean);
+        assert_eq!(rows[0].notes, ["the server exited during the run"]);
     }
 }
