@@ -6,6 +6,7 @@
 
 mod util;
 
+mod bench;
 mod cli;
 mod completion;
 mod echo;

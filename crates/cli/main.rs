@@ -2,12 +2,13 @@
 //! tells the truth about latency, and a bench that compares them.
 //!
 //! This binary is thin: it parses flags, sets up logging and signals, and
-//! calls into `ringport-server` and `ringport-load`.
+//! calls into `ringport-server`, `ringport-load` and `ringport-bench`.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod args;
+mod bench;
 mod client;
 mod serve;
 mod signals;
@@ -29,6 +30,8 @@ enum Command {
     Client(client::Args),
     /// Load an echo server and verify every byte it echoes.
     Stress(stress::Args),
+    /// Run every model side by side on the same load: a table and charts.
+    Bench(bench::Args),
 }
 
 /// An error the user can fix by changing the command line or environment;
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Client(a) => client::run(a),
         Command::Stress(a) => stress::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,215 @@
+//! What runs, and in which order: the targets (our models and outside
+//! servers), the cells (connections × message size), and the schedule that
+//! interleaves repetitions so slow drift (thermal, page cache, a noisy
+//! neighbour) spreads over every target instead of landing on one.
+
+use ringport_server::Model;
+use std::fmt;
+
+/// A server under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One of ringport's own models, run as `ringport serve --model M`.
+    Model(Model),
+    /// An outside echo server: `command` is run by `sh -c` after `{port}` is
+    /// replaced by a free port.
+    Outside {
+        /// The name its rows carry as `model`.
+        name: String,
+        /// The command, still holding `{port}`.
+        command: String,
+    },
+}
+
+impl Target {
+    /// The name in tables, charts and `results.json`.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Model(m) => m.name(),
+            Target::Outside { name, .. } => name,
+        }
+    }
+
+    /// True for a server that serves one client at a time, so that every
+    /// other connection waits in the backlog: its figures are not comparable
+    /// with the others' at more than one connection, and its runs need a
+    /// longer echo timeout (see `measure.rs`).
+    pub fn serialized(&self) -> bool {
+        matches!(self, Target::Model(Model::Blocking))
+    }
+}
+
+/// The models `bench` runs when `--models` is not given: every model the
+/// binary knows. `auto` only picks one of the others, so it would measure a
+/// model twice; it is left out by name because it may not exist as a variant.
+pub fn default_models() -> Vec<Model> {
+    Model::ALL
+        .iter()
+        .copied()
+        .filter(|m| m.name() != "auto")
+        .collect()
+}
+
+/// One point of the load matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cell {
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} conn × {} B", self.connections, self.size)
+    }
+}
+
+/// Every combination of connections and sizes, connections varying slowest.
+pub fn cells(connections: &[usize], sizes: &[usize]) -> Vec<Cell> {
+    connections
+        .iter()
+        .flat_map(|&c| {
+            sizes.iter().map(move |&s| Cell {
+                connections: c,
+                size: s,
+            })
+        })
+        .collect()
+}
+
+/// One server start, load and stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Repetition, from 0.
+    pub rep: usize,
+    /// Index into the cells.
+    pub cell: usize,
+    /// Index into the targets.
+    pub target: usize,
+}
+
+/// The order of the runs: each repetition covers every cell and target once
+/// before the next begins (A B C A B C, never A A A), and within a cell the
+/// targets run back to back so the ones compared are measured close in time.
+pub fn schedule(reps: usize, cells: usize, targets: usize) -> Vec<Run> {
+    let mut runs = Vec::with_capacity(reps * cells * targets);
+    for rep in 0..reps {
+        for cell in 0..cells {
+            for target in 0..targets {
+                runs.push(Run { rep, cell, target });
+            }
+        }
+    }
+    runs
+}
+
+/// Parse `NAME=CMD` of `--server`. The name may not contain `=`; the command may.
+pub fn parse_server_spec(spec: &str) -> Result<Target, String> {
+    let Some((name, command)) = spec.split_once('=') else {
+        return Err(format!(
+            "'{spec}' is not NAME=CMD, such as: mine=./echo --port {{port}}"
+        ));
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("'{spec}' has no name before '='"));
+    }
+    if !command.contains("{port}") {
+        return Err(format!(
+            "the command of '{name}' has no {{port}}: bench picks the port and needs to tell the server"
+        ));
+    }
+    Ok(Target::Outside {
+        name: name.to_string(),
+        command: command.to_string(),
+    })
+}
+
+/// Replace every `{port}` in `command` with `port`.
+pub fn substitute_port(command: &str, port: u16) -> String {
+    command.replace("{port}", &port.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repetitions_are_interleaved_never_back_to_back() {
+        let runs = schedule(3, 2, 3);
+        let order: Vec<(usize, usize, usize)> =
+            runs.iter().map(|r| (r.rep, r.cell, r.target)).collect();
+        assert_eq!(order.len(), 18);
+        // A B C for cell 0, then cell 1, then the same again for rep 1.
+        assert_eq!(
+            &order[..7],
+            &[
+                (0, 0, 0),
+                (0, 0, 1),
+                (0, 0, 2),
+                (0, 1, 0),
+                (0, 1, 1),
+                (0, 1, 2),
+                (1, 0, 0)
+            ]
+        );
+        for w in runs.windows(2) {
+            assert!(
+                (w[0].cell, w[0].target) != (w[1].cell, w[1].target),
+                "the same run twice in a row: {w:?}"
+            );
+        }
+        // Every repetition is complete before the next starts.
+        for (i, r) in runs.iter().enumerate() {
+            assert_eq!(r.rep, i / 6);
+        }
+    }
+
+    #[test]
+    fn cells_vary_connections_slowest() {
+        let c = cells(&[1, 64], &[64, 4096]);
+        let pairs: Vec<(usize, usize)> = c.iter().map(|c| (c.connections, c.size)).collect();
+        assert_eq!(pairs, [(1, 64), (1, 4096), (64, 64), (64, 4096)]);
+    }
+
+    #[test]
+    fn port_is_substituted_everywhere() {
+        assert_eq!(
+            substitute_port("srv --listen 127.0.0.1:{port} # {port}", 5150),
+            "srv --listen 127.0.0.1:5150 # 5150"
+        );
+    }
+
+    #[test]
+    fn server_spec_splits_at_the_first_equals_sign() {
+        let t = parse_server_spec("mine=env A=1 srv -p {port}").unwrap();
+        assert_eq!(t.name(), "mine");
+        assert_eq!(
+            t,
+            Target::Outside {
+                name: "mine".into(),
+                command: "env A=1 srv -p {port}".into()
+            }
+        );
+        assert!(parse_server_spec("no-equals {port}").is_err());
+        assert!(parse_server_spec("=srv {port}").is_err());
+        assert!(parse_server_spec("mine=srv --port 5150")
+            .unwrap_err()
+            .contains("{port}"));
+    }
+
+    #[test]
+    fn default_models_are_all_but_auto() {
+        let names: Vec<&str> = default_models().iter().map(|m| m.name()).collect();
+        assert!(names.contains(&"blocking") && names.contains(&"threaded"));
+        assert!(!names.contains(&"auto"));
+    }
+
+    #[test]
+    fn only_blocking_is_serialized() {
+        assert!(Target::Model(Model::Blocking).serialized());
+        assert!(!Target::Model(Model::Threaded).serialized());
+        assert!(!parse_server_spec("x=y {port}").unwrap().serialized());
+    }
+}

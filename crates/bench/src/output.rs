@@ -1,0 +1,463 @@
+//! The files a bench leaves: `results.json`, `results.csv`, `summary.md`,
+//! and (from `chart.rs`) `chart.svg` and `latency.svg`; plus the Markdown
+//! table printed at the end.
+
+use crate::stats::Row;
+use crate::{chart, BenchError, Results, UNAVAILABLE};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The file names inside the output directory.
+pub const FILES: [&str; 5] = [
+    "results.json",
+    "results.csv",
+    "summary.md",
+    "chart.svg",
+    "latency.svg",
+];
+
+/// The model every ratio is taken against when it is in the run.
+pub const PREFERRED_BASELINE: &str = "tokio";
+
+/// A client using this much of its CPUs may be what limits the figures.
+const CLIENT_BOUND_PCT: f64 = 90.0;
+
+/// Write every file into `dir` (created if needed); returns their paths.
+pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::Io {
+        what: format!("cannot create {}", dir.display()),
+        source: e,
+    })?;
+    let json = serde_json::to_string_pretty(results).expect("results serialize") + "\n";
+    let contents = [
+        json,
+        to_csv(&results.results),
+        summary_markdown(results),
+        chart::throughput_svg(results)?,
+        chart::latency_svg(results)?,
+    ];
+    let mut paths = Vec::with_capacity(FILES.len());
+    for (name, text) in FILES.iter().zip(contents) {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| BenchError::Io {
+            what: format!("cannot write {}", path.display()),
+            source: e,
+        })?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// The CSV header; the same keys as a row of `results.json`.
+pub const CSV_HEADER: &str = "model,connections,size,msgs_per_sec,mb_per_sec,p50_us,p99_us,\
+server_cpu_s_per_million,server_peak_rss_kib,client_cpu_pct,serialized,reps,errors,mismatches,clean,notes";
+
+/// One line per row; a missing figure is an empty field.
+pub fn to_csv(rows: &[Row]) -> String {
+    let mut s = String::from(CSV_HEADER);
+    s.push('\n');
+    let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    for r in rows {
+        let fields = [
+            csv_field(&r.model),
+            r.connections.to_string(),
+            r.size.to_string(),
+            f(r.msgs_per_sec),
+            f(r.mb_per_sec),
+            f(r.p50_us),
+            f(r.p99_us),
+            f(r.server_cpu_s_per_million),
+            r.server_peak_rss_kib
+                .map_or(String::new(), |k| k.to_string()),
+            f(r.client_cpu_pct),
+            r.serialized.to_string(),
+            r.reps.to_string(),
+            r.errors.to_string(),
+            r.mismatches.to_string(),
+            r.clean.to_string(),
+            csv_field(&r.notes.join("; ")),
+        ];
+        s.push_str(&fields.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// Quote a field that holds a comma, quote or line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The model ratios are taken against: tokio when it ran, else the first.
+/// The flag is true when it is tokio.
+pub fn baseline(models: &[String]) -> Option<(&str, bool)> {
+    if let Some(t) = models.iter().find(|m| *m == PREFERRED_BASELINE) {
+        return Some((t, true));
+    }
+    models.first().map(|m| (m.as_str(), false))
+}
+
+/// Messages/s of `row` relative to the baseline's in the same cell.
+pub fn ratio(rows: &[Row], row: &Row, baseline: &str) -> Option<f64> {
+    let base = rows
+        .iter()
+        .find(|b| b.model == baseline && b.connections == row.connections && b.size == row.size)?;
+    match (row.msgs_per_sec, base.msgs_per_sec) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The table with its footnotes: printed at the end and part of `summary.md`.
+pub fn table_markdown(results: &Results) -> String {
+    let rows = &results.results;
+    let (base, base_is_tokio) = baseline(&results.config.models).unwrap_or(("", false));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| model | conns | size | msgs/s | vs {base} | MB/s | p50 µs | p99 µs | server CPU s per M msgs | server peak RSS MiB | client CPU % | notes |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let mut any_na = false;
+    let mut any_serialized = false;
+    let mut any_client_bound = false;
+    for r in rows {
+        let ran = r.reps > 0;
+        let mut na = |v: Option<String>| -> String {
+            match v {
+                Some(v) => v,
+                None if ran => {
+                    any_na = true;
+                    "n/a".into()
+                }
+                None => "—".into(),
+            }
+        };
+        let mut notes = Vec::new();
+        if r.serialized {
+            any_serialized = true;
+            notes.push("serialized".to_string());
+        }
+        if r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT) {
+            any_client_bound = true;
+            notes.push("client-bound?".to_string());
+        }
+        if r.mismatches > 0 {
+            notes.push(format!("**{} MISMATCHED**", r.mismatches));
+        }
+        if r.errors > r.mismatches {
+            notes.push(format!("**{} errors**", r.errors - r.mismatches));
+        }
+        for n in &r.notes {
+            if !n.starts_with("ECHO MISMATCH") && !n.starts_with("connection errors") {
+                notes.push(n.replace('|', "\\|").replace('\n', " "));
+            }
+        }
+        let cols = [
+            r.model.clone(),
+            r.connections.to_string(),
+            r.size.to_string(),
+            na(r.msgs_per_sec.map(grouped)),
+            na(ratio(rows, r, base).map(|x| format!("{x:.2}×"))),
+            na(r.mb_per_sec.map(|v| format!("{v:.2}"))),
+            na(r.p50_us.map(|v| format!("{v:.0}"))),
+            na(r.p99_us.map(|v| format!("{v:.0}"))),
+            na(r.server_cpu_s_per_million.map(|v| format!("{v:.2}"))),
+            na(r.server_peak_rss_kib
+                .map(|k| format!("{:.1}", k as f64 / 1024.0))),
+            na(r.client_cpu_pct.map(|v| format!("{v:.0}"))),
+            notes.join(", "),
+        ];
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    s.push('\n');
+    if base_is_tokio {
+        let _ = writeln!(
+            s,
+            "- vs {base}: messages/s relative to {base} on the same load."
+        );
+    } else if !base.is_empty() {
+        let _ = writeln!(
+            s,
+            "- vs {base}: {PREFERRED_BASELINE} is not in this run, so messages/s are relative to {base}, the first model, on the same load."
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- Each figure is the median of {} repetition(s); latency is from a message's first byte written to its last byte verified.",
+        results.config.reps
+    );
+    if any_serialized {
+        let _ = writeln!(
+            s,
+            "- serialized: the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server."
+        );
+    }
+    if any_client_bound {
+        let _ = writeln!(
+            s,
+            "- client-bound?: the load used ≥ {CLIENT_BOUND_PCT:.0}% of its CPUs; the server may be faster than shown."
+        );
+    }
+    if any_na {
+        let _ = writeln!(s, "- n/a: {UNAVAILABLE}, or no echo came back to measure.");
+    }
+    if rows.iter().any(|r| r.reps == 0) {
+        let _ = writeln!(s, "- —: the server did not run; see notes.");
+    }
+    s
+}
+
+/// The whole `summary.md`: the setup, then the table.
+pub fn summary_markdown(results: &Results) -> String {
+    let m = &results.machine;
+    let c = &results.config;
+    let mut s = String::from("# ringport bench\n\n");
+    let _ = writeln!(s, "- date: {}", c.started_at);
+    let _ = writeln!(
+        s,
+        "- machine: {}, {} logical CPUs (allowed: {}), {} {}, {} memory",
+        m.cpu_model, m.cores, m.allowed_cpus, m.kernel, m.arch, m.memory
+    );
+    let _ = writeln!(s, "- command: `{}`", c.command);
+    let _ = writeln!(
+        s,
+        "- load: {} s measured after {} s of discarded warm-up, per run; one message in flight per connection; every echoed byte verified",
+        c.duration_s, c.warmup_s
+    );
+    let _ = writeln!(
+        s,
+        "- pinning: server on CPU {} ({} worker(s)), load on CPU {} ({} thread(s))",
+        c.server_cpus, c.server_workers, c.client_cpus, c.load_threads
+    );
+    for n in &c.notes {
+        let _ = writeln!(s, "- note: {n}");
+    }
+    s.push('\n');
+    s.push_str(&table_markdown(results));
+    s
+}
+
+/// `2023-11-14T22:13:20Z`.
+pub fn utc_timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `bench-results/2023-11-14T22-13-20Z`: no colons, which some file systems refuse.
+pub fn default_out_dir(t: SystemTime) -> PathBuf {
+    Path::new("bench-results").join(utc_timestamp(t).replace(':', "-"))
+}
+
+/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConfigRecord, Machine};
+    use std::time::Duration;
+
+    fn row(model: &str, conns: usize, msgs: Option<f64>) -> Row {
+        Row {
+            model: model.into(),
+            connections: conns,
+            size: 64,
+            msgs_per_sec: msgs,
+            mb_per_sec: msgs.map(|m| m * 128.0 / 1e6),
+            p50_us: Some(20.0),
+            p99_us: Some(80.0),
+            server_cpu_s_per_million: Some(3.5),
+            server_peak_rss_kib: Some(4096),
+            client_cpu_pct: Some(50.0),
+            serialized: model == "blocking",
+            reps: usize::from(msgs.is_some()),
+            errors: 0,
+            mismatches: 0,
+            clean: msgs.is_some(),
+            notes: vec![],
+        }
+    }
+
+    fn results(rows: Vec<Row>, models: &[&str]) -> Results {
+        Results {
+            machine: Machine {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                cpu_model: "Test CPU".into(),
+                cores: 2,
+                allowed_cpus: "0-1".into(),
+                kernel: "Linux 6.1".into(),
+                memory: "1.0 GiB".into(),
+            },
+            config: ConfigRecord {
+                command: "ringport bench".into(),
+                started_at: "2023-11-14T22:13:20Z".into(),
+                ringport_version: "0.1.0".into(),
+                models: models.iter().map(|m| m.to_string()).collect(),
+                outside_servers: vec![],
+                connections: vec![1, 64],
+                sizes: vec![64],
+                duration_s: 1.0,
+                warmup_s: 0.0,
+                reps: 1,
+                server_cpus: "0".into(),
+                client_cpus: "1".into(),
+                server_workers: 1,
+                load_threads: 1,
+                timeout_s: 10.0,
+                notes: vec![],
+            },
+            results: rows,
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let r = results(vec![row("threaded", 1, Some(1000.0))], &["threaded"]);
+        let v = serde_json::to_value(&r).unwrap();
+        for k in ["machine", "config", "results"] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        for k in ["cpu_model", "cores", "kernel", "memory"] {
+            assert!(v["machine"].get(k).is_some(), "machine.{k}");
+        }
+        let keys = [
+            "model",
+            "connections",
+            "size",
+            "msgs_per_sec",
+            "mb_per_sec",
+            "p50_us",
+            "p99_us",
+            "server_cpu_s_per_million",
+            "server_peak_rss_kib",
+            "client_cpu_pct",
+            "serialized",
+        ];
+        for k in keys {
+            assert!(v["results"][0].get(k).is_some(), "results[0].{k}");
+        }
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_line_per_row_with_quoting() {
+        let mut a = row("threaded", 1, Some(1000.0));
+        a.notes = vec!["said \"hi\", then left".into()];
+        let b = row("mine", 64, None);
+        let csv = to_csv(&[a, b]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], CSV_HEADER);
+        let columns = CSV_HEADER.split(',').count();
+        assert!(lines[1].starts_with("threaded,1,64,1000.000,"));
+        assert!(
+            lines[1].ends_with(",\"said \"\"hi\"\", then left\""),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2].split(',').count(), columns, "{}", lines[2]);
+        assert!(
+            lines[2].starts_with("mine,64,64,,"),
+            "missing figures are empty: {}",
+            lines[2]
+        );
+    }
+
+    #[test]
+    fn ratios_are_against_tokio_when_it_ran() {
+        let models = ["blocking", "tokio", "threaded"].map(String::from);
+        assert_eq!(baseline(&models), Some(("tokio", true)));
+        let rows = vec![row("blocking", 1, Some(50.0)), row("tokio", 1, Some(200.0))];
+        assert_eq!(ratio(&rows, &rows[0], "tokio"), Some(0.25));
+        let r = results(rows, &["blocking", "tokio"]);
+        let table = table_markdown(&r);
+        assert!(table.contains("| vs tokio |"), "{table}");
+        assert!(table.contains("| 0.25× |"), "{table}");
+        assert!(
+            table.contains("relative to tokio on the same load"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn without_tokio_ratios_are_against_the_first_model_and_say_so() {
+        let rows = vec![
+            row("blocking", 64, Some(100.0)),
+            row("threaded", 64, Some(300.0)),
+            row("mine", 64, None),
+        ];
+        let r = results(rows, &["blocking", "threaded", "mine"]);
+        let table = table_markdown(&r);
+        assert!(table.contains("| vs blocking |"), "{table}");
+        assert!(table.contains("| 3.00× |"), "{table}");
+        assert!(table.contains("tokio is not in this run"), "{table}");
+        assert!(table.contains("serialized"), "{table}");
+        assert!(table.contains("the server did not run"), "{table}");
+        assert_eq!(table.lines().filter(|l| l.starts_with("| ")).count(), 4);
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(1_234_567.4), "1,234,567");
+        assert_eq!(grouped(999.0), "999");
+        assert_eq!(grouped(1000.0), "1,000");
+    }
+
+    #[test]
+    fn timestamps_are_utc_and_dir_names_have_no_colons() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(utc_timestamp(t), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            utc_timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            default_out_dir(t),
+            Path::new("bench-results").join("2023-11-14T22-13-20Z")
+        );
+    }
+}

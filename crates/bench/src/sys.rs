@@ -1,0 +1,468 @@
+//! Everything that depends on the operating system, in one place: pinning to
+//! CPUs, a process's CPU time and peak memory, the machine's description,
+//! signals to the servers, and the descriptor limit.
+//!
+//! Linux provides all of it (`sched_setaffinity`, `/proc`). Other Unix
+//! systems get signals and the load's own CPU time (`getrusage`); the rest
+//! returns `None`, which the reports print as [`UNAVAILABLE`]. Nothing outside
+//! this file uses `cfg(target_os)` or `unsafe`.
+
+use crate::cpus::CpuSet;
+use serde::Serialize;
+use std::io;
+use std::process::{Child, Command};
+
+/// What the reports say for a figure this operating system cannot provide.
+pub const UNAVAILABLE: &str = "not available on this OS";
+
+/// The machine the bench ran on, for `results.json` and `summary.md`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// `linux`, `macos`, `windows`…
+    pub os: String,
+    /// `x86_64`, `aarch64`…
+    pub arch: String,
+    /// The CPU's marketing name.
+    pub cpu_model: String,
+    /// Logical CPUs this process may run on.
+    pub cores: usize,
+    /// Their numbers, such as `0-1`.
+    pub allowed_cpus: String,
+    /// The kernel release.
+    pub kernel: String,
+    /// Physical memory, such as `23.5 GiB`.
+    pub memory: String,
+}
+
+/// Describe this machine.
+pub fn machine() -> Machine {
+    Machine {
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        cpu_model: imp::cpu_model().unwrap_or_else(|| UNAVAILABLE.into()),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        allowed_cpus: allowed_cpus().map_or_else(|| UNAVAILABLE.into(), |s| s.to_string()),
+        kernel: imp::kernel().unwrap_or_else(|| UNAVAILABLE.into()),
+        memory: imp::memory_kib().map_or_else(
+            || UNAVAILABLE.into(),
+            |kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0),
+        ),
+    }
+}
+
+/// The CPUs this process may run on, or `None` where pinning is unavailable.
+pub fn allowed_cpus() -> Option<CpuSet> {
+    imp::allowed_cpus()
+}
+
+/// Pin the calling thread (and so every thread it spawns afterwards, which
+/// inherit its mask) to `cpus`.
+pub fn pin_current_thread(cpus: &CpuSet) -> io::Result<()> {
+    imp::pin_current_thread(cpus)
+}
+
+/// Set up a server's process before it starts: pinned to `cpus`, sent
+/// SIGTERM if bench dies first (so an interrupted bench leaves no server
+/// holding a port), and, for a `sh -c` command, in a process group of its own
+/// so that one signal reaches the shell and whatever it started.
+pub fn prepare_child(cmd: &mut Command, cpus: Option<&CpuSet>, own_group: bool) -> io::Result<()> {
+    imp::prepare_child(cmd, cpus, own_group)
+}
+
+/// Ask a server to stop: SIGTERM to it, or to its whole group.
+pub fn terminate(child: &mut Child, group: bool) -> io::Result<()> {
+    imp::terminate(child, group)
+}
+
+/// Stop a server that ignored [`terminate`]: SIGKILL to it or its group.
+pub fn kill(child: &mut Child, group: bool) {
+    imp::kill(child, group);
+}
+
+/// SIGTERM to a process (or its group) known only by pid: for stopping the
+/// servers from a signal handler thread, which cannot borrow their `Child`.
+pub fn terminate_pid(pid: u32, group: bool) {
+    imp::terminate_pid(pid, group);
+}
+
+/// User plus system CPU seconds of `pid` and its descendants, summed.
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    imp::tree_cpu_seconds(pid)
+}
+
+/// Peak resident memory (VmHWM) of `pid` and its descendants, summed, in KiB.
+pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
+    imp::tree_peak_rss_kib(pid)
+}
+
+/// User plus system CPU seconds of this process, every thread included.
+pub fn self_cpu_seconds() -> Option<f64> {
+    imp::self_cpu_seconds()
+}
+
+/// Raise the soft limit on open descriptors to the hard limit: a cell of
+/// 1000 connections needs more than the common default of 1024, in the load
+/// and in the server (which inherits the limit).
+pub fn raise_fd_limit() {
+    imp::raise_fd_limit();
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io;
+    use std::process::{Child, Command};
+
+    pub fn own_group(cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+
+    pub fn terminate_pid(pid: u32, group: bool) {
+        let _ = signal_pid(pid, group, libc::SIGTERM);
+    }
+
+    fn signal(child: &Child, group: bool, sig: libc::c_int) -> io::Result<()> {
+        signal_pid(child.id(), group, sig)
+    }
+
+    fn signal_pid(pid: u32, group: bool, sig: libc::c_int) -> io::Result<()> {
+        let pid = pid as libc::pid_t;
+        // A process group started with `process_group(0)` has the child's pid as its id.
+        let target = if group { -pid } else { pid };
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+        if unsafe { libc::kill(target, sig) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub fn terminate(child: &mut Child, group: bool) -> io::Result<()> {
+        signal(child, group, libc::SIGTERM)
+    }
+
+    pub fn kill(child: &mut Child, group: bool) {
+        if group {
+            let _ = signal(child, true, libc::SIGKILL);
+        }
+        let _ = child.kill();
+    }
+
+    pub fn self_cpu_seconds() -> Option<f64> {
+        // SAFETY: rusage is plain data, so all-zero is a valid value, and
+        // getrusage writes exactly one rusage through the pointer.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `ru` lives across the call.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+            return None;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Some(secs(ru.ru_utime) + secs(ru.ru_stime))
+    }
+
+    pub fn raise_fd_limit() {
+        // SAFETY: rlimit is plain data; getrlimit and setrlimit read or
+        // write exactly one rlimit through the pointer.
+        unsafe {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use super::unix;
+    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate, terminate_pid};
+    use crate::cpus::CpuSet;
+    use std::collections::HashMap;
+    use std::io;
+    use std::process::Command;
+
+    pub fn cpu_model() -> Option<String> {
+        let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        info.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    }
+
+    pub fn kernel() -> Option<String> {
+        let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+        Some(format!("Linux {}", r.trim()))
+    }
+
+    pub fn memory_kib() -> Option<u64> {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        kib_field(&info, "MemTotal:")
+    }
+
+    /// The number in a `/proc` line such as `VmHWM:     1234 kB`.
+    fn kib_field(text: &str, key: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    }
+
+    pub fn allowed_cpus() -> Option<CpuSet> {
+        // SAFETY: cpu_set_t is a plain bit array, so all-zero is a valid empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the kernel writes at most the size we pass into `set`,
+        // which lives across the call; pid 0 means this thread.
+        let rc =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        if rc != 0 {
+            return None;
+        }
+        let cpus = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c` is below CPU_SETSIZE, so the bit lies inside `set`.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect();
+        Some(CpuSet::new(cpus))
+    }
+
+    fn mask(cpus: &CpuSet) -> io::Result<libc::cpu_set_t> {
+        // SAFETY: as in `allowed_cpus`, all-zero is a valid empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &c in cpus.cpus() {
+            if c >= libc::CPU_SETSIZE as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("CPU {c} is beyond what sched_setaffinity can name"),
+                ));
+            }
+            // SAFETY: `c` was just checked to be below CPU_SETSIZE.
+            unsafe { libc::CPU_SET(c, &mut set) };
+        }
+        Ok(set)
+    }
+
+    pub fn pin_current_thread(cpus: &CpuSet) -> io::Result<()> {
+        let set = mask(cpus)?;
+        // SAFETY: the kernel reads one cpu_set_t from `set`, which lives
+        // across the call; pid 0 means the calling thread only.
+        let rc =
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub fn prepare_child(
+        cmd: &mut Command,
+        cpus: Option<&CpuSet>,
+        own_group: bool,
+    ) -> io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        if own_group {
+            unix::own_group(cmd);
+        }
+        // Built here, before fork: the hook below may not allocate.
+        let set = cpus.map(mask).transpose()?;
+        let hook = move || {
+            if let Some(set) = &set {
+                // SAFETY: as in `pin_current_thread`; in the forked child
+                // pid 0 is its only thread, and exec keeps the mask.
+                let rc = unsafe {
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set)
+                };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and
+            // touches no memory. The signal is sent when the *thread* that
+            // spawned us ends; bench spawns and stops every server from the
+            // same thread, which outlives them.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) };
+            Ok(())
+        };
+        // SAFETY: the hook runs between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes two system calls and
+        // neither allocates nor takes a lock.
+        unsafe { cmd.pre_exec(hook) };
+        Ok(())
+    }
+
+    /// `(ppid, utime + stime in ticks)` from `/proc/PID/stat`.
+    fn stat(pid: u32) -> Option<(u32, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_stat(&text)
+    }
+
+    /// The command name (field 2) may hold spaces and parentheses, so the
+    /// fields are counted from the last `)`.
+    pub(super) fn parse_stat(text: &str) -> Option<(u32, u64)> {
+        let rest = &text[text.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the name: state(3) ppid(4) … utime(14) stime(15).
+        let ppid = f.get(1)?.parse().ok()?;
+        let utime: u64 = f.get(11)?.parse().ok()?;
+        let stime: u64 = f.get(12)?.parse().ok()?;
+        Some((ppid, utime + stime))
+    }
+
+    /// `pid` and every live descendant. An outside server may be a shell
+    /// that forked the real one, so its figures must cover the whole tree.
+    fn tree(pid: u32) -> Vec<u32> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if let Some((ppid, _)) = stat(p) {
+                    children.entry(ppid).or_default().push(p);
+                }
+            }
+        }
+        let mut out = vec![pid];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(c) = children.get(&out[i]) {
+                out.extend(c);
+            }
+            i += 1;
+        }
+        out
+    }
+
+    pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+        // SAFETY: sysconf reads a constant and touches no memory.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if hz <= 0 {
+            return None;
+        }
+        // The root must be readable; a descendant that exited meanwhile is skipped.
+        let (_, root) = stat(pid)?;
+        let rest: u64 = tree(pid)[1..]
+            .iter()
+            .filter_map(|&p| stat(p))
+            .map(|s| s.1)
+            .sum();
+        Some((root + rest) as f64 / hz as f64)
+    }
+
+    pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
+        let hwm = |p: u32| {
+            let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            kib_field(&s, "VmHWM:")
+        };
+        let root = hwm(pid)?;
+        Some(root + tree(pid)[1..].iter().filter_map(|&p| hwm(p)).sum::<u64>())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn stat_fields_count_from_the_last_parenthesis() {
+            let line =
+                "4242 (my (odd) srv) S 17 4242 17 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
+            assert_eq!(parse_stat(line), Some((17, 325)));
+        }
+
+        #[test]
+        fn our_own_figures_are_readable() {
+            let me = std::process::id();
+            assert!(tree_cpu_seconds(me).is_some());
+            assert!(tree_peak_rss_kib(me).unwrap() > 0);
+            assert!(!allowed_cpus().unwrap().is_empty());
+        }
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+mod imp {
+    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate, terminate_pid};
+    use crate::cpus::CpuSet;
+    use std::io;
+    use std::process::Command;
+
+    pub fn cpu_model() -> Option<String> {
+        None
+    }
+    pub fn kernel() -> Option<String> {
+        None
+    }
+    pub fn memory_kib() -> Option<u64> {
+        None
+    }
+    pub fn allowed_cpus() -> Option<CpuSet> {
+        None
+    }
+    pub fn pin_current_thread(_: &CpuSet) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            super::UNAVAILABLE,
+        ))
+    }
+    pub fn prepare_child(cmd: &mut Command, _: Option<&CpuSet>, own_group: bool) -> io::Result<()> {
+        if own_group {
+            super::unix::own_group(cmd);
+        }
+        Ok(())
+    }
+    pub fn tree_cpu_seconds(_: u32) -> Option<f64> {
+        None
+    }
+    pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
+        None
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    use crate::cpus::CpuSet;
+    use std::io;
+    use std::process::{Child, Command};
+
+    pub fn cpu_model() -> Option<String> {
+        None
+    }
+    pub fn kernel() -> Option<String> {
+        None
+    }
+    pub fn memory_kib() -> Option<u64> {
+        None
+    }
+    pub fn allowed_cpus() -> Option<CpuSet> {
+        None
+    }
+    pub fn pin_current_thread(_: &CpuSet) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            super::UNAVAILABLE,
+        ))
+    }
+    pub fn prepare_child(_: &mut Command, _: Option<&CpuSet>, _: bool) -> io::Result<()> {
+        Ok(())
+    }
+    /// Without signals the only stop is the hard one.
+    pub fn terminate(child: &mut Child, _: bool) -> io::Result<()> {
+        child.kill()
+    }
+    pub fn kill(child: &mut Child, _: bool) {
+        let _ = child.kill();
+    }
+    /// Without signals nothing can be asked of a process known only by pid;
+    /// the caller's `Child` handles kill it on drop.
+    pub fn terminate_pid(_: u32, _: bool) {}
+    pub fn tree_cpu_seconds(_: u32) -> Option<f64> {
+        None
+    }
+    pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
+        None
+    }
+    pub fn self_cpu_seconds() -> Option<f64> {
+        None
+    }
+    pub fn raise_fd_limit() {}
+}

@@ -1,0 +1,179 @@
+//! `ringport bench`: flags, the progress bar and the final table; the work
+//! is in `ringport-bench`.
+
+use crate::{args, signals, UsageError};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringport_bench::{matrix, output, CpuPlan, CpuSet, Event, Plan, Target};
+use ringport_server::Model;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flags of `ringport bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Models to run, comma-separated [default: every model].
+    #[arg(long, value_name = "M,...", value_delimiter = ',')]
+    models: Vec<Model>,
+    /// Also run an outside echo server: CMD is run by `sh -c` with {port} replaced by a free port.
+    #[arg(long = "server", value_name = "NAME=CMD", value_parser = matrix::parse_server_spec)]
+    servers: Vec<Target>,
+    /// Concurrent connections, one cell per value [default: 1,64,1000; --quick: 1,64].
+    #[arg(long, short, value_name = "N,...", value_delimiter = ',')]
+    connections: Vec<usize>,
+    /// Message sizes in bytes, one cell per value [default: 64,4096; --quick: 64].
+    #[arg(long, value_name = "BYTES,...", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Length of each measured run [default: 5s; --quick: 2s].
+    #[arg(long, short, value_name = "DURATION", value_parser = args::duration)]
+    duration: Option<Duration>,
+    /// Discarded load before each measured run [default: 1s; --quick: 0.5s].
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    warmup: Option<Duration>,
+    /// Repetitions of the whole matrix, interleaved; figures are medians [default: 3; --quick: 1].
+    #[arg(long, value_name = "N")]
+    reps: Option<usize>,
+    /// CPUs for the server, such as 0 or 0-3 [default: the first half].
+    #[arg(long, value_name = "LIST")]
+    server_cpus: Option<CpuSet>,
+    /// CPUs for the load [default: the rest].
+    #[arg(long, value_name = "LIST")]
+    client_cpus: Option<CpuSet>,
+    /// An echo slower than this fails its connection.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = args::duration)]
+    timeout: Duration,
+    /// Directory for the results [default: bench-results/<UTC timestamp>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A small matrix that finishes within a minute on two cores.
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    crate::init_logging(false);
+    let q = a.quick;
+    let pick = |given: Vec<usize>, full: &[usize], quick: &[usize]| {
+        if !given.is_empty() {
+            given
+        } else if q {
+            quick.to_vec()
+        } else {
+            full.to_vec()
+        }
+    };
+    // Without --models every model runs, also next to a --server, since
+    // comparing an outside server with ours is what --server is for.
+    let mut targets: Vec<Target> = if a.models.is_empty() {
+        matrix::default_models()
+            .into_iter()
+            .map(Target::Model)
+            .collect()
+    } else {
+        a.models.iter().copied().map(Target::Model).collect()
+    };
+    targets.extend(a.servers);
+    let cpus = CpuPlan::new(a.server_cpus, a.client_cpus).map_err(|e| UsageError(e.to_string()))?;
+    let plan = Plan {
+        exe: std::env::current_exe().context("cannot find the ringport binary to start servers")?,
+        targets,
+        connections: pick(a.connections, &[1, 64, 1000], &[1, 64]),
+        sizes: pick(a.sizes, &[64, 4096], &[64]),
+        duration: a.duration.unwrap_or(if q {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(5)
+        }),
+        warmup: a.warmup.unwrap_or(if q {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(1)
+        }),
+        reps: a.reps.unwrap_or(if q { 1 } else { 3 }),
+        cpus,
+        timeout: a.timeout,
+        ready_timeout: Duration::from_secs(10),
+        stop_timeout: Duration::from_secs(10),
+        command_line: command_line(),
+    };
+    let out_dir = a
+        .out
+        .unwrap_or_else(|| output::default_out_dir(std::time::SystemTime::now()));
+
+    // Servers started through `sh -c` may be grandchildren that die with
+    // nothing else, so an interrupted bench stops them itself.
+    signals::on_interrupt(ringport_bench::stop_all_servers)?;
+    let bar = ProgressBar::with_draw_target(
+        Some(plan.total_runs() as u64),
+        ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} runs, eta {eta}  {msg}")
+            .expect("valid progress template"),
+    );
+    let mut on_event = |e: Event<'_>| match e {
+        Event::RunStarting {
+            index,
+            rep,
+            target,
+            cell,
+            ..
+        } => {
+            if index == 0 {
+                // Started here, not before `run`: by now this thread is pinned
+                // to the load's CPUs, and the ticker thread inherits that, so
+                // it never runs on the server's CPU.
+                bar.enable_steady_tick(Duration::from_millis(250));
+            }
+            bar.set_message(format!("rep {}/{}: {target}, {cell}", rep + 1, plan.reps))
+        }
+        Event::RunFinished => bar.inc(1),
+        Event::Warning(w) => bar.suspend(|| eprintln!("ringport bench: {w}")),
+    };
+    let results = ringport_bench::run(&plan, &mut on_event).map_err(|e| match e {
+        ringport_bench::BenchError::Config(m) => anyhow::Error::new(UsageError(m)),
+        e => anyhow::Error::new(e),
+    })?;
+    bar.finish_and_clear();
+
+    output::write_all(&results, &out_dir)?;
+    print!("{}", output::table_markdown(&results));
+    eprintln!(
+        "ringport bench: wrote {} ({})",
+        out_dir.display(),
+        output::FILES.join(", ")
+    );
+    let flagged: Vec<String> = results
+        .flagged()
+        .map(|r| format!("{} at {} conns × {} B", r.model, r.connections, r.size))
+        .collect();
+    if flagged.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "{} cell(s) had errors, mismatched echoes or runs that failed: {}",
+            flagged.len(),
+            flagged.join("; ")
+        )
+    }
+}
+
+/// The command as typed, for `summary.md`.
+fn command_line() -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    if let Some(first) = words.first_mut() {
+        *first = "ringport".into();
+    }
+    words
+        .iter()
+        .map(|w| {
+            if w.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '$') {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
