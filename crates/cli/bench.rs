@@ -31,6 +31,11 @@ pub struct Args {
     /// Discarded load before each measured run [default: 1s; --quick: 0.5s].
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     warmup: Option<Duration>,
+    /// Open loop: pace the load at R messages per second in total (spread
+    /// over the connections), so CPU per message is compared at equal work;
+    /// without it each server runs flat out.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
     /// Repetitions of the whole matrix, interleaved; figures are medians [default: 3; --quick: 1].
     #[arg(long, value_name = "N")]
     reps: Option<usize>,
@@ -90,6 +95,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         } else {
             Duration::from_secs(1)
         }),
+        rate: a.rate,
         reps: a.reps.unwrap_or(if q { 1 } else { 3 }),
         cpus,
         timeout: a.timeout,

@@ -175,6 +175,9 @@ pub struct Plan {
     pub duration: Duration,
     /// Length of the discarded load before each measured one.
     pub warmup: Duration,
+    /// Open loop: total messages per second, paced; `None` is a closed loop
+    /// (as fast as the server answers).
+    pub rate: Option<f64>,
     /// Repetitions of the whole matrix.
     pub reps: usize,
     /// CPUs and thread counts.
@@ -211,6 +214,9 @@ impl Plan {
         }
         if self.sizes.is_empty() || self.sizes.contains(&0) {
             return bad("--sizes needs sizes of at least 1 byte");
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return bad("--rate must be a positive number of messages per second");
         }
         if self.reps == 0 {
             return bad("--reps must be at least 1");
@@ -273,6 +279,8 @@ pub struct ConfigRecord {
     pub duration_s: f64,
     /// The discarded load before each, seconds.
     pub warmup_s: f64,
+    /// Paced total messages per second, or null for a closed loop.
+    pub rate: Option<f64>,
     /// Repetitions (figures are their medians).
     pub reps: usize,
     /// The server's CPUs.
@@ -401,6 +409,7 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
         sizes: plan.sizes.clone(),
         duration_s: plan.duration.as_secs_f64(),
         warmup_s: plan.warmup.as_secs_f64(),
+        rate: plan.rate,
         reps: plan.reps,
         server_cpus: plan
             .cpus

@@ -26,6 +26,14 @@ pub struct Sample {
     pub p99_us: Option<f64>,
     /// Server CPU seconds (user + system) per million verified messages.
     pub server_cpu_s_per_million: Option<f64>,
+    /// The user-mode part of it.
+    pub server_user_s_per_million: Option<f64>,
+    /// The kernel part of it.
+    pub server_sys_s_per_million: Option<f64>,
+    /// Busy seconds of the server's pinned CPUs (all but idle and iowait,
+    /// whoever ran there) per million messages; io_uring's waits count as
+    /// iowait, so this shows what the process figures may hide.
+    pub server_cpus_busy_s_per_million: Option<f64>,
     /// Server peak resident memory, KiB.
     pub server_peak_rss_kib: Option<u64>,
     /// The load's CPU time as a percentage of its CPUs' capacity over the window.
@@ -57,6 +65,7 @@ fn load_config(
     c.connections = cell.connections;
     c.threads = plan.cpus.load_threads;
     c.stop = StopWhen::Duration(duration);
+    c.rate = plan.rate;
     c.payload = Payload::Sized {
         len: cell.size,
         seed: PAYLOAD_SEED,
@@ -96,14 +105,25 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         (warm_errors, warm_mismatches) = (warm.errors, warm.mismatches);
     }
     let pid = server.pid();
-    let server_cpu0 = sys::tree_cpu_seconds(pid);
+    let server_cpus: Vec<usize> = plan
+        .cpus
+        .server
+        .as_ref()
+        .map_or_else(Vec::new, |c| c.cpus().to_vec());
+    let server_cpu0 = sys::tree_cpu_split(pid);
+    let busy0 = (!server_cpus.is_empty())
+        .then(|| sys::cpus_busy_seconds(&server_cpus))
+        .flatten();
     let client_cpu0 = sys::self_cpu_seconds();
     let t0 = Instant::now();
     let report = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.duration))
         .map_err(load_err)?;
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
     let client_cpu1 = sys::self_cpu_seconds();
-    let server_cpu1 = sys::tree_cpu_seconds(pid);
+    let server_cpu1 = sys::tree_cpu_split(pid);
+    let busy1 = (!server_cpus.is_empty())
+        .then(|| sys::cpus_busy_seconds(&server_cpus))
+        .flatten();
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();
@@ -131,10 +151,14 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     };
 
     let messages = report.messages_verified;
-    let server_cpu_s_per_million = match (server_cpu0, server_cpu1) {
+    let per_million = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if messages > 0 => Some((b - a).max(0.0) / messages as f64 * 1e6),
         _ => None,
     };
+    let user = per_million(server_cpu0.map(|t| t.user), server_cpu1.map(|t| t.user));
+    let system = per_million(server_cpu0.map(|t| t.system), server_cpu1.map(|t| t.system));
+    let server_cpu_s_per_million = user.zip(system).map(|(u, s)| u + s);
+    let server_cpus_busy_s_per_million = per_million(busy0, busy1);
     let client_cpus_n = plan
         .cpus
         .client
@@ -151,6 +175,9 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         p50_us: (messages > 0).then_some(report.latency_us.p50 as f64),
         p99_us: (messages > 0).then_some(report.latency_us.p99 as f64),
         server_cpu_s_per_million,
+        server_user_s_per_million: user,
+        server_sys_s_per_million: system,
+        server_cpus_busy_s_per_million,
         server_peak_rss_kib,
         client_cpu_pct,
         errors: report.errors + warm_errors,

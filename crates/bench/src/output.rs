@@ -51,7 +51,8 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
 
 /// The CSV header; the same keys as a row of `results.json`.
 pub const CSV_HEADER: &str = "model,connections,size,msgs_per_sec,mb_per_sec,p50_us,p99_us,\
-server_cpu_s_per_million,server_peak_rss_kib,client_cpu_pct,serialized,reps,errors,mismatches,clean,notes";
+server_cpu_s_per_million,server_user_s_per_million,server_sys_s_per_million,server_cpus_busy_s_per_million,\
+server_peak_rss_kib,client_cpu_pct,serialized,reps,errors,mismatches,clean,notes";
 
 /// One line per row; a missing figure is an empty field.
 pub fn to_csv(rows: &[Row]) -> String {
@@ -68,6 +69,9 @@ pub fn to_csv(rows: &[Row]) -> String {
             f(r.p50_us),
             f(r.p99_us),
             f(r.server_cpu_s_per_million),
+            f(r.server_user_s_per_million),
+            f(r.server_sys_s_per_million),
+            f(r.server_cpus_busy_s_per_million),
             r.server_peak_rss_kib
                 .map_or(String::new(), |k| k.to_string()),
             f(r.client_cpu_pct),
@@ -309,6 +313,9 @@ mod tests {
             p50_us: Some(20.0),
             p99_us: Some(80.0),
             server_cpu_s_per_million: Some(3.5),
+            server_user_s_per_million: Some(0.5),
+            server_sys_s_per_million: Some(3.0),
+            server_cpus_busy_s_per_million: Some(3.6),
             server_peak_rss_kib: Some(4096),
             client_cpu_pct: Some(50.0),
             serialized: model == "blocking",
@@ -341,6 +348,7 @@ mod tests {
                 sizes: vec![64],
                 duration_s: 1.0,
                 warmup_s: 0.0,
+                rate: None,
                 reps: 1,
                 server_cpus: "0".into(),
                 client_cpus: "1".into(),

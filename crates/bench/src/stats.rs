@@ -29,6 +29,12 @@ pub struct Row {
     pub p99_us: Option<f64>,
     /// Server CPU seconds (user + system) per million messages.
     pub server_cpu_s_per_million: Option<f64>,
+    /// The user-mode part, seconds per million messages.
+    pub server_user_s_per_million: Option<f64>,
+    /// The kernel part, seconds per million messages.
+    pub server_sys_s_per_million: Option<f64>,
+    /// Busy time of the server's pinned CPUs (all but idle and iowait), seconds per million messages.
+    pub server_cpus_busy_s_per_million: Option<f64>,
     /// Server peak resident memory, KiB.
     pub server_peak_rss_kib: Option<u64>,
     /// The load's CPU use, percent of its CPUs (100 = all of them busy).
@@ -125,6 +131,9 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         p50_us: f(|s| s.p50_us),
         p99_us: f(|s| s.p99_us),
         server_cpu_s_per_million: f(|s| s.server_cpu_s_per_million),
+        server_user_s_per_million: f(|s| s.server_user_s_per_million),
+        server_sys_s_per_million: f(|s| s.server_sys_s_per_million),
+        server_cpus_busy_s_per_million: f(|s| s.server_cpus_busy_s_per_million),
         server_peak_rss_kib: f(|s| s.server_peak_rss_kib.map(|k| k as f64))
             .map(|k| k.round() as u64),
         client_cpu_pct: f(|s| s.client_cpu_pct),

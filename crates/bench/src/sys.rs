@@ -85,9 +85,25 @@ pub fn terminate_pid(pid: u32, group: bool) {
     imp::terminate_pid(pid, group);
 }
 
-/// User plus system CPU seconds of `pid` and its descendants, summed.
-pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
-    imp::tree_cpu_seconds(pid)
+/// CPU seconds a process tree spent in user mode and in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CpuTimes {
+    /// User-mode seconds.
+    pub user: f64,
+    /// Kernel-mode seconds.
+    pub system: f64,
+}
+
+/// User and system CPU seconds of `pid` and its descendants, summed.
+pub fn tree_cpu_split(pid: u32) -> Option<CpuTimes> {
+    imp::tree_cpu_split(pid)
+}
+
+/// Busy seconds (every state but idle and iowait) of the given CPUs, summed,
+/// from /proc/stat. io_uring waits count as iowait, so this is the figure
+/// that shows what a pinned CPU really did, whichever process did it.
+pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
+    imp::cpus_busy_seconds(cpus)
 }
 
 /// Peak resident memory (VmHWM) of `pid` and its descendants, summed, in KiB.
@@ -291,21 +307,21 @@ mod imp {
     }
 
     /// `(ppid, utime + stime in ticks)` from `/proc/PID/stat`.
-    fn stat(pid: u32) -> Option<(u32, u64)> {
+    fn stat(pid: u32) -> Option<(u32, u64, u64)> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         parse_stat(&text)
     }
 
     /// The command name (field 2) may hold spaces and parentheses, so the
     /// fields are counted from the last `)`.
-    pub(super) fn parse_stat(text: &str) -> Option<(u32, u64)> {
+    pub(super) fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
         let rest = &text[text.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         // After the name: state(3) ppid(4) … utime(14) stime(15).
         let ppid = f.get(1)?.parse().ok()?;
         let utime: u64 = f.get(11)?.parse().ok()?;
         let stime: u64 = f.get(12)?.parse().ok()?;
-        Some((ppid, utime + stime))
+        Some((ppid, utime, stime))
     }
 
     /// `pid` and every live descendant. An outside server may be a shell
@@ -317,7 +333,7 @@ mod imp {
                 let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                     continue;
                 };
-                if let Some((ppid, _)) = stat(p) {
+                if let Some((ppid, _, _)) = stat(p) {
                     children.entry(ppid).or_default().push(p);
                 }
             }
@@ -333,20 +349,59 @@ mod imp {
         out
     }
 
-    pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    fn clock_ticks() -> Option<f64> {
         // SAFETY: sysconf reads a constant and touches no memory.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if hz <= 0 {
+        (hz > 0).then_some(hz as f64)
+    }
+
+    pub fn tree_cpu_split(pid: u32) -> Option<super::CpuTimes> {
+        let hz = clock_ticks()?;
+        // The root must be readable; a descendant that exited meanwhile is skipped.
+        let (_, u, s) = stat(pid)?;
+        let (mut user, mut system) = (u, s);
+        for (_, u, s) in tree(pid)[1..].iter().filter_map(|&p| stat(p)) {
+            user += u;
+            system += s;
+        }
+        Some(super::CpuTimes {
+            user: user as f64 / hz,
+            system: system as f64 / hz,
+        })
+    }
+
+    pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
+        let hz = clock_ticks()?;
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut total = 0u64;
+        for &cpu in cpus {
+            let name = format!("cpu{cpu}");
+            let line = text
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(&name))?;
+            total += busy_ticks(line)?;
+        }
+        Some(total as f64 / hz)
+    }
+
+    /// user nice system idle iowait irq softirq steal …: all but idle and iowait.
+    pub(super) fn busy_ticks(line: &str) -> Option<u64> {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        if f.len() < 7 {
             return None;
         }
-        // The root must be readable; a descendant that exited meanwhile is skipped.
-        let (_, root) = stat(pid)?;
-        let rest: u64 = tree(pid)[1..]
-            .iter()
-            .filter_map(|&p| stat(p))
-            .map(|s| s.1)
-            .sum();
-        Some((root + rest) as f64 / hz as f64)
+        Some(
+            f.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 3 && *i != 4)
+                .map(|(_, v)| v)
+                .sum(),
+        )
     }
 
     pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
@@ -366,13 +421,20 @@ mod imp {
         fn stat_fields_count_from_the_last_parenthesis() {
             let line =
                 "4242 (my (odd) srv) S 17 4242 17 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
-            assert_eq!(parse_stat(line), Some((17, 325)));
+            assert_eq!(parse_stat(line), Some((17, 250, 75)));
+        }
+
+        #[test]
+        fn busy_time_leaves_out_idle_and_iowait() {
+            let line = "cpu0 10 1 5 1000 70 2 3 4 0 0";
+            assert_eq!(busy_ticks(line), Some(10 + 1 + 5 + 2 + 3 + 4));
         }
 
         #[test]
         fn our_own_figures_are_readable() {
             let me = std::process::id();
-            assert!(tree_cpu_seconds(me).is_some());
+            assert!(tree_cpu_split(me).is_some());
+            assert!(cpus_busy_seconds(&[0]).is_some());
             assert!(tree_peak_rss_kib(me).unwrap() > 0);
             assert!(!allowed_cpus().unwrap().is_empty());
         }
@@ -410,7 +472,10 @@ mod imp {
         }
         Ok(())
     }
-    pub fn tree_cpu_seconds(_: u32) -> Option<f64> {
+    pub fn tree_cpu_split(_: u32) -> Option<super::CpuTimes> {
+        None
+    }
+    pub fn cpus_busy_seconds(_: &[usize]) -> Option<f64> {
         None
     }
     pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
@@ -455,7 +520,10 @@ mod imp {
     /// Without signals nothing can be asked of a process known only by pid;
     /// the caller's `Child` handles kill it on drop.
     pub fn terminate_pid(_: u32, _: bool) {}
-    pub fn tree_cpu_seconds(_: u32) -> Option<f64> {
+    pub fn tree_cpu_split(_: u32) -> Option<super::CpuTimes> {
+        None
+    }
+    pub fn cpus_busy_seconds(_: &[usize]) -> Option<f64> {
         None
     }
     pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
