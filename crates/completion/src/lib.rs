@@ -339,6 +339,12 @@ pub fn peer_addr(socket: RawSocket) -> io::Result<std::net::SocketAddr> {
     sys::peer_addr(socket)
 }
 
+/// Shut down one or both directions of a connected socket, outside the port:
+/// a quick call that never blocks (the FIN goes out after bytes already sent).
+pub fn shutdown(socket: RawSocket, how: std::net::Shutdown) -> io::Result<()> {
+    sys::shutdown(socket, how)
+}
+
 /// The raw socket of a listener, to pass to [`Port::accept`].
 pub fn raw_listener(listener: &std::net::TcpListener) -> RawSocket {
     sys::raw_listener(listener)

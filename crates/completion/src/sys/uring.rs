@@ -770,6 +770,13 @@ pub(crate) fn peer_addr(fd: RawFd) -> io::Result<std::net::SocketAddr> {
         .ok_or_else(|| io::Error::other("peer is not an IP address"))
 }
 
+pub(crate) fn shutdown(fd: RawFd, how: std::net::Shutdown) -> io::Result<()> {
+    // SAFETY: the caller owns `fd` for the duration of this call; the
+    // borrowed SockRef does not close it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&borrowed).shutdown(how)
+}
+
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {
     l.as_raw_fd()
 }

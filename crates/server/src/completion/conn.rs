@@ -17,6 +17,12 @@
 //!   before the socket is closed, and the connection may be freed only after
 //!   the close completes ([`Conn::is_finished`]), so no buffer is freed while
 //!   the kernel may still use it.
+//! * Shutdown drains ([`Conn::shutdown`]): the receive is cancelled, the send
+//!   in flight and the queued bytes go out, then FIN; what the peer sent and
+//!   was never read is received and dropped until end of stream, and only then
+//!   is the socket closed, because closing with unread bytes makes the kernel
+//!   reset the connection and destroy the end of the echo still on its way.
+//!   [`Conn::abort`] is the forced path (drain deadline, idle timeout).
 
 use std::io;
 
@@ -36,6 +42,10 @@ pub enum Cmd {
     CancelRecv,
     /// Cancel the send in flight.
     CancelSend,
+    /// Shut both directions of the socket down now (not through the port):
+    /// FIN after the last byte sent, and the read side then reports end of
+    /// stream once the kernel's queue is empty. Nothing is in flight.
+    Shutdown,
     /// Close the socket (nothing is in flight any more).
     Close,
 }
@@ -66,6 +76,8 @@ pub enum EndReason {
     Error,
     /// The server is shutting down.
     Shutdown,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
 }
 
 /// One client connection.
@@ -86,6 +98,11 @@ pub struct Conn {
     peer_closed: bool,
     /// Stopped receiving because `max_buffered` bytes are held.
     paused: bool,
+    /// Shutdown began: receive nothing more to echo, send what is owed.
+    stopping: bool,
+    /// Shutdown, everything owed sent and FIN out: receiving only to drop
+    /// unread input until end of stream.
+    lingering: bool,
     end: Option<EndReason>,
     close: CloseState,
     max_buffered: usize,
@@ -113,6 +130,8 @@ impl Conn {
             spare: None,
             peer_closed: false,
             paused: false,
+            stopping: false,
+            lingering: false,
             end: None,
             close: CloseState::Open,
             max_buffered,
@@ -152,7 +171,8 @@ impl Conn {
         if !more {
             self.recv = RecvState::Idle;
         }
-        if self.end.is_none() {
+        // Bytes received while lingering are dropped: the FIN is out.
+        if self.end.is_none() && !self.lingering {
             self.queued.extend_from_slice(data);
         }
         self.pump(out);
@@ -209,10 +229,26 @@ impl Conn {
         self.close = CloseState::Closed;
     }
 
-    /// The server is stopping: cancel what is in flight, then close.
+    /// The server is stopping: cancel the receive, let the send in flight
+    /// and the queued bytes go out, FIN, drop unread input, then close. A
+    /// peer that does not read keeps this going until the driver calls
+    /// [`abort`](Conn::abort) at its drain deadline.
     pub fn shutdown(&mut self, out: &mut Vec<Cmd>) {
-        self.fail(EndReason::Shutdown);
+        self.stopping = true;
         self.pump(out);
+    }
+
+    /// End now: cancel everything in flight, then close. Bytes still owed
+    /// are dropped.
+    pub fn abort(&mut self, why: EndReason, out: &mut Vec<Cmd>) {
+        self.fail(why);
+        self.pump(out);
+    }
+
+    /// Whether the connection is already on its way out (closing, or
+    /// cancelling to close), so an abort would change nothing.
+    pub fn is_ending(&self) -> bool {
+        self.end.is_some() || self.close != CloseState::Open
     }
 
     fn fail(&mut self, why: EndReason) {
@@ -249,6 +285,12 @@ impl Conn {
             }
             return;
         }
+        // Once the peer's FIN has been seen, a stopping connection finishes
+        // like any half-closed one, below.
+        if self.stopping && !self.peer_closed {
+            self.pump_stopping(out);
+            return;
+        }
         if !self.send_in_flight && !self.queued.is_empty() {
             let next = self.spare.take().unwrap_or_default();
             let buf = std::mem::replace(&mut self.queued, next);
@@ -281,7 +323,11 @@ impl Conn {
         {
             // Everything owed has been sent: close, and the peer sees EOF
             // right after its last byte.
-            self.end = Some(EndReason::PeerClosed);
+            self.end = Some(if self.stopping {
+                EndReason::Shutdown
+            } else {
+                EndReason::PeerClosed
+            });
             self.close = CloseState::Closing;
             out.push(Cmd::Close);
         }
@@ -290,6 +336,34 @@ impl Conn {
             && self.queued.capacity() > KEEP_SPARE_UP_TO
         {
             self.queued = Vec::new();
+        }
+    }
+
+    /// `pump` for a connection the server is draining.
+    fn pump_stopping(&mut self, out: &mut Vec<Cmd>) {
+        if !self.lingering {
+            if self.recv == RecvState::Armed {
+                self.recv = RecvState::Cancelling;
+                out.push(Cmd::CancelRecv);
+            }
+            // Bytes the kernel delivered before the cancel landed were read
+            // by the server, so they are owed too and go out in order.
+            if !self.send_in_flight && !self.queued.is_empty() {
+                let next = self.spare.take().unwrap_or_default();
+                let buf = std::mem::replace(&mut self.queued, next);
+                self.start_send(buf, 0, out);
+            }
+            if !self.send_in_flight && self.queued.is_empty() && self.recv == RecvState::Idle {
+                self.lingering = true;
+                self.spare = None;
+                out.push(Cmd::Shutdown);
+            }
+        }
+        // Receive (and drop) until end of stream; a receive that ended
+        // without it (the buffer ring ran dry) is armed again.
+        if self.lingering && self.recv == RecvState::Idle {
+            self.recv = RecvState::Armed;
+            out.push(Cmd::Recv(self.max_buffered));
         }
     }
 }
@@ -414,22 +488,112 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_cancels_both_and_closes_once() {
+    fn abort_cancels_both_and_closes_once() {
         let mut c = Conn::new(true, 1024);
         let mut out = vec![];
         c.start(&mut out);
         c.on_recv_data(b"x", true, &mut out);
         out.clear();
-        c.shutdown(&mut out);
+        c.abort(EndReason::Shutdown, &mut out);
         assert_eq!(out, vec![Cmd::CancelRecv, Cmd::CancelSend]);
         out.clear();
-        c.shutdown(&mut out);
+        c.abort(EndReason::Shutdown, &mut out);
         assert!(out.is_empty(), "asked once");
         c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
         assert!(out.is_empty());
         c.on_send(Ok(1), b"x".to_vec(), 0, &mut out);
         assert_eq!(out, vec![Cmd::Close]);
         assert_eq!(c.end_reason(), Some(EndReason::Shutdown));
+    }
+
+    #[test]
+    fn shutdown_drains_the_send_and_the_queue_then_fin_then_drops_input_until_eof() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"first", true, &mut out);
+        c.on_recv_data(b"second", true, &mut out);
+        out.clear();
+        c.shutdown(&mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv], "only the receive is cancelled");
+        out.clear();
+        c.shutdown(&mut out);
+        assert!(out.is_empty(), "asked once");
+        // Delivered before the cancel landed: owed too.
+        c.on_recv_data(b"third", true, &mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        c.on_send(Ok(5), b"first".to_vec(), 0, &mut out);
+        assert_eq!(sends(&out), vec![(b"secondthird".to_vec(), 0)]);
+        out.clear();
+        // A short send still resumes from where it stopped.
+        c.on_send(Ok(4), b"secondthird".to_vec(), 0, &mut out);
+        assert_eq!(sends(&out), vec![(b"secondthird".to_vec(), 4)]);
+        out.clear();
+        c.on_send(Ok(7), b"secondthird".to_vec(), 4, &mut out);
+        assert_eq!(out, vec![Cmd::Shutdown, Cmd::Recv(1024)]);
+        out.clear();
+        // Unread input is dropped, not echoed; a receive that ends without
+        // EOF is armed again.
+        c.on_recv_data(b"ignored", false, &mut out);
+        assert_eq!(out, vec![Cmd::Recv(1024)]);
+        out.clear();
+        c.on_recv_end(Ok(()), false, &mut out);
+        assert_eq!(out, vec![Cmd::Close]);
+        assert_eq!(c.end_reason(), Some(EndReason::Shutdown));
+        assert_eq!(c.echoed, 16);
+        c.on_close();
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn shutdown_of_an_idle_connection_fins_at_once() {
+        let mut c = Conn::new(false, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        out.clear();
+        c.shutdown(&mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv]);
+        out.clear();
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert_eq!(out, vec![Cmd::Shutdown, Cmd::Recv(1024)]);
+    }
+
+    #[test]
+    fn abort_after_shutdown_cancels_the_send_a_peer_never_reads() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"stuck", true, &mut out);
+        c.shutdown(&mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        out.clear();
+        // The drain deadline passes with the send still in flight.
+        c.abort(EndReason::Shutdown, &mut out);
+        assert_eq!(out, vec![Cmd::CancelSend]);
+        out.clear();
+        c.on_send(
+            Err(ringport_completion::cancelled_error()),
+            b"stuck".to_vec(),
+            0,
+            &mut out,
+        );
+        assert_eq!(out, vec![Cmd::Close]);
+    }
+
+    #[test]
+    fn abort_while_lingering_cancels_the_receive_then_closes() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.shutdown(&mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        out.clear();
+        c.abort(EndReason::Shutdown, &mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv]);
+        out.clear();
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert_eq!(out, vec![Cmd::Close]);
     }
 
     #[test]
@@ -508,6 +672,7 @@ mod prop {
                         self.apply(o);
                     }
                     Cmd::CancelSend => panic!("no error happened, nothing to cancel"),
+                    Cmd::Shutdown => panic!("the server is not shutting down"),
                     Cmd::Close => {
                         assert!(
                             !self.recv_armed && self.send.is_none(),

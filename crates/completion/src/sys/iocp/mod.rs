@@ -592,6 +592,10 @@ pub(crate) fn peer_addr(socket: SOCKET) -> io::Result<std::net::SocketAddr> {
         .ok_or_else(|| io::Error::other("peer is not an IP address"))
 }
 
+pub(crate) fn shutdown(socket: SOCKET, how: std::net::Shutdown) -> io::Result<()> {
+    socket_ref(socket, |s| s.shutdown(how))
+}
+
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> SOCKET {
     l.as_raw_socket() as SOCKET
 }
