@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown as How, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Read buffer for one connection of the blocking models.
 pub(crate) const BUF_SIZE: usize = 16 * 1024;
@@ -84,10 +84,13 @@ pub(crate) fn serve(
         tracing::info!("client connected from {peer}");
     }
     let _ = stream.set_nodelay(true);
-    // An idle client shows as a read (it sends nothing) or a write (it takes
-    // none of its echo) that times out; either ends the connection.
-    let _ = stream.set_read_timeout(config.idle_timeout);
-    let _ = stream.set_write_timeout(config.idle_timeout);
+    // A blocked read wakes every tick to look at the shutdown flag (see
+    // `TICK`); an idle client shows as reads that time out for the whole
+    // idle timeout, or as a write (it takes none of its echo) that does.
+    let idle = config.idle_timeout;
+    let _ = stream.set_read_timeout(Some(idle.map_or(TICK, |d| d.min(TICK))));
+    let _ = stream.set_write_timeout(idle);
+    let mut last_read = Instant::now();
     let result = (|| -> io::Result<()> {
         loop {
             if shutdown.is_triggered() {
@@ -100,8 +103,15 @@ pub(crate) fn serve(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => {
+                    if idle.is_some_and(|d| last_read.elapsed() >= d) {
+                        return Err(e);
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
+            last_read = Instant::now();
             if config.verbose {
                 log_received!(peer, &buf[..n]);
             }
@@ -119,12 +129,7 @@ pub(crate) fn serve(
                 tracing::info!("client {peer} disconnected");
             }
         }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
+        Err(e) if is_timeout(&e) => {
             if config.verbose {
                 tracing::info!(
                     "client {peer} disconnected: idle for {:?}",
@@ -142,17 +147,31 @@ pub(crate) fn serve(
     }
 }
 
-/// After our FIN on shutdown: read and drop what the client sent that was
-/// never read. Closing a socket with unread bytes makes the kernel send a
+/// How often a blocked read wakes to check for shutdown. The only other way
+/// to wake it, `shutdown(SHUT_RD)`, cannot be undone, and Linux resets a
+/// connection that has both sent its FIN and shut its read side as soon as
+/// more data arrives, which would destroy the echo still on its way. Four
+/// wake-ups a second per connection cost next to nothing.
+const TICK: Duration = Duration::from_millis(250);
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// After our FIN on shutdown: read and drop what the client sends until it
+/// closes too. Closing a socket with unread bytes makes the kernel send a
 /// reset, which would destroy the end of the echo still on its way to the
-/// client. Shutdown has shut the read side, so this ends once the kernel's
-/// queue is empty (or at the drain deadline, which shuts the socket down).
+/// client; a client that reads to EOF and then closes ends this at once, any
+/// other is cut off at the drain deadline (which shuts the socket down).
 pub(crate) fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) {
     loop {
         match stream.read(buf) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
             Err(_) => return,
         }
     }
@@ -175,9 +194,9 @@ struct OpenInner {
 
 impl OpenConnections {
     /// Register with `shutdown`: on trigger, wake a blocked `accept` on
-    /// `listener` and shut the read side of every registered connection, so
-    /// a blocked `read` returns while a `write_all` still finishes; after
-    /// `drain`, shut every connection down entirely.
+    /// `listener` (blocked reads see the flag within a `TICK`, and a
+    /// `write_all` under way finishes); after `drain`, shut every connection
+    /// down entirely, which ends any write still blocked.
     pub(crate) fn watch(
         listener: &TcpListener,
         shutdown: &Shutdown,
@@ -190,7 +209,6 @@ impl OpenConnections {
         let wake_open = open.clone();
         shutdown.on_trigger(move || {
             interrupt_accept(&listener);
-            wake_open.stop_reading();
             let force = wake_open.clone();
             // Detached: if every client finishes first, the process exits
             // without waiting for it.
@@ -218,13 +236,6 @@ impl OpenConnections {
 
     pub(crate) fn remove(&self, id: u64) {
         self.inner.streams.lock().unwrap().remove(&id);
-    }
-
-    fn stop_reading(&self) {
-        let streams = self.inner.streams.lock().unwrap();
-        for s in streams.values() {
-            let _ = s.shutdown(How::Read);
-        }
     }
 
     fn close_all(&self) {

@@ -446,9 +446,12 @@ pub(crate) enum State {
     /// The server is shutting down: no more reads to echo; send what is
     /// owed, then FIN.
     Stopping,
-    /// Shutting down, FIN sent: read and drop whatever the client sent that
-    /// was never read, until EOF. Closing with unread bytes would make the
-    /// kernel send a reset, which destroys the echo still on its way.
+    /// Shutting down, FIN sent: read and drop whatever the client sends
+    /// until it closes too. Closing with unread bytes would make the kernel
+    /// send a reset, which destroys the echo still on its way. (The read side
+    /// is not shut: Linux resets a connection that has sent its FIN and shut
+    /// its read side as soon as more data arrives.) The drain deadline ends
+    /// this for a client that never closes.
     Lingering,
 }
 
@@ -476,15 +479,11 @@ pub(crate) struct Io<'b> {
 /// server, a scripted fake in the tests.
 pub(crate) trait Socket: Read + Write {
     fn shutdown_write(&self) -> io::Result<()>;
-    fn shutdown_read(&self) -> io::Result<()>;
 }
 
 impl Socket for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(How::Write)
-    }
-    fn shutdown_read(&self) -> io::Result<()> {
-        self.shutdown(How::Read)
     }
 }
 
@@ -519,15 +518,10 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// Shutdown began: read nothing more to echo. Shutting the read side
-    /// makes the kernel report end of stream once its queue is empty, which
-    /// bounds the discarding in `Lingering`.
+    /// Shutdown began: read nothing more to echo.
     fn stop(&mut self) {
         if matches!(self.state, State::Open | State::Paused) {
-            let _ = self.sock.shutdown_read();
             self.state = State::Stopping;
-            // Try at once; shutting the read side also raises an event.
-            self.can_read = true;
         }
     }
 
@@ -702,9 +696,6 @@ mod tests {
         fn shutdown_write(&self) -> io::Result<()> {
             Ok(())
         }
-        fn shutdown_read(&self) -> io::Result<()> {
-            Ok(())
-        }
     }
 
     struct Harness {
@@ -833,7 +824,7 @@ mod tests {
         h.event();
         assert_eq!(h.conn.state, State::Paused);
         h.conn.stop();
-        // The read side is shut: the kernel reports EOF after its queue.
+        // The client will read everything, then close.
         h.fake().fin = true;
         h.fake().write_room = 600;
         assert_eq!(h.event(), Step::Wait, "400 still owed");

@@ -186,13 +186,11 @@ async fn idle<T>(
     }
 }
 
-/// After our FIN on shutdown: read and drop what the client sent and was
-/// never read, so closing does not turn into a reset that would destroy the
-/// end of the echo still on its way (see `blocking::discard_until_eof`).
-/// The read side is shut first, so this ends once the kernel's queue is
-/// empty; the drain deadline ends it otherwise.
+/// After our FIN on shutdown: read and drop what the client sends until it
+/// closes too, so closing does not turn into a reset that would destroy the
+/// end of the echo still on its way (see `blocking::discard_until_eof`). The
+/// drain deadline ends it for a client that never closes.
 async fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
-    let _ = socket2::SockRef::from(&*stream).shutdown(std::net::Shutdown::Read);
     while stream.read(buf).await? > 0 {}
     Ok(())
 }

@@ -18,10 +18,10 @@
 //!   the close completes ([`Conn::is_finished`]), so no buffer is freed while
 //!   the kernel may still use it.
 //! * Shutdown drains ([`Conn::shutdown`]): the receive is cancelled, the send
-//!   in flight and the queued bytes go out, then FIN; what the peer sent and
-//!   was never read is received and dropped until end of stream, and only then
-//!   is the socket closed, because closing with unread bytes makes the kernel
-//!   reset the connection and destroy the end of the echo still on its way.
+//!   in flight and the queued bytes go out, then FIN; what the peer sends is
+//!   received and dropped until it closes too, and only then is the socket
+//!   closed, because closing with unread bytes makes the kernel reset the
+//!   connection and destroy the end of the echo still on its way.
 //!   [`Conn::abort`] is the forced path (drain deadline, idle timeout).
 
 use std::io;
@@ -42,10 +42,11 @@ pub enum Cmd {
     CancelRecv,
     /// Cancel the send in flight.
     CancelSend,
-    /// Shut both directions of the socket down now (not through the port):
-    /// FIN after the last byte sent, and the read side then reports end of
-    /// stream once the kernel's queue is empty. Nothing is in flight.
-    Shutdown,
+    /// Shut the sending side of the socket down now (not through the port):
+    /// FIN after the last byte sent. No send is in flight. (Not the read side:
+    /// Linux resets a connection that has sent its FIN and shut its read side
+    /// as soon as more data arrives.)
+    ShutdownWrite,
     /// Close the socket (nothing is in flight any more).
     Close,
 }
@@ -356,7 +357,7 @@ impl Conn {
             if !self.send_in_flight && self.queued.is_empty() && self.recv == RecvState::Idle {
                 self.lingering = true;
                 self.spare = None;
-                out.push(Cmd::Shutdown);
+                out.push(Cmd::ShutdownWrite);
             }
         }
         // Receive (and drop) until end of stream; a receive that ended
@@ -531,7 +532,7 @@ mod tests {
         assert_eq!(sends(&out), vec![(b"secondthird".to_vec(), 4)]);
         out.clear();
         c.on_send(Ok(7), b"secondthird".to_vec(), 4, &mut out);
-        assert_eq!(out, vec![Cmd::Shutdown, Cmd::Recv(1024)]);
+        assert_eq!(out, vec![Cmd::ShutdownWrite, Cmd::Recv(1024)]);
         out.clear();
         // Unread input is dropped, not echoed; a receive that ends without
         // EOF is armed again.
@@ -556,7 +557,7 @@ mod tests {
         assert_eq!(out, vec![Cmd::CancelRecv]);
         out.clear();
         c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
-        assert_eq!(out, vec![Cmd::Shutdown, Cmd::Recv(1024)]);
+        assert_eq!(out, vec![Cmd::ShutdownWrite, Cmd::Recv(1024)]);
     }
 
     #[test]
@@ -672,7 +673,7 @@ mod prop {
                         self.apply(o);
                     }
                     Cmd::CancelSend => panic!("no error happened, nothing to cancel"),
-                    Cmd::Shutdown => panic!("the server is not shutting down"),
+                    Cmd::ShutdownWrite => panic!("the server is not shutting down"),
                     Cmd::Close => {
                         assert!(
                             !self.recv_armed && self.send.is_none(),

@@ -688,10 +688,10 @@ impl Worker<'_> {
                         self.port.cancel(op);
                     }
                 }
-                Cmd::Shutdown => {
+                Cmd::ShutdownWrite => {
                     // Fails only if the peer is already gone; the receive
                     // that follows then reports that and the close goes on.
-                    let _ = ringport_completion::shutdown(e.socket, std::net::Shutdown::Both);
+                    let _ = ringport_completion::shutdown(e.socket, std::net::Shutdown::Write);
                 }
                 Cmd::Close => {
                     self.port.close(e.socket, token);
