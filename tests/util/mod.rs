@@ -357,7 +357,7 @@ pub fn raise_own_open_files(n: u64) {
     };
     // SAFETY: getrlimit and setrlimit read and write a local struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && (lim.rlim_cur as u64) < n {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < n as libc::rlim_t {
             lim.rlim_cur = (n as libc::rlim_t).min(lim.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
