@@ -12,7 +12,11 @@
 //! * A short send is resubmitted from where it stopped.
 //! * Backpressure: when `max_buffered` bytes are held for the peer, receiving
 //!   stops (a multishot receive is cancelled), and resumes once half has been
-//!   sent.
+//!   sent, with one-shot receives of at most the room left until everything
+//!   held has gone out: a multishot receive re-armed over a full socket would
+//!   deliver all of it before a cancel could land. (The first fill still
+//!   overshoots: a multishot receive armed when a flood starts delivers up to
+//!   what one batch holds, 1.6 MB was seen, before its cancel lands.)
 //! * Closing: every operation in flight is cancelled and its completion reaped
 //!   before the socket is closed, and the connection may be freed only after
 //!   the close completes ([`Conn::is_finished`]), so no buffer is freed while
@@ -29,8 +33,12 @@ use std::io;
 /// An operation the driver must start for this connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cmd {
-    /// Arm a receive of at most this many bytes.
+    /// Arm a receive of at most this many bytes (multishot where the
+    /// connection uses them, so then only a hint).
     Recv(usize),
+    /// Arm a one-shot receive of at most this many bytes, even on a
+    /// multishot connection.
+    RecvOnce(usize),
     /// Send `buf[offset..]`.
     Send {
         /// The bytes; owned by the operation until it completes.
@@ -99,6 +107,11 @@ pub struct Conn {
     peer_closed: bool,
     /// Stopped receiving because `max_buffered` bytes are held.
     paused: bool,
+    /// Backpressure happened and not everything held has been sent since:
+    /// receive one bounded one-shot at a time.
+    bounded: bool,
+    /// The receive in flight is one-shot and bounded.
+    armed_once: bool,
     /// Shutdown began: receive nothing more to echo, send what is owed.
     stopping: bool,
     /// Shutdown, everything owed sent and FIN out: receiving only to drop
@@ -131,6 +144,8 @@ impl Conn {
             spare: None,
             peer_closed: false,
             paused: false,
+            bounded: false,
+            armed_once: false,
             stopping: false,
             lingering: false,
             end: None,
@@ -303,15 +318,25 @@ impl Conn {
         let buffered = self.buffered();
         if buffered >= self.max_buffered {
             self.paused = true;
+            self.bounded = self.multishot;
         } else if self.paused && buffered <= self.resume_at {
             self.paused = false;
+        }
+        if buffered == 0 {
+            self.bounded = false;
         }
         match self.recv {
             RecvState::Idle if !self.peer_closed && !self.paused => {
                 self.recv = RecvState::Armed;
-                out.push(Cmd::Recv(self.max_buffered - buffered));
+                let room = self.max_buffered - buffered;
+                self.armed_once = self.bounded;
+                out.push(if self.bounded {
+                    Cmd::RecvOnce(room)
+                } else {
+                    Cmd::Recv(room)
+                });
             }
-            RecvState::Armed if self.multishot && self.paused => {
+            RecvState::Armed if self.multishot && self.paused && !self.armed_once => {
                 self.recv = RecvState::Cancelling;
                 out.push(Cmd::CancelRecv);
             }
@@ -364,6 +389,7 @@ impl Conn {
         // without it (the buffer ring ran dry) is armed again.
         if self.lingering && self.recv == RecvState::Idle {
             self.recv = RecvState::Armed;
+            self.armed_once = false;
             out.push(Cmd::Recv(self.max_buffered));
         }
     }
@@ -435,6 +461,33 @@ mod tests {
             out.iter().any(|c| matches!(c, Cmd::Recv(_))),
             "drained: receive again: {out:?}"
         );
+    }
+
+    #[test]
+    fn after_backpressure_receives_are_bounded_one_shots_until_all_is_sent() {
+        let mut c = Conn::new(true, 100);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(&[1; 60], true, &mut out);
+        c.on_recv_data(&[2; 60], true, &mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        out.clear();
+        c.on_send(Ok(60), vec![1; 60], 0, &mut out);
+        c.on_send(Ok(30), vec![2; 60], 0, &mut out);
+        // 30 held, under the resume point: one bounded receive, not multishot.
+        assert!(out.contains(&Cmd::RecvOnce(70)), "{out:?}");
+        out.clear();
+        c.on_recv_data(&[3; 70], false, &mut out);
+        assert!(
+            !out.iter()
+                .any(|c| matches!(c, Cmd::Recv(_) | Cmd::RecvOnce(_))),
+            "full again: {out:?}"
+        );
+        c.on_send(Ok(30), vec![2; 60], 30, &mut out);
+        out.clear();
+        c.on_send(Ok(70), vec![3; 70], 0, &mut out);
+        // Everything held has gone out: multishot again.
+        assert!(out.contains(&Cmd::Recv(100)), "{out:?}");
     }
 
     #[test]
@@ -637,6 +690,8 @@ mod prop {
     struct Sim {
         conn: Conn,
         recv_armed: bool,
+        /// The armed receive is one-shot, with this limit.
+        once: Option<usize>,
         send: Option<(Vec<u8>, usize)>,
         closed: bool,
         input: Vec<u8>,
@@ -654,6 +709,13 @@ mod prop {
                         assert!(!self.recv_armed, "two receives armed");
                         assert!(limit > 0);
                         self.recv_armed = true;
+                        self.once = None;
+                    }
+                    Cmd::RecvOnce(limit) => {
+                        assert!(!self.recv_armed, "two receives armed");
+                        assert!(limit > 0);
+                        self.recv_armed = true;
+                        self.once = Some(limit);
                     }
                     Cmd::Send { buf, offset } => {
                         assert!(self.send.is_none(), "two sends in flight");
@@ -691,10 +753,15 @@ mod prop {
             let mut out = vec![];
             match *ev {
                 Ev::Deliver(len) if self.recv_armed && self.fed < self.input.len() => {
-                    let len = len.min(self.input.len() - self.fed);
+                    let len = len
+                        .min(self.input.len() - self.fed)
+                        .min(self.once.unwrap_or(usize::MAX));
                     let data = self.input[self.fed..self.fed + len].to_vec();
                     self.fed += len;
-                    self.conn.on_recv_data(&data, true, &mut out);
+                    // A one-shot receive ends with its completion.
+                    let more = self.once.is_none();
+                    self.recv_armed = more;
+                    self.conn.on_recv_data(&data, more, &mut out);
                 }
                 Ev::Send(frac) if self.send.is_some() => {
                     let (buf, offset) = self.send.take().unwrap();
@@ -728,7 +795,7 @@ mod prop {
             events in proptest::collection::vec(ev(), 0..400),
         ) {
             let mut sim = Sim {
-                conn: Conn::new(true, max), recv_armed: false, send: None, closed: false,
+                conn: Conn::new(true, max), recv_armed: false, once: None, send: None, closed: false,
                 input, fed: 0, output: vec![], max, peak: 0,
             };
             let mut out = vec![];

@@ -674,6 +674,9 @@ impl Worker<'_> {
         for cmd in self.cmds.drain(..) {
             match cmd {
                 Cmd::Recv(max) => e.recv_op = Some(self.port.recv(e.socket, token, max)),
+                Cmd::RecvOnce(max) => {
+                    e.recv_op = Some(self.port.recv_once(e.socket, token, max));
+                }
                 Cmd::Send { buf, offset } => {
                     e.send_offset = offset;
                     e.send_op = Some(self.port.send(e.socket, token, buf, offset));

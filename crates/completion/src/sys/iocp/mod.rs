@@ -461,6 +461,11 @@ impl Port {
         }
     }
 
+    /// Every receive completes once here: the same as `recv`.
+    pub(crate) fn recv_once(&mut self, socket: SOCKET, token: Token, max_len: usize) -> OpId {
+        self.recv(socket, token, max_len)
+    }
+
     pub(crate) fn recv(&mut self, socket: SOCKET, token: Token, max_len: usize) -> OpId {
         let size = self.shared.buf_size;
         let len = max_len.clamp(1, size).min(u32::MAX as usize);
