@@ -724,6 +724,10 @@ fn out_of_descriptors_it_keeps_serving_without_spinning_then_recovers(model: &st
         busy * 100.0
     );
     let logged = logged1 - logged0;
+    eprintln!(
+        "{model}: out of descriptors: {:.1}% CPU and {logged} 'accept failed' lines over {window:?}",
+        busy * 100.0
+    );
     assert!(
         logged <= 1 + window.as_secs() as usize + 1,
         "{model}: {logged} 'accept failed' lines in {window:?}"
