@@ -694,6 +694,8 @@ mod prop {
         once: Option<usize>,
         send: Option<(Vec<u8>, usize)>,
         closed: bool,
+        /// `ShutdownWrite` was asked for: the FIN is out.
+        fin_sent: bool,
         input: Vec<u8>,
         fed: usize,
         output: Vec<u8>,
@@ -735,7 +737,11 @@ mod prop {
                         self.apply(o);
                     }
                     Cmd::CancelSend => panic!("no error happened, nothing to cancel"),
-                    Cmd::ShutdownWrite => panic!("the server is not shutting down"),
+                    Cmd::ShutdownWrite => {
+                        assert!(self.send.is_none(), "FIN with a send in flight");
+                        assert!(!self.fin_sent, "FIN twice");
+                        self.fin_sent = true;
+                    }
                     Cmd::Close => {
                         assert!(
                             !self.recv_armed && self.send.is_none(),
@@ -795,7 +801,7 @@ mod prop {
             events in proptest::collection::vec(ev(), 0..400),
         ) {
             let mut sim = Sim {
-                conn: Conn::new(true, max), recv_armed: false, once: None, send: None, closed: false,
+                conn: Conn::new(true, max), recv_armed: false, once: None, send: None, closed: false, fin_sent: false,
                 input, fed: 0, output: vec![], max, peak: 0,
             };
             let mut out = vec![];
@@ -830,6 +836,62 @@ mod prop {
             prop_assert!(sim.peak < sim.max + 5000, "peak {} over cap {}", sim.peak, sim.max);
             sim.conn.on_close();
             prop_assert!(sim.conn.is_finished());
+        }
+    }
+
+    proptest! {
+        /// Shutdown at any point: every byte the connection was given comes
+        /// back in order, then the FIN (never with a send in flight); what
+        /// arrives after it is dropped; the close comes only after the peer's
+        /// EOF, with nothing in flight.
+        #[test]
+        fn shutdown_at_any_point_sends_what_was_received_then_fin_then_closes(
+            input in proptest::collection::vec(any::<u8>(), 0..40_000),
+            max in 1024usize..20_000,
+            events in proptest::collection::vec(ev(), 0..300),
+            at in 0usize..300,
+        ) {
+            let mut sim = Sim {
+                conn: Conn::new(true, max), recv_armed: false, once: None, send: None, closed: false, fin_sent: false,
+                input, fed: 0, output: vec![], max, peak: 0,
+            };
+            let mut out = vec![];
+            sim.conn.start(&mut out);
+            sim.apply(out);
+            for e in &events[..at.min(events.len())] {
+                sim.step(e);
+            }
+            let mut out = vec![];
+            sim.conn.shutdown(&mut out);
+            sim.apply(out);
+            for e in &events[at.min(events.len())..] {
+                if sim.fin_sent {
+                    break;
+                }
+                sim.step(e);
+            }
+            let mut guard = 0;
+            while sim.send.is_some() {
+                guard += 1;
+                prop_assert!(guard < 1_000_000, "no progress");
+                sim.step(&Ev::Send(1.0));
+            }
+            prop_assert!(sim.fin_sent, "FIN once nothing is owed");
+            let received = sim.fed;
+            prop_assert_eq!(&sim.output[..], &sim.input[..received]);
+            // Whatever comes after the FIN is dropped.
+            prop_assert!(sim.recv_armed, "receiving to drop input until EOF");
+            sim.step(&Ev::Deliver(3000));
+            prop_assert!(sim.send.is_none());
+            prop_assert!(sim.recv_armed);
+            prop_assert!(!sim.closed, "not closed before the peer's EOF");
+            sim.recv_armed = false;
+            let mut out = vec![];
+            sim.conn.on_recv_end(Ok(()), false, &mut out);
+            sim.apply(out);
+            prop_assert!(sim.closed);
+            prop_assert_eq!(sim.output.len(), received);
+            prop_assert_eq!(sim.conn.end_reason(), Some(EndReason::Shutdown));
         }
     }
 }
