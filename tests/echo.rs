@@ -657,18 +657,8 @@ fn a_hundred_slow_readers_cost_bounded_memory_and_others_are_served(model: &str)
         "{model}: {CLIENTS} slow readers, {} MiB sent unread, server RSS +{grew} KiB",
         total >> 20
     );
-    // The target is 64 MiB. The completion model misses it: a multishot
-    // receive armed when a flood starts delivers whatever one batch holds
-    // (up to ~1.6 MB per connection was seen) before its cancel lands, so it
-    // is held to a looser bound here, still far below the 800 MiB sent; see
-    // docs/RELIABILITY.md.
-    let limit_kib = if model == "completion" {
-        192 * 1024
-    } else {
-        64 * 1024
-    };
     assert!(
-        grew < limit_kib,
+        grew < 64 * 1024,
         "{model}: server RSS grew by {grew} KiB after {total} unread bytes"
     );
     assert!(

@@ -12,11 +12,13 @@
 //! * A short send is resubmitted from where it stopped.
 //! * Backpressure: when `max_buffered` bytes are held for the peer, receiving
 //!   stops (a multishot receive is cancelled), and resumes once half has been
-//!   sent, with one-shot receives of at most the room left until everything
-//!   held has gone out: a multishot receive re-armed over a full socket would
-//!   deliver all of it before a cancel could land. (The first fill still
-//!   overshoots: a multishot receive armed when a flood starts delivers up to
-//!   what one batch holds, 1.6 MB was seen, before its cancel lands.)
+//!   sent. A multishot receive delivers whatever the socket holds before a
+//!   cancel can land (1.6 MB for one connection was measured), so it is used
+//!   only for interactive traffic: a connection starts on one-shot receives
+//!   of at most the room left ("bounded"), switches to multishot once a small
+//!   receive arrives with nothing held, and goes back to bounded receives
+//!   when it hits the cap. A client that was interactive and then floods can
+//!   still overshoot once, by what one batch of completions holds.
 //! * Closing: every operation in flight is cancelled and its completion reaped
 //!   before the socket is closed, and the connection may be freed only after
 //!   the close completes ([`Conn::is_finished`]), so no buffer is freed while
@@ -107,8 +109,8 @@ pub struct Conn {
     peer_closed: bool,
     /// Stopped receiving because `max_buffered` bytes are held.
     paused: bool,
-    /// Backpressure happened and not everything held has been sent since:
-    /// receive one bounded one-shot at a time.
+    /// Receive one bounded one-shot at a time: from the start and after
+    /// backpressure, until traffic looks interactive.
     bounded: bool,
     /// The receive in flight is one-shot and bounded.
     armed_once: bool,
@@ -125,6 +127,11 @@ pub struct Conn {
     /// Bytes echoed and not yet counted in the server's stats.
     pub echoed: u64,
 }
+
+/// A receive smaller than this, with nothing held, marks a connection as
+/// interactive (multishot receives from then on). Well below the port's
+/// receive buffers (16 KiB), so a bulk sender, which fills them, never is.
+const INTERACTIVE: usize = 4096;
 
 /// A new connection's buffers are allocated lazily and freed when idle, so
 /// an idle connection costs only this struct.
@@ -144,7 +151,7 @@ impl Conn {
             spare: None,
             peer_closed: false,
             paused: false,
-            bounded: false,
+            bounded: multishot,
             armed_once: false,
             stopping: false,
             lingering: false,
@@ -186,6 +193,11 @@ impl Conn {
     pub fn on_recv_data(&mut self, data: &[u8], more: bool, out: &mut Vec<Cmd>) {
         if !more {
             self.recv = RecvState::Idle;
+        }
+        // Interactive: a small receive (less than any ring buffer) while
+        // nothing is held. Bulk senders fill whole buffers and stay bounded.
+        if self.bounded && !self.paused && self.buffered() == 0 && data.len() < INTERACTIVE {
+            self.bounded = false;
         }
         // Bytes received while lingering are dropped: the FIN is out.
         if self.end.is_none() && !self.lingering {
@@ -322,9 +334,6 @@ impl Conn {
         } else if self.paused && buffered <= self.resume_at {
             self.paused = false;
         }
-        if buffered == 0 {
-            self.bounded = false;
-        }
         match self.recv {
             RecvState::Idle if !self.peer_closed && !self.paused => {
                 self.recv = RecvState::Armed;
@@ -438,10 +447,31 @@ mod tests {
     }
 
     #[test]
+    fn a_multishot_connection_starts_bounded_and_goes_multishot_on_small_receives() {
+        let mut c = Conn::new(true, 100_000);
+        let mut out = vec![];
+        c.start(&mut out);
+        assert_eq!(out, vec![Cmd::RecvOnce(100_000)]);
+        out.clear();
+        // A bulk sender fills whole buffers: still bounded.
+        c.on_recv_data(&[0; 16 * 1024], false, &mut out);
+        assert!(out.contains(&Cmd::RecvOnce(100_000 - 16 * 1024)), "{out:?}");
+        c.on_send(Ok(16 * 1024), vec![0; 16 * 1024], 0, &mut out);
+        out.clear();
+        // A small message with nothing held: interactive.
+        c.on_recv_data(b"ping", false, &mut out);
+        assert!(out.contains(&Cmd::Recv(100_000 - 4)), "{out:?}");
+    }
+
+    #[test]
     fn multishot_receive_is_cancelled_at_the_cap_and_rearmed_after_draining() {
         let mut c = Conn::new(true, 100);
         let mut out = vec![];
         c.start(&mut out);
+        // Interactive first, so the receive is multishot.
+        c.on_recv_data(b"hi", false, &mut out);
+        c.on_send(Ok(2), b"hi".to_vec(), 0, &mut out);
+        out.clear();
         c.on_recv_data(&[1; 60], true, &mut out);
         out.clear();
         c.on_recv_data(&[2; 60], true, &mut out);
@@ -457,10 +487,9 @@ mod tests {
         assert!(!out.iter().any(|c| matches!(c, Cmd::Recv(_))), "{out:?}");
         out.clear();
         c.on_send(Ok(60), vec![2; 60], 0, &mut out);
-        assert!(
-            out.iter().any(|c| matches!(c, Cmd::Recv(_))),
-            "drained: receive again: {out:?}"
-        );
+        // Drained: receive again, one bounded receive at a time until the
+        // traffic looks interactive again.
+        assert_eq!(out, vec![Cmd::RecvOnce(100)], "drained: receive again");
     }
 
     #[test]
@@ -486,8 +515,12 @@ mod tests {
         c.on_send(Ok(30), vec![2; 60], 30, &mut out);
         out.clear();
         c.on_send(Ok(70), vec![3; 70], 0, &mut out);
-        // Everything held has gone out: multishot again.
-        assert!(out.contains(&Cmd::Recv(100)), "{out:?}");
+        // Everything held has gone out: still bounded, until a small
+        // receive arrives with nothing held.
+        assert_eq!(out, vec![Cmd::RecvOnce(100)]);
+        out.clear();
+        c.on_recv_data(b"x", false, &mut out);
+        assert!(out.contains(&Cmd::Recv(99)), "{out:?}");
     }
 
     #[test]
