@@ -1,6 +1,6 @@
 //! The per-model suite: every test runs against every server model.
 
-use crate::util::{echo_concurrently, pattern, ringport, run, Server, WAIT};
+use crate::util::{echo_concurrently, pattern, ringport, round_trip, run, Server, WAIT};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Stdio;
@@ -14,7 +14,8 @@ macro_rules! model_tests {
             const M: &str = stringify!($model);
             #[test] fn one_client_echoes() { super::one_client_echoes(M) }
             #[test] fn fifty_connections_of_200_messages_all_verified() { super::fifty_connections_of_200_messages_all_verified(M) }
-            #[test] fn a_4mib_write_comes_back_intact() { super::a_4mib_write_comes_back_intact(M) }
+            #[test] fn a_16mib_write_comes_back_intact() { super::a_16mib_write_comes_back_intact(M) }
+            #[test] fn zero_length_writes_change_nothing() { super::zero_length_writes_change_nothing(M) }
             #[test] fn half_close_gets_everything_back_then_eof() { super::half_close_gets_everything_back_then_eof(M) }
             #[test] fn reset_mid_stream_then_next_client_is_served() { super::reset_mid_stream_then_next_client_is_served(M) }
             #[test] fn client_vanishing_with_unread_echo_does_not_hurt() { super::client_vanishing_with_unread_echo_does_not_hurt(M) }
@@ -26,6 +27,11 @@ macro_rules! model_tests {
             #[test] fn sigint_exits_0_promptly_while_waiting_in_accept() { super::sigint_exits_0_promptly_while_waiting_in_accept(M, libc::SIGINT) }
             #[test] fn a_client_that_never_reads_is_backpressured_then_gets_every_byte() { super::a_client_that_never_reads_is_backpressured_then_gets_every_byte(M) }
             #[test] fn verbose_logs_connect_receive_and_disconnect() { super::verbose_logs_connect_receive_and_disconnect(M) }
+            #[test] fn an_idle_connection_is_closed_after_the_idle_timeout() { super::an_idle_connection_is_closed_after_the_idle_timeout(M) }
+            #[cfg(unix)]
+            #[test] fn sigterm_sends_the_owed_echo_then_eof_and_exits_0() { super::sigterm_sends_the_owed_echo_then_eof_and_exits_0(M) }
+            #[cfg(unix)]
+            #[test] fn a_second_signal_exits_0_at_once_while_draining() { super::a_second_signal_exits_0_at_once_while_draining(M) }
         }
     )*};
 }
@@ -41,6 +47,11 @@ macro_rules! concurrent_model_tests {
             #[test] fn five_hundred_concurrent_connections_all_verified() { super::super::five_hundred_concurrent_connections_all_verified(M) }
             #[test] fn a_client_that_never_reads_does_not_stall_the_others() { super::super::a_client_that_never_reads_does_not_stall_the_others(M) }
             #[test] fn three_workers_serve_every_connection() { super::super::three_workers_serve_every_connection(M) }
+            #[test] fn connections_over_the_limit_are_closed_and_counted() { super::super::connections_over_the_limit_are_closed_and_counted(M) }
+            #[cfg(target_os = "linux")]
+            #[test] fn a_hundred_slow_readers_cost_bounded_memory_and_others_are_served() { super::super::a_hundred_slow_readers_cost_bounded_memory_and_others_are_served(M) }
+            #[cfg(target_os = "linux")]
+            #[test] fn out_of_descriptors_it_keeps_serving_without_spinning_then_recovers() { super::super::out_of_descriptors_it_keeps_serving_without_spinning_then_recovers(M) }
         }
     )*};
 }
@@ -78,12 +89,30 @@ fn fifty_connections_of_200_messages_all_verified(model: &str) {
     assert_eq!(json["errors"], 0, "{json}");
 }
 
-fn a_4mib_write_comes_back_intact(model: &str) {
+fn a_16mib_write_comes_back_intact(model: &str) {
     let server = Server::start(model, &[]);
     let s = server.connect();
-    let data = pattern(4 << 20, 7);
+    let data = pattern(16 << 20, 7);
     let back = echo_concurrently(&s, &data);
-    assert!(back == data, "{model}: 4 MiB echo differs");
+    assert!(back == data, "{model}: 16 MiB echo differs");
+}
+
+/// A `send` of zero bytes puts nothing on the wire: the echo of what
+/// surrounds it is unchanged, and the connection stays open.
+fn zero_length_writes_change_nothing(model: &str) {
+    let mut server = Server::start(model, &[]);
+    let mut s = server.connect();
+    for part in [&b""[..], b"ab", b"", b"", b"cd", b""] {
+        assert_eq!(s.write(part).unwrap(), part.len());
+    }
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"abcd");
+    s.write_all(b"ef").unwrap();
+    let mut more = [0u8; 2];
+    s.read_exact(&mut more).unwrap();
+    assert_eq!(&more, b"ef");
+    assert!(server.is_running());
 }
 
 fn half_close_gets_everything_back_then_eof(model: &str) {
@@ -409,4 +438,302 @@ fn verbose_logs_connect_receive_and_disconnect(model: &str) {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Read until the server closes; `Ok(n)` on a clean EOF, an error on reset
+/// (or if nothing happens within `WAIT`).
+fn read_until_closed(s: &mut TcpStream) -> std::io::Result<usize> {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf)? {
+            0 => return Ok(total),
+            n => total += n,
+        }
+    }
+}
+
+fn an_idle_connection_is_closed_after_the_idle_timeout(model: &str) {
+    let mut server = Server::start(model, &["--idle-timeout", "1s"]);
+    let mut s = server.connect();
+    s.write_all(b"once").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    // Then nothing: the server closes it (a FIN or a reset are both a close;
+    // only the read timing out would mean it was never closed).
+    match read_until_closed(&mut s) {
+        Ok(n) => assert_eq!(n, 0, "{model}: nothing more was owed"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{model}: idle connection still open after {WAIT:?}"
+        ),
+    }
+    assert!(round_trip(server.addr, b"others are served"), "{model}");
+    assert!(server.is_running());
+}
+
+/// Start a server whose signal thread says when it has seen a signal.
+#[cfg(unix)]
+fn start_logging_signals(model: &str, extra: &[&str]) -> Server {
+    let mut cmd = ringport();
+    cmd.args(["serve", "--model", model, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "warn,ringport::signals=info");
+    Server::start_cmd(cmd, model)
+}
+
+/// SIGTERM while the server holds echo for a client that is not reading:
+/// once that client reads, it gets a correct prefix of its stream (every
+/// byte the server had read), then a clean EOF, and the server exits 0.
+#[cfg(unix)]
+fn sigterm_sends_the_owed_echo_then_eof_and_exits_0(model: &str) {
+    let server = start_logging_signals(model, &["--drain-timeout", "60s"]);
+    let mut s = server.connect();
+    let sent = send_until_stalled(&mut s, model);
+    assert!(sent > 0);
+    server.signal(libc::SIGTERM);
+    let err = server.wait_stderr("shutting down");
+    assert!(err.contains("shutting down"), "{model}: {err}");
+    // Not an assertion: a little time for the workers to act on the trigger
+    // before the client reads, so the drain path is what gets exercised.
+    std::thread::sleep(Duration::from_millis(200));
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    loop {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("{model}: after {got} bytes: {e} (not a clean EOF)"));
+        if n == 0 {
+            break;
+        }
+        for (i, &b) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                b,
+                stream_byte(got + i),
+                "{model}: wrong byte at {}",
+                got + i
+            );
+        }
+        got += n;
+    }
+    assert!(got > 0, "{model}: the echo owed was dropped");
+    assert!(got <= sent, "{model}: {got} bytes back, {sent} sent");
+    // The server drops what it never read until the client closes too (so
+    // its close cannot reset the echo), then exits.
+    drop(s);
+    let (status, _, out) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{model}: {out}");
+    assert!(out.contains("served 1 connections"), "{model}: {out}");
+}
+
+/// A client that never reads would hold the drain for its whole timeout; a
+/// second signal ends it at once, still with exit code 0.
+#[cfg(unix)]
+fn a_second_signal_exits_0_at_once_while_draining(model: &str) {
+    let server = start_logging_signals(model, &["--drain-timeout", "10m"]);
+    let mut s = server.connect();
+    send_until_stalled(&mut s, model);
+    server.signal(libc::SIGTERM);
+    let err = server.wait_stderr("shutting down");
+    assert!(err.contains("shutting down"), "{model}: {err}");
+    server.signal(libc::SIGINT);
+    let (status, took, out) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{model}: {out}");
+    assert!(took < WAIT, "{model}: {took:?}");
+}
+
+fn connections_over_the_limit_are_closed_and_counted(model: &str) {
+    let server = Server::start(model, &["--max-connections", "2"]);
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut s = server.connect();
+            s.write_all(&[i]).unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            s
+        })
+        .collect();
+    // The third is accepted by the kernel, then closed by the server at once.
+    let mut third = server.connect();
+    let _ = third.write_all(b"over the limit");
+    match read_until_closed(&mut third) {
+        Ok(n) => assert_eq!(n, 0, "{model}: a rejected connection got an echo"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{model}: the connection over the limit was not closed"
+        ),
+    }
+    // The two admitted ones are still served.
+    for (i, s) in held.iter_mut().enumerate() {
+        s.write_all(b"ok").unwrap();
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b)
+            .unwrap_or_else(|e| panic!("{model}: client {i}: {e}"));
+    }
+    // Once one leaves, a new one is admitted (the server notices the close
+    // a little later, hence the retries).
+    drop(held.pop());
+    let deadline = Instant::now() + WAIT;
+    while !round_trip(server.addr, b"room again") {
+        assert!(Instant::now() < deadline, "{model}: no room after a close");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    #[cfg(unix)]
+    {
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{model}: {out}");
+        assert!(out.contains("over the connection limit"), "{model}: {out}");
+    }
+}
+
+/// 100 clients each try to send 8 MiB and read nothing. Every server but
+/// blocking holds a bounded amount per client (epoll and completion: up to
+/// `max_buffered`; threaded and tokio: one 16 KiB buffer), so its memory
+/// grows by far less than what was sent, and a new client is still served.
+#[cfg(target_os = "linux")]
+fn a_hundred_slow_readers_cost_bounded_memory_and_others_are_served(model: &str) {
+    use crate::util::{raise_own_open_files, rss_kib};
+    raise_own_open_files(1024);
+    let server = Server::start(model, &[]);
+    let pid = server.child.id();
+    assert!(round_trip(server.addr, b"warm"), "{model}");
+    let before = rss_kib(pid);
+    const CLIENTS: usize = 100;
+    const EACH: usize = 8 << 20;
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| server.connect()).collect();
+    for c in &clients {
+        c.set_nonblocking(true).unwrap();
+    }
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut sent = [0usize; CLIENTS];
+    let mut last_progress = [Instant::now(); CLIENTS];
+    let mut active = [true; CLIENTS];
+    // Bounded: a client stops when it has sent everything or the server has
+    // taken nothing from it for a second; the whole flood stops at WAIT.
+    let deadline = Instant::now() + WAIT;
+    while active.iter().any(|&a| a) && Instant::now() < deadline {
+        let mut progressed = false;
+        for i in 0..CLIENTS {
+            if !active[i] {
+                continue;
+            }
+            let want = chunk.len().min(EACH - sent[i]);
+            match (&clients[i]).write(&chunk[..want]) {
+                Ok(n) => {
+                    sent[i] += n;
+                    last_progress[i] = Instant::now();
+                    progressed = true;
+                    if sent[i] >= EACH {
+                        active[i] = false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if last_progress[i].elapsed() > Duration::from_secs(1) {
+                        active[i] = false;
+                    }
+                }
+                Err(e) => panic!(
+                    "{model}: client {i} write failed after {} bytes: {e}",
+                    sent[i]
+                ),
+            }
+        }
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let after = rss_kib(pid);
+    let total: usize = sent.iter().sum();
+    let grew = after.saturating_sub(before);
+    eprintln!(
+        "{model}: {CLIENTS} slow readers, {} MiB sent unread, server RSS +{grew} KiB",
+        total >> 20
+    );
+    assert!(
+        grew < 64 * 1024,
+        "{model}: server RSS grew by {grew} KiB after {total} unread bytes"
+    );
+    assert!(
+        round_trip(server.addr, b"still serving"),
+        "{model}: a new client is not served"
+    );
+    drop(clients);
+}
+
+/// A server limited to 256 descriptors gets 600 connections. It keeps
+/// serving the client it had, does not spin on the listener that stays
+/// readable, logs the failure about once a second, and accepts again once
+/// the extra connections are gone.
+#[cfg(target_os = "linux")]
+fn out_of_descriptors_it_keeps_serving_without_spinning_then_recovers(model: &str) {
+    use crate::util::{cpu_time, limit_open_files, raise_own_open_files};
+    raise_own_open_files(2048);
+    let mut cmd = ringport();
+    cmd.args(["serve", "--model", model, "--listen", "127.0.0.1:0"]);
+    limit_open_files(&mut cmd, 256);
+    let mut server = Server::start_cmd(cmd, model);
+    let pid = server.child.id();
+    let mut first = server.connect();
+    first.write_all(b"before").unwrap();
+    let mut b = [0u8; 6];
+    first.read_exact(&mut b).unwrap();
+
+    let extra: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect_timeout(&server.addr, WAIT).ok())
+        .collect();
+    assert!(
+        extra.len() >= 300,
+        "{model}: only {} connections",
+        extra.len()
+    );
+    let err = server.wait_stderr("accept failed");
+    assert!(
+        err.contains("accept failed"),
+        "{model}: never ran out: {err}"
+    );
+
+    // A 2 s window: CPU used and lines logged.
+    let lines = |s: &str| s.matches("accept failed").count();
+    let (cpu0, logged0, t0) = (cpu_time(pid), lines(&server.stderr()), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu1, logged1, window) = (cpu_time(pid), lines(&server.stderr()), t0.elapsed());
+    let busy = (cpu1 - cpu0).as_secs_f64() / window.as_secs_f64();
+    // Spinning would be ~100%; a loaded machine cannot make a paused server
+    // look busier than this.
+    assert!(
+        busy < 0.2,
+        "{model}: {:.0}% CPU while out of descriptors",
+        busy * 100.0
+    );
+    let logged = logged1 - logged0;
+    eprintln!(
+        "{model}: out of descriptors: {:.1}% CPU and {logged} 'accept failed' lines over {window:?}",
+        busy * 100.0
+    );
+    assert!(
+        logged <= 1 + window.as_secs() as usize + 1,
+        "{model}: {logged} 'accept failed' lines in {window:?}"
+    );
+
+    // The client it had is still served.
+    first.write_all(b"during").unwrap();
+    first.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"during");
+
+    // Without the extra connections it accepts again.
+    drop(extra);
+    let deadline = Instant::now() + WAIT;
+    while !round_trip(server.addr, b"after") {
+        assert!(Instant::now() < deadline, "{model}: does not accept again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.is_running());
 }

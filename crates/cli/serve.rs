@@ -28,6 +28,20 @@ pub struct Args {
     /// flight. Needs io_uring min_wait (Linux 6.12+); ignored without it.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     coalesce: Option<std::time::Duration>,
+    /// Serve at most N connections at once; each one over the limit is closed
+    /// at once and counted in the summary. The blocking model serves one at a
+    /// time anyway, so for it any N ≥ 1 changes nothing.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Close a connection that sends nothing and takes none of its echo for
+    /// this long (e.g. 30s). Off by default.
+    #[arg(long, value_name = "DURATION", value_parser = args::duration)]
+    idle_timeout: Option<std::time::Duration>,
+    /// On SIGINT/SIGTERM, keep sending the echoes already owed to clients that
+    /// still read for up to this long, then close everything. A second signal
+    /// exits at once.
+    #[arg(long, value_name = "DURATION", value_parser = args::duration, default_value = "5s")]
+    drain_timeout: std::time::Duration,
     /// Print each client's events: connected, bytes received, disconnected.
     #[arg(long, short)]
     verbose: bool,
@@ -51,8 +65,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Some(SpreadArg::Handoff) => Spread::Handoff,
         },
         coalesce: a.coalesce.filter(|d| !d.is_zero()),
+        max_connections: a.max_connections,
+        idle_timeout: a.idle_timeout.filter(|d| !d.is_zero()),
+        drain_timeout: a.drain_timeout,
         ..Config::default()
     };
+    if a.max_connections == Some(0) {
+        return Err(UsageError("--max-connections must be at least 1".into()).into());
+    }
     if let Some(n) = a.workers {
         if n == 0 {
             return Err(UsageError("--workers must be at least 1".into()).into());

@@ -114,6 +114,23 @@ impl Server {
         (status, took, rest.join("\n"))
     }
 
+    /// Send a signal without waiting for the exit.
+    #[cfg(unix)]
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety concerns.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Wait (bounded) for the exit; returns the status, how long it took,
+    /// and the rest of stdout.
+    pub fn wait_exit(mut self) -> (ExitStatus, Duration, String) {
+        let t = Instant::now();
+        let status = wait_with_timeout(&mut self.child, WAIT).expect("server exits");
+        let took = t.elapsed();
+        let rest: Vec<String> = self.stdout_rest.try_iter().collect();
+        (status, took, rest.join("\n"))
+    }
+
     /// What the server has written to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -289,4 +306,75 @@ pub fn deny_io_uring(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// CPU time (user + system) a process has used so far (Linux).
+#[cfg(target_os = "linux")]
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it do not. utime
+    // and stime are fields 14 and 15, the 12th and 13th after the name.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Run `cmd` with at most `n` open files, soft and hard: the binary raises
+/// its soft limit to the hard one at start, so both must be lowered.
+#[cfg(unix)]
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls setrlimit(2) on a value on its own stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Let this test process open at least `n` files, if its hard limit allows:
+/// some tests hold hundreds of client sockets.
+#[cfg(unix)]
+pub fn raise_own_open_files(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < n as libc::rlim_t {
+            lim.rlim_cur = (n as libc::rlim_t).min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// One echo round trip on a fresh connection: `true` if `msg` came back.
+/// Never panics, so callers can retry while a server recovers.
+pub fn round_trip(addr: SocketAddr, msg: &[u8]) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, WAIT) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(WAIT));
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).is_ok() && back == msg
 }

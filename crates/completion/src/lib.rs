@@ -250,6 +250,14 @@ impl Port {
         self.sys.recv(socket, token, max_len)
     }
 
+    /// Receive once, at most `max_len` bytes, even where `recv` would be
+    /// multishot: for a caller that must not be given more than it has room
+    /// for (a multishot receive delivers whatever the socket holds before a
+    /// cancel lands, which can be megabytes).
+    pub fn recv_once(&mut self, socket: RawSocket, token: Token, max_len: usize) -> OpId {
+        self.sys.recv_once(socket, token, max_len)
+    }
+
     /// Send `buf[offset..]`. The buffer comes back with the completion; the
     /// count may be short, in which case the caller sends the rest.
     pub fn send(&mut self, socket: RawSocket, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
@@ -337,6 +345,12 @@ pub fn set_nodelay(socket: RawSocket) -> io::Result<()> {
 /// The peer address of an accepted socket.
 pub fn peer_addr(socket: RawSocket) -> io::Result<std::net::SocketAddr> {
     sys::peer_addr(socket)
+}
+
+/// Shut down one or both directions of a connected socket, outside the port:
+/// a quick call that never blocks (the FIN goes out after bytes already sent).
+pub fn shutdown(socket: RawSocket, how: std::net::Shutdown) -> io::Result<()> {
+    sys::shutdown(socket, how)
 }
 
 /// The raw socket of a listener, to pass to [`Port::accept`].

@@ -7,14 +7,29 @@
 //! serving the connections we already have.
 
 use std::io;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long to stop accepting after running out of a resource.
 pub const RESOURCE_PAUSE: Duration = Duration::from_millis(100);
 
-/// Rate-limited handling of accept errors.
+/// Rate-limited handling of accept errors. Each accept loop keeps its own,
+/// but the log limit is shared by the whole process: a server whose workers
+/// each accept on their own listener still logs at most once a second.
 #[derive(Debug, Default)]
 pub struct AcceptBackoff {
+    _private: (),
+}
+
+/// When the last "accept failed" line was written, and how many were held
+/// back since: one for every accept loop of the process.
+static LOG: Mutex<LogLimit> = Mutex::new(LogLimit {
+    last_log: None,
+    suppressed: 0,
+});
+
+#[derive(Debug)]
+struct LogLimit {
     last_log: Option<Instant>,
     suppressed: u64,
 }
@@ -33,26 +48,27 @@ impl AcceptBackoff {
             return None;
         }
         let now = Instant::now();
+        let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
         // Written out rather than `is_none_or`, which is newer than the MSRV.
-        let log_now = match self.last_log {
+        let log_now = match log.last_log {
             Some(t) => now.duration_since(t) >= Duration::from_secs(1),
             None => true,
         };
         if log_now {
-            if self.suppressed > 0 {
+            if log.suppressed > 0 {
                 tracing::warn!(
                     "accept failed: {err} ({} more since the last message); pausing accepts, existing clients are still served",
-                    self.suppressed
+                    log.suppressed
                 );
             } else {
                 tracing::warn!(
                     "accept failed: {err}; pausing accepts, existing clients are still served"
                 );
             }
-            self.last_log = Some(now);
-            self.suppressed = 0;
+            log.last_log = Some(now);
+            log.suppressed = 0;
         } else {
-            self.suppressed += 1;
+            log.suppressed += 1;
         }
         Some(RESOURCE_PAUSE)
     }
@@ -82,13 +98,15 @@ mod tests {
 
     #[test]
     fn running_out_of_descriptors_pauses_and_logs_once() {
-        let mut b = AcceptBackoff::new();
+        // Two loops, as two workers would have: one line between them.
+        let (mut a, mut b) = (AcceptBackoff::new(), AcceptBackoff::new());
         #[cfg(unix)]
         let e = io::Error::from_raw_os_error(libc::EMFILE);
         #[cfg(not(unix))]
         let e = io::Error::other("too many open files");
+        assert_eq!(a.on_error(&e), Some(RESOURCE_PAUSE));
         assert_eq!(b.on_error(&e), Some(RESOURCE_PAUSE));
-        assert_eq!(b.on_error(&e), Some(RESOURCE_PAUSE));
-        assert_eq!(b.suppressed, 1);
+        assert_eq!(a.on_error(&e), Some(RESOURCE_PAUSE));
+        assert_eq!(LOG.lock().unwrap().suppressed, 2);
     }
 }

@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown as How, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Read buffer for one connection of the blocking models.
 pub(crate) const BUF_SIZE: usize = 16 * 1024;
@@ -24,12 +25,15 @@ pub fn run(
     shutdown: &Shutdown,
     stats: &Stats,
 ) -> Result<(), ServerError> {
-    let open = OpenConnections::watch(&listener, shutdown)?;
+    let open = OpenConnections::watch(&listener, shutdown, config.drain_timeout)?;
     let mut buf = vec![0u8; BUF_SIZE];
     accept_loop(&listener, shutdown, |stream, peer| {
-        stats.connection_opened();
+        // One client at a time: a limit of 1 or more is never reached.
+        if !stats.admit(config.max_connections) {
+            return;
+        }
         let id = open.insert(&stream);
-        serve(stream, peer, &mut buf, config, stats);
+        serve(stream, peer, &mut buf, config, shutdown, stats);
         open.remove(id);
         stats.connection_closed();
     });
@@ -62,26 +66,52 @@ pub(crate) fn accept_loop(
     }
 }
 
-/// Echo one client until it closes, resets or shutdown closes its socket.
+/// Echo one client until it closes, resets, stays idle too long, or shutdown
+/// stops it.
+///
+/// On shutdown the loop stops reading, but a `write_all` in progress goes on
+/// (the bytes it sends were read, so they are owed) until the drain deadline
+/// shuts the socket down under it.
 pub(crate) fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     buf: &mut [u8],
     config: &Config,
+    shutdown: &Shutdown,
     stats: &Stats,
 ) {
     if config.verbose {
         tracing::info!("client connected from {peer}");
     }
     let _ = stream.set_nodelay(true);
+    // A blocked read wakes every tick to look at the shutdown flag (see
+    // `TICK`); an idle client shows as reads that time out for the whole
+    // idle timeout, or as a write (it takes none of its echo) that does.
+    let idle = config.idle_timeout;
+    let _ = stream.set_read_timeout(Some(idle.map_or(TICK, |d| d.min(TICK))));
+    let _ = stream.set_write_timeout(idle);
+    let mut last_read = Instant::now();
     let result = (|| -> io::Result<()> {
         loop {
+            if shutdown.is_triggered() {
+                // Everything read so far has been written back.
+                stream.shutdown(How::Write)?;
+                discard_until_eof(&mut stream, buf);
+                return Ok(());
+            }
             let n = match stream.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => {
+                    if idle.is_some_and(|d| last_read.elapsed() >= d) {
+                        return Err(e);
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
+            last_read = Instant::now();
             if config.verbose {
                 log_received!(peer, &buf[..n]);
             }
@@ -99,6 +129,14 @@ pub(crate) fn serve(
                 tracing::info!("client {peer} disconnected");
             }
         }
+        Err(e) if is_timeout(&e) => {
+            if config.verbose {
+                tracing::info!(
+                    "client {peer} disconnected: idle for {:?}",
+                    config.idle_timeout.unwrap_or_default()
+                );
+            }
+        }
         Err(e) => {
             if config.verbose {
                 tracing::info!("client {peer} disconnected: {e}");
@@ -109,8 +147,39 @@ pub(crate) fn serve(
     }
 }
 
-/// The sockets of the clients being served, so shutdown can interrupt their
-/// blocking reads and writes (a `shutdown(2)` wakes them with EOF or EPIPE).
+/// How often a blocked read wakes to check for shutdown. The only other way
+/// to wake it, `shutdown(SHUT_RD)`, cannot be undone, and Linux resets a
+/// connection that has both sent its FIN and shut its read side as soon as
+/// more data arrives, which would destroy the echo still on its way. Four
+/// wake-ups a second per connection cost next to nothing.
+const TICK: Duration = Duration::from_millis(250);
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// After our FIN on shutdown: read and drop what the client sends until it
+/// closes too. Closing a socket with unread bytes makes the kernel send a
+/// reset, which would destroy the end of the echo still on its way to the
+/// client; a client that reads to EOF and then closes ends this at once, any
+/// other is cut off at the drain deadline (which shuts the socket down).
+pub(crate) fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) {
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The sockets of the clients being served, so shutdown can stop their
+/// reads and, after the drain deadline, interrupt their writes (a
+/// `shutdown(2)` wakes them with EOF or EPIPE).
 #[derive(Clone, Default)]
 pub(crate) struct OpenConnections {
     inner: Arc<OpenInner>,
@@ -125,8 +194,14 @@ struct OpenInner {
 
 impl OpenConnections {
     /// Register with `shutdown`: on trigger, wake a blocked `accept` on
-    /// `listener` and shut every registered connection down.
-    pub(crate) fn watch(listener: &TcpListener, shutdown: &Shutdown) -> Result<Self, ServerError> {
+    /// `listener` (blocked reads see the flag within a `TICK`, and a
+    /// `write_all` under way finishes); after `drain`, shut every connection
+    /// down entirely, which ends any write still blocked.
+    pub(crate) fn watch(
+        listener: &TcpListener,
+        shutdown: &Shutdown,
+        drain: Duration,
+    ) -> Result<Self, ServerError> {
         let open = OpenConnections::default();
         let listener = listener
             .try_clone()
@@ -134,7 +209,15 @@ impl OpenConnections {
         let wake_open = open.clone();
         shutdown.on_trigger(move || {
             interrupt_accept(&listener);
-            wake_open.close_all();
+            let force = wake_open.clone();
+            // Detached: if every client finishes first, the process exits
+            // without waiting for it.
+            let _ = std::thread::Builder::new()
+                .name("drain-deadline".into())
+                .spawn(move || {
+                    std::thread::sleep(drain);
+                    force.close_all();
+                });
         });
         Ok(open)
     }

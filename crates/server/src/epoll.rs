@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown as How, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The token of a worker's listener. Connection tokens are slab indices,
 /// which never come near the top of the range.
@@ -121,9 +121,19 @@ struct Worker<'a> {
     echoed: u64,
     max_buffered: usize,
     verbose: bool,
+    max_connections: Option<usize>,
+    idle_timeout: Option<Duration>,
+    /// When the next sweep for idle connections is due.
+    next_sweep: Option<Instant>,
+    drain_timeout: Duration,
     shutdown: &'a Shutdown,
     stats: &'a Stats,
 }
+
+/// How often, at most, connections are checked against `--idle-timeout`:
+/// a quarter of it, so one is closed within 1.25 times the limit, but never
+/// more often than this (a sweep walks every connection).
+const MIN_SWEEP: Duration = Duration::from_millis(10);
 
 impl<'a> Worker<'a> {
     fn new(
@@ -165,26 +175,41 @@ impl<'a> Worker<'a> {
             // A cap of 0 would never read anything.
             max_buffered: config.max_buffered.max(1),
             verbose: config.verbose,
+            max_connections: config.max_connections,
+            idle_timeout: config.idle_timeout,
+            next_sweep: config.idle_timeout.map(|d| Instant::now() + sweep_every(d)),
+            drain_timeout: config.drain_timeout,
             shutdown,
             stats,
         })
     }
 
     fn run(mut self) -> Result<(), ServerError> {
-        let result = self.serve();
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        let mut result = self.serve(&mut events);
+        if result.is_ok() {
+            result = self.drain(&mut events);
+        }
         // On shutdown and on a fatal error alike, every client is closed and counted.
         self.close_all();
         result
     }
 
-    fn serve(&mut self) -> Result<(), ServerError> {
-        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+    /// The earliest of the instants the loop must wake for by itself.
+    fn timeout(&self, deadline: Option<Instant>) -> Option<Duration> {
+        [self.accept_paused_until, self.next_sweep, deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    fn serve(&mut self, events: &mut Events) -> Result<(), ServerError> {
         while !self.shutdown.is_triggered() {
-            // While accepting is paused, wake up in time to resume it.
-            let timeout = self
-                .accept_paused_until
-                .map(|until| until.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut events, timeout) {
+            // While accepting is paused, wake up in time to resume it; with
+            // an idle timeout, in time for the next sweep.
+            let timeout = self.timeout(None);
+            match self.poll.poll(events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ServerError::io("waiting for socket events failed", e)),
@@ -203,9 +228,64 @@ impl<'a> Worker<'a> {
             {
                 self.resume_accepting()?;
             }
+            self.sweep_idle();
             self.stats.add_bytes(std::mem::take(&mut self.echoed));
         }
         Ok(())
+    }
+
+    /// Shutdown: accept no more, stop reading, and keep sending what is
+    /// owed until every connection has finished or the drain deadline.
+    fn drain(&mut self, events: &mut Events) -> Result<(), ServerError> {
+        if self.accept_paused_until.take().is_none() {
+            let _ = self.poll.registry().deregister(&mut self.listener);
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        for slot in 0..self.conns.len() {
+            if let Some(conn) = self.conns[slot].as_mut() {
+                conn.stop();
+                self.drive(slot);
+            }
+        }
+        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
+            match self.poll.poll(events, self.timeout(Some(deadline))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ServerError::io("waiting for socket events failed", e)),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKE | LISTENER => {}
+                    Token(slot) => self.on_connection_event(slot, event),
+                }
+            }
+            self.sweep_idle();
+            self.stats.add_bytes(std::mem::take(&mut self.echoed));
+        }
+        Ok(())
+    }
+
+    /// Close every connection that has made no progress for `idle_timeout`.
+    /// One timer for the worker rather than one per connection: a sweep
+    /// every quarter of the limit costs a walk over the slab.
+    fn sweep_idle(&mut self) {
+        let (Some(limit), Some(due)) = (self.idle_timeout, self.next_sweep) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        self.next_sweep = Some(now + sweep_every(limit));
+        for slot in 0..self.conns.len() {
+            let idle = self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| now.duration_since(c.last_active) >= limit);
+            if idle {
+                let e = io::Error::new(io::ErrorKind::TimedOut, format!("idle for {limit:?}"));
+                self.remove(slot, Some(e));
+            }
+        }
     }
 
     /// Accept until the queue is empty (edge-triggered: no new event comes
@@ -245,7 +325,13 @@ impl<'a> Worker<'a> {
     }
 
     fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        self.stats.connection_opened();
+        if !self.stats.admit(self.max_connections) {
+            // Over the limit: dropping the stream closes it at once.
+            if self.verbose {
+                tracing::info!("client {peer} refused: --max-connections reached");
+            }
+            return;
+        }
         if self.verbose {
             tracing::info!("client connected from {peer}");
         }
@@ -284,14 +370,27 @@ impl<'a> Worker<'a> {
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.can_write = true;
         }
+        self.drive(slot);
+    }
+
+    /// Let connection `slot` make all the progress it can, and close it if it
+    /// has finished or failed.
+    fn drive(&mut self, slot: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
         let mut io = Io {
             scratch: &mut self.scratch,
             max_buffered: self.max_buffered,
             verbose: self.verbose,
             echoed: 0,
+            progressed: false,
         };
         let step = conn.drive(&mut io);
         self.echoed += io.echoed;
+        if io.progressed && self.idle_timeout.is_some() {
+            conn.last_active = Instant::now();
+        }
         match step {
             Ok(Step::Wait) => {}
             Ok(Step::Finished) => self.remove(slot, None),
@@ -319,6 +418,10 @@ impl<'a> Worker<'a> {
     }
 }
 
+fn sweep_every(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).max(MIN_SWEEP)
+}
+
 fn log_disconnect(peer: SocketAddr, error: Option<&io::Error>, verbose: bool) {
     match error {
         None if verbose => tracing::info!("client {peer} disconnected"),
@@ -340,6 +443,16 @@ pub(crate) enum State {
     Paused,
     /// The client sent FIN: send what is still owed, then FIN back.
     Draining,
+    /// The server is shutting down: no more reads to echo; send what is
+    /// owed, then FIN.
+    Stopping,
+    /// Shutting down, FIN sent: read and drop whatever the client sends
+    /// until it closes too. Closing with unread bytes would make the kernel
+    /// send a reset, which destroys the echo still on its way. (The read side
+    /// is not shut: Linux resets a connection that has sent its FIN and shut
+    /// its read side as soon as more data arrives.) The drain deadline ends
+    /// this for a client that never closes.
+    Lingering,
 }
 
 /// What the event loop should do with a connection after driving it.
@@ -358,6 +471,8 @@ pub(crate) struct Io<'b> {
     verbose: bool,
     /// Bytes the connection wrote back during this drive.
     echoed: u64,
+    /// Whether any byte moved either way during this drive.
+    progressed: bool,
 }
 
 /// A socket as the state machine sees it: `mio::net::TcpStream` in the
@@ -385,6 +500,8 @@ pub(crate) struct Connection<S> {
     can_read: bool,
     /// The last write did not say WouldBlock, or an event came since.
     can_write: bool,
+    /// When a byte last moved either way (kept only with an idle timeout).
+    last_active: Instant,
 }
 
 impl<S: Socket> Connection<S> {
@@ -397,6 +514,14 @@ impl<S: Socket> Connection<S> {
             // Unknown until tried; trying costs one call that says WouldBlock.
             can_read: true,
             can_write: true,
+            last_active: Instant::now(),
+        }
+    }
+
+    /// Shutdown began: read nothing more to echo.
+    fn stop(&mut self) {
+        if matches!(self.state, State::Open | State::Paused) {
+            self.state = State::Stopping;
         }
     }
 
@@ -422,6 +547,7 @@ impl<S: Socket> Connection<S> {
                     Ok(n) => {
                         self.owed.drain(..n);
                         io.echoed += n as u64;
+                        io.progressed = true;
                         if self.owed.is_empty() && self.owed.capacity() > KEEP_OWED_CAPACITY {
                             self.owed = VecDeque::new();
                         }
@@ -446,6 +572,7 @@ impl<S: Socket> Connection<S> {
                             continue;
                         }
                         Ok(n) => {
+                            io.progressed = true;
                             self.echo(n, io)?;
                             continue;
                         }
@@ -471,6 +598,20 @@ impl<S: Socket> Connection<S> {
                     return Ok(Step::Finished);
                 }
                 State::Draining => {}
+                State::Stopping if self.owed.is_empty() => {
+                    self.sock.shutdown_write()?;
+                    self.state = State::Lingering;
+                    continue;
+                }
+                State::Stopping => {}
+                State::Lingering if self.can_read => match self.sock.read(io.scratch) {
+                    Ok(0) => return Ok(Step::Finished),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.can_read = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                },
+                State::Lingering => {}
             }
             return Ok(Step::Wait);
         }
@@ -587,6 +728,7 @@ mod tests {
                 max_buffered: self.cap,
                 verbose: false,
                 echoed: 0,
+                progressed: false,
             };
             let step = self.conn.drive(&mut io).unwrap();
             self.echoed += io.echoed;
@@ -673,6 +815,36 @@ mod tests {
         h.event();
         assert!(h.conn.owed.is_empty());
         assert_eq!(h.conn.owed.capacity(), 0);
+    }
+
+    #[test]
+    fn stopping_sends_what_is_owed_then_fin_then_drops_unread_input() {
+        let mut h = Harness::new(1000, 256);
+        h.fake().incoming.extend(vec![7u8; 10_000]);
+        h.event();
+        assert_eq!(h.conn.state, State::Paused);
+        h.conn.stop();
+        // The client will read everything, then close.
+        h.fake().fin = true;
+        h.fake().write_room = 600;
+        assert_eq!(h.event(), Step::Wait, "400 still owed");
+        assert_eq!(h.conn.state, State::Stopping);
+        assert_eq!(
+            h.conn.sock.incoming.len(),
+            9000,
+            "nothing more read to echo"
+        );
+        h.fake().write_room = usize::MAX;
+        assert_eq!(h.event(), Step::Finished);
+        assert_eq!(
+            h.conn.sock.out,
+            vec![7u8; 1000],
+            "every owed byte, nothing more"
+        );
+        assert!(
+            h.conn.sock.incoming.is_empty(),
+            "unread input dropped before the close"
+        );
     }
 
     proptest! {

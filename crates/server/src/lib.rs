@@ -53,7 +53,19 @@ pub struct Config {
     pub coalesce: Option<Duration>,
     /// How the completion model spreads connections over its workers.
     pub spread: Spread,
+    /// Connections served at once, at most; each one over it is closed at
+    /// once and counted as rejected. `None`: no limit.
+    pub max_connections: Option<usize>,
+    /// Close a connection that has neither sent a byte nor taken one of its
+    /// echo for this long. `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// On shutdown, how long to keep sending the echoes already owed to
+    /// peers that still read, before closing every connection regardless.
+    pub drain_timeout: Duration,
 }
+
+/// Default for [`Config::drain_timeout`].
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How connections reach the workers of the completion model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +87,9 @@ impl Default for Config {
             max_buffered: DEFAULT_MAX_BUFFERED,
             coalesce: None,
             spread: Spread::default(),
+            max_connections: None,
+            idle_timeout: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }

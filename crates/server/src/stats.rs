@@ -49,6 +49,28 @@ impl Stats {
         self.inner.active.fetch_add(1, Relaxed);
     }
 
+    /// A client was accepted if fewer than `max` are open (always without a
+    /// limit); otherwise it counts as rejected and the caller must close it.
+    /// One atomic update, so workers on several threads cannot together
+    /// pass the limit.
+    pub fn admit(&self, max: Option<usize>) -> bool {
+        let Some(max) = max else {
+            self.connection_opened();
+            return true;
+        };
+        let admitted = self
+            .inner
+            .active
+            .fetch_update(Relaxed, Relaxed, |n| (n < max as u64).then_some(n + 1))
+            .is_ok();
+        if admitted {
+            self.inner.connections.fetch_add(1, Relaxed);
+        } else {
+            self.connection_rejected();
+        }
+        admitted
+    }
+
     /// A client's connection was closed.
     pub fn connection_closed(&self) {
         self.inner.active.fetch_sub(1, Relaxed);
@@ -106,5 +128,26 @@ impl std::fmt::Display for Summary {
             write!(f, ", rejected {} over the connection limit", self.rejected)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admit_stops_at_the_limit_and_counts_the_rest() {
+        let s = Stats::new();
+        assert!(s.admit(Some(2)));
+        assert!(s.admit(Some(2)));
+        assert!(!s.admit(Some(2)));
+        s.connection_closed();
+        assert!(s.admit(Some(2)));
+        assert!(s.admit(None));
+        let sum = s.summary();
+        assert_eq!((sum.connections, sum.active, sum.rejected), (4, 3, 1));
+        assert!(sum
+            .to_string()
+            .contains("rejected 1 over the connection limit"));
     }
 }

@@ -18,12 +18,15 @@ pub fn run(
     shutdown: &Shutdown,
     stats: &Stats,
 ) -> Result<(), ServerError> {
-    let open = OpenConnections::watch(&listener, shutdown)?;
+    let open = OpenConnections::watch(&listener, shutdown, config.drain_timeout)?;
     // The scope joins every client thread before `run` returns; shutdown has
     // closed their sockets by then, so each one ends promptly.
     std::thread::scope(|scope| {
         accept_loop(&listener, shutdown, |stream, peer| {
-            stats.connection_opened();
+            if !stats.admit(config.max_connections) {
+                // Dropping the stream closes it at once.
+                return;
+            }
             let id = open.insert(&stream);
             let thread_open = open.clone();
             let spawned = std::thread::Builder::new()
@@ -31,7 +34,7 @@ pub fn run(
                 .stack_size(STACK_SIZE)
                 .spawn_scoped(scope, move || {
                     let mut buf = vec![0u8; BUF_SIZE];
-                    serve(stream, peer, &mut buf, config, stats);
+                    serve(stream, peer, &mut buf, config, shutdown, stats);
                     thread_open.remove(id);
                     stats.connection_closed();
                 });

@@ -39,6 +39,8 @@ pub fn run(
         let token = token.clone();
         shutdown.on_trigger(move || token.cancel());
     }
+    // Cancelled at the drain deadline: ends every client task wherever it is.
+    let force = CancellationToken::new();
     listener
         .set_nonblocking(true)
         .map_err(|e| ServerError::io("cannot make the listener non-blocking", e))?;
@@ -49,8 +51,11 @@ pub fn run(
         verbose: config.verbose,
         stats: stats.clone(),
         token: token.clone(),
+        force: force.clone(),
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
     };
-    runtime.block_on(serve(listener, client, token))
+    runtime.block_on(serve(listener, client, token, force, config.drain_timeout))
 }
 
 /// Accept until cancelled, then wait for every client task to end.
@@ -58,6 +63,8 @@ async fn serve(
     listener: std::net::TcpListener,
     client: Client,
     token: CancellationToken,
+    force: CancellationToken,
+    drain: std::time::Duration,
 ) -> Result<(), ServerError> {
     // Inside the runtime, as registering with its reactor requires.
     let listener = TcpListener::from_std(listener)
@@ -71,8 +78,10 @@ async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                client.stats.connection_opened();
-                tracker.spawn(client.clone().serve(stream, peer));
+                if client.stats.admit(client.max_connections) {
+                    tracker.spawn(client.clone().serve(stream, peer));
+                }
+                // Otherwise dropping the stream closes it at once.
             }
             Err(e) => {
                 if let Some(pause) = backoff.on_error(&e) {
@@ -88,8 +97,12 @@ async fn serve(
     // server that will never answer it.
     drop(listener);
     tracker.close();
-    // Every client task selects on the same token, so this wait is short.
-    tracker.wait().await;
+    // Client tasks stop reading at once and finish the write they are in;
+    // those whose clients do not read are ended at the deadline.
+    if ::tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        force.cancel();
+        tracker.wait().await;
+    }
     Ok(())
 }
 
@@ -99,7 +112,12 @@ struct Client {
     buf_size: usize,
     verbose: bool,
     stats: Stats,
+    /// Shutdown began: stop reading.
     token: CancellationToken,
+    /// The drain deadline passed: stop everything.
+    force: CancellationToken,
+    idle_timeout: Option<std::time::Duration>,
+    max_connections: Option<usize>,
 }
 
 impl Client {
@@ -110,8 +128,9 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let result = ::tokio::select! {
             r = self.echo(&mut stream, peer) => r,
-            // Dropping the stream on return closes the connection.
-            _ = self.token.cancelled() => Ok(()),
+            // The drain deadline passed. Dropping the stream on return
+            // closes the connection.
+            _ = self.force.cancelled() => Ok(()),
         };
         self.stats.connection_closed();
         match result {
@@ -122,11 +141,21 @@ impl Client {
         }
     }
 
-    /// Echo until the client half-closes, then finish our side.
+    /// Echo until the client half-closes (or shutdown begins), then finish
+    /// our side.
     async fn echo(&self, stream: &mut TcpStream, peer: SocketAddr) -> io::Result<()> {
         let mut buf = vec![0u8; self.buf_size];
         loop {
-            let n = stream.read(&mut buf).await?;
+            // Only the read waits on shutdown: a `write_all` under way sends
+            // bytes already read, which the client is owed.
+            let n = ::tokio::select! {
+                biased;
+                _ = self.token.cancelled() => {
+                    stream.shutdown().await?;
+                    return discard_until_eof(stream, &mut buf).await;
+                }
+                r = idle(self.idle_timeout, stream.read(&mut buf)) => r?,
+            };
             if n == 0 {
                 break;
             }
@@ -135,11 +164,33 @@ impl Client {
             }
             // While this waits for the client to read, nothing more is read
             // from it: the bounded buffer and TCP push back together.
-            stream.write_all(&buf[..n]).await?;
+            idle(self.idle_timeout, stream.write_all(&buf[..n])).await?;
             self.stats.add_bytes(n as u64);
         }
         // Every byte read was written back before the next read, so the
         // client gets all it is owed, then EOF.
         stream.shutdown().await
     }
+}
+
+/// Run `io`, failing with `TimedOut` if it makes no progress for `limit`.
+async fn idle<T>(
+    limit: Option<std::time::Duration>,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match limit {
+        None => io.await,
+        Some(d) => ::tokio::time::timeout(d, io)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("idle for {d:?}")))?,
+    }
+}
+
+/// After our FIN on shutdown: read and drop what the client sends until it
+/// closes too, so closing does not turn into a reset that would destroy the
+/// end of the echo still on its way (see `blocking::discard_until_eof`). The
+/// drain deadline ends it for a client that never closes.
+async fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
+    while stream.read(buf).await? > 0 {}
+    Ok(())
 }

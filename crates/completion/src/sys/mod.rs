@@ -1,10 +1,10 @@
 //! The one place where the operating system is chosen.
 //!
 //! Every backend provides: `Port` (new, features, try_share, accept, recv,
-//! send, close, cancel, wait, data, release, waker, in_flight), `PortShare`
+//! recv_once, send, close, cancel, wait, data, release, waker, in_flight), `PortShare`
 //! (into_port), `Waker` (wake), `CompletionBuf`, `OpKey` (what an `OpId` holds), `RawSocket`, and
 //! the free functions `probe`, `is_cancelled`, `is_out_of_buffers`,
-//! `cancelled_error`, `set_nodelay`, `peer_addr`, `raw_listener`,
+//! `cancelled_error`, `set_nodelay`, `peer_addr`, `shutdown`, `raw_listener`,
 //! `into_raw_socket`, `close_now`.
 
 #[cfg(target_os = "linux")]

@@ -509,19 +509,27 @@ impl Port {
     }
 
     pub(crate) fn recv(&mut self, fd: RawFd, token: Token, max_len: usize) -> OpId {
+        self.recv_op(fd, token, max_len, self.features.multishot_recv)
+    }
+
+    pub(crate) fn recv_once(&mut self, fd: RawFd, token: Token, max_len: usize) -> OpId {
+        self.recv_op(fd, token, max_len, false)
+    }
+
+    fn recv_op(&mut self, fd: RawFd, token: Token, max_len: usize, multishot: bool) -> OpId {
         if self.bufring.is_some() {
             let ud = self.insert(Record {
                 token,
                 kind: OpKind::Recv,
                 buf: OpBuf::None,
             });
-            let e = if self.features.multishot_recv {
+            let e = if multishot {
                 opcode::RecvMulti::new(types::Fd(fd), BGID).build()
             } else {
                 opcode::Recv::new(
                     types::Fd(fd),
                     std::ptr::null_mut(),
-                    self.config.buf_size as u32,
+                    max_len.clamp(1, self.config.buf_size) as u32,
                 )
                 .buf_group(BGID)
                 .build()
@@ -768,6 +776,13 @@ pub(crate) fn peer_addr(fd: RawFd) -> io::Result<std::net::SocketAddr> {
         .peer_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("peer is not an IP address"))
+}
+
+pub(crate) fn shutdown(fd: RawFd, how: std::net::Shutdown) -> io::Result<()> {
+    // SAFETY: the caller owns `fd` for the duration of this call; the
+    // borrowed SockRef does not close it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&borrowed).shutdown(how)
 }
 
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {

@@ -12,19 +12,35 @@
 //! * A short send is resubmitted from where it stopped.
 //! * Backpressure: when `max_buffered` bytes are held for the peer, receiving
 //!   stops (a multishot receive is cancelled), and resumes once half has been
-//!   sent.
+//!   sent. A multishot receive delivers whatever the socket holds before a
+//!   cancel can land (1.6 MB for one connection was measured), so it is used
+//!   only for interactive traffic: a connection starts on one-shot receives
+//!   of at most the room left ("bounded"), switches to multishot once a small
+//!   receive arrives with nothing held, and goes back to bounded receives
+//!   when it hits the cap. A client that was interactive and then floods can
+//!   still overshoot once, by what one batch of completions holds.
 //! * Closing: every operation in flight is cancelled and its completion reaped
 //!   before the socket is closed, and the connection may be freed only after
 //!   the close completes ([`Conn::is_finished`]), so no buffer is freed while
 //!   the kernel may still use it.
+//! * Shutdown drains ([`Conn::shutdown`]): the receive is cancelled, the send
+//!   in flight and the queued bytes go out, then FIN; what the peer sends is
+//!   received and dropped until it closes too, and only then is the socket
+//!   closed, because closing with unread bytes makes the kernel reset the
+//!   connection and destroy the end of the echo still on its way.
+//!   [`Conn::abort`] is the forced path (drain deadline, idle timeout).
 
 use std::io;
 
 /// An operation the driver must start for this connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cmd {
-    /// Arm a receive of at most this many bytes.
+    /// Arm a receive of at most this many bytes (multishot where the
+    /// connection uses them, so then only a hint).
     Recv(usize),
+    /// Arm a one-shot receive of at most this many bytes, even on a
+    /// multishot connection.
+    RecvOnce(usize),
     /// Send `buf[offset..]`.
     Send {
         /// The bytes; owned by the operation until it completes.
@@ -36,6 +52,11 @@ pub enum Cmd {
     CancelRecv,
     /// Cancel the send in flight.
     CancelSend,
+    /// Shut the sending side of the socket down now (not through the port):
+    /// FIN after the last byte sent. No send is in flight. (Not the read side:
+    /// Linux resets a connection that has sent its FIN and shut its read side
+    /// as soon as more data arrives.)
+    ShutdownWrite,
     /// Close the socket (nothing is in flight any more).
     Close,
 }
@@ -66,6 +87,8 @@ pub enum EndReason {
     Error,
     /// The server is shutting down.
     Shutdown,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
 }
 
 /// One client connection.
@@ -86,6 +109,16 @@ pub struct Conn {
     peer_closed: bool,
     /// Stopped receiving because `max_buffered` bytes are held.
     paused: bool,
+    /// Receive one bounded one-shot at a time: from the start and after
+    /// backpressure, until traffic looks interactive.
+    bounded: bool,
+    /// The receive in flight is one-shot and bounded.
+    armed_once: bool,
+    /// Shutdown began: receive nothing more to echo, send what is owed.
+    stopping: bool,
+    /// Shutdown, everything owed sent and FIN out: receiving only to drop
+    /// unread input until end of stream.
+    lingering: bool,
     end: Option<EndReason>,
     close: CloseState,
     max_buffered: usize,
@@ -94,6 +127,11 @@ pub struct Conn {
     /// Bytes echoed and not yet counted in the server's stats.
     pub echoed: u64,
 }
+
+/// A receive smaller than this, with nothing held, marks a connection as
+/// interactive (multishot receives from then on). Well below the port's
+/// receive buffers (16 KiB), so a bulk sender, which fills them, never is.
+const INTERACTIVE: usize = 4096;
 
 /// A new connection's buffers are allocated lazily and freed when idle, so
 /// an idle connection costs only this struct.
@@ -113,6 +151,10 @@ impl Conn {
             spare: None,
             peer_closed: false,
             paused: false,
+            bounded: multishot,
+            armed_once: false,
+            stopping: false,
+            lingering: false,
             end: None,
             close: CloseState::Open,
             max_buffered,
@@ -152,7 +194,13 @@ impl Conn {
         if !more {
             self.recv = RecvState::Idle;
         }
-        if self.end.is_none() {
+        // Interactive: a small receive (less than any ring buffer) while
+        // nothing is held. Bulk senders fill whole buffers and stay bounded.
+        if self.bounded && !self.paused && self.buffered() == 0 && data.len() < INTERACTIVE {
+            self.bounded = false;
+        }
+        // Bytes received while lingering are dropped: the FIN is out.
+        if self.end.is_none() && !self.lingering {
             self.queued.extend_from_slice(data);
         }
         self.pump(out);
@@ -209,10 +257,26 @@ impl Conn {
         self.close = CloseState::Closed;
     }
 
-    /// The server is stopping: cancel what is in flight, then close.
+    /// The server is stopping: cancel the receive, let the send in flight
+    /// and the queued bytes go out, FIN, drop unread input, then close. A
+    /// peer that does not read keeps this going until the driver calls
+    /// [`abort`](Conn::abort) at its drain deadline.
     pub fn shutdown(&mut self, out: &mut Vec<Cmd>) {
-        self.fail(EndReason::Shutdown);
+        self.stopping = true;
         self.pump(out);
+    }
+
+    /// End now: cancel everything in flight, then close. Bytes still owed
+    /// are dropped.
+    pub fn abort(&mut self, why: EndReason, out: &mut Vec<Cmd>) {
+        self.fail(why);
+        self.pump(out);
+    }
+
+    /// Whether the connection is already on its way out (closing, or
+    /// cancelling to close), so an abort would change nothing.
+    pub fn is_ending(&self) -> bool {
+        self.end.is_some() || self.close != CloseState::Open
     }
 
     fn fail(&mut self, why: EndReason) {
@@ -249,6 +313,12 @@ impl Conn {
             }
             return;
         }
+        // Once the peer's FIN has been seen, a stopping connection finishes
+        // like any half-closed one, below.
+        if self.stopping && !self.peer_closed {
+            self.pump_stopping(out);
+            return;
+        }
         if !self.send_in_flight && !self.queued.is_empty() {
             let next = self.spare.take().unwrap_or_default();
             let buf = std::mem::replace(&mut self.queued, next);
@@ -260,15 +330,22 @@ impl Conn {
         let buffered = self.buffered();
         if buffered >= self.max_buffered {
             self.paused = true;
+            self.bounded = self.multishot;
         } else if self.paused && buffered <= self.resume_at {
             self.paused = false;
         }
         match self.recv {
             RecvState::Idle if !self.peer_closed && !self.paused => {
                 self.recv = RecvState::Armed;
-                out.push(Cmd::Recv(self.max_buffered - buffered));
+                let room = self.max_buffered - buffered;
+                self.armed_once = self.bounded;
+                out.push(if self.bounded {
+                    Cmd::RecvOnce(room)
+                } else {
+                    Cmd::Recv(room)
+                });
             }
-            RecvState::Armed if self.multishot && self.paused => {
+            RecvState::Armed if self.multishot && self.paused && !self.armed_once => {
                 self.recv = RecvState::Cancelling;
                 out.push(Cmd::CancelRecv);
             }
@@ -281,7 +358,11 @@ impl Conn {
         {
             // Everything owed has been sent: close, and the peer sees EOF
             // right after its last byte.
-            self.end = Some(EndReason::PeerClosed);
+            self.end = Some(if self.stopping {
+                EndReason::Shutdown
+            } else {
+                EndReason::PeerClosed
+            });
             self.close = CloseState::Closing;
             out.push(Cmd::Close);
         }
@@ -290,6 +371,35 @@ impl Conn {
             && self.queued.capacity() > KEEP_SPARE_UP_TO
         {
             self.queued = Vec::new();
+        }
+    }
+
+    /// `pump` for a connection the server is draining.
+    fn pump_stopping(&mut self, out: &mut Vec<Cmd>) {
+        if !self.lingering {
+            if self.recv == RecvState::Armed {
+                self.recv = RecvState::Cancelling;
+                out.push(Cmd::CancelRecv);
+            }
+            // Bytes the kernel delivered before the cancel landed were read
+            // by the server, so they are owed too and go out in order.
+            if !self.send_in_flight && !self.queued.is_empty() {
+                let next = self.spare.take().unwrap_or_default();
+                let buf = std::mem::replace(&mut self.queued, next);
+                self.start_send(buf, 0, out);
+            }
+            if !self.send_in_flight && self.queued.is_empty() && self.recv == RecvState::Idle {
+                self.lingering = true;
+                self.spare = None;
+                out.push(Cmd::ShutdownWrite);
+            }
+        }
+        // Receive (and drop) until end of stream; a receive that ended
+        // without it (the buffer ring ran dry) is armed again.
+        if self.lingering && self.recv == RecvState::Idle {
+            self.recv = RecvState::Armed;
+            self.armed_once = false;
+            out.push(Cmd::Recv(self.max_buffered));
         }
     }
 }
@@ -337,10 +447,31 @@ mod tests {
     }
 
     #[test]
+    fn a_multishot_connection_starts_bounded_and_goes_multishot_on_small_receives() {
+        let mut c = Conn::new(true, 100_000);
+        let mut out = vec![];
+        c.start(&mut out);
+        assert_eq!(out, vec![Cmd::RecvOnce(100_000)]);
+        out.clear();
+        // A bulk sender fills whole buffers: still bounded.
+        c.on_recv_data(&[0; 16 * 1024], false, &mut out);
+        assert!(out.contains(&Cmd::RecvOnce(100_000 - 16 * 1024)), "{out:?}");
+        c.on_send(Ok(16 * 1024), vec![0; 16 * 1024], 0, &mut out);
+        out.clear();
+        // A small message with nothing held: interactive.
+        c.on_recv_data(b"ping", false, &mut out);
+        assert!(out.contains(&Cmd::Recv(100_000 - 4)), "{out:?}");
+    }
+
+    #[test]
     fn multishot_receive_is_cancelled_at_the_cap_and_rearmed_after_draining() {
         let mut c = Conn::new(true, 100);
         let mut out = vec![];
         c.start(&mut out);
+        // Interactive first, so the receive is multishot.
+        c.on_recv_data(b"hi", false, &mut out);
+        c.on_send(Ok(2), b"hi".to_vec(), 0, &mut out);
+        out.clear();
         c.on_recv_data(&[1; 60], true, &mut out);
         out.clear();
         c.on_recv_data(&[2; 60], true, &mut out);
@@ -356,10 +487,40 @@ mod tests {
         assert!(!out.iter().any(|c| matches!(c, Cmd::Recv(_))), "{out:?}");
         out.clear();
         c.on_send(Ok(60), vec![2; 60], 0, &mut out);
+        // Drained: receive again, one bounded receive at a time until the
+        // traffic looks interactive again.
+        assert_eq!(out, vec![Cmd::RecvOnce(100)], "drained: receive again");
+    }
+
+    #[test]
+    fn after_backpressure_receives_are_bounded_one_shots_until_all_is_sent() {
+        let mut c = Conn::new(true, 100);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(&[1; 60], true, &mut out);
+        c.on_recv_data(&[2; 60], true, &mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        out.clear();
+        c.on_send(Ok(60), vec![1; 60], 0, &mut out);
+        c.on_send(Ok(30), vec![2; 60], 0, &mut out);
+        // 30 held, under the resume point: one bounded receive, not multishot.
+        assert!(out.contains(&Cmd::RecvOnce(70)), "{out:?}");
+        out.clear();
+        c.on_recv_data(&[3; 70], false, &mut out);
         assert!(
-            out.iter().any(|c| matches!(c, Cmd::Recv(_))),
-            "drained: receive again: {out:?}"
+            !out.iter()
+                .any(|c| matches!(c, Cmd::Recv(_) | Cmd::RecvOnce(_))),
+            "full again: {out:?}"
         );
+        c.on_send(Ok(30), vec![2; 60], 30, &mut out);
+        out.clear();
+        c.on_send(Ok(70), vec![3; 70], 0, &mut out);
+        // Everything held has gone out: still bounded, until a small
+        // receive arrives with nothing held.
+        assert_eq!(out, vec![Cmd::RecvOnce(100)]);
+        out.clear();
+        c.on_recv_data(b"x", false, &mut out);
+        assert!(out.contains(&Cmd::Recv(99)), "{out:?}");
     }
 
     #[test]
@@ -414,22 +575,112 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_cancels_both_and_closes_once() {
+    fn abort_cancels_both_and_closes_once() {
         let mut c = Conn::new(true, 1024);
         let mut out = vec![];
         c.start(&mut out);
         c.on_recv_data(b"x", true, &mut out);
         out.clear();
-        c.shutdown(&mut out);
+        c.abort(EndReason::Shutdown, &mut out);
         assert_eq!(out, vec![Cmd::CancelRecv, Cmd::CancelSend]);
         out.clear();
-        c.shutdown(&mut out);
+        c.abort(EndReason::Shutdown, &mut out);
         assert!(out.is_empty(), "asked once");
         c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
         assert!(out.is_empty());
         c.on_send(Ok(1), b"x".to_vec(), 0, &mut out);
         assert_eq!(out, vec![Cmd::Close]);
         assert_eq!(c.end_reason(), Some(EndReason::Shutdown));
+    }
+
+    #[test]
+    fn shutdown_drains_the_send_and_the_queue_then_fin_then_drops_input_until_eof() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"first", true, &mut out);
+        c.on_recv_data(b"second", true, &mut out);
+        out.clear();
+        c.shutdown(&mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv], "only the receive is cancelled");
+        out.clear();
+        c.shutdown(&mut out);
+        assert!(out.is_empty(), "asked once");
+        // Delivered before the cancel landed: owed too.
+        c.on_recv_data(b"third", true, &mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        c.on_send(Ok(5), b"first".to_vec(), 0, &mut out);
+        assert_eq!(sends(&out), vec![(b"secondthird".to_vec(), 0)]);
+        out.clear();
+        // A short send still resumes from where it stopped.
+        c.on_send(Ok(4), b"secondthird".to_vec(), 0, &mut out);
+        assert_eq!(sends(&out), vec![(b"secondthird".to_vec(), 4)]);
+        out.clear();
+        c.on_send(Ok(7), b"secondthird".to_vec(), 4, &mut out);
+        assert_eq!(out, vec![Cmd::ShutdownWrite, Cmd::Recv(1024)]);
+        out.clear();
+        // Unread input is dropped, not echoed; a receive that ends without
+        // EOF is armed again.
+        c.on_recv_data(b"ignored", false, &mut out);
+        assert_eq!(out, vec![Cmd::Recv(1024)]);
+        out.clear();
+        c.on_recv_end(Ok(()), false, &mut out);
+        assert_eq!(out, vec![Cmd::Close]);
+        assert_eq!(c.end_reason(), Some(EndReason::Shutdown));
+        assert_eq!(c.echoed, 16);
+        c.on_close();
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn shutdown_of_an_idle_connection_fins_at_once() {
+        let mut c = Conn::new(false, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        out.clear();
+        c.shutdown(&mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv]);
+        out.clear();
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert_eq!(out, vec![Cmd::ShutdownWrite, Cmd::Recv(1024)]);
+    }
+
+    #[test]
+    fn abort_after_shutdown_cancels_the_send_a_peer_never_reads() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"stuck", true, &mut out);
+        c.shutdown(&mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        out.clear();
+        // The drain deadline passes with the send still in flight.
+        c.abort(EndReason::Shutdown, &mut out);
+        assert_eq!(out, vec![Cmd::CancelSend]);
+        out.clear();
+        c.on_send(
+            Err(ringport_completion::cancelled_error()),
+            b"stuck".to_vec(),
+            0,
+            &mut out,
+        );
+        assert_eq!(out, vec![Cmd::Close]);
+    }
+
+    #[test]
+    fn abort_while_lingering_cancels_the_receive_then_closes() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.shutdown(&mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        out.clear();
+        c.abort(EndReason::Shutdown, &mut out);
+        assert_eq!(out, vec![Cmd::CancelRecv]);
+        out.clear();
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert_eq!(out, vec![Cmd::Close]);
     }
 
     #[test]
@@ -472,8 +723,12 @@ mod prop {
     struct Sim {
         conn: Conn,
         recv_armed: bool,
+        /// The armed receive is one-shot, with this limit.
+        once: Option<usize>,
         send: Option<(Vec<u8>, usize)>,
         closed: bool,
+        /// `ShutdownWrite` was asked for: the FIN is out.
+        fin_sent: bool,
         input: Vec<u8>,
         fed: usize,
         output: Vec<u8>,
@@ -489,6 +744,13 @@ mod prop {
                         assert!(!self.recv_armed, "two receives armed");
                         assert!(limit > 0);
                         self.recv_armed = true;
+                        self.once = None;
+                    }
+                    Cmd::RecvOnce(limit) => {
+                        assert!(!self.recv_armed, "two receives armed");
+                        assert!(limit > 0);
+                        self.recv_armed = true;
+                        self.once = Some(limit);
                     }
                     Cmd::Send { buf, offset } => {
                         assert!(self.send.is_none(), "two sends in flight");
@@ -508,6 +770,11 @@ mod prop {
                         self.apply(o);
                     }
                     Cmd::CancelSend => panic!("no error happened, nothing to cancel"),
+                    Cmd::ShutdownWrite => {
+                        assert!(self.send.is_none(), "FIN with a send in flight");
+                        assert!(!self.fin_sent, "FIN twice");
+                        self.fin_sent = true;
+                    }
                     Cmd::Close => {
                         assert!(
                             !self.recv_armed && self.send.is_none(),
@@ -525,10 +792,15 @@ mod prop {
             let mut out = vec![];
             match *ev {
                 Ev::Deliver(len) if self.recv_armed && self.fed < self.input.len() => {
-                    let len = len.min(self.input.len() - self.fed);
+                    let len = len
+                        .min(self.input.len() - self.fed)
+                        .min(self.once.unwrap_or(usize::MAX));
                     let data = self.input[self.fed..self.fed + len].to_vec();
                     self.fed += len;
-                    self.conn.on_recv_data(&data, true, &mut out);
+                    // A one-shot receive ends with its completion.
+                    let more = self.once.is_none();
+                    self.recv_armed = more;
+                    self.conn.on_recv_data(&data, more, &mut out);
                 }
                 Ev::Send(frac) if self.send.is_some() => {
                     let (buf, offset) = self.send.take().unwrap();
@@ -562,7 +834,7 @@ mod prop {
             events in proptest::collection::vec(ev(), 0..400),
         ) {
             let mut sim = Sim {
-                conn: Conn::new(true, max), recv_armed: false, send: None, closed: false,
+                conn: Conn::new(true, max), recv_armed: false, once: None, send: None, closed: false, fin_sent: false,
                 input, fed: 0, output: vec![], max, peak: 0,
             };
             let mut out = vec![];
@@ -597,6 +869,62 @@ mod prop {
             prop_assert!(sim.peak < sim.max + 5000, "peak {} over cap {}", sim.peak, sim.max);
             sim.conn.on_close();
             prop_assert!(sim.conn.is_finished());
+        }
+    }
+
+    proptest! {
+        /// Shutdown at any point: every byte the connection was given comes
+        /// back in order, then the FIN (never with a send in flight); what
+        /// arrives after it is dropped; the close comes only after the peer's
+        /// EOF, with nothing in flight.
+        #[test]
+        fn shutdown_at_any_point_sends_what_was_received_then_fin_then_closes(
+            input in proptest::collection::vec(any::<u8>(), 0..40_000),
+            max in 1024usize..20_000,
+            events in proptest::collection::vec(ev(), 0..300),
+            at in 0usize..300,
+        ) {
+            let mut sim = Sim {
+                conn: Conn::new(true, max), recv_armed: false, once: None, send: None, closed: false, fin_sent: false,
+                input, fed: 0, output: vec![], max, peak: 0,
+            };
+            let mut out = vec![];
+            sim.conn.start(&mut out);
+            sim.apply(out);
+            for e in &events[..at.min(events.len())] {
+                sim.step(e);
+            }
+            let mut out = vec![];
+            sim.conn.shutdown(&mut out);
+            sim.apply(out);
+            for e in &events[at.min(events.len())..] {
+                if sim.fin_sent {
+                    break;
+                }
+                sim.step(e);
+            }
+            let mut guard = 0;
+            while sim.send.is_some() {
+                guard += 1;
+                prop_assert!(guard < 1_000_000, "no progress");
+                sim.step(&Ev::Send(1.0));
+            }
+            prop_assert!(sim.fin_sent, "FIN once nothing is owed");
+            let received = sim.fed;
+            prop_assert_eq!(&sim.output[..], &sim.input[..received]);
+            // Whatever comes after the FIN is dropped.
+            prop_assert!(sim.recv_armed, "receiving to drop input until EOF");
+            sim.step(&Ev::Deliver(3000));
+            prop_assert!(sim.send.is_none());
+            prop_assert!(sim.recv_armed);
+            prop_assert!(!sim.closed, "not closed before the peer's EOF");
+            sim.recv_armed = false;
+            let mut out = vec![];
+            sim.conn.on_recv_end(Ok(()), false, &mut out);
+            sim.apply(out);
+            prop_assert!(sim.closed);
+            prop_assert_eq!(sim.output.len(), received);
+            prop_assert_eq!(sim.conn.end_reason(), Some(EndReason::Shutdown));
         }
     }
 }

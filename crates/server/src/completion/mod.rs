@@ -45,8 +45,12 @@ pub use ringport_completion::UnavailableError;
 
 /// The listener's token; connection tokens are slot indices, far below it.
 const LISTENER: Token = u64::MAX - 1;
-/// How long shutdown waits for cancelled operations before giving up.
+/// How long shutdown waits for cancelled operations, after the drain
+/// deadline, before leaving the rest to the port's teardown.
 const DRAIN_LIMIT: Duration = Duration::from_millis(1500);
+/// Connections are checked against `--idle-timeout` every quarter of it, but
+/// never more often than this: a sweep walks the whole table.
+const MIN_SWEEP: Duration = Duration::from_millis(10);
 /// Completions to batch when `--coalesce` is on.
 const COALESCE_BATCH: usize = 32;
 /// Shards of the connection table shared by the workers of a shared port:
@@ -319,6 +323,8 @@ struct Entry {
     send_op: Option<OpId>,
     /// Where the send in flight started in its buffer.
     send_offset: usize,
+    /// When a byte last moved either way (kept only with an idle timeout).
+    last_active: Instant,
 }
 
 struct Worker<'a> {
@@ -332,6 +338,12 @@ struct Worker<'a> {
     stats: &'a Stats,
     echoed: u64,
     stopping: Option<Instant>,
+    /// The drain deadline passed and every connection was aborted.
+    forced: bool,
+    /// With an idle timeout: when this batch of completions was reaped (one
+    /// clock read per batch, not per completion), and when to sweep next.
+    now: Instant,
+    next_sweep: Option<Instant>,
 }
 
 fn worker(
@@ -365,6 +377,9 @@ fn worker(
         stats,
         echoed: 0,
         stopping: None,
+        forced: false,
+        now: Instant::now(),
+        next_sweep: config.idle_timeout.map(|d| Instant::now() + sweep_every(d)),
     };
     let coalesce = config.coalesce.map(|d| (COALESCE_BATCH, d));
     let mut batch: Vec<Completion> = Vec::with_capacity(256);
@@ -374,12 +389,19 @@ fn worker(
         }
         if let Some(since) = w.stopping {
             let drained = hub.conns.live() == 0 && hub.accepts().ops.is_empty();
-            if drained || since.elapsed() > DRAIN_LIMIT {
+            if drained || since.elapsed() > config.drain_timeout + DRAIN_LIMIT {
                 break;
+            }
+            if !w.forced && since.elapsed() > config.drain_timeout {
+                w.force_all();
             }
         }
         let paused_until = w.arm_accepts();
-        let timeout = match (w.stopping, paused_until) {
+        let wake_at = match (paused_until, w.next_sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match (w.stopping, wake_at) {
             (Some(_), _) => Some(Duration::from_millis(50)),
             (None, Some(t)) => Some(t.saturating_duration_since(Instant::now())),
             (None, None) => None,
@@ -387,9 +409,13 @@ fn worker(
         w.port
             .wait(&mut batch, timeout, coalesce)
             .map_err(|e| ServerError::io("waiting for completions failed", e))?;
+        if w.next_sweep.is_some() {
+            w.now = Instant::now();
+        }
         for c in batch.drain(..) {
             w.handle(c);
         }
+        w.sweep_idle();
         stats.add_bytes(std::mem::take(&mut w.echoed));
     }
     if w.shared {
@@ -444,6 +470,39 @@ impl Worker<'_> {
         hub.conns.for_each(|token, e| {
             e.conn.shutdown(&mut self.cmds);
             self.apply(token, e);
+        });
+    }
+
+    /// The drain deadline passed: end every connection still open,
+    /// dropping what it is still owed.
+    fn force_all(&mut self) {
+        self.forced = true;
+        let hub = self.hub;
+        hub.conns.for_each(|token, e| {
+            e.conn.abort(EndReason::Shutdown, &mut self.cmds);
+            self.apply(token, e);
+        });
+    }
+
+    /// Abort every connection that has moved no byte for the idle timeout.
+    /// One periodic sweep for the worker, which it wakes for anyway, instead
+    /// of a timer per connection; on a shared port each worker sweeps the
+    /// whole table, and aborting twice does nothing the second time.
+    fn sweep_idle(&mut self) {
+        let (Some(limit), Some(due)) = (self.config.idle_timeout, self.next_sweep) else {
+            return;
+        };
+        let now = self.now;
+        if now < due {
+            return;
+        }
+        self.next_sweep = Some(now + sweep_every(limit));
+        let hub = self.hub;
+        hub.conns.for_each(|token, e| {
+            if !e.conn.is_ending() && now.saturating_duration_since(e.last_active) >= limit {
+                e.conn.abort(EndReason::Idle, &mut self.cmds);
+                self.apply(token, e);
+            }
         });
     }
 
@@ -509,7 +568,14 @@ impl Worker<'_> {
         if let Some(p) = peer {
             tracing::info!("client connected from {p}");
         }
-        self.stats.connection_opened();
+        if !self.stats.admit(self.config.max_connections) {
+            // Over the limit: closed before any operation was started on it.
+            if let Some(p) = peer {
+                tracing::info!("client {p} refused: --max-connections reached");
+            }
+            ringport_completion::close_now(socket);
+            return;
+        }
         let multishot = self.port.features().multishot_recv;
         let token = self.hub.conns.insert(Entry {
             conn: Conn::new(multishot, self.config.max_buffered),
@@ -518,6 +584,7 @@ impl Worker<'_> {
             recv_op: None,
             send_op: None,
             send_offset: 0,
+            last_active: Instant::now(),
         });
         let hub = self.hub;
         hub.conns.with(token, |e| {
@@ -538,6 +605,7 @@ impl Worker<'_> {
             match c.result {
                 Ok(0) => e.conn.on_recv_end(Ok(()), c.more, &mut self.cmds),
                 Ok(_) => {
+                    e.last_active = self.now;
                     let data = self.port.data(&c);
                     if let Some(p) = e.peer {
                         log_received!(p, data);
@@ -568,6 +636,9 @@ impl Worker<'_> {
             let mut c = c.take().expect("taken once");
             e.send_op = None;
             let result = std::mem::replace(&mut c.result, Ok(0));
+            if matches!(result, Ok(n) if n > 0) {
+                e.last_active = self.now;
+            }
             let buf = self.port.release(c).unwrap_or_default();
             e.conn.on_send(result, buf, e.send_offset, &mut self.cmds);
             self.apply(token, e);
@@ -590,6 +661,7 @@ impl Worker<'_> {
         if let Some(p) = e.peer {
             match e.conn.end_reason() {
                 Some(EndReason::Error) => tracing::info!("client {p} disconnected (reset)"),
+                Some(EndReason::Idle) => tracing::info!("client {p} disconnected (idle)"),
                 _ => tracing::info!("client {p} disconnected"),
             }
         }
@@ -602,6 +674,9 @@ impl Worker<'_> {
         for cmd in self.cmds.drain(..) {
             match cmd {
                 Cmd::Recv(max) => e.recv_op = Some(self.port.recv(e.socket, token, max)),
+                Cmd::RecvOnce(max) => {
+                    e.recv_op = Some(self.port.recv_once(e.socket, token, max));
+                }
                 Cmd::Send { buf, offset } => {
                     e.send_offset = offset;
                     e.send_op = Some(self.port.send(e.socket, token, buf, offset));
@@ -616,10 +691,19 @@ impl Worker<'_> {
                         self.port.cancel(op);
                     }
                 }
+                Cmd::ShutdownWrite => {
+                    // Fails only if the peer is already gone; the receive
+                    // that follows then reports that and the close goes on.
+                    let _ = ringport_completion::shutdown(e.socket, std::net::Shutdown::Write);
+                }
                 Cmd::Close => {
                     self.port.close(e.socket, token);
                 }
             }
         }
     }
+}
+
+fn sweep_every(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).max(MIN_SWEEP)
 }

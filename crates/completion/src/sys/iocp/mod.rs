@@ -461,6 +461,11 @@ impl Port {
         }
     }
 
+    /// Every receive completes once here: the same as `recv`.
+    pub(crate) fn recv_once(&mut self, socket: SOCKET, token: Token, max_len: usize) -> OpId {
+        self.recv(socket, token, max_len)
+    }
+
     pub(crate) fn recv(&mut self, socket: SOCKET, token: Token, max_len: usize) -> OpId {
         let size = self.shared.buf_size;
         let len = max_len.clamp(1, size).min(u32::MAX as usize);
@@ -590,6 +595,10 @@ pub(crate) fn peer_addr(socket: SOCKET) -> io::Result<std::net::SocketAddr> {
     socket_ref(socket, |s| s.peer_addr())?
         .as_socket()
         .ok_or_else(|| io::Error::other("peer is not an IP address"))
+}
+
+pub(crate) fn shutdown(socket: SOCKET, how: std::net::Shutdown) -> io::Result<()> {
+    socket_ref(socket, |s| s.shutdown(how))
 }
 
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> SOCKET {
