@@ -66,6 +66,9 @@ fn load_config(
     c.threads = plan.cpus.load_threads;
     c.stop = StopWhen::Duration(duration);
     c.rate = plan.rate;
+    // No busy polling: the load has CPUs of its own, and a spinning load
+    // would read ~100% CPU and hide whether it is really the bottleneck.
+    c.busy_poll = Some(Duration::ZERO);
     c.payload = Payload::Sized {
         len: cell.size,
         seed: PAYLOAD_SEED,
