@@ -136,6 +136,8 @@ pub struct Features {
     pub coop_taskrun: bool,
     /// A wait can ask for a minimum batch within a time bound (io_uring `min_wait`).
     pub min_wait: bool,
+    /// Waits are not accounted as iowait (io_uring `NO_IOWAIT`, Linux 6.15+).
+    pub no_iowait: bool,
 }
 
 impl std::fmt::Display for Features {
@@ -143,7 +145,7 @@ impl std::fmt::Display for Features {
         let yn = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}",
+            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}",
             self.backend,
             yn(self.shared_port),
             yn(self.multishot_accept),
@@ -153,6 +155,7 @@ impl std::fmt::Display for Features {
             yn(self.defer_taskrun),
             yn(self.coop_taskrun),
             yn(self.min_wait),
+            yn(self.no_iowait),
         )
     }
 }

@@ -172,6 +172,7 @@ fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
         features.provided_buffers = at_least(5, 19);
         features.multishot_recv = at_least(6, 0);
         features.min_wait = ring.params().is_feature_min_timeout();
+        features.no_iowait = ring.params().is_feature_no_iowait();
     }
     Ok((ring, features))
 }
@@ -611,7 +612,18 @@ impl Port {
             if let Some(d) = min_wait {
                 args = args.min_wait_usec(d.as_micros().min(u32::MAX as u128) as u32);
             }
-            self.ring.submitter().submit_with_args(want, &args)
+            // Our waits are for network events, not disk I/O: with NO_IOWAIT
+            // (6.15+) the kernel does not mark the sleeping worker as in
+            // iowait, so the CPU is accounted (and its idle state chosen) as
+            // plain idle, as for epoll_wait.
+            let flags = if self.features.no_iowait {
+                io_uring::EnterFlags::NO_IOWAIT
+            } else {
+                io_uring::EnterFlags::empty()
+            };
+            self.ring
+                .submitter()
+                .submit_with_args_and_flags(want, &args, flags)
         };
         match result {
             Ok(_) => {}
