@@ -8,7 +8,7 @@
 # each run and the medians; docs/BENCHMARKS.md records the figures.
 #
 # Needs: a release build (cargo build --release), taskset, /usr/bin/time, python3.
-# Knobs (environment): BIN, PORT, CONNS, DURATION, WARMUP, RUNS, OUT, EXTRA,
+# Knobs (environment): MODEL (server model, default threaded), BIN, PORT, CONNS, DURATION, WARMUP, RUNS, OUT, EXTRA,
 # NICE (e.g. -10, as root: both server and client get the same priority over
 # whatever else the machine runs; the scheduler shares CPU per thread, so
 # without it a one-thread client loses far more to other load than a client
@@ -50,7 +50,7 @@ mkdir -p "$OUT"
 # none of CPU 1 against any outside work, while 64 client threads would keep
 # half; the comparison would measure that, not the engines.
 # (No fork: in a script the job is not a group leader, so $! is the server.)
-nice -n "$NICE" setsid taskset -c 0 "$BIN" serve --model threaded --listen "127.0.0.1:$PORT" >"$OUT/server.log" 2>&1 &
+nice -n "$NICE" setsid taskset -c 0 "$BIN" serve --model "${MODEL:-threaded}" --workers 1 --listen "127.0.0.1:$PORT" >"$OUT/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
