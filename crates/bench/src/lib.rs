@@ -338,7 +338,9 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
     let started_at = output::utc_timestamp(std::time::SystemTime::now());
     // Before pinning: afterwards this thread would see only the load's CPUs.
     let machine = sys::machine();
-    sys::raise_fd_limit();
+    // The descriptor limit is already raised: the `ringport` binary lifts it
+    // to the hard limit at start (servers inherit it), and the load engine
+    // checks it against the connections it is asked for.
     let mut notes = plan.cpus.notes.clone();
     if let Some(client) = &plan.cpus.client {
         // The load engine's threads inherit this thread's mask.

@@ -116,13 +116,6 @@ pub fn self_cpu_seconds() -> Option<f64> {
     imp::self_cpu_seconds()
 }
 
-/// Raise the soft limit on open descriptors to the hard limit: a cell of
-/// 1000 connections needs more than the common default of 1024, in the load
-/// and in the server (which inherits the limit).
-pub fn raise_fd_limit() {
-    imp::raise_fd_limit();
-}
-
 #[cfg(unix)]
 mod unix {
     use std::io;
@@ -175,24 +168,12 @@ mod unix {
         let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         Some(secs(ru.ru_utime) + secs(ru.ru_stime))
     }
-
-    pub fn raise_fd_limit() {
-        // SAFETY: rlimit is plain data; getrlimit and setrlimit read or
-        // write exactly one rlimit through the pointer.
-        unsafe {
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-                lim.rlim_cur = lim.rlim_max;
-                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            }
-        }
-    }
 }
 
 #[cfg(target_os = "linux")]
 mod imp {
     use super::unix;
-    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate, terminate_pid};
+    pub use super::unix::{kill, self_cpu_seconds, terminate, terminate_pid};
     use crate::cpus::CpuSet;
     use std::collections::HashMap;
     use std::io;
@@ -443,7 +424,7 @@ mod imp {
 
 #[cfg(all(unix, not(target_os = "linux")))]
 mod imp {
-    pub use super::unix::{kill, raise_fd_limit, self_cpu_seconds, terminate, terminate_pid};
+    pub use super::unix::{kill, self_cpu_seconds, terminate, terminate_pid};
     use crate::cpus::CpuSet;
     use std::io;
     use std::process::Command;
@@ -532,5 +513,4 @@ mod imp {
     pub fn self_cpu_seconds() -> Option<f64> {
         None
     }
-    pub fn raise_fd_limit() {}
 }
