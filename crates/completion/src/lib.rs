@@ -138,6 +138,9 @@ pub struct Features {
     pub min_wait: bool,
     /// Waits are not accounted as iowait (io_uring `NO_IOWAIT`, Linux 6.15+).
     pub no_iowait: bool,
+    /// A send that completes at once and in full does not end a wait
+    /// ([`Port::send_quiet`]; io_uring with `DEFER_TASKRUN`).
+    pub quiet_send: bool,
 }
 
 impl std::fmt::Display for Features {
@@ -145,7 +148,7 @@ impl std::fmt::Display for Features {
         let yn = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}",
+            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}, quiet send {}",
             self.backend,
             yn(self.shared_port),
             yn(self.multishot_accept),
@@ -156,6 +159,7 @@ impl std::fmt::Display for Features {
             yn(self.coop_taskrun),
             yn(self.min_wait),
             yn(self.no_iowait),
+            yn(self.quiet_send),
         )
     }
 }
@@ -265,6 +269,24 @@ impl Port {
     /// count may be short, in which case the caller sends the rest.
     pub fn send(&mut self, socket: RawSocket, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
         self.sys.send(socket, token, buf, offset)
+    }
+
+    /// Like [`send`](Port::send), for a send nothing waits on: when it
+    /// completes at once and in full, its completion alone does not end a
+    /// [`wait`](Port::wait); it is handed over with the next completion that
+    /// does. A short or failed send still ends the wait. Use it only while
+    /// some other operation (such as a receive) will complete when the peer
+    /// next does something, or the completion may stay unseen until then.
+    /// Where the backend cannot do this ([`Features::quiet_send`] off), it is
+    /// an ordinary send.
+    pub fn send_quiet(
+        &mut self,
+        socket: RawSocket,
+        token: Token,
+        buf: Vec<u8>,
+        offset: usize,
+    ) -> OpId {
+        self.sys.send_quiet(socket, token, buf, offset)
     }
 
     /// Close `socket`. No operation on it may still be in flight. A socket

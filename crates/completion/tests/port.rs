@@ -239,3 +239,91 @@ fn dropping_a_port_cancels_and_reaps_what_is_in_flight() {
     ringport_completion::close_now(socket);
     drop(client);
 }
+
+#[test]
+fn a_quiet_send_comes_back_with_the_next_completion() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (mut client, socket) = accepted(&mut port);
+    port.recv(socket, 1, 1024);
+    // The peer reads the echo, then answers: only that answer's receive may
+    // end the wait, and the send's completion must come with it.
+    let peer = std::thread::spawn(move || {
+        let mut back = [0u8; 5];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"hello");
+        client.write_all(b"again").unwrap();
+        client
+    });
+    port.send_quiet(socket, 2, b"hello".to_vec(), 0);
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    let mut first_batch = None;
+    while !seen.contains(&OpKind::Recv) {
+        assert!(Instant::now() < deadline, "no receive within {WAIT:?}");
+        let mut batch = Vec::new();
+        port.wait(&mut batch, Some(WAIT), None).unwrap();
+        if batch.is_empty() {
+            continue;
+        }
+        let kinds: Vec<OpKind> = batch.iter().map(|c| c.kind).collect();
+        first_batch.get_or_insert(kinds.clone());
+        for c in batch {
+            if c.kind == OpKind::Send {
+                assert_eq!(*c.result.as_ref().unwrap(), 5);
+            }
+            if c.kind == OpKind::Recv {
+                assert_eq!(port.data(&c), b"again");
+            }
+            let _ = port.release(c);
+        }
+        seen.extend(kinds);
+    }
+    assert!(seen.contains(&OpKind::Send), "the send completed: {seen:?}");
+    if port.features().quiet_send {
+        let first = first_batch.unwrap();
+        assert!(
+            first.contains(&OpKind::Send) && first.contains(&OpKind::Recv),
+            "the quiet send's completion alone ended a wait: {first:?}"
+        );
+    }
+    drop(peer.join().unwrap());
+}
+
+#[test]
+fn quiet_sends_into_a_full_socket_still_complete_in_order() {
+    // The peer reads nothing until the socket is full, so quiet sends come
+    // back short, or find no room at all (which the port must send again on
+    // its own); a peer that then reads gets every byte, in order.
+    const TOTAL: usize = 24 << 20;
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (mut client, socket) = accepted(&mut port);
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+    let expected = data.clone();
+    let (full_tx, full_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        // Start reading a little after the sender has seen a short send, so
+        // that its next send most likely finds no room at all.
+        let _ = full_rx.recv_timeout(WAIT);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut got = vec![0u8; TOTAL];
+        client.read_exact(&mut got).unwrap();
+        assert!(got == expected, "bytes came back out of order");
+    });
+    let mut sent = 0;
+    let mut short = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sent < TOTAL {
+        assert!(Instant::now() < deadline, "sent {sent} of {TOTAL} bytes in 60 s");
+        port.send_quiet(socket, 2, data.clone(), sent);
+        let c = next(&mut port, OpKind::Send);
+        let n = *c.result.as_ref().expect("a send into a full socket waits, it does not fail");
+        assert!(n > 0 && sent + n <= TOTAL);
+        let _ = port.release(c);
+        sent += n;
+        if sent < TOTAL && !short {
+            short = true;
+            full_tx.send(()).unwrap();
+        }
+    }
+    peer.join().unwrap();
+}

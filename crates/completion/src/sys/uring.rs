@@ -42,6 +42,9 @@ pub(crate) type OpKey = u64;
 
 /// `user_data` of cancel requests, whose own completions are ignored.
 const CANCEL_UD: u64 = u64::MAX;
+/// `user_data` of the NOP linked behind a quiet send: it posts a completion
+/// (ignored) only when the send failed or was short, to end the wait.
+const QUIET_LINK_UD: u64 = u64::MAX - 1;
 /// The buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
 /// How long a dropped port waits for the kernel to hand back its buffers.
@@ -72,6 +75,10 @@ struct Record {
     token: Token,
     kind: OpKind,
     buf: OpBuf,
+    /// A quiet send: where to send again if the socket was full (`fd`, offset).
+    quiet: Option<(RawFd, usize)>,
+    /// The caller asked to cancel this operation.
+    cancelled: bool,
 }
 
 struct Slot {
@@ -173,6 +180,10 @@ fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
         features.multishot_recv = at_least(6, 0);
         features.min_wait = ring.params().is_feature_min_timeout();
         features.no_iowait = ring.params().is_feature_no_iowait();
+        // Quiet sends count on every inline completion being posted before
+        // the wait begins, which DEFER_TASKRUN guarantees (6.1+; DONTWAIT,
+        // links and CQE_SKIP_SUCCESS are older).
+        features.quiet_send = features.defer_taskrun;
     }
     Ok((ring, features))
 }
@@ -335,6 +346,10 @@ pub(crate) struct Port {
     wake_armed: bool,
     recv_pool: Vec<Vec<u8>>,
     cqes: Vec<cqueue::Entry>,
+    /// Quiet sends in the submission queue, not yet submitted: each will
+    /// post its completion during the next submit, so the next wait asks
+    /// for that many more.
+    quiet_queued: u32,
 }
 
 impl Port {
@@ -376,6 +391,7 @@ impl Port {
             wake_armed: false,
             recv_pool: Vec::new(),
             cqes: Vec::with_capacity(256),
+            quiet_queued: 0,
         };
         port.arm_wake();
         Ok(port)
@@ -451,6 +467,8 @@ impl Port {
                 return;
             }
             let _ = self.ring.submit();
+            // Their completions are now posted (and the next wait will not sleep).
+            self.quiet_queued = 0;
             // SAFETY: as above.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
@@ -464,6 +482,7 @@ impl Port {
             // SAFETY: as in `push`.
             if unsafe { self.ring.submission().push(&e) }.is_err() {
                 self.backlog.push_front(e);
+                self.quiet_queued = 0;
                 if self.ring.submit().is_err() {
                     return;
                 }
@@ -478,6 +497,8 @@ impl Port {
             token: crate::reserved::WAKE,
             kind: OpKind::Wake,
             buf: OpBuf::Wake(buf),
+            quiet: None,
+            cancelled: false,
         });
         let e = opcode::Read::new(types::Fd(self.wake_fd.as_raw_fd()), ptr, 8)
             .build()
@@ -491,6 +512,8 @@ impl Port {
             token,
             kind: OpKind::Accept,
             buf: OpBuf::None,
+            quiet: None,
+            cancelled: false,
         });
         let e = if self.features.multishot_accept {
             opcode::AcceptMulti::new(types::Fd(listener))
@@ -523,6 +546,8 @@ impl Port {
                 token,
                 kind: OpKind::Recv,
                 buf: OpBuf::None,
+                quiet: None,
+                cancelled: false,
             });
             let e = if multishot {
                 opcode::RecvMulti::new(types::Fd(fd), BGID).build()
@@ -547,6 +572,8 @@ impl Port {
             token,
             kind: OpKind::Recv,
             buf: OpBuf::Recv(buf),
+            quiet: None,
+            cancelled: false,
         });
         let e = opcode::Recv::new(types::Fd(fd), ptr, len as u32).build();
         self.push(e.user_data(ud));
@@ -554,6 +581,45 @@ impl Port {
     }
 
     pub(crate) fn send(&mut self, fd: RawFd, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
+        self.send_op(fd, token, buf, offset, false)
+    }
+
+    /// A send whose completion alone does not end a wait, when it completes
+    /// at once and in full. It goes out as a `MSG_DONTWAIT` send, which the
+    /// kernel always finishes inline (never parking it on poll), linked to a
+    /// NOP with `CQE_SKIP_SUCCESS`:
+    ///
+    /// * sent in full: one completion, posted before the wait starts, so the
+    ///   wait asks for one more than it would have (`quiet_queued`);
+    /// * short (`MSG_WAITALL` makes that a failure) or `EAGAIN`: the link
+    ///   breaks and the NOP posts a cancelled completion as well, which ends
+    ///   the wait. A short count goes to the caller, who sends the rest; on
+    ///   `EAGAIN` the send is resubmitted here as an ordinary one.
+    pub(crate) fn send_quiet(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        buf: Vec<u8>,
+        offset: usize,
+    ) -> OpId {
+        // The pair must reach the kernel in one submit, so only straight
+        // into a submission queue with room for both.
+        let room = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len() >= 2
+        };
+        let quiet = self.features.quiet_send && self.backlog.is_empty() && room;
+        self.send_op(fd, token, buf, offset, quiet)
+    }
+
+    fn send_op(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        buf: Vec<u8>,
+        offset: usize,
+        quiet: bool,
+    ) -> OpId {
         assert!(offset < buf.len(), "send of nothing");
         // SAFETY: offset < len, so the pointer stays inside the allocation.
         let ptr = unsafe { buf.as_ptr().add(offset) };
@@ -563,11 +629,32 @@ impl Port {
             token,
             kind: OpKind::Send,
             buf: OpBuf::Send(buf),
+            quiet: quiet.then_some((fd, offset)),
+            cancelled: false,
         });
-        let e = opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
-        self.push(e.user_data(ud));
+        if !quiet {
+            let e = opcode::Send::new(types::Fd(fd), ptr, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build();
+            self.push(e.user_data(ud));
+            return OpId(ud);
+        }
+        let send = opcode::Send::new(types::Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL)
+            .build()
+            .user_data(ud)
+            .flags(squeue::Flags::IO_LINK);
+        let nop = opcode::Nop::new()
+            .build()
+            .user_data(QUIET_LINK_UD)
+            .flags(squeue::Flags::SKIP_SUCCESS);
+        // SAFETY: the send points into the buffer its record owns; the NOP
+        // points at nothing. `send_quiet` checked there is room for both.
+        let pushed = unsafe { self.ring.submission().push_multiple(&[send, nop]) };
+        debug_assert!(pushed.is_ok(), "room for the pair was checked");
+        if pushed.is_ok() {
+            self.quiet_queued += 1;
+        }
         OpId(ud)
     }
 
@@ -576,12 +663,18 @@ impl Port {
             token,
             kind: OpKind::Close,
             buf: OpBuf::None,
+            quiet: None,
+            cancelled: false,
         });
         self.push(opcode::Close::new(types::Fd(fd)).build().user_data(ud));
         OpId(ud)
     }
 
     pub(crate) fn cancel(&mut self, op: OpId) {
+        if let Some(rec) = self.lookup(op.0) {
+            // A quiet send that comes back with EAGAIN is then not sent again.
+            rec.cancelled = true;
+        }
         self.push(opcode::AsyncCancel::new(op.0).build().user_data(CANCEL_UD));
     }
 
@@ -593,6 +686,7 @@ impl Port {
     ) -> io::Result<()> {
         self.flush_backlog();
         let ready = !self.ring.completion().is_empty();
+        let quiet = std::mem::take(&mut self.quiet_queued) as usize;
         let result = if ready {
             // Completions are waiting: submit, run deferred work, don't sleep.
             self.ring.submitter().submit_and_wait(0)
@@ -603,6 +697,9 @@ impl Port {
                 }
                 _ => (1, None),
             };
+            // Each quiet send submitted now posts its completion before the
+            // wait begins: wait for that many more, so they alone do not end it.
+            let want = want + quiet;
             let ts;
             let mut args = types::SubmitArgs::new();
             if let Some(t) = timeout {
@@ -649,12 +746,15 @@ impl Port {
         cqes.extend(self.ring.completion());
         for cqe in cqes.iter() {
             let ud = cqe.user_data();
-            if ud == CANCEL_UD {
+            if ud == CANCEL_UD || ud == QUIET_LINK_UD {
                 continue;
             }
             let flags = cqe.flags();
             let more = cqueue::more(flags);
             let res = cqe.result();
+            if res == -libc::EAGAIN && self.resend(ud) {
+                continue;
+            }
             let result = if res < 0 {
                 Err(io::Error::from_raw_os_error(-res))
             } else {
@@ -687,6 +787,29 @@ impl Port {
             });
         }
         self.cqes = cqes;
+    }
+
+    /// A quiet send found the socket full: send it again as an ordinary send,
+    /// which waits for room. False when `ud` is not such a send (or its
+    /// caller cancelled it), so the completion goes to the caller.
+    fn resend(&mut self, ud: u64) -> bool {
+        let Some(rec) = self.lookup(ud) else {
+            return false;
+        };
+        let (Some((fd, offset)), false, OpBuf::Send(buf)) = (rec.quiet, rec.cancelled, &rec.buf)
+        else {
+            return false;
+        };
+        // SAFETY: offset < len was checked when the send was first made.
+        let ptr = unsafe { buf.as_ptr().add(offset) };
+        let len = (buf.len() - offset).min(u32::MAX as usize) as u32;
+        rec.quiet = None;
+        let e = opcode::Send::new(types::Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(ud);
+        self.push(e);
+        true
     }
 
     pub(crate) fn data<'a>(&'a self, c: &'a Completion) -> &'a [u8] {

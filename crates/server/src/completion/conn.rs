@@ -47,6 +47,11 @@ pub enum Cmd {
         buf: Vec<u8>,
         /// Where to start.
         offset: usize,
+        /// Nothing waits on this send's completion: a receive is armed,
+        /// nothing is queued behind it and the connection is not ending, so
+        /// the next event comes from the peer anyway. The driver may then
+        /// use [`Port::send_quiet`](ringport_completion::Port::send_quiet).
+        quiet: bool,
     },
     /// Cancel the receive in flight.
     CancelRecv,
@@ -290,7 +295,11 @@ impl Conn {
     fn start_send(&mut self, buf: Vec<u8>, offset: usize, out: &mut Vec<Cmd>) {
         self.sending = buf.len() - offset;
         self.send_in_flight = true;
-        out.push(Cmd::Send { buf, offset });
+        out.push(Cmd::Send {
+            buf,
+            offset,
+            quiet: false,
+        });
     }
 
     /// Decide what to start next. Called after every event.
@@ -372,6 +381,23 @@ impl Conn {
         {
             self.queued = Vec::new();
         }
+        // The send just started can be quiet when its completion is needed
+        // for nothing: the peer's next bytes (or FIN) complete the armed
+        // receive, and that event brings the send's completion along.
+        let quiet_ok = self.recv == RecvState::Armed
+            && self.queued.is_empty()
+            && !self.paused
+            && !self.peer_closed
+            && self.end.is_none()
+            && self.close == CloseState::Open;
+        if quiet_ok {
+            for cmd in out.iter_mut().rev() {
+                if let Cmd::Send { quiet, .. } = cmd {
+                    *quiet = true;
+                    break;
+                }
+            }
+        }
     }
 
     /// `pump` for a connection the server is draining.
@@ -411,7 +437,7 @@ mod tests {
     fn sends(out: &[Cmd]) -> Vec<(Vec<u8>, usize)> {
         out.iter()
             .filter_map(|c| match c {
-                Cmd::Send { buf, offset } => Some((buf.clone(), *offset)),
+                Cmd::Send { buf, offset, .. } => Some((buf.clone(), *offset)),
                 _ => None,
             })
             .collect()
@@ -752,7 +778,7 @@ mod prop {
                         self.recv_armed = true;
                         self.once = Some(limit);
                     }
-                    Cmd::Send { buf, offset } => {
+                    Cmd::Send { buf, offset, .. } => {
                         assert!(self.send.is_none(), "two sends in flight");
                         assert!(offset < buf.len());
                         self.send = Some((buf, offset));

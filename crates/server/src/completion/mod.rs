@@ -677,9 +677,13 @@ impl Worker<'_> {
                 Cmd::RecvOnce(max) => {
                     e.recv_op = Some(self.port.recv_once(e.socket, token, max));
                 }
-                Cmd::Send { buf, offset } => {
+                Cmd::Send { buf, offset, quiet } => {
                     e.send_offset = offset;
-                    e.send_op = Some(self.port.send(e.socket, token, buf, offset));
+                    e.send_op = Some(if quiet {
+                        self.port.send_quiet(e.socket, token, buf, offset)
+                    } else {
+                        self.port.send(e.socket, token, buf, offset)
+                    });
                 }
                 Cmd::CancelRecv => {
                     if let Some(op) = e.recv_op {

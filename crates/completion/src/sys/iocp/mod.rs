@@ -476,6 +476,17 @@ impl Port {
         self.submit(rec, |r| unsafe { op::start_recv(r, len) })
     }
 
+    /// Every IOCP completion wakes a waiter; a quiet send is a send.
+    pub(crate) fn send_quiet(
+        &mut self,
+        socket: SOCKET,
+        token: Token,
+        buf: Vec<u8>,
+        offset: usize,
+    ) -> OpId {
+        self.send(socket, token, buf, offset)
+    }
+
     pub(crate) fn send(
         &mut self,
         socket: SOCKET,
