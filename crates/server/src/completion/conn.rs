@@ -455,6 +455,55 @@ mod tests {
         assert!(out.iter().any(|c| matches!(c, Cmd::Recv(_))), "{out:?}");
     }
 
+    fn quiet(out: &[Cmd]) -> Option<bool> {
+        out.iter().find_map(|c| match c {
+            Cmd::Send { quiet, .. } => Some(*quiet),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn an_echo_is_quiet_only_while_the_peer_next_event_is_awaited_anyway() {
+        // Multishot receive armed, nothing queued: the peer's next bytes or
+        // FIN will complete a receive, so the send's completion can wait.
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"hi", true, &mut out);
+        assert_eq!(quiet(&out), Some(true), "{out:?}");
+        out.clear();
+        // Bytes queued behind the send in flight: the short rest of a send
+        // must not be quiet, or those bytes could wait for the peer.
+        c.on_recv_data(b"more", true, &mut out);
+        c.on_send(Ok(1), b"hi".to_vec(), 0, &mut out);
+        assert_eq!(quiet(&out), Some(false), "{out:?}");
+        out.clear();
+        // A one-shot receive armed again counts too; a stopping connection
+        // sends nothing quietly.
+        let mut c2 = Conn::new(false, 1024);
+        c2.start(&mut out);
+        c2.on_recv_data(b"bye", false, &mut out);
+        assert_eq!(quiet(&out), Some(true), "a one-shot receive is re-armed: {out:?}");
+        out.clear();
+        c2.shutdown(&mut out);
+        out.clear();
+        c2.on_send(Ok(3), b"bye".to_vec(), 0, &mut out);
+        // Stopping: nothing more is sent quietly.
+        c2.on_recv_data(b"late", false, &mut out);
+        assert_ne!(quiet(&out), Some(true), "{out:?}");
+    }
+
+    #[test]
+    fn a_send_at_the_cap_is_never_quiet() {
+        // At the cap the receive is cancelled: only the send's completion
+        // can resume the connection.
+        let mut c = Conn::new(true, 8);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(b"12345678", true, &mut out);
+        assert_eq!(quiet(&out), Some(false), "{out:?}");
+    }
+
     #[test]
     fn short_send_resumes_from_the_right_offset_before_queued_bytes() {
         let mut c = Conn::new(true, 1024);
