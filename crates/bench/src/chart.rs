@@ -427,6 +427,7 @@ mod tests {
                     server_cpus_busy_s_per_million: None,
                     server_peak_rss_kib: None,
                     client_cpu_pct: None,
+                    host_steal_pct: None,
                     serialized: false,
                     reps: 1,
                     errors: 0,

@@ -38,6 +38,9 @@ pub struct Sample {
     pub server_peak_rss_kib: Option<u64>,
     /// The load's CPU time as a percentage of its CPUs' capacity over the window.
     pub client_cpu_pct: Option<f64>,
+    /// Time the hypervisor took from the pinned CPUs (server's and load's)
+    /// during the run, as a percentage of their capacity: 0 on bare metal.
+    pub host_steal_pct: Option<f64>,
     /// Failed connections (mismatches included).
     pub errors: u64,
     /// Connections whose echo differed from what was sent.
@@ -118,11 +121,18 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .then(|| sys::cpus_busy_seconds(&server_cpus))
         .flatten();
     let client_cpu0 = sys::self_cpu_seconds();
+    let pinned: Vec<usize> = server_cpus
+        .iter()
+        .chain(plan.cpus.client.as_ref().map_or(&[][..], |c| c.cpus()))
+        .copied()
+        .collect();
+    let steal0 = sys::cpus_steal_seconds(&pinned);
     let t0 = Instant::now();
     let report = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.duration))
         .map_err(load_err)?;
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
     let client_cpu1 = sys::self_cpu_seconds();
+    let steal1 = sys::cpus_steal_seconds(&pinned);
     let server_cpu1 = sys::tree_cpu_split(pid);
     let busy1 = (!server_cpus.is_empty())
         .then(|| sys::cpus_busy_seconds(&server_cpus))
@@ -172,6 +182,12 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         (Some(a), Some(b)) => Some((b - a).max(0.0) / wall / client_cpus_n as f64 * 100.0),
         _ => None,
     };
+    let host_steal_pct = match (steal0, steal1) {
+        (Some(a), Some(b)) if !pinned.is_empty() => {
+            Some((b - a).max(0.0) / wall / pinned.len() as f64 * 100.0)
+        }
+        _ => None,
+    };
     Ok(Sample {
         msgs_per_sec: report.msgs_per_sec,
         mb_per_sec: report.mb_per_sec,
@@ -183,6 +199,7 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         server_cpus_busy_s_per_million,
         server_peak_rss_kib,
         client_cpu_pct,
+        host_steal_pct,
         errors: report.errors + warm_errors,
         mismatches: report.mismatches + warm_mismatches,
         server_failed,

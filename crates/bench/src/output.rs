@@ -22,6 +22,9 @@ pub const PREFERRED_BASELINE: &str = "tokio";
 
 /// A client using this much of its CPUs may be what limits the figures.
 const CLIENT_BOUND_PCT: f64 = 90.0;
+/// Above this share of the pinned CPUs taken by the hypervisor, a cell's
+/// figures say more about the host than about the server.
+const STEAL_NOTE_PCT: f64 = 5.0;
 
 /// Write every file into `dir` (created if needed); returns their paths.
 pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
@@ -52,7 +55,7 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
 /// The CSV header; the same keys as a row of `results.json`.
 pub const CSV_HEADER: &str = "model,connections,size,msgs_per_sec,mb_per_sec,p50_us,p99_us,\
 server_cpu_s_per_million,server_user_s_per_million,server_sys_s_per_million,server_cpus_busy_s_per_million,\
-server_peak_rss_kib,client_cpu_pct,serialized,reps,errors,mismatches,clean,notes";
+server_peak_rss_kib,client_cpu_pct,host_steal_pct,serialized,reps,errors,mismatches,clean,notes";
 
 /// One line per row; a missing figure is an empty field.
 pub fn to_csv(rows: &[Row]) -> String {
@@ -75,6 +78,7 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.server_peak_rss_kib
                 .map_or(String::new(), |k| k.to_string()),
             f(r.client_cpu_pct),
+            f(r.host_steal_pct),
             r.serialized.to_string(),
             r.reps.to_string(),
             r.errors.to_string(),
@@ -146,6 +150,7 @@ pub fn table_markdown(results: &Results) -> String {
     let mut any_na = false;
     let mut any_serialized = false;
     let mut any_client_bound = false;
+    let mut any_steal = false;
     for r in rows {
         let ran = r.reps > 0;
         let mut na = |v: Option<String>| -> String {
@@ -166,6 +171,10 @@ pub fn table_markdown(results: &Results) -> String {
         if r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT) {
             any_client_bound = true;
             notes.push("client-bound?".to_string());
+        }
+        if let Some(p) = r.host_steal_pct.filter(|&p| p >= STEAL_NOTE_PCT) {
+            any_steal = true;
+            notes.push(format!("steal {p:.0}%"));
         }
         if r.mismatches > 0 {
             notes.push(format!("**{} MISMATCHED**", r.mismatches));
@@ -216,6 +225,12 @@ pub fn table_markdown(results: &Results) -> String {
         let _ = writeln!(
             s,
             "- serialized: the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server."
+        );
+    }
+    if any_steal {
+        let _ = writeln!(
+            s,
+            "- steal: the hypervisor took this share of the pinned CPUs during the run (median); above {STEAL_NOTE_PCT:.0}% the figures are unreliable: run again on a quieter host."
         );
     }
     if any_client_bound {
@@ -318,6 +333,7 @@ mod tests {
             server_cpus_busy_s_per_million: Some(3.6),
             server_peak_rss_kib: Some(4096),
             client_cpu_pct: Some(50.0),
+            host_steal_pct: Some(0.0),
             serialized: model == "blocking",
             reps: usize::from(msgs.is_some()),
             errors: 0,
@@ -382,6 +398,7 @@ mod tests {
             "server_cpu_s_per_million",
             "server_peak_rss_kib",
             "client_cpu_pct",
+            "host_steal_pct",
             "serialized",
         ];
         for k in keys {

@@ -39,6 +39,9 @@ pub struct Row {
     pub server_peak_rss_kib: Option<u64>,
     /// The load's CPU use, percent of its CPUs (100 = all of them busy).
     pub client_cpu_pct: Option<f64>,
+    /// Time the hypervisor took from the pinned CPUs, percent of their
+    /// capacity; above a few percent the figures are unreliable.
+    pub host_steal_pct: Option<f64>,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -137,6 +140,7 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         server_peak_rss_kib: f(|s| s.server_peak_rss_kib.map(|k| k as f64))
             .map(|k| k.round() as u64),
         client_cpu_pct: f(|s| s.client_cpu_pct),
+        host_steal_pct: f(|s| s.host_steal_pct),
         serialized: target.serialized(),
         reps,
         errors,

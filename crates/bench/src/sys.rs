@@ -99,11 +99,33 @@ pub fn tree_cpu_split(pid: u32) -> Option<CpuTimes> {
     imp::tree_cpu_split(pid)
 }
 
-/// Busy seconds (every state but idle and iowait) of the given CPUs, summed,
-/// from /proc/stat. io_uring waits count as iowait, so this is the figure
-/// that shows what a pinned CPU really did, whichever process did it.
+/// Busy seconds (every state but idle, iowait and steal) of the given CPUs,
+/// summed, from /proc/stat. io_uring waits count as iowait, so this is the
+/// figure that shows what a pinned CPU really did, whichever process did it.
 pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
-    imp::cpus_busy_seconds(cpus)
+    imp::cpus_ticks(cpus, busy_ticks)
+}
+
+/// Seconds the hypervisor ran something else while the given CPUs (virtual
+/// ones) wanted to run, summed, from /proc/stat: 0 on bare metal.
+pub fn cpus_steal_seconds(cpus: &[usize]) -> Option<f64> {
+    imp::cpus_ticks(cpus, |f| f.get(7).copied())
+}
+
+/// user nice system idle iowait irq softirq steal …: all but idle, iowait
+/// and steal.
+fn busy_ticks(f: &[u64]) -> Option<u64> {
+    if f.len() < 7 {
+        return None;
+    }
+    Some(
+        f.iter()
+            .take(7)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum(),
+    )
 }
 
 /// Peak resident memory (VmHWM) of `pid` and its descendants, summed, in KiB.
@@ -351,7 +373,9 @@ mod imp {
         })
     }
 
-    pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
+    /// `pick` chooses from a CPU's /proc/stat fields (user nice system idle
+    /// iowait irq softirq steal …); the result is summed over `cpus`, in seconds.
+    pub fn cpus_ticks(cpus: &[usize], pick: fn(&[u64]) -> Option<u64>) -> Option<f64> {
         let hz = clock_ticks()?;
         let text = std::fs::read_to_string("/proc/stat").ok()?;
         let mut total = 0u64;
@@ -360,29 +384,18 @@ mod imp {
             let line = text
                 .lines()
                 .find(|l| l.split_whitespace().next() == Some(&name))?;
-            total += busy_ticks(line)?;
+            total += pick(&fields(line)?)?;
         }
         Some(total as f64 / hz)
     }
 
-    /// user nice system idle iowait irq softirq steal …: all but idle and iowait.
-    pub(super) fn busy_ticks(line: &str) -> Option<u64> {
-        let f: Vec<u64> = line
-            .split_whitespace()
+    /// The numbers of one /proc/stat CPU line, its name skipped.
+    pub(super) fn fields(line: &str) -> Option<Vec<u64>> {
+        line.split_whitespace()
             .skip(1)
             .take(8)
             .map(|v| v.parse().ok())
-            .collect::<Option<_>>()?;
-        if f.len() < 7 {
-            return None;
-        }
-        Some(
-            f.iter()
-                .enumerate()
-                .filter(|(i, _)| *i != 3 && *i != 4)
-                .map(|(_, v)| v)
-                .sum(),
-        )
+            .collect()
     }
 
     pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
@@ -407,15 +420,17 @@ mod imp {
 
         #[test]
         fn busy_time_leaves_out_idle_and_iowait() {
-            let line = "cpu0 10 1 5 1000 70 2 3 4 0 0";
-            assert_eq!(busy_ticks(line), Some(10 + 1 + 5 + 2 + 3 + 4));
+            let f = fields("cpu0 10 1 5 1000 70 2 3 4 0 0").unwrap();
+            assert_eq!(super::super::busy_ticks(&f), Some(10 + 1 + 5 + 2 + 3));
+            assert_eq!(f.get(7), Some(&4));
         }
 
         #[test]
         fn our_own_figures_are_readable() {
             let me = std::process::id();
             assert!(tree_cpu_split(me).is_some());
-            assert!(cpus_busy_seconds(&[0]).is_some());
+            assert!(super::super::cpus_busy_seconds(&[0]).is_some());
+            assert!(super::super::cpus_steal_seconds(&[0]).is_some());
             assert!(tree_peak_rss_kib(me).unwrap() > 0);
             assert!(!allowed_cpus().unwrap().is_empty());
         }
@@ -456,7 +471,7 @@ mod imp {
     pub fn tree_cpu_split(_: u32) -> Option<super::CpuTimes> {
         None
     }
-    pub fn cpus_busy_seconds(_: &[usize]) -> Option<f64> {
+    pub fn cpus_ticks(_: &[usize], _: fn(&[u64]) -> Option<u64>) -> Option<f64> {
         None
     }
     pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
@@ -504,7 +519,7 @@ mod imp {
     pub fn tree_cpu_split(_: u32) -> Option<super::CpuTimes> {
         None
     }
-    pub fn cpus_busy_seconds(_: &[usize]) -> Option<f64> {
+    pub fn cpus_ticks(_: &[usize], _: fn(&[u64]) -> Option<u64>) -> Option<f64> {
         None
     }
     pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
