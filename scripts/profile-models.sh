@@ -27,7 +27,8 @@
 #
 # Needs: a release build, perf (linux-perf), taskset, python3; root or
 # perf_event_paranoid <= 0 for perf on another process.
-# Knobs (environment): BIN, MODELS, RATE (default 20000), CONNS (64; the
+# Knobs (environment): BIN, MODELS (also LABEL:MODEL,ARG,... entries, such
+# as coalesced:completion,--coalesce,100us), RATE (default 20000), CONNS (64; the
 # blocking model serves one client at a time and gets 1 connection at
 # BLOCKING_RATE, default 5000), SIZE (512), WINDOW (seconds, 3), FREQ (2000 Hz),
 # OUT (directory for perf data and the table, default bench-results/profile),
@@ -64,11 +65,14 @@ steal() { awk '/^cpu[01] / {s += $9} END {print s}' /proc/stat; }
 rm -f "$OUT/profile.tsv"
 
 measure() {
-    local model=$1 rate=$RATE conns=$CONNS
+    # An entry is a model, or LABEL:MODEL,ARG,ARG... for a variant, such as
+    # coalesced:completion,--coalesce,100us.
+    local model=${1%%:*} serve=${1#*:} rate=$RATE conns=$CONNS
+    serve=${serve//,/ }
     if [ "$model" = blocking ]; then rate=$BLOCKING_RATE conns=1; fi
     log="$OUT/serve-$model.log"
     # shellcheck disable=SC2086
-    taskset -c 0 "$BIN" serve --model "$model" --workers 1 --listen 127.0.0.1:0 $SERVE_EXTRA >"$log" 2>&1 &
+    taskset -c 0 "$BIN" serve --model $serve --workers 1 --listen 127.0.0.1:0 $SERVE_EXTRA >"$log" 2>&1 &
     server=$!
     addr=
     for _ in $(seq 100); do
@@ -148,9 +152,9 @@ PY
 }
 
 for run in $(seq "$RUNS"); do
-    for model in $MODELS; do
+    for entry in $MODELS; do
         for try in $(seq "$TRIES"); do
-            measure "$model" && break
+            measure "$entry" && break
             sleep 5
         done
     done
