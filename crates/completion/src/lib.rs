@@ -28,6 +28,11 @@
 //!   and only that completion ends its ownership of its buffer. A caller must
 //!   therefore never free a connection while any of its operations is in
 //!   flight: cancel, reap, then close.
+//! * **Quiet sends**: [`Port::send_quiet`] is a send whose completion, when
+//!   it is in full and at once, does not by itself end a [`Port::wait`]; it
+//!   comes with the next completion that does. For a send nothing waits on,
+//!   so the worker is not woken just to learn that an echo went out. Where a
+//!   backend cannot tell ([`Features::quiet_send`] off, IOCP) it is a send.
 //! * **Waking**: a [`Waker`] may be used from any thread to make a
 //!   [`Port::wait`] return with a [`OpKind::Wake`] completion.
 //! * **Teardown**: dropping a port cancels what is still in flight and waits

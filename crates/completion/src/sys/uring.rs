@@ -17,6 +17,9 @@
 //! * `DEFER_TASKRUN` + `SINGLE_ISSUER` (6.1+) were the largest measured win
 //!   here: completion work then runs only inside our own `io_uring_enter`, not
 //!   as interrupts of the worker. `COOP_TASKRUN` is the fallback.
+//! * Quiet sends (`send_quiet`): a `MSG_DONTWAIT` send linked to a NOP that
+//!   posts only on failure; the wait asks for one more completion per quiet
+//!   send it submits, so an echo's own completion does not wake the worker.
 //! * Dropping the port cancels everything and waits (bounded) for the CQEs.
 //!   Memory whose operation did not come back is leaked, never freed.
 //!
