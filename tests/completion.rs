@@ -1,9 +1,9 @@
 //! What only the completion model must show: scale, bulk, backpressure, and
 //! a clear answer when io_uring is not allowed.
 
-use crate::util::{echo_concurrently, pattern, run, Server};
 #[cfg(target_os = "linux")]
 use crate::util::WAIT;
+use crate::util::{echo_concurrently, pattern, run, Server};
 #[cfg(target_os = "linux")]
 use std::io::{Read, Write};
 #[cfg(target_os = "linux")]
@@ -141,9 +141,9 @@ mod without_io_uring {
 
 mod handoff {
     //! The acceptor-thread variant of spreading connections.
-    use crate::util::{run, Server};
     #[cfg(unix)]
     use crate::util::WAIT;
+    use crate::util::{run, Server};
 
     #[test]
     fn fifty_connections_of_200_messages_all_verified() {

@@ -313,10 +313,16 @@ fn quiet_sends_into_a_full_socket_still_complete_in_order() {
     let mut short = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     while sent < TOTAL {
-        assert!(Instant::now() < deadline, "sent {sent} of {TOTAL} bytes in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "sent {sent} of {TOTAL} bytes in 60 s"
+        );
         port.send_quiet(socket, 2, data.clone(), sent);
         let c = next(&mut port, OpKind::Send);
-        let n = *c.result.as_ref().expect("a send into a full socket waits, it does not fail");
+        let n = *c
+            .result
+            .as_ref()
+            .expect("a send into a full socket waits, it does not fail");
         assert!(n > 0 && sent + n <= TOTAL);
         let _ = port.release(c);
         sent += n;

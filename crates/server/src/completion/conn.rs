@@ -483,7 +483,11 @@ mod tests {
         let mut c2 = Conn::new(false, 1024);
         c2.start(&mut out);
         c2.on_recv_data(b"bye", false, &mut out);
-        assert_eq!(quiet(&out), Some(true), "a one-shot receive is re-armed: {out:?}");
+        assert_eq!(
+            quiet(&out),
+            Some(true),
+            "a one-shot receive is re-armed: {out:?}"
+        );
         out.clear();
         c2.shutdown(&mut out);
         out.clear();
