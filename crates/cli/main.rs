@@ -77,8 +77,7 @@ fn main() -> ExitCode {
 /// Servers and load generators hold a descriptor per connection: lift the
 /// soft limit to the hard one, as a demanding user would by hand.
 fn raise_fd_limit() {
-    #[cfg(unix)]
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+    if let Err(e) = ringport_load::raise_fd_limit() {
         eprintln!("ringport: warning: cannot raise the open-file limit: {e}");
     }
 }

@@ -5,32 +5,11 @@ use std::io;
 
 /// Raise the soft limit on open descriptors to the hard limit, and return
 /// the limit now in force. Ten thousand connections need ten thousand
-/// descriptors, and the usual soft limit is 1024.
+/// descriptors, and the usual soft limit is 1024. (macOS caps the soft limit
+/// below an infinite hard one; the crate knows.)
 #[cfg(unix)]
-// rlim_t is u64 on Linux and macOS but not on every Unix.
-#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes into the struct we pass, which we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct we pass. It may refuse
-        // (macOS caps the soft limit below an infinite hard one); then the
-        // old limit stays and is what we report.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Ok(raised.rlim_cur as u64);
-        }
-    }
-    Ok(lim.rlim_cur as u64)
+    rlimit::increase_nofile_limit(u64::MAX)
 }
 
 /// Elsewhere there is no such limit to raise.
