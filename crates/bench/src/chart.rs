@@ -120,7 +120,7 @@ fn text_style(size: u32, h: HPos, v: VPos) -> TextStyle<'static> {
 /// The legend: a row of swatches and names, wrapped to the width, at the top
 /// of `area`. `extra` is a note appended after the names.
 fn legend(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    area: &Area<'_>,
     layout: &Layout<'_>,
     extra: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -163,7 +163,7 @@ fn legend(
 
 /// "64 conns" and "4096 B" under each group, in the x label area.
 fn cell_labels<C>(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    root: &Area<'_>,
     layout: &Layout<'_>,
     to_px: C,
 ) -> Result<(), Box<dyn std::error::Error>>
@@ -187,10 +187,7 @@ where
     Ok(())
 }
 
-fn footer(
-    root: &DrawingArea<SVGBackend<'_>, Shift>,
-    results: &Results,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn footer(root: &Area<'_>, results: &Results) -> Result<(), Box<dyn std::error::Error>> {
     let m = &results.machine;
     let c = &results.config;
     let (w, h) = root.dim_in_pixel();
@@ -206,6 +203,44 @@ fn footer(
     Ok(())
 }
 
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// The parts both charts share: a white canvas `w` wide with the title and
+/// the legend on top. Returns the whole canvas and the area left for the plot.
+fn frame<'a>(
+    svg: &'a mut String,
+    w: u32,
+    title: String,
+    layout: &Layout<'_>,
+    legend_note: Option<&str>,
+) -> Result<(Area<'a>, Area<'a>), Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(svg, (w, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, rest) = root.split_vertically(84);
+    top.draw(&Text::new(
+        title,
+        (w as i32 / 2, 10),
+        text_style(24, HPos::Center, VPos::Top),
+    ))?;
+    let (_, legend_area) = top.split_vertically(38);
+    legend(&legend_area, layout, legend_note)?;
+    Ok((root, rest))
+}
+
+/// A figure (or "n/a") just above the point `(px, py)` of a bar's top.
+fn bar_label(
+    root: &Area<'_>,
+    text: String,
+    (px, py): (i32, i32),
+) -> Result<(), Box<dyn std::error::Error>> {
+    root.draw(&Text::new(
+        text,
+        (px, py - 3),
+        text_style(13, HPos::Center, VPos::Bottom),
+    ))?;
+    Ok(())
+}
+
 /// Grouped bars of messages per second.
 pub fn throughput_svg(results: &Results) -> Result<String, BenchError> {
     let mut svg = String::new();
@@ -217,20 +252,11 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
     let rows = &results.results;
     let layout = Layout::new(rows);
     let n = layout.cells.len().max(1);
-    let w = width(n, layout.models.len());
-    let root = SVGBackend::with_string(svg, (w, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (top, rest) = root.split_vertically(84);
-    top.draw(&Text::new(
-        format!(
-            "ringport bench: echoed messages per second (median of {}), higher is better",
-            results.config.reps
-        ),
-        (w as i32 / 2, 10),
-        text_style(24, HPos::Center, VPos::Top),
-    ))?;
-    let (_, legend_area) = top.split_vertically(38);
-    legend(&legend_area, &layout, None)?;
+    let title = format!(
+        "ringport bench: echoed messages per second (median of {}), higher is better",
+        results.config.reps
+    );
+    let (root, rest) = frame(svg, width(n, layout.models.len()), title, &layout, None)?;
     let ymax = rows
         .iter()
         .filter_map(|r| r.msgs_per_sec)
@@ -265,21 +291,9 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
                         [(x0, 0.0), (x1, v)],
                         color(mi).filled(),
                     )))?;
-                    let (px, py) = chart.backend_coord(&(mid, v));
-                    root.draw(&Text::new(
-                        si(v),
-                        (px, py - 3),
-                        text_style(13, HPos::Center, VPos::Bottom),
-                    ))?;
+                    bar_label(&root, si(v), chart.backend_coord(&(mid, v)))?;
                 }
-                None => {
-                    let (px, py) = chart.backend_coord(&(mid, 0.0));
-                    root.draw(&Text::new(
-                        "n/a",
-                        (px, py - 3),
-                        text_style(13, HPos::Center, VPos::Bottom),
-                    ))?;
-                }
+                None => bar_label(&root, "n/a".into(), chart.backend_coord(&(mid, 0.0)))?,
             }
         }
     }
@@ -300,21 +314,14 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
     let rows = &results.results;
     let layout = Layout::new(rows);
     let n = layout.cells.len().max(1);
-    let w = width(n, layout.models.len());
-    let root = SVGBackend::with_string(svg, (w, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (top, rest) = root.split_vertically(84);
-    top.draw(&Text::new(
-        format!(
-            "ringport bench: echo latency p50 and p99 (median of {}), lower is better",
-            results.config.reps
-        ),
-        (w as i32 / 2, 10),
-        text_style(24, HPos::Center, VPos::Top),
-    ))?;
-    let (_, legend_area) = top.split_vertically(38);
-    legend(
-        &legend_area,
+    let title = format!(
+        "ringport bench: echo latency p50 and p99 (median of {}), lower is better",
+        results.config.reps
+    );
+    let (root, rest) = frame(
+        svg,
+        width(n, layout.models.len()),
+        title,
         &layout,
         Some("solid: p50 · pale: p99 · log scale"),
     )?;
@@ -369,21 +376,10 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
                             c.filled(),
                         ),
                     ])?;
-                    let (px, py) = chart.backend_coord(&(mid, p99.max(ymin)));
-                    root.draw(&Text::new(
-                        micros(p99),
-                        (px, py - 3),
-                        text_style(13, HPos::Center, VPos::Bottom),
-                    ))?;
+                    let top = chart.backend_coord(&(mid, p99.max(ymin)));
+                    bar_label(&root, micros(p99), top)?;
                 }
-                None => {
-                    let (px, py) = chart.backend_coord(&(mid, ymin));
-                    root.draw(&Text::new(
-                        "n/a",
-                        (px, py - 3),
-                        text_style(13, HPos::Center, VPos::Bottom),
-                    ))?;
-                }
+                None => bar_label(&root, "n/a".into(), chart.backend_coord(&(mid, ymin)))?,
             }
         }
     }
