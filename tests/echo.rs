@@ -323,7 +323,9 @@ fn read_back_stream(s: &mut TcpStream, len: usize, model: &str) {
     let mut got = 0;
     while got < len {
         let want = buf.len().min(len - got);
-        let n = s.read(&mut buf[..want]).expect("read the echo");
+        let n = s
+            .read(&mut buf[..want])
+            .unwrap_or_else(|e| panic!("{model}: read the echo after {got} of {len} bytes: {e}"));
         assert!(n > 0, "{model}: EOF after {got} of {len} bytes");
         for (i, &b) in buf[..n].iter().enumerate() {
             assert_eq!(

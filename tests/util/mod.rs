@@ -110,8 +110,7 @@ impl Server {
         let status =
             wait_with_timeout(&mut self.child, WAIT).expect("server exits after the signal");
         let took = t.elapsed();
-        let rest: Vec<String> = self.stdout_rest.try_iter().collect();
-        (status, took, rest.join("\n"))
+        (status, took, self.stdout_to_eof())
     }
 
     /// Send a signal without waiting for the exit.
@@ -127,8 +126,23 @@ impl Server {
         let t = Instant::now();
         let status = wait_with_timeout(&mut self.child, WAIT).expect("server exits");
         let took = t.elapsed();
-        let rest: Vec<String> = self.stdout_rest.try_iter().collect();
-        (status, took, rest.join("\n"))
+        (status, took, self.stdout_to_eof())
+    }
+
+    /// The rest of stdout once the server has exited: everything up to the
+    /// reader thread's end of file (bounded), not just what it has passed on
+    /// so far, which can be nothing yet when the last lines were written just
+    /// before the exit.
+    fn stdout_to_eof(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut rest = Vec::new();
+        while let Ok(line) = self
+            .stdout_rest
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            rest.push(line);
+        }
+        rest.join("\n")
     }
 
     /// What the server has written to stderr so far.

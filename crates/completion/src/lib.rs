@@ -30,7 +30,8 @@
 //!   flight: cancel, reap, then close.
 //! * **Quiet sends**: [`Port::send_quiet`] is a send whose completion, when
 //!   it is in full and at once, does not by itself end a [`Port::wait`]; it
-//!   comes with the next completion that does. For a send nothing waits on,
+//!   comes with the next completion that does (or after a grace period,
+//!   [`PortConfig::quiet_grace`]). For a send nothing waits on,
 //!   so the worker is not woken just to learn that an echo went out. Where a
 //!   backend cannot tell ([`Features::quiet_send`] off, IOCP) it is a send.
 //! * **Waking**: a [`Waker`] may be used from any thread to make a
@@ -181,6 +182,9 @@ pub struct PortConfig {
     /// Use the newer kernel features when present. `false` gives the plain
     /// baseline, for measuring what they are worth.
     pub use_features: bool,
+    /// The longest a quiet send's completion waits for another one
+    /// ([`Port::send_quiet`]): a wait with quiet sends in it ends by then.
+    pub quiet_grace: Duration,
 }
 
 impl Default for PortConfig {
@@ -190,6 +194,7 @@ impl Default for PortConfig {
             buf_size: 16 * 1024,
             ring_bufs: 512,
             use_features: true,
+            quiet_grace: Duration::from_millis(50),
         }
     }
 }

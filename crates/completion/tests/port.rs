@@ -242,7 +242,12 @@ fn dropping_a_port_cancels_and_reaps_what_is_in_flight() {
 
 #[test]
 fn a_quiet_send_comes_back_with_the_next_completion() {
-    let mut port = Port::new(&PortConfig::default()).unwrap();
+    // A grace period longer than any scheduling delay of the peer thread.
+    let config = PortConfig {
+        quiet_grace: WAIT,
+        ..PortConfig::default()
+    };
+    let mut port = Port::new(&config).unwrap();
     let (mut client, socket) = accepted(&mut port);
     port.recv(socket, 1, 1024);
     // The peer reads the echo, then answers: only that answer's receive may
@@ -287,6 +292,37 @@ fn a_quiet_send_comes_back_with_the_next_completion() {
         );
     }
     drop(peer.join().unwrap());
+}
+
+#[test]
+fn a_quiet_send_with_nothing_after_it_is_handed_over_within_the_grace() {
+    let config = PortConfig {
+        quiet_grace: Duration::from_millis(50),
+        ..PortConfig::default()
+    };
+    let mut port = Port::new(&config).unwrap();
+    let (mut client, socket) = accepted(&mut port);
+    port.recv(socket, 1, 1024);
+    port.send_quiet(socket, 2, b"bye".to_vec(), 0);
+    // The peer does nothing: the completion still comes (the wait's own
+    // timeout is far longer than the grace), and the bytes went out.
+    let deadline = Instant::now() + WAIT;
+    let mut batch = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no send completion within {WAIT:?}"
+        );
+        port.wait(&mut batch, Some(WAIT), None).unwrap();
+        if let Some(c) = batch.iter().find(|c| c.kind == OpKind::Send) {
+            assert_eq!(*c.result.as_ref().unwrap(), 3);
+            break;
+        }
+        batch.clear();
+    }
+    let mut back = [0u8; 3];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"bye");
 }
 
 #[test]

@@ -711,6 +711,16 @@ impl Port {
             // Each quiet send submitted now posts its completion before the
             // wait begins: wait for that many more, so they alone do not end it.
             let want = want + quiet;
+            // A safety net, not the mechanism: should a quiet send's
+            // completion ever be the only one coming (the count above
+            // assumes the kernel finishes it inline), it is still handed over
+            // within the grace period instead of waiting for the next event.
+            // It also hands over an idle connection's last echo promptly.
+            let timeout = match timeout {
+                _ if quiet == 0 => timeout,
+                Some(t) => Some(t.min(self.config.quiet_grace)),
+                None => Some(self.config.quiet_grace),
+            };
             let ts;
             let mut args = types::SubmitArgs::new();
             if let Some(t) = timeout {
