@@ -615,6 +615,21 @@ impl Port {
         self.send_op(fd, token, buf, offset, quiet)
     }
 
+    /// Where `buf[offset..]` is, as a send takes it (at most 4 GiB at once).
+    fn span(buf: &[u8], offset: usize) -> (*const u8, u32) {
+        let rest = &buf[offset..];
+        (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
+    }
+
+    /// An ordinary send: parked on poll until the socket has room, so it
+    /// completes only when sent (or failed).
+    fn plain_send(fd: RawFd, (ptr, len): (*const u8, u32), ud: u64) -> squeue::Entry {
+        opcode::Send::new(types::Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(ud)
+    }
+
     fn send_op(
         &mut self,
         fd: RawFd,
@@ -624,10 +639,8 @@ impl Port {
         quiet: bool,
     ) -> OpId {
         assert!(offset < buf.len(), "send of nothing");
-        // SAFETY: offset < len, so the pointer stays inside the allocation.
-        let ptr = unsafe { buf.as_ptr().add(offset) };
-        let len = (buf.len() - offset).min(u32::MAX as usize) as u32;
         // Moving the Vec into the record does not move its heap buffer.
+        let (ptr, len) = Self::span(&buf, offset);
         let ud = self.insert(Record {
             token,
             kind: OpKind::Send,
@@ -636,10 +649,7 @@ impl Port {
             cancelled: false,
         });
         if !quiet {
-            let e = opcode::Send::new(types::Fd(fd), ptr, len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build();
-            self.push(e.user_data(ud));
+            self.push(Self::plain_send(fd, (ptr, len), ud));
             return OpId(ud);
         }
         let send = opcode::Send::new(types::Fd(fd), ptr, len)
@@ -661,10 +671,7 @@ impl Port {
             if let Some(rec) = self.lookup(ud) {
                 rec.quiet = None;
             }
-            let e = opcode::Send::new(types::Fd(fd), ptr, len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build();
-            self.push(e.user_data(ud));
+            self.push(Self::plain_send(fd, (ptr, len), ud));
         }
         OpId(ud)
     }
@@ -821,14 +828,8 @@ impl Port {
         else {
             return false;
         };
-        // SAFETY: offset < len was checked when the send was first made.
-        let ptr = unsafe { buf.as_ptr().add(offset) };
-        let len = (buf.len() - offset).min(u32::MAX as usize) as u32;
+        let e = Self::plain_send(fd, Self::span(buf, offset), ud);
         rec.quiet = None;
-        let e = opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(ud);
         self.push(e);
         true
     }
