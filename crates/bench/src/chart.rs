@@ -241,11 +241,18 @@ fn bar_label(
     Ok(())
 }
 
+type Draw = fn(&Results, &mut String) -> Result<(), Box<dyn std::error::Error>>;
+
+/// Draw one chart into a string; errors name `file`.
+fn render(results: &Results, file: &str, draw: Draw) -> Result<String, BenchError> {
+    let mut svg = String::new();
+    draw(results, &mut svg).map_err(err(file))?;
+    Ok(svg)
+}
+
 /// Grouped bars of messages per second.
 pub fn throughput_svg(results: &Results) -> Result<String, BenchError> {
-    let mut svg = String::new();
-    draw_throughput(results, &mut svg).map_err(err("chart.svg"))?;
-    Ok(svg)
+    render(results, "chart.svg", draw_throughput)
 }
 
 fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
@@ -305,9 +312,7 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
 
 /// p50 (solid, narrow) inside p99 (pale, wide), per model and cell, on a log scale.
 pub fn latency_svg(results: &Results) -> Result<String, BenchError> {
-    let mut svg = String::new();
-    draw_latency(results, &mut svg).map_err(err("latency.svg"))?;
-    Ok(svg)
+    render(results, "latency.svg", draw_latency)
 }
 
 fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
