@@ -55,7 +55,11 @@ fn stress_against_a_closed_port_exits_1_with_counts() {
     let addr = format!("127.0.0.1:{}", free_port());
     let (status, out, err) = run(&["stress", &addr, "-c", "3", "-n", "5"]);
     assert_eq!(status.code(), Some(1), "{out}{err}");
-    assert!(err.contains("0 of 15"), "{err}");
+    assert!(
+        err.contains("3 of 3 connections failed (connect_failed 3)")
+            && err.contains("0 of 15 scheduled messages verified"),
+        "{err}"
+    );
 }
 
 /// The epoll model listens with SO_REUSEPORT, which on its own would let a

@@ -135,7 +135,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             bar.set_message(format!("rep {}/{}: {target}, {cell}", rep + 1, plan.reps))
         }
         Event::RunFinished => bar.inc(1),
-        Event::Warning(w) => bar.suspend(|| eprintln!("ringport bench: {w}")),
+        Event::Warning(w) => bar.suspend(|| crate::out::eprintln_quiet!("ringport bench: {w}")),
     };
     let results = ringport_bench::run(&plan, &mut on_event).map_err(|e| match e {
         ringport_bench::BenchError::Config(m) => anyhow::Error::new(UsageError(m)),
@@ -144,8 +144,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     output::write_all(&results, &out_dir)?;
-    print!("{}", output::table_markdown(&results));
-    eprintln!(
+    crate::out::stdout(&output::table_markdown(&results))?;
+    crate::out::eprintln_quiet!(
         "ringport bench: wrote {} ({})",
         out_dir.display(),
         output::FILES.join(", ")

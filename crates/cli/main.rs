@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod args;
 mod bench;
 mod client;
+mod out;
 mod serve;
 mod signals;
 mod stress;
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("ringport: {err:#}");
+            out::eprintln_quiet!("ringport: {err:#}");
             if err.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
 /// soft limit to the hard one, as a demanding user would by hand.
 fn raise_fd_limit() {
     if let Err(e) = ringport_load::raise_fd_limit() {
-        eprintln!("ringport: warning: cannot raise the open-file limit: {e}");
+        out::eprintln_quiet!("ringport: warning: cannot raise the open-file limit: {e}");
     }
 }
 

@@ -2,7 +2,6 @@
 
 use crate::{args, signals, UsageError};
 use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Spread, Stats};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -82,13 +81,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (model, why) = a.model.resolve();
     if let Some(why) = why {
         // stderr: stdout's first line is reserved for the readiness line.
-        eprintln!("ringport: model auto: {why}");
+        crate::out::eprintln_quiet!("ringport: model auto: {why}");
     }
     if a.spread.is_some() && model == Model::Completion {
         // Spreading is a choice between ports; a shared port has only one.
         if let Ok(f) = ringport_completion::probe(&ringport_completion::PortConfig::default()) {
             if f.shared_port {
-                eprintln!(
+                crate::out::eprintln_quiet!(
                     "ringport: --spread is not available on this OS: the workers share one {} port and one listener; ignored",
                     f.backend
                 );
@@ -111,17 +110,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let stats = Stats::new();
     // The readiness line is a contract with scripts, tests and `bench`:
     // exactly this text, once, flushed, only after the kernel accepts.
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", server.local_addr())?;
-        out.flush()?;
-    }
+    // A closed stdout does not stop the server: it serves on unannounced.
+    crate::out::stdout(&format!("listening on {}\n", server.local_addr()))?;
     tracing::info!(
         "model {} serving on {}",
         server.model(),
         server.local_addr()
     );
     server.run(shutdown, &stats)?;
-    println!("{}", stats.summary());
+    crate::out::stdout(&format!("{}\n", stats.summary()))?;
     Ok(ExitCode::SUCCESS)
 }

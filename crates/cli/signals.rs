@@ -18,7 +18,7 @@ pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
         .spawn(move || {
             for sig in signals.forever() {
                 if shutdown.is_triggered() {
-                    eprintln!("ringport: second signal, exiting now");
+                    crate::out::eprintln_quiet!("ringport: second signal, exiting now");
                     std::process::exit(0);
                 }
                 tracing::info!("signal {sig}: shutting down");
@@ -59,7 +59,7 @@ pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
                         _ = b.recv() => "Ctrl-Break",
                     };
                     if shutdown.is_triggered() {
-                        eprintln!("ringport: second {what}, exiting now");
+                        crate::out::eprintln_quiet!("ringport: second {what}, exiting now");
                         std::process::exit(0);
                     }
                     tracing::info!("{what}: shutting down");
@@ -91,7 +91,7 @@ pub fn on_interrupt(cleanup: impl FnOnce() + Send + 'static) -> anyhow::Result<(
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 cleanup();
-                eprintln!("\nringport bench: interrupted by signal {sig}; servers stopped");
+                crate::out::eprintln_quiet!("\nringport bench: interrupted by signal {sig}; servers stopped");
                 std::process::exit(128 + sig);
             }
         })

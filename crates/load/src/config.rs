@@ -37,6 +37,11 @@ pub enum Engine {
 /// How long the events engine polls without blocking before it sleeps, in a closed loop.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
+/// How long each connection waits for the server's end of stream after its
+/// half-close, by default: long enough for servers that close a moment after
+/// the client does (socat waits half a second), short enough not to matter.
+pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// The largest message the blocking baseline takes: it writes a whole
 /// message before reading any echo, which deadlocks once a message outgrows
 /// the socket buffers on both sides.
@@ -124,6 +129,12 @@ pub struct Config {
     /// loop, where it would burn a core between scheduled messages.
     /// `Some(Duration::ZERO)` never spins.
     pub busy_poll: Option<Duration>,
+    /// The end-of-run check: after its last echo each connection shuts its
+    /// write side and reads until the server's end of stream, for at most
+    /// this long. A byte that arrives then is an `extra_bytes` error; a
+    /// server that does not close in time is only noted (some echo servers
+    /// never close). `Duration::ZERO` skips the check.
+    pub close_grace: Duration,
     /// Counters a caller may read while the run goes on (for a progress bar).
     pub progress: Option<Arc<Progress>>,
     /// Receives each interval as it completes (requires `interval`).
@@ -149,6 +160,7 @@ impl Config {
             source_ips: Vec::new(),
             connect_rate: None,
             busy_poll: None,
+            close_grace: DEFAULT_CLOSE_GRACE,
             progress: None,
             on_interval: None,
         }

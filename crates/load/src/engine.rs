@@ -211,6 +211,12 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
         return Err(e);
     }
     let elapsed = finished.saturating_duration_since(measure_start);
+    // What the run asked for, from the same schedule the connections
+    // followed, for every connection, opened or not.
+    let w = workload(config, t0);
+    let asked = (0..config.connections as u64)
+        .map(|c| w.asked(c))
+        .sum::<Option<u64>>();
     if let Some(s) = &shared.series {
         emit(s.take_ready(Some(elapsed)), &mut series);
     }
@@ -224,6 +230,7 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             connect,
             threads: threads as u64,
             series,
+            asked,
         },
     ))
 }

@@ -16,7 +16,7 @@ use crate::engine::{Shared, WorkerOut};
 use crate::net;
 use crate::report::ErrorKind;
 use crate::schedule::{Next, Plan, Schedule, Workload};
-use crate::stats::Recorder;
+use crate::stats::{Ending, Recorder};
 use crate::LoadError;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -46,14 +46,24 @@ struct InFlight {
     measured: bool,
 }
 
+/// Where a connection is in its life.
+enum State {
+    /// The non-blocking connect has not finished.
+    Connecting { since: Instant },
+    /// Sending and verifying. `finished` once the plan has no more messages
+    /// for it; echoes may still be owed.
+    Exchanging { finished: bool },
+    /// Everything asked of it was sent and verified; its write side is
+    /// shut, and it reads until the server's end of stream: any byte now is
+    /// one that was never sent.
+    Closing { since: Instant },
+}
+
 struct Conn {
     stream: TcpStream,
     id: u64,
-    /// `Some(since)` until the connect completes.
-    connecting: Option<Instant>,
+    state: State,
     plan: Plan,
-    /// The plan has no more messages for this connection.
-    finished: bool,
     /// Bytes of the messages not yet verified; `buf[0]` is stream offset `base`.
     buf: Vec<u8>,
     base: u64,
@@ -70,9 +80,8 @@ impl Conn {
         Conn {
             stream,
             id,
-            connecting: Some(now),
+            state: State::Connecting { since: now },
             plan: Plan::new(id),
-            finished: false,
             buf: Vec::new(),
             base: 0,
             generated: 0,
@@ -83,6 +92,10 @@ impl Conn {
         }
     }
 
+    fn finished(&self) -> bool {
+        matches!(self.state, State::Exchanging { finished: true })
+    }
+
     /// Has the non-blocking connect finished? `Err` if it failed.
     fn connected(&mut self) -> io::Result<bool> {
         if let Some(e) = self.stream.take_error()? {
@@ -90,7 +103,7 @@ impl Conn {
         }
         match self.stream.peer_addr() {
             Ok(_) => {
-                self.connecting = None;
+                self.state = State::Exchanging { finished: false };
                 // One small message per write: without this, Nagle holds
                 // the next message back until the previous echo's ACK.
                 let _ = self.stream.set_nodelay(true);
@@ -116,8 +129,18 @@ enum Reading {
 
 enum Outcome {
     Continue,
-    Done,
+    /// Everything asked was sent and verified, and the server ended the
+    /// connection this way.
+    Completed(Ending),
     Failed(ErrorKind),
+}
+
+/// How a read pass ended without failing.
+enum ReadEnd {
+    /// The receive queue is empty for now.
+    Drained,
+    /// The server closed its side.
+    Eof,
 }
 
 fn classify(e: &io::Error) -> ErrorKind {
@@ -178,10 +201,10 @@ pub(crate) fn worker(
     d.rec.finish();
     let rec = d.rec;
     Ok(WorkerOut {
+        finished: rec.done_at.unwrap_or_else(Instant::now),
         totals: rec.totals,
         raw: rec.raw,
         corrected: rec.corrected,
-        finished: Instant::now(),
     })
 }
 
@@ -252,7 +275,10 @@ impl Driver<'_> {
             }
             for ev in events.iter() {
                 let slot = &mut self.conns[ev.token().0];
-                let Some(conn) = slot.as_mut().filter(|c| c.connecting.is_some()) else {
+                let Some(conn) = slot
+                    .as_mut()
+                    .filter(|c| matches!(c.state, State::Connecting { .. }))
+                else {
                     continue;
                 };
                 match conn.connected() {
@@ -274,9 +300,9 @@ impl Driver<'_> {
             if now.duration_since(last_sweep) >= SWEEP {
                 last_sweep = now;
                 for slot in self.conns.iter_mut() {
-                    let timed_out = slot.as_ref().is_some_and(|c| {
-                        c.connecting
-                            .is_some_and(|t| now.duration_since(t) > config.timeout)
+                    let timed_out = slot.as_ref().is_some_and(|c| match c.state {
+                        State::Connecting { since } => now.duration_since(since) > config.timeout,
+                        _ => false,
                     });
                     if timed_out {
                         let mut conn = slot.take().expect("checked above");
@@ -398,20 +424,26 @@ impl Driver<'_> {
         }
     }
 
-    /// Fail connections whose oldest echo is overdue, and let idle ones
-    /// notice that the run has ended.
+    /// Fail connections whose oldest echo is overdue, let idle ones notice
+    /// that the run has ended, and end close checks whose grace is over.
     fn sweep(&mut self, w: &Workload, now: Instant) {
         let ended = w.clock.end.is_some_and(|e| now >= e);
         for k in 0..self.conns.len() {
             let Some(conn) = self.conns[k].as_ref() else {
                 continue;
             };
+            if let State::Closing { since } = conn.state {
+                if now.duration_since(since) >= self.config.close_grace {
+                    self.finish(k, Outcome::Completed(Ending::NotSeen), now);
+                }
+                continue;
+            }
             let overdue = conn
                 .in_flight
                 .front()
                 .is_some_and(|m| now.duration_since(m.queued) > self.config.timeout);
             if overdue {
-                self.finish(k, Outcome::Failed(ErrorKind::Timeout));
+                self.finish(k, Outcome::Failed(ErrorKind::Timeout), now);
             } else if ended && conn.in_flight.is_empty() {
                 self.drive(k, w, now, Reading::Skip);
             }
@@ -432,25 +464,31 @@ impl Driver<'_> {
             now,
             reading,
         );
-        self.finish(k, outcome);
+        self.finish(k, outcome, now);
     }
 
-    /// Remove a finished or failed connection.
-    fn finish(&mut self, k: usize, outcome: Outcome) {
-        let kind = match outcome {
-            Outcome::Continue => return,
-            Outcome::Done => None,
-            Outcome::Failed(kind) => Some(kind),
+    /// Remove a completed or failed connection.
+    fn finish(&mut self, k: usize, outcome: Outcome, now: Instant) {
+        if matches!(outcome, Outcome::Continue) {
+            return;
+        }
+        let Some(mut conn) = self.conns[k].take() else {
+            return;
         };
-        if let Some(mut conn) = self.conns[k].take() {
-            if let Some(kind) = kind {
+        match outcome {
+            Outcome::Continue => unreachable!("returned above"),
+            Outcome::Completed(ending) => self.rec.completed(ending),
+            Outcome::Failed(kind) => {
                 tracing::debug!("connection {}: {}", conn.id + 1, kind.name());
                 self.rec.error(kind);
+                if !matches!(conn.state, State::Closing { .. }) {
+                    self.rec.exchange_done(now);
+                }
             }
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            self.live -= 1;
-            self.rec.closed();
         }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.live -= 1;
+        self.rec.closed();
     }
 }
 
@@ -492,7 +530,8 @@ impl Cursor {
     }
 }
 
-/// One connection's turn: read and verify, queue what is due, write.
+/// One connection's turn: read and verify, queue what is due, write; and
+/// once everything asked is verified, the close check.
 fn turn(
     conn: &mut Conn,
     config: &Config,
@@ -502,19 +541,49 @@ fn turn(
     now: Instant,
     reading: Reading,
 ) -> Outcome {
-    if conn.connecting.is_some() {
+    match conn.state {
         // Only failed connects are removed before the start; an open one
-        // has `connecting` cleared, so this cannot happen after it.
-        return Outcome::Continue;
+        // has left this state, so this cannot happen after it.
+        State::Connecting { .. } => return Outcome::Continue,
+        State::Closing { .. } => {
+            return match reading {
+                Reading::Skip => Outcome::Continue,
+                Reading::Data | Reading::Drain => read_after_end(conn, scratch),
+            }
+        }
+        State::Exchanging { .. } => {}
     }
+    let mut eof = false;
     if reading != Reading::Skip {
-        if let Some(outcome) = read(conn, rec, scratch, reading) {
-            return outcome;
+        match read(conn, rec, scratch, reading) {
+            Ok(ReadEnd::Drained) => {}
+            Ok(ReadEnd::Eof) => eof = true,
+            Err(kind) => return Outcome::Failed(kind),
         }
     }
     refill(conn, config, w, rec, now);
-    if conn.finished && conn.in_flight.is_empty() {
-        return Outcome::Done;
+    let done = conn.finished() && conn.in_flight.is_empty();
+    if eof {
+        // The server closed. That is an ending only if nothing more was
+        // asked of this connection: the count is reached, or the window is
+        // over. Anything else is early, however much was verified so far.
+        if !done {
+            return Outcome::Failed(ErrorKind::EarlyClose);
+        }
+        rec.exchange_done(now);
+        return Outcome::Completed(Ending::Eof);
+    }
+    if done {
+        rec.exchange_done(now);
+        if config.close_grace.is_zero() {
+            return Outcome::Completed(Ending::Unchecked);
+        }
+        // Half-close: a correct echo server echoes what it has, sees the
+        // end of stream and closes; a stray byte before that is caught.
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        conn.state = State::Closing { since: now };
+        // The end of stream may already be queued, with its edge consumed.
+        return read_after_end(conn, scratch);
     }
     match write(conn, rec) {
         Err(kind) => Outcome::Failed(kind),
@@ -522,37 +591,70 @@ fn turn(
     }
 }
 
-/// Read and verify until the socket is drained. `Some` ends the connection.
+/// Read after the last echo: only the server's end of stream may come.
+fn read_after_end(conn: &mut Conn, scratch: &mut [u8]) -> Outcome {
+    loop {
+        match conn.stream.read(scratch) {
+            Ok(0) => return Outcome::Completed(Ending::Eof),
+            Ok(_) => {
+                tracing::debug!(
+                    "connection {}: bytes after the last echo (stream offset {})",
+                    conn.id + 1,
+                    conn.verified
+                );
+                return Outcome::Failed(ErrorKind::ExtraBytes);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if classify(&e) == ErrorKind::Reset => {
+                return Outcome::Completed(Ending::Reset)
+            }
+            Err(e) => return Outcome::Failed(classify(&e)),
+        }
+    }
+}
+
+/// Read and verify until the socket is drained, the server closes, or a
+/// byte is wrong.
 fn read(
     conn: &mut Conn,
     rec: &mut Recorder,
     scratch: &mut [u8],
     reading: Reading,
-) -> Option<Outcome> {
+) -> Result<ReadEnd, ErrorKind> {
     loop {
         let n = match conn.stream.read(scratch) {
-            Ok(0) => {
-                return Some(if conn.verified < conn.generated {
-                    Outcome::Failed(ErrorKind::EarlyClose)
-                } else {
-                    Outcome::Done
-                })
-            }
+            Ok(0) => return Ok(ReadEnd::Eof),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadEnd::Drained),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Some(Outcome::Failed(classify(&e))),
+            Err(e) => return Err(classify(&e)),
         };
         let got = &scratch[..n];
         let from = (conn.verified - conn.base) as usize;
         let owed = (conn.written - conn.verified) as usize;
-        if n > owed || conn.buf[from..from + n] != *got {
+        let checked = n.min(owed);
+        if conn.buf[from..from + checked] != got[..checked] {
+            let at = conn.buf[from..from + checked]
+                .iter()
+                .zip(got)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
             tracing::debug!(
                 "connection {}: echo mismatch at stream offset {}",
                 conn.id + 1,
-                conn.verified
+                conn.verified + at as u64
             );
-            return Some(Outcome::Failed(ErrorKind::Mismatch));
+            return Err(ErrorKind::Mismatch);
+        }
+        if n > owed {
+            tracing::debug!(
+                "connection {}: {} bytes came back that were never sent (stream offset {})",
+                conn.id + 1,
+                n - owed,
+                conn.written
+            );
+            return Err(ErrorKind::ExtraBytes);
         }
         conn.verified += n as u64;
         let now = Instant::now();
@@ -584,14 +686,14 @@ fn read(
         // reset is behind the data, raised no edge of its own, and only
         // the next `read` reports it.
         if n < scratch.len() && reading == Reading::Data {
-            return None;
+            return Ok(ReadEnd::Drained);
         }
     }
 }
 
 /// Queue what the plan says is due, up to the pipeline depth.
 fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, now: Instant) {
-    while !conn.finished && conn.in_flight.len() < config.pipeline {
+    while !conn.finished() && conn.in_flight.len() < config.pipeline {
         match conn.plan.next(w, now) {
             Next::Send { intended, measured } => {
                 let start = conn.generated;
@@ -610,7 +712,7 @@ fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, no
             Next::Wait(_) => break,
             Next::Finished { unsent } => {
                 rec.unsent(unsent);
-                conn.finished = true;
+                conn.state = State::Exchanging { finished: true };
             }
         }
     }

@@ -36,7 +36,9 @@ mod stats;
 mod sys;
 mod threads;
 
-pub use config::{Config, Engine, IntervalSink, StopWhen, THREADS_MAX_MESSAGE};
+pub use config::{
+    Config, Engine, IntervalSink, StopWhen, DEFAULT_CLOSE_GRACE, THREADS_MAX_MESSAGE,
+};
 pub use engine::run;
 pub use payload::{Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};

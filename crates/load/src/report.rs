@@ -22,20 +22,25 @@ pub enum ErrorKind {
     Timeout,
     /// An echoed byte differed from the byte sent.
     Mismatch,
-    /// The peer closed before echoing everything.
+    /// The peer closed before the connection had sent and verified
+    /// everything the run asked of it (or closed at accept).
     EarlyClose,
+    /// Bytes came back that were never sent: more than the echo owed,
+    /// inside the last echo or after it.
+    ExtraBytes,
     /// Any other socket error.
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::ConnectFailed,
         ErrorKind::Reset,
         ErrorKind::Timeout,
         ErrorKind::Mismatch,
         ErrorKind::EarlyClose,
+        ErrorKind::ExtraBytes,
         ErrorKind::Other,
     ];
 
@@ -47,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Mismatch => "mismatch",
             ErrorKind::EarlyClose => "early_close",
+            ErrorKind::ExtraBytes => "extra_bytes",
             ErrorKind::Other => "other",
         }
     }
@@ -171,13 +177,39 @@ pub struct IntervalStat {
 pub struct Report {
     /// Connections asked for.
     pub connections: u64,
+    /// Connections that opened (their connect completed).
+    pub connections_opened: u64,
+    /// Connections that sent and verified everything the run asked of
+    /// them: the count, or until the measured window ended. A clean run
+    /// completes every connection asked for.
+    pub connections_completed: u64,
+    /// Connections that failed, each counted once under its kind in
+    /// `errors_by_kind`. Completed plus failed is the connections asked for.
+    pub connections_failed: u64,
+    /// The end-of-run check: how long each connection waited for the
+    /// server's end of stream after its half-close (0: not checked).
+    pub close_grace_s: f64,
+    /// Completed connections whose server did not close within the grace.
+    /// Not an error (some echo servers never close); noted.
+    pub close_not_seen: u64,
+    /// Completed connections that the server reset instead of closing.
+    pub close_by_reset: u64,
+    /// Measured messages the run asked for: the count times the
+    /// connections, or in an open-loop duration run the slots due in the
+    /// measured window. Null for a closed-loop duration run.
+    pub messages_scheduled: Option<u64>,
+    /// Of `messages_scheduled`, those never sent: because their connection
+    /// failed, or (`messages_unsent`) because the server fell behind the
+    /// rate. Null when nothing was scheduled.
+    pub messages_never_sent: Option<u64>,
     /// Messages fully written to the server (after the warm-up).
     pub messages_sent: u64,
     /// Messages whose echo came back byte-exact (after the warm-up).
     pub messages_verified: u64,
     /// Messages whose echo differed.
     pub mismatches: u64,
-    /// Failed connections, of every kind (mismatches included), warm-up included.
+    /// Failed connections, of every kind (mismatches included), warm-up
+    /// included: the same as `connections_failed`.
     pub errors: u64,
     /// The errors by kind; every kind is present, zero or not.
     pub errors_by_kind: BTreeMap<ErrorKind, u64>,
@@ -229,6 +261,8 @@ pub(crate) struct Measured<'a> {
     pub connect: std::time::Duration,
     pub threads: u64,
     pub series: Vec<IntervalStat>,
+    /// Measured messages asked for, where the run asks for a number.
+    pub asked: Option<u64>,
 }
 
 impl Report {
@@ -241,12 +275,21 @@ impl Report {
             *errors_by_kind.entry(*k).or_default() += n;
         }
         let t = m.totals;
+        let errors: u64 = errors_by_kind.values().sum();
         Report {
             connections: config.connections as u64,
+            connections_opened: t.connections_opened,
+            connections_completed: t.connections_completed,
+            connections_failed: errors,
+            close_grace_s: config.close_grace.as_secs_f64(),
+            close_not_seen: t.close_not_seen,
+            close_by_reset: t.close_by_reset,
+            messages_scheduled: m.asked,
+            messages_never_sent: m.asked.map(|n| n.saturating_sub(t.messages_sent)),
             messages_sent: t.messages_sent,
             messages_verified: t.messages_verified,
             mismatches: errors_by_kind[&ErrorKind::Mismatch],
-            errors: errors_by_kind.values().sum(),
+            errors,
             errors_by_kind,
             bytes_sent: t.bytes_sent,
             bytes_received: t.bytes_received,
@@ -270,9 +313,67 @@ impl Report {
         }
     }
 
-    /// True when every message came back byte-exact and nothing failed.
+    /// True when the run did everything it was asked: every connection
+    /// completed, every message scheduled was sent (or was due while the
+    /// server had fallen behind the rate, which is a measurement), and
+    /// every message sent came back byte-exact.
     pub fn is_clean(&self) -> bool {
-        self.errors == 0 && self.mismatches == 0 && self.messages_verified == self.messages_sent
+        self.problems().is_empty()
+    }
+
+    /// Why the run is not clean, a phrase each; empty when it is.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.connections_failed > 0 {
+            p.push(format!(
+                "{} of {} connections failed ({})",
+                self.connections_failed,
+                self.connections,
+                self.error_kinds()
+            ));
+        }
+        let accounted = self.connections_completed + self.connections_failed;
+        if accounted < self.connections {
+            p.push(format!(
+                "{} of {} connections neither completed nor failed",
+                self.connections - accounted,
+                self.connections
+            ));
+        }
+        if self.messages_verified < self.messages_sent {
+            p.push(format!(
+                "{} of {} messages sent never came back verified",
+                self.messages_sent - self.messages_verified,
+                self.messages_sent
+            ));
+        }
+        if let (Some(n), Some(lost)) = (self.messages_scheduled, self.messages_lost()) {
+            if lost > 0 {
+                p.push(format!(
+                    "{} of {n} scheduled messages verified, {lost} never sent",
+                    self.messages_verified
+                ));
+            }
+        }
+        p
+    }
+
+    /// Scheduled messages never sent for a reason other than the server
+    /// falling behind the rate (their connection failed first).
+    fn messages_lost(&self) -> Option<u64> {
+        self.messages_never_sent
+            .map(|n| n.saturating_sub(self.messages_unsent))
+    }
+
+    /// `early_close 8, reset 1`: the kinds that occurred.
+    fn error_kinds(&self) -> String {
+        let kinds: Vec<String> = self
+            .errors_by_kind
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
+        kinds.join(", ")
     }
 
     /// The human-readable summary: a few labelled lines and a latency table.
@@ -284,18 +385,37 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "connections      {} ({} engine, {} thread{}, {mode}, pipeline {})",
-            self.connections,
+            "run              {} engine, {} thread{}, {mode}, pipeline {}",
             self.engine,
             self.threads,
             if self.threads == 1 { "" } else { "s" },
             self.pipeline
         );
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "messages         {} sent, {} verified, {} mismatched",
+            "connections      {} asked, {} opened, {} completed, {} failed",
+            self.connections,
+            self.connections_opened,
+            self.connections_completed,
+            self.connections_failed
+        );
+        if self.connections_failed > 0 {
+            let _ = write!(s, " ({})", self.error_kinds());
+        }
+        let _ = writeln!(s);
+        let _ = write!(s, "messages         ");
+        if let Some(n) = self.messages_scheduled {
+            let _ = write!(s, "{n} scheduled, ");
+        }
+        let _ = write!(
+            s,
+            "{} sent, {} verified, {} mismatched",
             self.messages_sent, self.messages_verified, self.mismatches
         );
+        if let Some(n) = self.messages_never_sent.filter(|n| *n > 0) {
+            let _ = write!(s, ", {n} never sent");
+        }
+        let _ = writeln!(s);
         if let Some(seed) = self.seed {
             let _ = writeln!(
                 s,
@@ -316,17 +436,42 @@ impl Report {
                 self.messages_unsent
             );
         }
+        if let Some(lost) = self.messages_lost().filter(|n| *n > 0) {
+            let _ = writeln!(
+                s,
+                "never sent       {lost} scheduled messages: their connections failed first"
+            );
+        }
         let _ = write!(s, "errors           {}", self.errors);
         if self.errors > 0 {
-            let kinds: Vec<String> = self
-                .errors_by_kind
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(k, n)| format!("{} {n}", k.name()))
-                .collect();
-            let _ = write!(s, " ({})", kinds.join(", "));
+            let _ = write!(s, " ({})", self.error_kinds());
         }
         let _ = writeln!(s);
+        if self.close_grace_s == 0.0 {
+            let _ = writeln!(
+                s,
+                "end check        skipped (--close-grace 0): bytes after the last echo were not looked for"
+            );
+        } else if self.close_not_seen > 0 || self.close_by_reset > 0 {
+            let mut parts = Vec::new();
+            if self.close_not_seen > 0 {
+                parts.push(format!(
+                    "{} did not close within {}s of the client's half-close, so bytes after that were not looked for",
+                    self.close_not_seen, self.close_grace_s
+                ));
+            }
+            if self.close_by_reset > 0 {
+                parts.push(format!(
+                    "{} were reset instead of closed after their last echo",
+                    self.close_by_reset
+                ));
+            }
+            let _ = writeln!(
+                s,
+                "end check        note: of the completed connections, {}",
+                parts.join("; ")
+            );
+        }
         let _ = writeln!(
             s,
             "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
@@ -366,8 +511,25 @@ impl Report {
     /// are flattened with `_`: `latency_us_p99`, `latency_us_p99.99`,
     /// `errors_by_kind_reset`. The series is not included (see the JSON).
     pub fn to_csv(&self) -> String {
+        let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
         let mut cols: Vec<(String, String)> = vec![
             ("connections".into(), self.connections.to_string()),
+            (
+                "connections_opened".into(),
+                self.connections_opened.to_string(),
+            ),
+            (
+                "connections_completed".into(),
+                self.connections_completed.to_string(),
+            ),
+            (
+                "connections_failed".into(),
+                self.connections_failed.to_string(),
+            ),
+            (
+                "messages_scheduled".into(),
+                opt(self.messages_scheduled),
+            ),
             ("messages_sent".into(), self.messages_sent.to_string()),
             (
                 "messages_verified".into(),
@@ -429,6 +591,13 @@ impl Report {
                 self.rate.map_or(String::new(), |r| r.to_string()),
             ),
             ("messages_unsent".into(), self.messages_unsent.to_string()),
+            (
+                "messages_never_sent".into(),
+                opt(self.messages_never_sent),
+            ),
+            ("close_grace_s".into(), format!("{:.6}", self.close_grace_s)),
+            ("close_not_seen".into(), self.close_not_seen.to_string()),
+            ("close_by_reset".into(), self.close_by_reset.to_string()),
             ("warmup_s".into(), format!("{:.6}", self.warmup_s)),
             ("warmup_messages".into(), self.warmup_messages.to_string()),
             ("connect_s".into(), format!("{:.6}", self.connect_s)),
@@ -494,6 +663,7 @@ mod tests {
                 connect: std::time::Duration::ZERO,
                 threads: 1,
                 series: Vec::new(),
+                asked: None,
             },
         )
     }

@@ -94,6 +94,21 @@ pub struct Workload {
     pub count: Option<u64>,
 }
 
+impl Workload {
+    /// The measured messages the run asks of connection `conn`: the count,
+    /// or in an open-loop duration run the slots due in the measured window.
+    /// `None` for a closed-loop duration run, which asks for no number.
+    pub fn asked(&self, conn: u64) -> Option<u64> {
+        if let Some(n) = self.count {
+            return Some(n);
+        }
+        let (s, end) = (self.schedule?, self.clock.end?);
+        let from = s.first_at_or_after(conn, self.clock.measure_start - self.clock.t0);
+        let to = s.first_at_or_after(conn, end - self.clock.t0);
+        Some(to.saturating_sub(from))
+    }
+}
+
 /// One connection's place in the workload.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {

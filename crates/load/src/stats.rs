@@ -42,7 +42,16 @@ pub(crate) struct Totals {
     pub bytes_received: u64,
     pub warmup_messages: u64,
     pub messages_unsent: u64,
+    /// Failed connections by kind: each failed connection counts once.
     pub errors: BTreeMap<ErrorKind, u64>,
+    pub connections_opened: u64,
+    /// Connections that sent and verified everything asked of them.
+    pub connections_completed: u64,
+    /// Completed connections whose server did not close within the grace
+    /// after the client's half-close.
+    pub close_not_seen: u64,
+    /// Completed connections that the server reset instead of closing.
+    pub close_by_reset: u64,
 }
 
 impl Totals {
@@ -53,6 +62,10 @@ impl Totals {
         self.bytes_received += o.bytes_received;
         self.warmup_messages += o.warmup_messages;
         self.messages_unsent += o.messages_unsent;
+        self.connections_opened += o.connections_opened;
+        self.connections_completed += o.connections_completed;
+        self.close_not_seen += o.close_not_seen;
+        self.close_by_reset += o.close_by_reset;
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }
@@ -69,6 +82,23 @@ pub(crate) struct Recorder {
     interval: Option<IntervalRecorder>,
     delta: Delta,
     progress: Option<Arc<Progress>>,
+    /// When the last of this thread's connections finished its exchange
+    /// (its last echo verified, or its failure): the end of the measured
+    /// run, which the end-of-run close check does not lengthen.
+    pub done_at: Option<Instant>,
+}
+
+/// How the server ended a connection that had done all its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// End of stream after the client's half-close: the clean ending.
+    Eof,
+    /// A reset instead of an end of stream.
+    Reset,
+    /// Nothing within the close grace (some echo servers never close).
+    NotSeen,
+    /// The check was switched off (`close_grace` of zero).
+    Unchecked,
 }
 
 impl Recorder {
@@ -80,6 +110,22 @@ impl Recorder {
             interval: None,
             delta: Delta::default(),
             progress,
+            done_at: None,
+        }
+    }
+
+    /// A connection finished its exchange at `now`, one way or the other.
+    pub fn exchange_done(&mut self, now: Instant) {
+        self.done_at = Some(self.done_at.map_or(now, |t| t.max(now)));
+    }
+
+    /// A connection did everything asked of it and the server ended it so.
+    pub fn completed(&mut self, ending: Ending) {
+        self.totals.connections_completed += 1;
+        match ending {
+            Ending::Eof | Ending::Unchecked => {}
+            Ending::Reset => self.totals.close_by_reset += 1,
+            Ending::NotSeen => self.totals.close_not_seen += 1,
         }
     }
 
@@ -142,6 +188,7 @@ impl Recorder {
     }
 
     pub fn opened(&mut self) {
+        self.totals.connections_opened += 1;
         self.delta.opened += 1;
     }
 

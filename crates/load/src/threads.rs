@@ -14,7 +14,7 @@ use crate::engine::{Shared, WorkerOut};
 use crate::net;
 use crate::report::ErrorKind;
 use crate::schedule::{Next, Plan};
-use crate::stats::Recorder;
+use crate::stats::{Ending, Recorder};
 use crate::LoadError;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -52,18 +52,36 @@ pub(crate) fn worker(
     if let Some(mut stream) = stream {
         rec.opened();
         rec.start_series(shared.series.as_ref(), thread, w.clock.measure_start);
-        if let Err(kind) = converse(&mut stream, config, &w, id, &mut rec) {
-            tracing::debug!("connection {}: {}", id + 1, kind.name());
-            rec.error(kind);
+        let mut conn = Conn {
+            stream: &mut stream,
+            scratch: vec![0u8; 64 * 1024],
+            read_timeout: config.timeout,
+        };
+        match conn.converse(config, &w, id, &mut rec) {
+            Ok(()) => {
+                rec.exchange_done(Instant::now());
+                match conn.close_check(config.close_grace) {
+                    Ok(ending) => rec.completed(ending),
+                    Err(kind) => {
+                        tracing::debug!("connection {}: {}", id + 1, kind.name());
+                        rec.error(kind);
+                    }
+                }
+            }
+            Err(kind) => {
+                rec.exchange_done(Instant::now());
+                tracing::debug!("connection {}: {}", id + 1, kind.name());
+                rec.error(kind);
+            }
         }
         rec.closed();
     }
     rec.finish();
     Ok(WorkerOut {
+        finished: rec.done_at.unwrap_or_else(Instant::now),
         totals: rec.totals,
         raw: rec.raw,
         corrected: rec.corrected,
-        finished: Instant::now(),
     })
 }
 
@@ -87,54 +105,119 @@ fn classify(e: &io::Error) -> ErrorKind {
     }
 }
 
-/// Send, wait for the whole echo, verify, repeat, until the plan says stop.
-fn converse(
-    stream: &mut TcpStream,
-    config: &Config,
-    w: &crate::schedule::Workload,
-    id: u64,
-    rec: &mut Recorder,
-) -> Result<(), ErrorKind> {
-    let mut plan = Plan::new(id);
-    let mut msg = Vec::new();
-    let mut scratch = vec![0u8; 64 * 1024];
-    let mut last_tick = Instant::now();
-    loop {
-        let now = Instant::now();
-        if now.duration_since(last_tick) >= TICK {
-            rec.tick(now);
-            last_tick = now;
+/// One blocking connection and what it needs to read.
+struct Conn<'a> {
+    stream: &'a mut TcpStream,
+    scratch: Vec<u8>,
+    /// The read timeout set on the socket now, to set it only when it changes.
+    read_timeout: Duration,
+}
+
+impl Conn<'_> {
+    fn set_read_timeout(&mut self, t: Duration) -> Result<(), ErrorKind> {
+        // A zero timeout means "block for ever" to the socket: never ask for it.
+        let t = t.max(Duration::from_millis(1));
+        if t != self.read_timeout {
+            self.stream
+                .set_read_timeout(Some(t))
+                .map_err(|e| classify(&e))?;
+            self.read_timeout = t;
         }
-        let (intended, measured) = match plan.next(w, now) {
-            Next::Send { intended, measured } => (intended, measured),
-            Next::Wait(at) => {
-                std::thread::sleep(at.saturating_duration_since(now).min(NAP));
-                continue;
+        Ok(())
+    }
+
+    /// Send, wait for the whole echo, verify, repeat, until the plan says
+    /// stop. Between open-loop messages, watch the socket: a server that
+    /// closes or sends while nothing is owed is caught then, not later.
+    fn converse(
+        &mut self,
+        config: &Config,
+        w: &crate::schedule::Workload,
+        id: u64,
+        rec: &mut Recorder,
+    ) -> Result<(), ErrorKind> {
+        let mut plan = Plan::new(id);
+        let mut msg = Vec::new();
+        let mut last_tick = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now.duration_since(last_tick) >= TICK {
+                rec.tick(now);
+                last_tick = now;
             }
-            Next::Finished { unsent } => {
-                rec.unsent(unsent);
-                return Ok(());
-            }
-        };
-        msg.clear();
-        config.payload.write_message(id + 1, plan.sent, &mut msg);
-        let queued = Instant::now();
-        stream.write_all(&msg).map_err(|e| classify(&e))?;
-        rec.sent(measured, msg.len() as u64);
-        let mut got = 0;
-        while got < msg.len() {
-            let want = (msg.len() - got).min(scratch.len());
-            let n = match stream.read(&mut scratch[..want]) {
-                Ok(0) => return Err(ErrorKind::EarlyClose),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(classify(&e)),
+            let (intended, measured) = match plan.next(w, now) {
+                Next::Send { intended, measured } => (intended, measured),
+                Next::Wait(at) => {
+                    self.watch_idle(at.saturating_duration_since(now).min(NAP))?;
+                    continue;
+                }
+                Next::Finished { unsent } => {
+                    rec.unsent(unsent);
+                    return Ok(());
+                }
             };
-            if scratch[..n] != msg[got..got + n] {
-                return Err(ErrorKind::Mismatch);
+            msg.clear();
+            config.payload.write_message(id + 1, plan.sent, &mut msg);
+            let queued = Instant::now();
+            self.stream.write_all(&msg).map_err(|e| classify(&e))?;
+            rec.sent(measured, msg.len() as u64);
+            self.set_read_timeout(config.timeout)?;
+            let mut got = 0;
+            while got < msg.len() {
+                let want = (msg.len() - got).min(self.scratch.len());
+                let n = match self.stream.read(&mut self.scratch[..want]) {
+                    Ok(0) => return Err(ErrorKind::EarlyClose),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(classify(&e)),
+                };
+                if self.scratch[..n] != msg[got..got + n] {
+                    return Err(ErrorKind::Mismatch);
+                }
+                got += n;
             }
-            got += n;
+            rec.verified(Instant::now(), queued, intended, measured, msg.len() as u64);
         }
-        rec.verified(Instant::now(), queued, intended, measured, msg.len() as u64);
+    }
+
+    /// Nothing is owed: wait up to `d` for the next message to fall due,
+    /// reading meanwhile. An end of stream now is early (the plan has more
+    /// for this connection), and any byte is one that was never sent.
+    fn watch_idle(&mut self, d: Duration) -> Result<(), ErrorKind> {
+        self.set_read_timeout(d)?;
+        match self.stream.read(&mut self.scratch) {
+            Ok(0) => Err(ErrorKind::EarlyClose),
+            Ok(_) => Err(ErrorKind::ExtraBytes),
+            Err(e) if matches!(classify(&e), ErrorKind::Timeout) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// The end-of-run check: half-close, then read until the server's end
+    /// of stream for at most `grace`. A byte now was never sent.
+    fn close_check(&mut self, grace: Duration) -> Result<Ending, ErrorKind> {
+        if grace.is_zero() {
+            return Ok(Ending::Unchecked);
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Ending::NotSeen);
+            }
+            self.set_read_timeout(left)?;
+            match self.stream.read(&mut self.scratch) {
+                Ok(0) => return Ok(Ending::Eof),
+                Ok(_) => return Err(ErrorKind::ExtraBytes),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => match classify(&e) {
+                    ErrorKind::Timeout => return Ok(Ending::NotSeen),
+                    ErrorKind::Reset => return Ok(Ending::Reset),
+                    kind => return Err(kind),
+                },
+            }
+        }
     }
 }
