@@ -14,7 +14,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Run `ringport stress ADDR ARGS... --json -` and parse the JSON on stdout.
-fn stress_json(addr: &str, args: &[&str]) -> (std::process::ExitStatus, serde_json::Value, String) {
+pub(crate) fn stress_json(
+    addr: &str,
+    args: &[&str],
+) -> (std::process::ExitStatus, serde_json::Value, String) {
     let mut all = vec!["stress", addr];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--json", "-"]);
@@ -25,7 +28,7 @@ fn stress_json(addr: &str, args: &[&str]) -> (std::process::ExitStatus, serde_js
 }
 
 /// Accept on loopback and run `handle` on a thread per connection.
-fn spawn_server<F>(handle: F) -> SocketAddr
+pub(crate) fn spawn_server<F>(handle: F) -> SocketAddr
 where
     F: Fn(TcpStream) + Send + Sync + Clone + 'static,
 {

@@ -8,6 +8,8 @@ mod util;
 
 mod bench;
 mod cli;
+mod client;
 mod completion;
 mod echo;
+mod misbehave;
 mod stress;

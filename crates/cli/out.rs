@@ -12,8 +12,13 @@ use std::io::{self, Write};
 /// Write `text` to stdout and flush. A closed stdout is not an error: the
 /// text is dropped. Any other failure (a full disk behind a redirect) is.
 pub fn stdout(text: &str) -> io::Result<()> {
+    stdout_bytes(text.as_bytes())
+}
+
+/// Write raw bytes to stdout and flush; a closed stdout drops them, as above.
+pub fn stdout_bytes(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => r,
     }

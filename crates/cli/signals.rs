@@ -91,7 +91,9 @@ pub fn on_interrupt(cleanup: impl FnOnce() + Send + 'static) -> anyhow::Result<(
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 cleanup();
-                crate::out::eprintln_quiet!("\nringport bench: interrupted by signal {sig}; servers stopped");
+                crate::out::eprintln_quiet!(
+                    "\nringport bench: interrupted by signal {sig}; servers stopped"
+                );
                 std::process::exit(128 + sig);
             }
         })

@@ -606,9 +606,7 @@ fn read_after_end(conn: &mut Conn, scratch: &mut [u8]) -> Outcome {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if classify(&e) == ErrorKind::Reset => {
-                return Outcome::Completed(Ending::Reset)
-            }
+            Err(e) if classify(&e) == ErrorKind::Reset => return Outcome::Completed(Ending::Reset),
             Err(e) => return Outcome::Failed(classify(&e)),
         }
     }

@@ -526,10 +526,7 @@ impl Report {
                 "connections_failed".into(),
                 self.connections_failed.to_string(),
             ),
-            (
-                "messages_scheduled".into(),
-                opt(self.messages_scheduled),
-            ),
+            ("messages_scheduled".into(), opt(self.messages_scheduled)),
             ("messages_sent".into(), self.messages_sent.to_string()),
             (
                 "messages_verified".into(),
@@ -591,10 +588,7 @@ impl Report {
                 self.rate.map_or(String::new(), |r| r.to_string()),
             ),
             ("messages_unsent".into(), self.messages_unsent.to_string()),
-            (
-                "messages_never_sent".into(),
-                opt(self.messages_never_sent),
-            ),
+            ("messages_never_sent".into(), opt(self.messages_never_sent)),
             ("close_grace_s".into(), format!("{:.6}", self.close_grace_s)),
             ("close_not_seen".into(), self.close_not_seen.to_string()),
             ("close_by_reset".into(), self.close_by_reset.to_string()),

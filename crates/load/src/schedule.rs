@@ -372,5 +372,49 @@ mod tests {
             }
             prop_assert_eq!(measured, count);
         }
+
+        /// What the report calls scheduled is exactly what a plan that keeps
+        /// up sends, and what a plan that falls behind sends plus what it
+        /// reports unsent: "never sent" beyond that is always a real loss.
+        #[test]
+        fn asked_is_what_an_open_loop_plan_sends_or_reports_unsent(
+            rate in 1.0f64..2000.0, conns in 1u64..20, conn_pick: u64,
+            warm in 0u64..100, dur in 1u64..300, stall_at in 0u64..400,
+        ) {
+            let t0 = Instant::now();
+            let w = Workload {
+                clock: Clock::new(t0, ms(warm), Some(ms(dur))),
+                schedule: Schedule::new(rate, conns),
+                count: None,
+            };
+            let conn = conn_pick % conns;
+            let asked = w.asked(conn).unwrap();
+            // Keeps up: sends each message exactly when due.
+            let mut p = Plan::new(conn);
+            let (mut now, mut sent) = (t0, 0u64);
+            let finished = loop {
+                match p.next(&w, now) {
+                    Next::Send { measured, .. } => sent += u64::from(measured),
+                    Next::Wait(at) => now = at,
+                    Next::Finished { unsent } => break unsent,
+                }
+            };
+            prop_assert_eq!(finished, 0);
+            prop_assert_eq!(sent, asked);
+            // Falls behind: stalls from `stall_at` ms until after the end.
+            let mut p = Plan::new(conn);
+            let (mut now, mut sent) = (t0, 0u64);
+            let unsent = loop {
+                if now >= t0 + ms(stall_at) {
+                    now = t0 + ms(warm + dur + 1);
+                }
+                match p.next(&w, now) {
+                    Next::Send { measured, .. } => sent += u64::from(measured),
+                    Next::Wait(at) => now = at,
+                    Next::Finished { unsent } => break unsent,
+                }
+            };
+            prop_assert_eq!(sent + unsent, asked);
+        }
     }
 }

@@ -1,0 +1,419 @@
+//! `stress` against echo servers that misbehave, one way each: every one
+//! must make it exit 1 with the right error kind, in both engines, in a
+//! closed and an open loop; a correct server that echoes in 1-byte pieces
+//! must pass. The servers are written here, over real loopback sockets.
+//!
+//! Every run is small: 2 connections of 20 messages of 64 bytes (random,
+//! seeded, so every message and every connection's stream differs and a
+//! byte from the wrong place cannot pass), so message boundaries sit at
+//! multiples of 64 in each connection's stream.
+
+use crate::stress::{spawn_server, stress_json};
+use crate::util::{free_port, Server};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SIZE: u64 = 64;
+const COUNT: u64 = 20;
+
+/// The ways a run is driven: both engines, closed and open loop, and the
+/// events engine with a pipeline (the baseline engine has none).
+const MODES: &[(&str, &[&str])] = &[
+    ("events closed", &["--engine", "events"]),
+    (
+        "events pipeline",
+        &["--engine", "events", "--pipeline", "4"],
+    ),
+    ("events open", &["--engine", "events", "--rate", "400"]),
+    ("threads closed", &["--engine", "threads"]),
+    ("threads open", &["--engine", "threads", "--rate", "400"]),
+];
+
+/// Run `stress` in every mode (count mode, `COUNT` messages) and check it
+/// fails with one of `kinds`, accounting for every connection.
+fn fails_in_every_mode(addr: SocketAddr, kinds: &[&str]) {
+    fails_with(addr, kinds, &["-n", &COUNT.to_string()], MODES);
+}
+
+fn fails_with(addr: SocketAddr, kinds: &[&str], stop: &[&str], modes: &[(&str, &[&str])]) {
+    let addr = addr.to_string();
+    for (mode, extra) in modes {
+        let mut args = vec![
+            "-c",
+            "2",
+            "--size",
+            "64",
+            "--seed",
+            "7",
+            "--timeout",
+            "2s",
+            "--no-progress",
+        ];
+        args.extend_from_slice(stop);
+        args.extend_from_slice(extra);
+        let (status, json, err) = stress_json(&addr, &args);
+        let seen: Vec<&str> = kinds
+            .iter()
+            .copied()
+            .filter(|k| json["errors_by_kind"][k].as_u64().unwrap_or(0) > 0)
+            .collect();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{mode} {stop:?}: must fail\n{json:#}\n{err}"
+        );
+        assert!(
+            !seen.is_empty(),
+            "{mode} {stop:?}: expected an error of kind {kinds:?}\n{json:#}\n{err}"
+        );
+        let (completed, failed) = (
+            json["connections_completed"].as_u64().unwrap(),
+            json["connections_failed"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            completed + failed,
+            2,
+            "{mode}: every connection accounted for\n{json:#}"
+        );
+        assert!(failed >= 1, "{mode}: {json:#}");
+        assert!(err.contains("FAILED"), "{mode}: says so plainly: {err}");
+    }
+}
+
+/// Echo, handing each chunk and its offset in the connection's stream to
+/// `twist`, which writes what it likes; `false` from it ends the echo, and
+/// the server then closes cleanly: a FIN, and it reads (and drops) what
+/// still comes so that its close never turns into a reset.
+fn twisted_echo<F>(twist: F) -> SocketAddr
+where
+    F: Fn(&mut TcpStream, u64, &[u8]) -> bool + Send + Sync + Clone + 'static,
+{
+    spawn_server(move |mut s| {
+        let _ = s.set_nodelay(true);
+        let mut buf = [0u8; 4096];
+        let mut offset = 0u64;
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if !twist(&mut s, offset, &buf[..n]) {
+                close_cleanly(s);
+                return;
+            }
+            offset += n as u64;
+        }
+    })
+}
+
+fn close_cleanly(mut s: TcpStream) {
+    let _ = s.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// A server that echoes the first `limit` bytes of each connection, then closes.
+fn closes_after(limit: u64) -> SocketAddr {
+    twisted_echo(move |s, offset, chunk| {
+        let keep = (limit.saturating_sub(offset) as usize).min(chunk.len());
+        let _ = s.write_all(&chunk[..keep]);
+        offset + (chunk.len() as u64) < limit
+    })
+}
+
+#[test]
+fn a_clean_close_between_two_messages_is_early_close() {
+    fails_in_every_mode(closes_after(5 * SIZE), &["early_close"]);
+}
+
+#[test]
+fn a_clean_close_in_a_duration_run_is_early_close() {
+    // The case: the run asked for a second; the server stopped after
+    // 5 messages. In every mode, count or duration, it must fail.
+    let duration_modes: &[(&str, &[&str])] = &[
+        ("events closed", &["--engine", "events"]),
+        ("events open", &["--engine", "events", "--rate", "200"]),
+        ("threads closed", &["--engine", "threads"]),
+        ("threads open", &["--engine", "threads", "--rate", "200"]),
+    ];
+    fails_with(
+        closes_after(5 * SIZE),
+        &["early_close"],
+        &["-d", "600ms"],
+        duration_modes,
+    );
+}
+
+#[test]
+fn a_close_in_the_middle_of_a_message_is_early_close() {
+    fails_in_every_mode(closes_after(5 * SIZE + 10), &["early_close"]);
+}
+
+#[test]
+fn a_reset_is_reset() {
+    // Two messages echoed, then a close with SO_LINGER 0: a reset, no FIN.
+    let addr = spawn_server(|mut s| {
+        let mut buf = [0u8; 4096];
+        let mut offset = 0;
+        while offset < 2 * SIZE as usize {
+            let n = match s.read(&mut buf[..2 * SIZE as usize - offset]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let _ = s.write_all(&buf[..n]);
+            offset += n;
+        }
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    fails_in_every_mode(addr, &["reset"]);
+}
+
+#[test]
+fn a_refused_connection_is_connect_failed() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    fails_in_every_mode(addr, &["connect_failed"]);
+}
+
+#[test]
+fn a_connection_closed_at_accept_fails() {
+    // A plain close at once: a FIN, and a reset for whatever the client
+    // manages to send before it sees the FIN, so either kind is the truth.
+    let addr = spawn_server(drop);
+    fails_in_every_mode(addr, &["early_close", "reset"]);
+    let addr = spawn_server(close_cleanly);
+    fails_in_every_mode(addr, &["early_close"]);
+}
+
+#[test]
+fn one_flipped_byte_is_a_mismatch() {
+    let addr = twisted_echo(|s, offset, chunk| {
+        let mut out = chunk.to_vec();
+        if (offset..offset + chunk.len() as u64).contains(&100) {
+            out[(100 - offset) as usize] ^= 0x20;
+        }
+        s.write_all(&out).is_ok()
+    });
+    fails_in_every_mode(addr, &["mismatch"]);
+}
+
+#[test]
+fn extra_bytes_inside_the_last_echo_are_caught() {
+    let total = COUNT * SIZE;
+    let addr = twisted_echo(move |s, offset, chunk| {
+        let mut out = chunk.to_vec();
+        if offset + chunk.len() as u64 == total {
+            // In the same write, so usually in the same segment.
+            out.extend_from_slice(b"JUNK");
+        }
+        s.write_all(&out).is_ok()
+    });
+    fails_in_every_mode(addr, &["extra_bytes"]);
+}
+
+#[test]
+fn extra_bytes_after_the_last_echo_are_caught() {
+    let total = COUNT * SIZE;
+    let addr = twisted_echo(move |s, offset, chunk| {
+        if s.write_all(chunk).is_err() {
+            return false;
+        }
+        if offset + chunk.len() as u64 == total {
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = s.write_all(b"JUNK");
+        }
+        true
+    });
+    fails_in_every_mode(addr, &["extra_bytes"]);
+}
+
+#[test]
+fn a_duplicated_chunk_is_a_mismatch() {
+    // Bytes 90..100 come twice, in the middle of the second message.
+    let addr = twisted_echo(|s, offset, chunk| {
+        let end = offset + chunk.len() as u64;
+        if (offset..end).contains(&100) || (offset < 100 && end == 100) {
+            let cut = (100 - offset) as usize;
+            let dup_from = cut.saturating_sub(10);
+            let mut out = chunk[..cut].to_vec();
+            out.extend_from_slice(&chunk[dup_from..cut]);
+            out.extend_from_slice(&chunk[cut..]);
+            return s.write_all(&out).is_ok();
+        }
+        s.write_all(chunk).is_ok()
+    });
+    fails_in_every_mode(addr, &["mismatch"]);
+}
+
+#[test]
+fn a_replayed_earlier_message_is_a_mismatch() {
+    // The fourth message's echo is the first message again: the right
+    // length, at the right time, the wrong bytes.
+    let addr = spawn_server(|mut s| {
+        let mut first = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut offset = 0u64;
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut out = buf[..n].to_vec();
+            for (i, b) in out.iter_mut().enumerate() {
+                let at = offset + i as u64;
+                if at < SIZE {
+                    first.push(*b);
+                } else if (3 * SIZE..4 * SIZE).contains(&at) {
+                    *b = first[(at - 3 * SIZE) as usize];
+                }
+            }
+            offset += n as u64;
+            if s.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    fails_in_every_mode(addr, &["mismatch"]);
+}
+
+#[test]
+fn a_server_that_never_echoes_is_a_timeout() {
+    let addr = spawn_server(|mut s| {
+        let mut sink = [0u8; 4096];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    fails_in_every_mode(addr, &["timeout"]);
+}
+
+#[test]
+fn swapped_streams_are_caught() {
+    // Connections are paired as they arrive, and each gets the other's
+    // bytes. What the client sees depends on timing: the other
+    // connection's bytes where its own were due (mismatch), or bytes while
+    // it has sent nothing yet (extra_bytes). Both say the same thing.
+    let waiting: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
+    let addr = spawn_server(move |s| {
+        let partner = waiting.lock().unwrap().take();
+        match partner {
+            None => *waiting.lock().unwrap() = Some(s),
+            Some(other) => {
+                let (a, b) = (s.try_clone().unwrap(), other.try_clone().unwrap());
+                std::thread::spawn(move || relay(a, other));
+                relay(b, s);
+            }
+        }
+    });
+    fails_in_every_mode(addr, &["mismatch", "extra_bytes"]);
+}
+
+fn relay(mut from: TcpStream, mut to: TcpStream) {
+    let _ = to.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A correct echo server that writes its echo back one byte at a time.
+fn one_byte_echo() -> SocketAddr {
+    twisted_echo(|s, _, chunk| chunk.iter().all(|b| s.write_all(&[*b]).is_ok()))
+}
+
+#[test]
+fn a_correct_server_echoing_in_one_byte_pieces_passes() {
+    let addr = one_byte_echo().to_string();
+    for (mode, extra) in MODES {
+        for stop in [&["-n", "20"][..], &["-d", "300ms"][..]] {
+            let mut args = vec!["-c", "2", "--size", "64", "--timeout", "5s"];
+            args.extend_from_slice(stop);
+            args.extend_from_slice(extra);
+            let (status, json, err) = stress_json(&addr, &args);
+            assert!(status.success(), "{mode} {stop:?}\n{json:#}\n{err}");
+            assert_eq!(json["connections_completed"], 2, "{mode}: {json:#}");
+            assert_eq!(json["connections_failed"], 0, "{mode}: {json:#}");
+            assert_eq!(json["close_not_seen"], 0, "{mode}: {json:#}");
+            assert_eq!(
+                json["messages_sent"], json["messages_verified"],
+                "{mode}: {json:#}"
+            );
+            if stop[0] == "-n" {
+                assert_eq!(json["messages_verified"], 40, "{mode}: {json:#}");
+                assert_eq!(json["messages_scheduled"], 40, "{mode}: {json:#}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_server_that_never_closes_passes_with_a_note() {
+    // Some echo servers keep a half-closed connection open: every echo was
+    // right, so the run is clean, and the summary says what was not checked.
+    let addr = twisted_echo(|s, _, chunk| s.write_all(chunk).is_ok());
+    let addr = spawn_server_never_closing(addr);
+    let (status, json, err) = stress_json(
+        &addr.to_string(),
+        &["-c", "2", "-n", "10", "--close-grace", "200ms"],
+    );
+    assert!(status.success(), "{json:#}\n{err}");
+    assert_eq!(json["close_not_seen"], 2, "{json:#}");
+    assert_eq!(json["connections_completed"], 2, "{json:#}");
+    assert!(err.contains("did not close within"), "{err}");
+}
+
+/// A proxy in front of `echo` that never passes the client's half-close on
+/// and never closes by itself.
+fn spawn_server_never_closing(echo: SocketAddr) -> SocketAddr {
+    spawn_server(move |client| {
+        let upstream = TcpStream::connect(echo).unwrap();
+        let (mut c_read, mut u_write) =
+            (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = c_read.read(&mut buf) {
+                if u_write.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            // The client half-closed: hold everything open for a while.
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let (mut u_read, mut c_write) = (upstream, client);
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = u_read.read(&mut buf) {
+            if c_write.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn connections_a_ringport_server_rejects_fail_the_run() {
+    // `--max-connections 2` closes the other 8 at accept: an open-loop
+    // duration run must not pass with the 2 it kept.
+    let server = Server::start("epoll", &["--max-connections", "2"]);
+    let (status, json, err) = stress_json(
+        &server.addr.to_string(),
+        &["-c", "10", "--rate", "200", "-d", "1s"],
+    );
+    assert_eq!(status.code(), Some(1), "{json:#}\n{err}");
+    assert_eq!(json["connections_failed"], 8, "{json:#}");
+    assert_eq!(json["connections_completed"], 2, "{json:#}");
+    assert!(
+        json["messages_never_sent"].as_u64().unwrap() > 0,
+        "{json:#}"
+    );
+}
