@@ -25,10 +25,10 @@ pub struct Args {
     /// Message sizes in bytes, one cell per value [default: 64,4096; --quick: 64].
     #[arg(long, value_name = "BYTES,...", value_delimiter = ',')]
     sizes: Vec<usize>,
-    /// Length of each measured run [default: 5s; --quick: 2s].
+    /// Length of each measured run [default: 5s; --quick: 1s].
     #[arg(long, short, value_name = "DURATION", value_parser = args::duration)]
     duration: Option<Duration>,
-    /// Discarded load before each measured run [default: 1s; --quick: 0.5s].
+    /// Discarded load before each measured run [default: 1s; --quick: 0.25s].
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     warmup: Option<Duration>,
     /// Open loop: pace the load at R messages per second in total (spread
@@ -36,7 +36,7 @@ pub struct Args {
     /// without it each server runs flat out.
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
-    /// Repetitions of the whole matrix, interleaved; figures are medians [default: 3; --quick: 1].
+    /// Repetitions of the whole matrix, interleaved; figures are medians with their spread [default: 3].
     #[arg(long, value_name = "N")]
     reps: Option<usize>,
     /// CPUs for the server, such as 0 or 0-3 [default: the first half].
@@ -51,6 +51,16 @@ pub struct Args {
     /// Directory for the results [default: bench-results/<UTC timestamp>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// A run is disturbed when more than PCT percent of the pinned CPUs'
+    /// capacity went to other work (other processes, host steal).
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    max_interference: f64,
+    /// Run a disturbed run again up to N times before flagging its cell.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    retries: usize,
+    /// Take every ratio against this model or --server name [default: tokio when it runs, else the first].
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
     /// A small matrix that finishes within a minute on two cores.
     #[arg(long)]
     quick: bool,
@@ -86,22 +96,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         connections: pick(a.connections, &[1, 64, 1000], &[1, 64]),
         sizes: pick(a.sizes, &[64, 4096], &[64]),
         duration: a.duration.unwrap_or(if q {
-            Duration::from_secs(2)
+            Duration::from_secs(1)
         } else {
             Duration::from_secs(5)
         }),
         warmup: a.warmup.unwrap_or(if q {
-            Duration::from_millis(500)
+            Duration::from_millis(250)
         } else {
             Duration::from_secs(1)
         }),
         rate: a.rate,
-        reps: a.reps.unwrap_or(if q { 1 } else { 3 }),
+        reps: a.reps.unwrap_or(3),
         cpus,
         timeout: a.timeout,
         ready_timeout: Duration::from_secs(10),
         stop_timeout: Duration::from_secs(10),
         command_line: command_line(),
+        max_interference_pct: a.max_interference,
+        retries: a.retries,
+        baseline: a.baseline,
     };
     let out_dir = a
         .out
@@ -144,7 +157,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     output::write_all(&results, &out_dir)?;
-    crate::out::stdout(&output::table_markdown(&results))?;
+    crate::out::stdout(&format!(
+        "{}\n\n{}",
+        output::verdict(&results),
+        output::table_markdown(&results)
+    ))?;
     crate::out::eprintln_quiet!(
         "ringport bench: wrote {} ({})",
         out_dir.display(),

@@ -241,6 +241,51 @@ fn bar_label(
     Ok(())
 }
 
+/// What the whiskers and the marks mean, in the legend.
+const WHISKERS: &str =
+    "whiskers: interval of the median · pale, ⚠: disturbed or failed, see the table";
+const LATENCY_NOTE: &str =
+    "solid: p50 · pale: p99, whiskers: its interval · ⚠: disturbed or failed · log scale";
+
+/// The cell's figures are doubtful: disturbed by other work, or not clean.
+fn doubtful(r: &Row) -> bool {
+    r.disturbed || !r.clean
+}
+
+/// A bar's value label, marked when the cell is doubtful.
+fn label(value: String, r: &Row) -> String {
+    if doubtful(r) {
+        format!("⚠ {value}")
+    } else {
+        value
+    }
+}
+
+/// A vertical whisker from `lo` to `hi` at `x`, with caps `half` wide.
+fn whisker<DB, CT>(
+    chart: &mut ChartContext<'_, DB, CT>,
+    x: f64,
+    half: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let style = ShapeStyle::from(&BLACK).stroke_width(1);
+    chart
+        .plotting_area()
+        .draw(&PathElement::new(vec![(x, lo), (x, hi)], style))?;
+    for y in [lo, hi] {
+        chart
+            .plotting_area()
+            .draw(&PathElement::new(vec![(x - half, y), (x + half, y)], style))?;
+    }
+    Ok(())
+}
+
 type Draw = fn(&Results, &mut String) -> Result<(), Box<dyn std::error::Error>>;
 
 /// Draw one chart into a string; errors name `file`.
@@ -263,10 +308,17 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
         "ringport bench: echoed messages per second (median of {}), higher is better",
         results.config.reps
     );
-    let (root, rest) = frame(svg, width(n, layout.models.len()), title, &layout, None)?;
+    let (root, rest) = frame(
+        svg,
+        width(n, layout.models.len()),
+        title,
+        &layout,
+        Some(WHISKERS),
+    )?;
     let ymax = rows
         .iter()
-        .filter_map(|r| r.msgs_per_sec)
+        .flat_map(|r| [r.msgs_per_sec, r.msgs_per_sec_ci.map(|c| c[1])])
+        .flatten()
         .fold(0.0, f64::max);
     let ymax = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
     let mut chart = ChartBuilder::on(&rest)
@@ -290,15 +342,25 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
     for (mi, _) in layout.models.iter().enumerate() {
         for ci in 0..n {
             let (x0, x1) = layout.bar(ci, mi);
-            let value = layout.find(rows, ci, mi).and_then(|r| r.msgs_per_sec);
+            let row = layout.find(rows, ci, mi);
             let mid = (x0 + x1) / 2.0;
-            match value {
-                Some(v) => {
-                    chart.draw_series(std::iter::once(Rectangle::new(
-                        [(x0, 0.0), (x1, v)],
-                        color(mi).filled(),
-                    )))?;
-                    bar_label(&root, si(v), chart.backend_coord(&(mid, v)))?;
+            match row.and_then(|r| Some((r, r.msgs_per_sec?))) {
+                Some((r, v)) => {
+                    let fill = if doubtful(r) {
+                        color(mi).mix(0.4).filled()
+                    } else {
+                        color(mi).filled()
+                    };
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, v)], fill)))?;
+                    let top = match r.msgs_per_sec_ci {
+                        Some([lo, hi]) => {
+                            whisker(&mut chart, mid, (x1 - x0) * 0.25, lo, hi)?;
+                            hi.max(v)
+                        }
+                        None => v,
+                    };
+                    bar_label(&root, label(si(v), r), chart.backend_coord(&(mid, top)))?;
                 }
                 None => bar_label(&root, "n/a".into(), chart.backend_coord(&(mid, 0.0)))?,
             }
@@ -328,7 +390,7 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
         width(n, layout.models.len()),
         title,
         &layout,
-        Some("solid: p50 · pale: p99 · log scale"),
+        Some(LATENCY_NOTE),
     )?;
     let values: Vec<f64> = rows
         .iter()
@@ -337,7 +399,11 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
         .filter(|v| *v > 0.0)
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(0.0, f64::max);
+    let hi = values
+        .iter()
+        .copied()
+        .chain(rows.iter().filter_map(|r| r.p99_us_ci.map(|c| c[1])))
+        .fold(0.0, f64::max);
     // Whole decades, so the log axis starts and ends on a labelled power of ten.
     let (ymin, ymax) = if values.is_empty() {
         (1.0, 10.0)
@@ -381,8 +447,22 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
                             c.filled(),
                         ),
                     ])?;
-                    let top = chart.backend_coord(&(mid, p99.max(ymin)));
-                    bar_label(&root, micros(p99), top)?;
+                    let r = row.expect("matched above");
+                    let top = match r.p99_us_ci {
+                        Some([lo, hi]) => {
+                            whisker(
+                                &mut chart,
+                                mid,
+                                (x1 - x0) * 0.25,
+                                lo.max(ymin),
+                                hi.max(ymin),
+                            )?;
+                            hi.max(p99)
+                        }
+                        None => p99,
+                    };
+                    let top = chart.backend_coord(&(mid, top.max(ymin)));
+                    bar_label(&root, label(micros(p99), r), top)?;
                 }
                 None => bar_label(&root, "n/a".into(), chart.backend_coord(&(mid, ymin)))?,
             }
@@ -419,22 +499,9 @@ mod tests {
                     connections: c,
                     size: 64,
                     msgs_per_sec: Some(1.0),
-                    mb_per_sec: None,
-                    p50_us: None,
-                    p99_us: None,
-                    server_cpu_s_per_million: None,
-                    server_user_s_per_million: None,
-                    server_sys_s_per_million: None,
-                    server_cpus_busy_s_per_million: None,
-                    server_peak_rss_kib: None,
-                    client_cpu_pct: None,
-                    host_steal_pct: None,
-                    serialized: false,
                     reps: 1,
-                    errors: 0,
-                    mismatches: 0,
                     clean: true,
-                    notes: vec![],
+                    ..Row::default()
                 })
             })
             .collect();

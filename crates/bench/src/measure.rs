@@ -41,6 +41,14 @@ pub struct Sample {
     /// Time the hypervisor took from the pinned CPUs (server's and load's)
     /// during the run, as a percentage of their capacity: 0 on bare metal.
     pub host_steal_pct: Option<f64>,
+    /// Interference: CPU time the pinned CPUs gave to anything but this
+    /// server and this load (other processes, and the hypervisor's steal),
+    /// as a percentage of their capacity over the run.
+    pub interference_pct: Option<f64>,
+    /// Runs made to get this sample: 1, plus the retries of disturbed runs.
+    pub attempts: usize,
+    /// Still above the interference threshold after every retry.
+    pub disturbed: bool,
     /// Failed connections (mismatches included).
     pub errors: u64,
     /// Connections whose echo differed from what was sent.
@@ -127,12 +135,14 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .copied()
         .collect();
     let steal0 = sys::cpus_steal_seconds(&pinned);
+    let pinned_busy0 = sys::cpus_busy_seconds(&pinned);
     let t0 = Instant::now();
     let report = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.duration))
         .map_err(load_err)?;
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
     let client_cpu1 = sys::self_cpu_seconds();
     let steal1 = sys::cpus_steal_seconds(&pinned);
+    let pinned_busy1 = sys::cpus_busy_seconds(&pinned);
     let server_cpu1 = sys::tree_cpu_split(pid);
     let busy1 = (!server_cpus.is_empty())
         .then(|| sys::cpus_busy_seconds(&server_cpus))
@@ -188,7 +198,29 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         }
         _ => None,
     };
+    // Everything the pinned CPUs did, less what this server and this load
+    // did, plus what the hypervisor took: someone else's share.
+    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a).max(0.0));
+    let own = delta(
+        server_cpu0.map(|t| t.user + t.system),
+        server_cpu1.map(|t| t.user + t.system),
+    )
+    .zip(delta(client_cpu0, client_cpu1))
+    .map(|(s, c)| s + c);
+    let interference_pct = match (
+        delta(pinned_busy0, pinned_busy1),
+        own,
+        delta(steal0, steal1),
+    ) {
+        (Some(busy), Some(own), Some(steal)) if !pinned.is_empty() => {
+            Some(((busy - own).max(0.0) + steal) / wall / pinned.len() as f64 * 100.0)
+        }
+        _ => None,
+    };
     Ok(Sample {
+        interference_pct,
+        attempts: 1,
+        disturbed: false,
         msgs_per_sec: report.msgs_per_sec,
         mb_per_sec: report.mb_per_sec,
         p50_us: (messages > 0).then_some(report.latency_us.p50 as f64),

@@ -3,22 +3,20 @@
 //! table printed at the end.
 
 use crate::stats::Row;
-use crate::{chart, BenchError, Results, UNAVAILABLE};
+use crate::{chart, stats, BenchError, Results, UNAVAILABLE};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// The file names inside the output directory.
-pub const FILES: [&str; 5] = [
+pub const FILES: [&str; 6] = [
     "results.json",
     "results.csv",
     "summary.md",
     "chart.svg",
     "latency.svg",
+    "report.html",
 ];
-
-/// The model every ratio is taken against when it is in the run.
-pub const PREFERRED_BASELINE: &str = "tokio";
 
 /// A client using this much of its CPUs may be what limits the figures.
 const CLIENT_BOUND_PCT: f64 = 90.0;
@@ -33,12 +31,16 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
         source: e,
     })?;
     let json = serde_json::to_string_pretty(results).expect("results serialize") + "\n";
+    let throughput = chart::throughput_svg(results)?;
+    let latency = chart::latency_svg(results)?;
+    let html = crate::report::html(results, &throughput, &latency);
     let contents = [
         json,
         to_csv(&results.results),
         summary_markdown(results),
-        chart::throughput_svg(results)?,
-        chart::latency_svg(results)?,
+        throughput,
+        latency,
+        html,
     ];
     let mut paths = Vec::with_capacity(FILES.len());
     for (name, text) in FILES.iter().zip(contents) {
@@ -55,7 +57,11 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
 /// The CSV header; the same keys as a row of `results.json`.
 pub const CSV_HEADER: &str = "model,connections,size,msgs_per_sec,mb_per_sec,p50_us,p99_us,\
 server_cpu_s_per_million,server_user_s_per_million,server_sys_s_per_million,server_cpus_busy_s_per_million,\
-server_peak_rss_kib,client_cpu_pct,host_steal_pct,serialized,reps,errors,mismatches,clean,notes";
+server_peak_rss_kib,client_cpu_pct,host_steal_pct,serialized,reps,errors,mismatches,clean,notes,\
+msgs_per_sec_min,msgs_per_sec_max,msgs_per_sec_ci_lo,msgs_per_sec_ci_hi,\
+server_cpu_s_per_million_min,server_cpu_s_per_million_max,server_cpu_s_per_million_ci_lo,server_cpu_s_per_million_ci_hi,\
+p99_us_min,p99_us_max,p99_us_ci_lo,p99_us_ci_hi,baseline,msgs_per_sec_ratio,msgs_per_sec_ratio_ci_lo,msgs_per_sec_ratio_ci_hi,\
+server_cpu_ratio,server_cpu_ratio_ci_lo,server_cpu_ratio_ci_hi,interference_pct,disturbed,retried";
 
 /// One line per row; a missing figure is an empty field.
 pub fn to_csv(rows: &[Row]) -> String {
@@ -85,6 +91,28 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.mismatches.to_string(),
             r.clean.to_string(),
             csv_field(&r.notes.join("; ")),
+            f(r.msgs_per_sec_min),
+            f(r.msgs_per_sec_max),
+            f(r.msgs_per_sec_ci.map(|c| c[0])),
+            f(r.msgs_per_sec_ci.map(|c| c[1])),
+            f(r.server_cpu_s_per_million_min),
+            f(r.server_cpu_s_per_million_max),
+            f(r.server_cpu_s_per_million_ci.map(|c| c[0])),
+            f(r.server_cpu_s_per_million_ci.map(|c| c[1])),
+            f(r.p99_us_min),
+            f(r.p99_us_max),
+            f(r.p99_us_ci.map(|c| c[0])),
+            f(r.p99_us_ci.map(|c| c[1])),
+            csv_field(r.baseline.as_deref().unwrap_or("")),
+            f(r.msgs_per_sec_ratio),
+            f(r.msgs_per_sec_ratio_ci.map(|c| c[0])),
+            f(r.msgs_per_sec_ratio_ci.map(|c| c[1])),
+            f(r.server_cpu_ratio),
+            f(r.server_cpu_ratio_ci.map(|c| c[0])),
+            f(r.server_cpu_ratio_ci.map(|c| c[1])),
+            f(r.interference_pct),
+            r.disturbed.to_string(),
+            r.retried.to_string(),
         ];
         s.push_str(&fields.join(","));
         s.push('\n');
@@ -101,25 +129,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// The model ratios are taken against: tokio when it ran, else the first.
-/// The flag is true when it is tokio.
-pub fn baseline(models: &[String]) -> Option<(&str, bool)> {
-    if let Some(t) = models.iter().find(|m| *m == PREFERRED_BASELINE) {
-        return Some((t, true));
-    }
-    models.first().map(|m| (m.as_str(), false))
-}
-
-/// Messages/s of `row` relative to the baseline's in the same cell.
-pub fn ratio(rows: &[Row], row: &Row, baseline: &str) -> Option<f64> {
-    let base = rows
-        .iter()
-        .find(|b| b.model == baseline && b.connections == row.connections && b.size == row.size)?;
-    match (row.msgs_per_sec, base.msgs_per_sec) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    }
-}
+pub use crate::stats::{baseline, PREFERRED_BASELINE};
 
 /// `1234567` as `1,234,567`.
 fn grouped(v: f64) -> String {
@@ -134,23 +144,94 @@ fn grouped(v: f64) -> String {
     out
 }
 
+/// `median ±N%`: the larger distance from the median to an end of its 95%
+/// interval, in percent of the median; just the median without an interval.
+pub fn with_spread(text: String, median: Option<f64>, ci: Option<[f64; 2]>) -> String {
+    match (median, ci) {
+        (Some(m), Some([lo, hi])) if m > 0.0 => {
+            let pct = (hi - m).max(m - lo).max(0.0) / m * 100.0;
+            if pct < 10.0 {
+                format!("{text} ±{pct:.1}%")
+            } else {
+                format!("{text} ±{pct:.0}%")
+            }
+        }
+        _ => text,
+    }
+}
+
+/// A ratio for the table: `1.25× (1.18–1.31)`, `≈ (0.97–1.05)` within
+/// noise, `1.25× (1 rep)` when there is no spread to judge it by.
+pub fn ratio_text(ratio: Option<f64>, ci: Option<[f64; 2]>) -> Option<String> {
+    let x = ratio?;
+    Some(match ci {
+        None => format!("{x:.2}× (1 rep)"),
+        Some([lo, hi]) if stats::within_noise(x, ci) => format!("≈ ({lo:.2}–{hi:.2})"),
+        Some([lo, hi]) => format!("{x:.2}× ({lo:.2}–{hi:.2})"),
+    })
+}
+
+/// A run is disturbed above this much interference unless the plan says otherwise.
+fn interference_limit(results: &Results) -> f64 {
+    results.config.max_interference_pct
+}
+
+/// The table, as cells of text (Markdown emphasis allowed), and its footnotes.
+pub struct Table {
+    /// Column names.
+    pub header: Vec<String>,
+    /// One line per row of the results, and whether its figures are doubtful.
+    pub rows: Vec<(Vec<String>, bool)>,
+    /// What the columns and marks mean, a line each.
+    pub footnotes: Vec<String>,
+}
+
 /// The table with its footnotes: printed at the end and part of `summary.md`.
 pub fn table_markdown(results: &Results) -> String {
+    let t = table(results);
+    let mut s = format!("| {} |\n", t.header.join(" | "));
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for (cols, _) in &t.rows {
+        let _ = writeln!(s, "| {} |", cols.join(" | "));
+    }
+    s.push('\n');
+    for f in &t.footnotes {
+        let _ = writeln!(s, "- {f}");
+    }
+    s
+}
+
+/// The table's contents, for Markdown and HTML alike.
+pub fn table(results: &Results) -> Table {
     let rows = &results.results;
-    let (base, base_is_tokio) = baseline(&results.config.models).unwrap_or(("", false));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| model | conns | size | msgs/s | vs {base} | MB/s | p50 µs | p99 µs | server CPU s per M msgs | server peak RSS MiB | client CPU % | notes |"
-    );
-    let _ = writeln!(
-        s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    );
+    let (base, base_is_tokio) =
+        baseline(&results.config.models, results.config.baseline.as_deref()).unwrap_or(("", false));
+    let header: Vec<String> = [
+        "model".to_string(),
+        "conns".into(),
+        "size".into(),
+        "msgs/s".into(),
+        format!("vs {base}"),
+        format!("CPU/msg vs {base}"),
+        "MB/s".into(),
+        "p50 µs".into(),
+        "p99 µs".into(),
+        "server CPU s per M msgs".into(),
+        "server peak RSS MiB".into(),
+        "client CPU %".into(),
+        "interference %".into(),
+        "notes".into(),
+    ]
+    .into();
+    let mut lines = Vec::new();
     let mut any_na = false;
     let mut any_serialized = false;
     let mut any_client_bound = false;
     let mut any_steal = false;
+    let mut any_disturbed = false;
     for r in rows {
         let ran = r.reps > 0;
         let mut na = |v: Option<String>| -> String {
@@ -164,6 +245,15 @@ pub fn table_markdown(results: &Results) -> String {
             }
         };
         let mut notes = Vec::new();
+        if r.disturbed {
+            any_disturbed = true;
+            notes.push(format!(
+                "**DISTURBED** ({:.0}% interference)",
+                r.interference_pct.unwrap_or(0.0)
+            ));
+        } else if r.retried > 0 {
+            notes.push(format!("{} run(s) retried", r.retried));
+        }
         if r.serialized {
             any_serialized = true;
             notes.push("serialized".to_string());
@@ -183,43 +273,86 @@ pub fn table_markdown(results: &Results) -> String {
             notes.push(format!("**{} errors**", r.errors - r.mismatches));
         }
         for n in &r.notes {
-            if !n.starts_with("ECHO MISMATCH") && !n.starts_with("connection errors") {
+            if !n.starts_with("ECHO MISMATCH")
+                && !n.starts_with("connection errors")
+                && !n.starts_with("DISTURBED")
+            {
                 notes.push(n.replace('|', "\\|").replace('\n', " "));
             }
         }
+        let is_base = r.model == base;
+        let ratio_col = |x: Option<f64>, ci| {
+            if is_base && ran {
+                Some("baseline".to_string())
+            } else {
+                ratio_text(x, ci)
+            }
+        };
         let cols = [
             r.model.clone(),
             r.connections.to_string(),
             r.size.to_string(),
-            na(r.msgs_per_sec.map(grouped)),
-            na(ratio(rows, r, base).map(|x| format!("{x:.2}×"))),
+            na(r.msgs_per_sec
+                .map(|v| with_spread(grouped(v), r.msgs_per_sec, r.msgs_per_sec_ci))),
+            na(ratio_col(r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci)),
+            na(ratio_col(r.server_cpu_ratio, r.server_cpu_ratio_ci)),
             na(r.mb_per_sec.map(|v| format!("{v:.2}"))),
             na(r.p50_us.map(|v| format!("{v:.0}"))),
-            na(r.p99_us.map(|v| format!("{v:.0}"))),
-            na(r.server_cpu_s_per_million.map(|v| format!("{v:.2}"))),
+            na(r.p99_us
+                .map(|v| with_spread(format!("{v:.0}"), r.p99_us, r.p99_us_ci))),
+            na(r.server_cpu_s_per_million.map(|v| {
+                with_spread(
+                    format!("{v:.2}"),
+                    r.server_cpu_s_per_million,
+                    r.server_cpu_s_per_million_ci,
+                )
+            })),
             na(r.server_peak_rss_kib
                 .map(|k| format!("{:.1}", k as f64 / 1024.0))),
             na(r.client_cpu_pct.map(|v| format!("{v:.0}"))),
+            na(r.interference_pct.map(|v| format!("{v:.1}"))),
             notes.join(", "),
         ];
-        let _ = writeln!(s, "| {} |", cols.join(" | "));
+        lines.push((cols.to_vec(), r.disturbed || !r.clean));
     }
-    s.push('\n');
+    let mut s = String::new();
+    let reps = results.config.reps;
     if base_is_tokio {
         let _ = writeln!(
             s,
-            "- vs {base}: messages/s relative to {base} on the same load."
+            "- vs {base}: the median relative to {base}'s on the same load, with its interval (from both medians' intervals). **≈**: within noise, the interval includes no difference or the ratio is within {:.0}% of 1; only the others are results.",
+            stats::NOISE_THRESHOLD * 100.0
         );
     } else if !base.is_empty() {
         let _ = writeln!(
             s,
-            "- vs {base}: {PREFERRED_BASELINE} is not in this run, so messages/s are relative to {base}, the first model, on the same load."
+            "- vs {base}: {PREFERRED_BASELINE} is not in this run, so ratios are to {base}, the first model, on the same load, with their interval. **≈**: within noise (the interval includes no difference, or the ratio is within {:.0}% of 1).",
+            stats::NOISE_THRESHOLD * 100.0
+        );
+    }
+    if reps >= 2 {
+        let _ = writeln!(
+            s,
+            "- Each figure is the median of {reps} repetitions; **±** is its confidence interval, distribution-free: at 95% from 6 repetitions on, and below that the lowest to the highest run ({:.0}% confidence at {reps}). Latency is from a message's first byte written to its last byte verified.",
+            stats::order_coverage(reps, 1).min(stats::CONFIDENCE) * 100.0
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "- Each figure is one repetition's. Latency is from a message's first byte written to its last byte verified."
+        );
+    }
+    if reps < 2 {
+        let _ = writeln!(
+            s,
+            "- (1 rep): with one repetition there is no spread, so no difference can be told from noise; use --reps 3 or more."
         );
     }
     let _ = writeln!(
         s,
-        "- Each figure is the median of {} repetition(s); latency is from a message's first byte written to its last byte verified.",
-        results.config.reps
+        "- interference: the share of the pinned CPUs that went to neither this server nor the load (other processes, host steal), the worst repetition's. A run above {:.0}% is run again (up to {} time(s)); **DISTURBED** cells stayed above it: their figures are doubtful.",
+        interference_limit(results),
+        results.config.retries
     );
     if any_serialized {
         let _ = writeln!(
@@ -239,20 +372,164 @@ pub fn table_markdown(results: &Results) -> String {
             "- client-bound?: the load used ≥ {CLIENT_BOUND_PCT:.0}% of its CPUs; the server may be faster than shown."
         );
     }
+    if any_disturbed {
+        let _ = writeln!(
+            s,
+            "- Some cells were disturbed by other work on the pinned CPUs: consider re-running on a quiet system."
+        );
+    }
     if any_na {
         let _ = writeln!(s, "- n/a: {UNAVAILABLE}, or no echo came back to measure.");
     }
     if rows.iter().any(|r| r.reps == 0) {
         let _ = writeln!(s, "- —: the server did not run; see notes.");
     }
-    s
+    Table {
+        header,
+        rows: lines,
+        footnotes: s
+            .lines()
+            .map(|l| l.strip_prefix("- ").unwrap_or(l).to_string())
+            .collect(),
+    }
 }
 
-/// The whole `summary.md`: the setup, then the table.
+fn cell_name(r: &Row) -> String {
+    let unit = if r.connections == 1 {
+        "connection"
+    } else {
+        "connections"
+    };
+    format!("{} {unit} × {} B", r.connections, r.size)
+}
+
+/// What the run shows, in plain words: only the differences that survive
+/// the noise, and which cells could not be measured cleanly.
+pub fn verdict(results: &Results) -> String {
+    let rows = &results.results;
+    let (base, _) =
+        baseline(&results.config.models, results.config.baseline.as_deref()).unwrap_or(("", false));
+    let mut sentences: Vec<String> = Vec::new();
+    if results.config.reps < 2 {
+        sentences.push(
+            "With one repetition there is no spread, so no difference can be told from noise: run with --reps 3 or more before reading anything into the ratios.".into(),
+        );
+    }
+    let mut cells: Vec<(usize, usize)> = Vec::new();
+    for r in rows {
+        if !cells.contains(&(r.connections, r.size)) {
+            cells.push((r.connections, r.size));
+        }
+    }
+    let mut quiet_cells = Vec::new();
+    for &(c, size) in &cells {
+        let in_cell: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.connections == c && r.size == size)
+            .collect();
+        let base_row = in_cell.iter().find(|r| r.model == base);
+        let Some(base_row) = base_row.filter(|b| b.reps > 0) else {
+            continue;
+        };
+        let base_doubtful = base_row.disturbed || !base_row.clean;
+        let mut claims = Vec::new();
+        for r in &in_cell {
+            if r.model == base || r.reps == 0 || r.disturbed || !r.clean || base_doubtful {
+                continue;
+            }
+            if r.serialized && c > 1 {
+                continue;
+            }
+            let mut parts = Vec::new();
+            if let (Some(x), Some([lo, hi])) = (r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci) {
+                if !stats::within_noise(x, Some([lo, hi])) {
+                    let bound = if r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT)
+                        || base_row
+                            .client_cpu_pct
+                            .is_some_and(|p| p >= CLIENT_BOUND_PCT)
+                    {
+                        "; the load was near its limit, so this is a floor"
+                    } else {
+                        ""
+                    };
+                    parts.push(format!(
+                        "handled {x:.2}× {base}'s messages/s ({lo:.2}–{hi:.2}{bound})"
+                    ));
+                }
+            }
+            if let (Some(x), Some([lo, hi])) = (r.server_cpu_ratio, r.server_cpu_ratio_ci) {
+                if !stats::within_noise(x, Some([lo, hi])) {
+                    parts.push(format!(
+                        "needed {x:.2}× {base}'s CPU per message ({lo:.2}–{hi:.2})"
+                    ));
+                }
+            }
+            if !parts.is_empty() {
+                claims.push(format!("{} {}", r.model, parts.join(" and ")));
+            }
+        }
+        let name = cell_name(base_row);
+        if claims.is_empty() {
+            if !base_doubtful && results.config.reps >= 2 {
+                quiet_cells.push(name);
+            }
+        } else {
+            sentences.push(format!("At {name}, {}.", claims.join("; ")));
+        }
+    }
+    if !quiet_cells.is_empty() {
+        sentences.push(format!(
+            "At {} every model measured cleanly is within noise of {base}.",
+            quiet_cells.join(" and at ")
+        ));
+    }
+    let doubtful: Vec<String> = rows
+        .iter()
+        .filter(|r| r.reps > 0 && (r.disturbed || !r.clean))
+        .map(|r| {
+            let why = if r.mismatches > 0 {
+                "mismatched echoes".to_string()
+            } else if r.errors > 0 {
+                format!("{} connection errors", r.errors)
+            } else if r.disturbed {
+                format!("{:.0}% interference", r.interference_pct.unwrap_or(0.0))
+            } else {
+                "a run failed".to_string()
+            };
+            format!("{} at {} ({why})", r.model, cell_name(r))
+        })
+        .collect();
+    let not_run: Vec<String> = rows
+        .iter()
+        .filter(|r| r.reps == 0)
+        .map(|r| format!("{} at {}", r.model, cell_name(r)))
+        .collect();
+    if !doubtful.is_empty() {
+        sentences.push(format!(
+            "Not measured cleanly, so left out of the claims above: {}.",
+            doubtful.join("; ")
+        ));
+    }
+    if !not_run.is_empty() {
+        sentences.push(format!("Did not run: {}.", not_run.join("; ")));
+    }
+    if sentences.is_empty() {
+        sentences.push(format!("No model could be compared with {base}."));
+    }
+    sentences.push(format!(
+        "Differences within noise (an interval that includes no difference, or under {:.0}%) are not claimed.",
+        stats::NOISE_THRESHOLD * 100.0
+    ));
+    sentences.join(" ")
+}
+
+/// The whole `summary.md`: the verdict, the setup, then the table.
 pub fn summary_markdown(results: &Results) -> String {
     let m = &results.machine;
     let c = &results.config;
     let mut s = String::from("# ringport bench\n\n");
+    s.push_str(&verdict(results));
+    s.push_str("\n\n");
     let _ = writeln!(s, "- date: {}", c.started_at);
     let _ = writeln!(
         s,
@@ -270,6 +547,13 @@ pub fn summary_markdown(results: &Results) -> String {
         "- pinning: server on CPU {} ({} worker(s)), load on CPU {} ({} thread(s))",
         c.server_cpus, c.server_workers, c.client_cpus, c.load_threads
     );
+    if let Some(p) = &c.preflight {
+        let _ = writeln!(
+            s,
+            "- before the bench: the pinned CPUs were {:.0}% busy over one second",
+            p.busy_pct
+        );
+    }
     for n in &c.notes {
         let _ = writeln!(s, "- note: {n}");
     }
@@ -340,10 +624,17 @@ mod tests {
             mismatches: 0,
             clean: msgs.is_some(),
             notes: vec![],
+            msgs_per_sec_reps: msgs.into_iter().collect(),
+            server_cpu_s_per_million_reps: vec![3.5],
+            ..Row::default()
         }
     }
 
-    fn results(rows: Vec<Row>, models: &[&str]) -> Results {
+    fn results(mut rows: Vec<Row>, models: &[&str]) -> Results {
+        let names: Vec<String> = models.iter().map(|m| m.to_string()).collect();
+        if let Some((base, _)) = baseline(&names, None) {
+            crate::stats::add_ratios(&mut rows, base);
+        }
         Results {
             machine: Machine {
                 os: "linux".into(),
@@ -371,6 +662,10 @@ mod tests {
                 server_workers: 1,
                 load_threads: 1,
                 timeout_s: 10.0,
+                max_interference_pct: 5.0,
+                retries: 2,
+                preflight: None,
+                baseline: None,
                 notes: vec![],
             },
             results: rows,
@@ -418,8 +713,14 @@ mod tests {
         let columns = CSV_HEADER.split(',').count();
         assert!(lines[1].starts_with("threaded,1,64,1000.000,"));
         assert!(
-            lines[1].ends_with(",\"said \"\"hi\"\", then left\""),
+            lines[1].contains(",\"said \"\"hi\"\", then left\","),
             "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[1].split(',').count(),
+            columns + 1,
+            "one comma inside the quoted note: {}",
             lines[1]
         );
         assert_eq!(lines[2].split(',').count(), columns, "{}", lines[2]);
@@ -433,15 +734,18 @@ mod tests {
     #[test]
     fn ratios_are_against_tokio_when_it_ran() {
         let models = ["blocking", "tokio", "threaded"].map(String::from);
-        assert_eq!(baseline(&models), Some(("tokio", true)));
+        assert_eq!(baseline(&models, None), Some(("tokio", true)));
+        assert_eq!(
+            baseline(&models, Some("threaded")),
+            Some(("threaded", true))
+        );
         let rows = vec![row("blocking", 1, Some(50.0)), row("tokio", 1, Some(200.0))];
-        assert_eq!(ratio(&rows, &rows[0], "tokio"), Some(0.25));
         let r = results(rows, &["blocking", "tokio"]);
         let table = table_markdown(&r);
         assert!(table.contains("| vs tokio |"), "{table}");
-        assert!(table.contains("| 0.25× |"), "{table}");
+        assert!(table.contains("| 0.25× (1 rep) |"), "{table}");
         assert!(
-            table.contains("relative to tokio on the same load"),
+            table.contains("relative to tokio's on the same load"),
             "{table}"
         );
     }
@@ -456,7 +760,7 @@ mod tests {
         let r = results(rows, &["blocking", "threaded", "mine"]);
         let table = table_markdown(&r);
         assert!(table.contains("| vs blocking |"), "{table}");
-        assert!(table.contains("| 3.00× |"), "{table}");
+        assert!(table.contains("| 3.00× (1 rep) |"), "{table}");
         assert!(table.contains("tokio is not in this run"), "{table}");
         assert!(table.contains("serialized"), "{table}");
         assert!(table.contains("the server did not run"), "{table}");

@@ -1,17 +1,44 @@
 //! From the samples of every repetition to one row per target and cell:
 //! each figure is the median of its repetitions, taken figure by figure, so
-//! one disturbed run moves none of them.
+//! one disturbed run moves none of them; with its spread (the minimum, the
+//! maximum and a 95% confidence interval of the median), and the ratio to
+//! the baseline model with an interval of its own, so that a difference
+//! smaller than the noise is never shown as a result.
+//!
+//! The interval of a median is the distribution-free one, from order
+//! statistics: with `n` runs, `[x(k), x(n-k+1)]` covers the true median
+//! with probability `1 - 2·P(Binomial(n, 1/2) < k)`, whatever the runs'
+//! distribution. A bootstrap would give narrower intervals at the few
+//! repetitions a bench makes, but ones that cover less than they claim
+//! (at 3 runs both are the lowest to the highest run anyway). Below 6 runs
+//! no interval reaches 95%: the widest, from the lowest to the highest run,
+//! is given, and `ci_level` says what it covers (75% at 3 runs). The
+//! ratio's interval is the quotient of its two medians' intervals, so with
+//! 3 runs a ratio is a result only when the two sets of runs do not overlap.
 
 use crate::matrix::{Cell, Run, Target};
 use crate::measure::Sample;
 use serde::Serialize;
+
+/// The model every ratio is taken against when it is in the run.
+pub const PREFERRED_BASELINE: &str = "tokio";
+
+/// A ratio whose interval contains 1, or that is closer to 1 than this, is
+/// "within noise" (criterion's rule, with a threshold for a noisy VM: on
+/// this project's 2-core VM identical runs differ by 5–14%, and the
+/// interval captures most of that; the threshold keeps a systematic
+/// difference of a percent or two from being called a result).
+pub const NOISE_THRESHOLD: f64 = 0.03;
+
+/// The confidence asked of every interval.
+pub const CONFIDENCE: f64 = 0.95;
 
 /// One line of `results.json`, `results.csv` and the table.
 ///
 /// The keys are a contract like the load report's: later versions add keys
 /// and never rename them. A figure is `null` when no repetition produced it
 /// (the server did not start, or the OS cannot provide it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Row {
     /// The model, or the name given to `--server`.
     pub model: String,
@@ -42,6 +69,56 @@ pub struct Row {
     /// Time the hypervisor took from the pinned CPUs, percent of their
     /// capacity; above a few percent the figures are unreliable.
     pub host_steal_pct: Option<f64>,
+    /// The spread of `msgs_per_sec` over the repetitions: lowest, highest,
+    /// and the 95% confidence interval of the median (distribution-free;
+    /// `null` with fewer than 2 repetitions; below 6, the lowest to the
+    /// highest, with the confidence that has in `ci_level`).
+    pub msgs_per_sec_min: Option<f64>,
+    /// See `msgs_per_sec_min`.
+    pub msgs_per_sec_max: Option<f64>,
+    /// See `msgs_per_sec_min`.
+    pub msgs_per_sec_ci: Option<[f64; 2]>,
+    /// The spread of `server_cpu_s_per_million`, as for `msgs_per_sec`.
+    pub server_cpu_s_per_million_min: Option<f64>,
+    /// See `server_cpu_s_per_million_min`.
+    pub server_cpu_s_per_million_max: Option<f64>,
+    /// See `server_cpu_s_per_million_min`.
+    pub server_cpu_s_per_million_ci: Option<[f64; 2]>,
+    /// The spread of `p99_us`, as for `msgs_per_sec`.
+    pub p99_us_min: Option<f64>,
+    /// See `p99_us_min`.
+    pub p99_us_max: Option<f64>,
+    /// See `p99_us_min`.
+    pub p99_us_ci: Option<[f64; 2]>,
+    /// The model the ratios are taken against (`null` for the baseline itself).
+    pub baseline: Option<String>,
+    /// Median msgs/s over the baseline's in the same cell.
+    pub msgs_per_sec_ratio: Option<f64>,
+    /// Interval of that ratio: the quotients of the two medians' intervals.
+    pub msgs_per_sec_ratio_ci: Option<[f64; 2]>,
+    /// Median server CPU per message over the baseline's in the same cell
+    /// (below 1: cheaper than the baseline).
+    pub server_cpu_ratio: Option<f64>,
+    /// Interval of that ratio, likewise.
+    pub server_cpu_ratio_ci: Option<[f64; 2]>,
+    /// The confidence the `_ci` intervals of this row's medians really have:
+    /// 0.95 from 6 repetitions on, less below (0.75 at 3); `null` below 2.
+    pub ci_level: Option<f64>,
+    /// Interference: the share of the pinned CPUs' capacity that went to
+    /// neither this server nor the load (other processes, host steal), in
+    /// percent; the worst repetition's.
+    pub interference_pct: Option<f64>,
+    /// A repetition stayed above the interference threshold after all its
+    /// retries: the cell's figures are doubtful.
+    pub disturbed: bool,
+    /// Runs repeated because they were disturbed, over all repetitions.
+    pub retried: usize,
+    /// Each repetition's msgs/s, in the order they ran.
+    pub msgs_per_sec_reps: Vec<f64>,
+    /// Each repetition's server CPU seconds per million messages.
+    pub server_cpu_s_per_million_reps: Vec<f64>,
+    /// Each repetition's p99, microseconds.
+    pub p99_us_reps: Vec<f64>,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -71,6 +148,82 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
+/// The distribution-free 95% confidence interval of the median of
+/// `values`, and the confidence it really has (below 95% when there are too
+/// few values for any interval to reach it). `None` with fewer than two.
+pub fn median_ci(values: &[f64]) -> Option<[f64; 2]> {
+    median_interval(values).map(|(ci, _)| ci)
+}
+
+/// The interval and its confidence level; see [`median_ci`].
+pub fn median_interval(values: &[f64]) -> Option<([f64; 2], f64)> {
+    let mut v = finite(values);
+    let n = v.len();
+    if n < 2 {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    // The largest k (narrowest interval) whose coverage still reaches the
+    // confidence; k = 1, the whole range, when none does.
+    let mut k = 1;
+    while k < n.div_ceil(2) && order_coverage(n, k + 1) >= CONFIDENCE {
+        k += 1;
+    }
+    Some(([v[k - 1], v[n - k]], order_coverage(n, k)))
+}
+
+/// Confidence of `[x(k), x(n-k+1)]` for the median: `1 - 2·P(Bin(n,½) < k)`.
+pub fn order_coverage(n: usize, k: usize) -> f64 {
+    let mut below = 0.0;
+    let mut c = 1.0; // C(n, 0)
+    for i in 0..k {
+        if i > 0 {
+            c = c * (n - i + 1) as f64 / i as f64;
+        }
+        below += c;
+    }
+    (1.0 - 2.0 * below / 2f64.powi(n as i32)).max(0.0)
+}
+
+/// `median(a) / median(b)` and its interval: the lowest and the highest
+/// quotient of the two medians' intervals. The interval is `None` unless
+/// both sides have at least two values.
+pub fn ratio_with_ci(a: &[f64], b: &[f64]) -> Option<(f64, Option<[f64; 2]>)> {
+    let ratio = median(a)? / median(b).filter(|m| *m > 0.0)?;
+    let ci = median_ci(a)
+        .zip(median_ci(b))
+        .filter(|(_, [lo, _])| *lo > 0.0)
+        .map(|([alo, ahi], [blo, bhi])| [alo / bhi, ahi / blo]);
+    Some((ratio, ci))
+}
+
+/// True when a ratio cannot be told from 1: its interval contains 1, or it
+/// is within [`NOISE_THRESHOLD`] of 1. Without an interval (one
+/// repetition) nothing can be told from noise either.
+pub fn within_noise(ratio: f64, ci: Option<[f64; 2]>) -> bool {
+    match ci {
+        None => true,
+        Some([lo, hi]) => (lo <= 1.0 && hi >= 1.0) || (ratio - 1.0).abs() < NOISE_THRESHOLD,
+    }
+}
+
+fn finite(values: &[f64]) -> Vec<f64> {
+    values.iter().copied().filter(|x| x.is_finite()).collect()
+}
+
+/// The model ratios are taken against: the one chosen (`--baseline`), else
+/// tokio when it ran, else the first. The flag is false only for that last,
+/// fallback choice, which the table explains.
+pub fn baseline<'a>(models: &'a [String], chosen: Option<&'a str>) -> Option<(&'a str, bool)> {
+    if let Some(c) = chosen.filter(|c| models.iter().any(|m| m == c)) {
+        return Some((c, true));
+    }
+    if let Some(t) = models.iter().find(|m| *m == PREFERRED_BASELINE) {
+        return Some((t, true));
+    }
+    models.first().map(|m| (m.as_str(), false))
+}
+
 /// What one run ended with: figures, or why the server could not be run.
 pub type Outcome = Result<Sample, String>;
 
@@ -81,6 +234,7 @@ pub fn aggregate(
     cells: &[Cell],
     runs: &[(Run, Outcome)],
     planned_reps: usize,
+    chosen_baseline: Option<&str>,
 ) -> Vec<Row> {
     let mut rows = Vec::with_capacity(cells.len() * targets.len());
     for (ci, cell) in cells.iter().enumerate() {
@@ -93,7 +247,36 @@ pub fn aggregate(
             rows.push(row(target, *cell, &mine, planned_reps));
         }
     }
+    let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
+    if let Some((base, _)) = baseline(&names, chosen_baseline) {
+        add_ratios(&mut rows, base);
+    }
     rows
+}
+
+/// Each row's ratios to the baseline's row in the same cell.
+pub fn add_ratios(rows: &mut [Row], base: &str) {
+    let bases: Vec<Row> = rows.iter().filter(|r| r.model == base).cloned().collect();
+    for r in rows.iter_mut().filter(|r| r.model != base) {
+        let Some(b) = bases
+            .iter()
+            .find(|b| b.connections == r.connections && b.size == r.size)
+        else {
+            continue;
+        };
+        r.baseline = Some(base.to_string());
+        if let Some((x, ci)) = ratio_with_ci(&r.msgs_per_sec_reps, &b.msgs_per_sec_reps) {
+            r.msgs_per_sec_ratio = Some(x);
+            r.msgs_per_sec_ratio_ci = ci;
+        }
+        if let Some((x, ci)) = ratio_with_ci(
+            &r.server_cpu_s_per_million_reps,
+            &b.server_cpu_s_per_million_reps,
+        ) {
+            r.server_cpu_ratio = Some(x);
+            r.server_cpu_ratio_ci = ci;
+        }
+    }
 }
 
 fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) -> Row {
@@ -125,7 +308,45 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         note("connection errors: see errors");
     }
     let reps = samples.len();
+    let values = |get: fn(&Sample) -> Option<f64>| -> Vec<f64> {
+        samples.iter().filter_map(|s| get(s)).collect()
+    };
+    let msgs_reps = values(|s| Some(s.msgs_per_sec));
+    let cpu_reps = values(|s| s.server_cpu_s_per_million);
+    let p99_reps = values(|s| s.p99_us);
+    let lo = |v: &[f64]| v.iter().copied().reduce(f64::min);
+    let hi = |v: &[f64]| v.iter().copied().reduce(f64::max);
+    let disturbed_reps = samples.iter().filter(|s| s.disturbed).count();
+    if disturbed_reps > 0 {
+        note(&format!(
+            "DISTURBED: {disturbed_reps} of {reps} repetition(s) stayed above the interference threshold after retries"
+        ));
+    }
     Row {
+        msgs_per_sec_min: lo(&msgs_reps),
+        msgs_per_sec_max: hi(&msgs_reps),
+        msgs_per_sec_ci: median_ci(&msgs_reps),
+        server_cpu_s_per_million_min: lo(&cpu_reps),
+        server_cpu_s_per_million_max: hi(&cpu_reps),
+        server_cpu_s_per_million_ci: median_ci(&cpu_reps),
+        p99_us_min: lo(&p99_reps),
+        p99_us_max: hi(&p99_reps),
+        p99_us_ci: median_ci(&p99_reps),
+        baseline: None,
+        msgs_per_sec_ratio: None,
+        msgs_per_sec_ratio_ci: None,
+        server_cpu_ratio: None,
+        server_cpu_ratio_ci: None,
+        ci_level: median_interval(&msgs_reps).map(|(_, level)| level),
+        interference_pct: samples
+            .iter()
+            .filter_map(|s| s.interference_pct)
+            .reduce(f64::max),
+        disturbed: disturbed_reps > 0,
+        retried: samples.iter().map(|s| s.attempts.saturating_sub(1)).sum(),
+        msgs_per_sec_reps: msgs_reps,
+        server_cpu_s_per_million_reps: cpu_reps,
+        p99_us_reps: p99_reps,
         model: target.name().to_string(),
         connections: cell.connections,
         size: cell.size,
@@ -158,6 +379,39 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
 mod tests {
     use super::*;
     use ringport_server::Model;
+
+    #[test]
+    fn median_intervals_are_order_statistics_with_their_true_confidence() {
+        assert!((order_coverage(3, 1) - 0.75).abs() < 1e-12);
+        assert!((order_coverage(5, 1) - 0.9375).abs() < 1e-12);
+        assert!((order_coverage(6, 1) - 0.96875).abs() < 1e-12);
+        let (ci, level) = median_interval(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((ci, level), ([1.0, 3.0], 0.75));
+        // Nine runs: [x(2), x(8)] already covers 96%.
+        let nine: Vec<f64> = (1..=9).map(f64::from).collect();
+        let (ci, level) = median_interval(&nine).unwrap();
+        assert_eq!(ci, [2.0, 8.0]);
+        assert!(level >= 0.95, "{level}");
+        assert_eq!(median_interval(&[1.0]), None);
+    }
+
+    #[test]
+    fn a_ratio_is_a_result_only_beyond_the_noise() {
+        // Overlapping runs: the interval contains 1.
+        let (x, ci) = ratio_with_ci(&[100.0, 104.0, 98.0], &[101.0, 99.0, 103.0]).unwrap();
+        assert!(within_noise(x, ci), "{x} {ci:?}");
+        // Apart: a result.
+        let (x, ci) = ratio_with_ci(&[120.0, 122.0, 125.0], &[100.0, 101.0, 99.0]).unwrap();
+        assert!(!within_noise(x, ci), "{x} {ci:?}");
+        assert!(ci.unwrap()[0] > 1.0);
+        // Apart but by less than the threshold: within noise.
+        let (x, ci) = ratio_with_ci(&[101.0, 101.5, 102.0], &[100.0, 100.2, 100.4]).unwrap();
+        assert!(within_noise(x, ci), "{x} {ci:?}");
+        // One repetition: nothing can be told.
+        let (x, ci) = ratio_with_ci(&[200.0], &[100.0]).unwrap();
+        assert_eq!((x, ci), (2.0, None));
+        assert!(within_noise(x, ci));
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
@@ -200,7 +454,7 @@ mod tests {
             (run(2, 0), Ok(sample(200.0))),
             (run(2, 1), Err("did not start".to_string())),
         ];
-        let rows = aggregate(&targets, &cells, &runs, 3);
+        let rows = aggregate(&targets, &cells, &runs, 3, None);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].model, "threaded");
         assert_eq!(rows[0].msgs_per_sec, Some(200.0));
@@ -233,7 +487,7 @@ mod tests {
             },
             Ok(bad),
         )];
-        let rows = aggregate(&targets, &cells, &runs, 1);
+        let rows = aggregate(&targets, &cells, &runs, 1, None);
         assert_eq!((rows[0].errors, rows[0].mismatches), (2, 1));
         assert!(!rows[0].clean);
         assert!(rows[0].notes[0].contains("MISMATCH"));
@@ -259,7 +513,7 @@ mod tests {
             },
             Ok(crashed),
         )];
-        let rows = aggregate(&targets, &cells, &runs, 1);
+        let rows = aggregate(&targets, &cells, &runs, 1, None);
         assert_eq!(rows[0].errors, 0);
         assert!(!rows[0].clean);
         assert_eq!(rows[0].notes, ["the server exited during the run"]);

@@ -128,6 +128,23 @@ fn busy_ticks(f: &[u64]) -> Option<u64> {
     )
 }
 
+/// Every process's CPU seconds so far (user + system, every thread), with
+/// its pid and name, for naming what else is busy on this machine.
+pub fn process_cpu_seconds() -> Option<Vec<ProcessCpu>> {
+    imp::process_cpu_seconds()
+}
+
+/// One process and the CPU time it has used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessCpu {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command name.
+    pub name: String,
+    /// User + system seconds so far.
+    pub seconds: f64,
+}
+
 /// Peak resident memory (VmHWM) of `pid` and its descendants, summed, in KiB.
 pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
     imp::tree_peak_rss_kib(pid)
@@ -398,6 +415,31 @@ mod imp {
             .collect()
     }
 
+    pub fn process_cpu_seconds() -> Option<Vec<super::ProcessCpu>> {
+        let hz = clock_ticks()?;
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let name = text
+                .find('(')
+                .zip(text.rfind(')'))
+                .map_or("?", |(a, b)| &text[a + 1..b.max(a + 1)]);
+            if let Some((_, u, s)) = parse_stat(&text) {
+                out.push(super::ProcessCpu {
+                    pid,
+                    name: name.to_string(),
+                    seconds: (u + s) as f64 / hz,
+                });
+            }
+        }
+        Some(out)
+    }
+
     pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
         let hwm = |p: u32| {
             let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
@@ -469,6 +511,9 @@ mod unmeasured {
         None
     }
     pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
+        None
+    }
+    pub fn process_cpu_seconds() -> Option<Vec<super::ProcessCpu>> {
         None
     }
 }

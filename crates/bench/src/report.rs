@@ -1,0 +1,210 @@
+//! `report.html`: one self-contained page with the verdict, the table and
+//! its flags, both charts, the machine and the exact command, and how to
+//! read each column. The charts are inlined as SVG and the styles as one
+//! `<style>` element: the page fetches nothing, runs no script, and can be
+//! mailed or archived as one file.
+
+use crate::output::{self, Table};
+use crate::Results;
+use std::fmt::Write as _;
+
+/// What each column means, for the page's key.
+const COLUMNS: [(&str, &str); 13] = [
+    ("conns, size", "the load: concurrent connections, and bytes per message"),
+    ("msgs/s", "echoes verified byte for byte per second, the median of the repetitions; ± is the confidence interval of that median (95% from 6 repetitions; with fewer, the lowest to the highest run, whose confidence the notes give)"),
+    ("vs baseline", "msgs/s over the baseline model's in the same cell, with its interval (from both medians' intervals); ≈ means within noise, not a result"),
+    ("CPU/msg vs baseline", "the server's CPU per message over the baseline's (below 1: cheaper), with its interval; ≈ means within noise"),
+    ("MB/s", "verified echo bytes per second, 10^6 bytes"),
+    ("p50 µs, p99 µs", "latency from a message's first byte written to its last byte verified; p99 carries the interval of its median"),
+    ("server CPU s per M msgs", "user + system CPU the server process spent per million messages: the cost of the architecture (equal to µs per message)"),
+    ("server peak RSS MiB", "the server's peak resident memory"),
+    ("client CPU %", "how busy the load generator's CPUs were; at 90% and above the load may be what limits msgs/s"),
+    ("interference %", "the share of the pinned CPUs that went to neither the server nor the load: other processes and host steal. Disturbed runs are repeated; cells that stay disturbed are marked"),
+    ("notes", "serialized (one client at a time), client-bound?, DISTURBED, errors and mismatches, servers that failed"),
+    ("pale bars, ⚠", "on the charts: a cell whose figures are doubtful (disturbed or not clean)"),
+    ("whiskers", "on the charts: the interval of the median, as in the table"),
+];
+
+/// The page.
+pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> String {
+    let m = &results.machine;
+    let c = &results.config;
+    let t = output::table(results);
+    let mut s = String::new();
+    s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let _ = writeln!(s, "<title>ringport bench, {}</title>", esc(&c.started_at));
+    s.push_str(STYLE);
+    s.push_str("</head>\n<body>\n<h1>ringport bench</h1>\n");
+    let _ = writeln!(
+        s,
+        "<p class=\"verdict\">{}</p>",
+        emphasis(&esc(&output::verdict(results)))
+    );
+    s.push_str("<h2>Results</h2>\n");
+    table_html(&mut s, &t);
+    s.push_str("<ul class=\"notes\">\n");
+    for f in &t.footnotes {
+        let _ = writeln!(s, "<li>{}</li>", emphasis(&esc(f)));
+    }
+    s.push_str("</ul>\n<h2>Charts</h2>\n");
+    for svg in [throughput_svg, latency_svg] {
+        let _ = writeln!(s, "<figure>{}</figure>", strip_xml_declaration(svg));
+    }
+    s.push_str("<h2>How to read the columns</h2>\n<dl>\n");
+    for (name, what) in COLUMNS {
+        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(name), esc(what));
+    }
+    s.push_str("</dl>\n<h2>Machine and command</h2>\n<ul>\n");
+    let items = [
+        ("command", format!("<code>{}</code>", esc(&c.command))),
+        ("date", esc(&c.started_at)),
+        (
+            "machine",
+            esc(&format!(
+                "{}, {} logical CPUs (allowed: {}), {} {}, {} memory",
+                m.cpu_model, m.cores, m.allowed_cpus, m.kernel, m.arch, m.memory
+            )),
+        ),
+        (
+            "pinning",
+            esc(&format!(
+                "server on CPU {} ({} worker(s)), load on CPU {} ({} thread(s))",
+                c.server_cpus, c.server_workers, c.client_cpus, c.load_threads
+            )),
+        ),
+        (
+            "load",
+            esc(&format!(
+                "{} s measured after {} s of discarded warm-up per run, {} repetition(s) interleaved, {}",
+                c.duration_s,
+                c.warmup_s,
+                c.reps,
+                c.rate
+                    .map_or("closed loop".to_string(), |r| format!("open loop at {r} msgs/s"))
+            )),
+        ),
+        (
+            "interference",
+            esc(&format!(
+                "a run above {}% is repeated up to {} time(s){}",
+                c.max_interference_pct,
+                c.retries,
+                c.preflight.as_ref().map_or(String::new(), |p| format!(
+                    "; before the bench the pinned CPUs were {:.0}% busy",
+                    p.busy_pct
+                ))
+            )),
+        ),
+        ("ringport", esc(&c.ringport_version)),
+    ];
+    for (k, v) in items {
+        let _ = writeln!(s, "<li><b>{k}</b>: {v}</li>");
+    }
+    for n in &c.notes {
+        let _ = writeln!(s, "<li><b>note</b>: {}</li>", esc(n));
+    }
+    for o in &c.outside_servers {
+        let _ = writeln!(
+            s,
+            "<li><b>{}</b>: <code>{}</code></li>",
+            esc(&o.name),
+            esc(&o.command)
+        );
+    }
+    s.push_str("</ul>\n</body>\n</html>\n");
+    s
+}
+
+fn table_html(s: &mut String, t: &Table) {
+    s.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
+    for h in &t.header {
+        let _ = write!(s, "<th>{}</th>", esc(h));
+    }
+    s.push_str("</tr></thead>\n<tbody>\n");
+    for (cols, doubtful) in &t.rows {
+        let class = if *doubtful { " class=\"doubtful\"" } else { "" };
+        let _ = write!(s, "<tr{class}>");
+        for (i, c) in cols.iter().enumerate() {
+            let text = emphasis(&esc(&c.replace("\\|", "|")));
+            if i == 0 || i + 1 == cols.len() {
+                let _ = write!(s, "<td class=\"text\">{text}</td>");
+            } else {
+                let _ = write!(s, "<td>{text}</td>");
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody>\n</table></div>\n");
+}
+
+/// Escape text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `**text**` (the Markdown table's emphasis) as `<strong>`, in escaped text.
+fn emphasis(s: &str) -> String {
+    let mut out = String::new();
+    let mut open = false;
+    for (i, part) in s.split("**").enumerate() {
+        if i > 0 {
+            out.push_str(if open { "</strong>" } else { "<strong>" });
+            open = !open;
+        }
+        out.push_str(part);
+    }
+    if open {
+        out.push_str("</strong>");
+    }
+    out
+}
+
+fn strip_xml_declaration(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
+
+const STYLE: &str = "<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+.verdict { font-size: 1.05em; line-height: 1.5; background: #f3f6fa; border-left: 4px solid #0072b2; padding: 0.8em 1em; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: right; white-space: nowrap; }
+th { background: #eee; } td.text { text-align: left; white-space: normal; }
+tr.doubtful td { background: #fff3e0; }
+ul.notes { font-size: 0.9em; color: #444; }
+figure { margin: 1em 0; overflow-x: auto; } figure svg { max-width: 100%; height: auto; }
+dt { font-weight: bold; margin-top: 0.4em; } dd { margin-left: 1.5em; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+</style>
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_emphasis_is_balanced() {
+        assert_eq!(esc("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
+        assert_eq!(
+            emphasis("x **DISTURBED** y"),
+            "x <strong>DISTURBED</strong> y"
+        );
+        assert_eq!(emphasis("**open"), "<strong>open</strong>");
+    }
+}
