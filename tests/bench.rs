@@ -59,6 +59,7 @@ fn bench_writes_all_five_files_with_the_documented_keys() {
         "summary.md",
         "chart.svg",
         "latency.svg",
+        "report.html",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing; stderr: {err}");
     }
@@ -111,6 +112,8 @@ fn an_outside_server_runs_the_same_load_under_its_own_name() {
         "0s",
         "--reps",
         "1",
+        "--retries",
+        "0",
         "--out",
         dir.to_str().unwrap(),
     ]);
@@ -165,4 +168,276 @@ fn a_server_command_without_port_placeholder_exits_2() {
     let (status, _, err) = run(&["bench", "--server", "mine=true"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("{port}"), "{err}");
+}
+
+/// `ringport bench ARGS --out DIR` with a tiny default load; status, stdout, stderr.
+fn bench(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut all = vec!["bench", "--sizes", "64", "--warmup", "0s"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", dir.to_str().unwrap()]);
+    run(&all)
+}
+
+fn ringport_server(name: &str) -> String {
+    format!(
+        "{name}={} serve --model epoll --listen 127.0.0.1:{{port}}",
+        env!("CARGO_BIN_EXE_ringport")
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_busy_loop_on_the_server_cpu_is_measured_and_the_cell_retried_or_flagged() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2
+        || std::process::Command::new("taskset")
+            .arg("-V")
+            .output()
+            .is_err()
+    {
+        eprintln!("note: needs 2 CPUs and taskset; skipped");
+        return;
+    }
+    // Another process spinning on the server's CPU for the whole bench.
+    let mut spinner = std::process::Command::new("taskset")
+        .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+        .spawn()
+        .expect("start a busy loop");
+    let dir = out_dir("busy");
+    let (status, out, err) = bench(
+        &dir,
+        &[
+            "--models",
+            "epoll",
+            "--connections",
+            "1",
+            "--duration",
+            "500ms",
+            "--reps",
+            "1",
+            "--retries",
+            "1",
+            "--server-cpus",
+            "0",
+            "--client-cpus",
+            "1",
+        ],
+    );
+    let _ = spinner.kill();
+    let _ = spinner.wait();
+    assert!(status.success(), "interference is not an error: {out}{err}");
+    let json = results(&dir);
+    let row = &json["results"][0];
+    let pct = row["interference_pct"].as_f64().expect("measured on Linux");
+    // The spinner gets about half of CPU 0: a quarter of the pinned pair.
+    assert!(pct > 5.0, "interference {pct}%: {json:#}");
+    assert!(
+        row["retried"].as_u64().unwrap() >= 1,
+        "a disturbed run is run again: {json:#}"
+    );
+    assert_eq!(row["disturbed"], true, "{json:#}");
+    assert!(out.contains("DISTURBED"), "flagged in the table: {out}");
+    assert!(
+        out.contains("Not measured cleanly") && out.contains("interference"),
+        "named in the verdict: {out}"
+    );
+    assert!(
+        err.contains("busy before the bench started") && err.contains("busiest: "),
+        "the preflight warns and names the busiest processes: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_same_server_entered_twice_is_within_noise() {
+    // Seven repetitions: two identical servers' runs then overlap unless all
+    // seven of one fall below all seven of the other (2 in 3432) by more
+    // than the noise threshold, so this cannot fail by chance in practice.
+    let dir = out_dir("twice");
+    let (a, b) = (ringport_server("a"), ringport_server("b"));
+    let (status, out, err) = bench(
+        &dir,
+        &[
+            "--models",
+            "epoll",
+            "--server",
+            &a,
+            "--server",
+            &b,
+            "--baseline",
+            "a",
+            "--connections",
+            "4",
+            "--duration",
+            "250ms",
+            "--reps",
+            "7",
+            "--retries",
+            "0",
+        ],
+    );
+    assert!(status.success(), "{out}{err}");
+    let json = results(&dir);
+    let row_b = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "b")
+        .expect("b's row")
+        .clone();
+    assert_eq!(row_b["baseline"], "a", "{json:#}");
+    let ci = row_b["msgs_per_sec_ratio_ci"]
+        .as_array()
+        .expect("an interval");
+    assert_eq!(ci.len(), 2);
+    assert!(row_b["ci_level"].as_f64().unwrap() >= 0.95, "{row_b:#}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("| b |"))
+        .unwrap_or_else(|| panic!("b's table line: {out}"));
+    let cols: Vec<&str> = line.split(" | ").collect();
+    assert!(cols[4].starts_with('≈'), "msgs/s vs a within noise: {line}");
+    assert!(
+        cols[5].starts_with('≈'),
+        "CPU/msg vs a within noise: {line}"
+    );
+    assert!(
+        !out.lines().next().unwrap_or("").contains("b handled"),
+        "the verdict claims nothing about b: {out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_outside_server_that_crashes_mid_run_is_reported_clearly() {
+    let dir = out_dir("crash");
+    // Serves for a moment, then dies by SIGKILL in the middle of the run.
+    let crash = format!(
+        "crash={} serve --model epoll --listen 127.0.0.1:{{port}} & pid=$!; sleep 0.5; kill -9 $pid; wait",
+        env!("CARGO_BIN_EXE_ringport")
+    );
+    let (status, out, err) = bench(
+        &dir,
+        &[
+            "--models",
+            "epoll",
+            "--server",
+            &crash,
+            "--connections",
+            "2",
+            "--duration",
+            "2s",
+            "--reps",
+            "1",
+            "--retries",
+            "0",
+        ],
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a failed cell fails the bench: {out}{err}"
+    );
+    let json = results(&dir);
+    let row = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "crash")
+        .expect("the crashed server's row")
+        .clone();
+    assert_eq!(row["clean"], false, "{row:#}");
+    assert!(row["errors"].as_u64().unwrap() >= 1, "{row:#}");
+    assert!(
+        out.contains("Not measured cleanly") && out.contains("crash at 2 connections"),
+        "the verdict names it: {out}"
+    );
+    assert!(err.contains("crash"), "{err}");
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(summary.contains("crash"), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_html_is_one_self_contained_page_that_renders_in_chromium() {
+    let dir = out_dir("html");
+    let (status, out, err) = bench(
+        &dir,
+        &[
+            "--models",
+            "epoll,threaded",
+            "--connections",
+            "1,4",
+            "--duration",
+            "200ms",
+            "--reps",
+            "2",
+            "--retries",
+            "0",
+        ],
+    );
+    assert!(status.success(), "{out}{err}");
+    let page_path = dir.join("report.html");
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    for needed in [
+        "<svg",
+        "<table",
+        "ringport bench",
+        "How to read the columns",
+        "command",
+    ] {
+        assert!(page.contains(needed), "{needed} in the page");
+    }
+    // Nothing to fetch and nothing to run: one file is the whole report.
+    for banned in ["<script", " src=", " href=", "url(", "@import"] {
+        assert!(!page.contains(banned), "{banned} in a self-contained page");
+    }
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!(
+            "note: chromium is not installed (apt-get install chromium); skipped the browser check"
+        );
+        return;
+    };
+    let shot = dir.join("report.png");
+    let url = format!("file://{}", page_path.display());
+    let mut cmd = std::process::Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--log-level=0",
+        "--window-size=1400,1600",
+    ])
+    .arg(format!("--screenshot={}", shot.display()))
+    .arg(&url);
+    let (status, _, log) = crate::util::run_cmd(cmd);
+    assert!(status.success(), "chromium: {log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).expect("a screenshot"));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels = &buf[..info.buffer_size()];
+    let inked = pixels
+        .chunks(px)
+        .filter(|p| p.iter().take(3).any(|&c| c < 200))
+        .count();
+    let total = pixels.len() / px;
+    assert!(
+        inked * 100 > total,
+        "the screenshot is blank: {inked} of {total} pixels are not near-white"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
