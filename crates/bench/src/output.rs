@@ -448,7 +448,7 @@ pub fn verdict(results: &Results) -> String {
                             .client_cpu_pct
                             .is_some_and(|p| p >= CLIENT_BOUND_PCT)
                     {
-                        "; the load was near its limit, so this is a floor"
+                        "; the load was near its limit, so msgs/s may understate the servers"
                     } else {
                         ""
                     };
