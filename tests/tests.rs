@@ -11,5 +11,7 @@ mod cli;
 mod client;
 mod completion;
 mod echo;
+mod limits;
+mod memory;
 mod misbehave;
 mod stress;
