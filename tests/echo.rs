@@ -24,6 +24,8 @@ macro_rules! model_tests {
             #[cfg(unix)]
             #[test] fn sigterm_exits_0_promptly_with_an_idle_client() { super::sigterm_exits_0_promptly_with_an_idle_client(M, libc::SIGTERM) }
             #[cfg(unix)]
+            #[test] fn sighup_drains_like_sigterm_with_a_summary() { super::sigterm_exits_0_promptly_with_an_idle_client(M, libc::SIGHUP) }
+            #[cfg(unix)]
             #[test] fn sigint_exits_0_promptly_while_waiting_in_accept() { super::sigint_exits_0_promptly_while_waiting_in_accept(M, libc::SIGINT) }
             #[test] fn a_client_that_never_reads_is_backpressured_then_gets_every_byte() { super::a_client_that_never_reads_is_backpressured_then_gets_every_byte(M) }
             #[test] fn verbose_logs_connect_receive_and_disconnect() { super::verbose_logs_connect_receive_and_disconnect(M) }

@@ -14,6 +14,15 @@ pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
             "'{s}' is not an address: expected HOST:PORT, such as 127.0.0.1:5150 or [::1]:5150"
         ));
     }
+    // `::1:0` would resolve as host `::1`, port 0, but `::1:0` is also an
+    // IPv6 address: refuse the guess and say how to write it.
+    if let Some((host, port)) = s.rsplit_once(':') {
+        if host.contains(':') && !host.starts_with('[') {
+            return Err(format!(
+                "'{s}' is ambiguous: an IPv6 address and its port are written [{host}]:{port}"
+            ));
+        }
+    }
     match s.to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()
@@ -22,36 +31,38 @@ pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// Parse a duration such as `10s`, `500ms`, `100us`, `2m` or `1.5s`.
+/// The longest duration any flag takes: beyond it `Instant` arithmetic
+/// could overflow, and no run, timeout or drain is meant to last a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parse a duration such as `10s`, `500ms`, `100us`, `1.5s`, `2m` or
+/// `1m30s` (humantime's syntax); a bare number is seconds.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| {
-        format!(
-            "'{s}' is not a duration: expected a number and a unit, such as 10s, 500ms or 100us"
-        )
-    })?;
-    let scale = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" | "" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "'{s}' has an unknown unit '{unit}': use ns, us, ms, s, m or h"
-            ))
-        }
+    let t = s.trim();
+    let is_number = !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let parsed = if is_number {
+        humantime::parse_duration(&format!("{t}s"))
+    } else {
+        humantime::parse_duration(t)
     };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err(format!("'{s}' is too long"));
+    let d = parsed.map_err(|e| {
+        format!("'{s}' is not a duration ({e}): write a number and a unit, such as 10s, 500ms, 100us or 1m30s")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("'{s}' is too long: durations are at most a year"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
+}
+
+/// A duration that must be longer than zero, such as a timeout.
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "'{s}' is zero: this must be longer than 0, such as 10s or 500ms"
+        ));
+    }
+    Ok(d)
 }
 
 /// Parse a byte count: `1000`, `4k`/`4KiB` (×1024), `16M`/`16MiB` (×1024²),
@@ -173,6 +184,8 @@ mod tests {
         assert!(socket_addr("localhost:5150").unwrap().ip().is_loopback());
         assert!(socket_addr("nonsense").is_err());
         assert!(socket_addr("127.0.0.1:99999").is_err());
+        let err = socket_addr("::1:0").unwrap_err();
+        assert!(err.contains("[::1]:0"), "{err}");
     }
 
     #[test]
@@ -182,8 +195,16 @@ mod tests {
         assert_eq!(duration("100us").unwrap(), Duration::from_micros(100));
         assert_eq!(duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(duration("0s").unwrap(), Duration::ZERO);
         assert!(duration("fast").is_err());
         assert!(duration("10parsecs").is_err());
+        assert!(duration("100years").unwrap_err().contains("too long"));
+        assert!(positive_duration("0s")
+            .unwrap_err()
+            .contains("longer than 0"));
+        assert_eq!(positive_duration("1ms").unwrap(), Duration::from_millis(1));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, value_name = "BYTES,...", value_delimiter = ',')]
     sizes: Vec<usize>,
     /// Length of each measured run [default: 5s; --quick: 1s].
-    #[arg(long, short, value_name = "DURATION", value_parser = args::duration)]
+    #[arg(long, short, value_name = "DURATION", value_parser = args::positive_duration)]
     duration: Option<Duration>,
     /// Discarded load before each measured run [default: 1s; --quick: 0.25s].
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<CpuSet>,
     /// An echo slower than this fails its connection.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = args::duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = args::positive_duration)]
     timeout: Duration,
     /// Directory for the results [default: bench-results/<UTC timestamp>].
     #[arg(long, value_name = "DIR")]

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, short, value_name = "TEXT")]
     message: Option<String>,
     /// How long to wait for the connection, for each write and for each read.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = args::duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = args::positive_duration)]
     timeout: Duration,
 }
 

@@ -48,7 +48,10 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     raise_fd_limit();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
@@ -73,6 +76,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A bad flag or value: one line on stderr, exit 2, before anything starts.
+/// `--help` and `--version` print as clap writes them, and exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("; ");
+    out::eprintln_quiet!("ringport: {line} (see --help)");
+    ExitCode::from(2)
 }
 
 /// Servers and load generators hold a descriptor per connection: lift the

@@ -1,7 +1,7 @@
 //! `ringport serve`: bind, print the readiness line, serve until a signal.
 
 use crate::{args, signals, UsageError};
-use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Spread, Stats};
+use ringport_server::{Config, Model, Server, ServerError, Shutdown, Spread, Stats};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Close a connection that sends nothing and takes none of its echo for
-    /// this long (e.g. 30s). Off by default.
+    /// this long (e.g. 30s). Off by default, or with 0.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     idle_timeout: Option<std::time::Duration>,
     /// On SIGINT/SIGTERM, keep sending the echoes already owed to clients that
@@ -73,16 +73,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Err(UsageError("--max-connections must be at least 1".into()).into());
     }
     if let Some(n) = a.workers {
-        if n == 0 {
-            return Err(UsageError("--workers must be at least 1".into()).into());
+        if n == 0 || n > ringport_server::MAX_WORKERS {
+            return Err(UsageError(format!(
+                "--workers {n} is out of range: write 1 to {} (each worker is a thread with its own event loop, and more than the CPUs gives no more parallelism)",
+                ringport_server::MAX_WORKERS
+            ))
+            .into());
         }
         config.workers = n;
     }
     let (model, why) = a.model.resolve();
-    if let Some(why) = why {
-        // stderr: stdout's first line is reserved for the readiness line.
-        crate::out::eprintln_quiet!("ringport: model auto: {why}");
-    }
     if a.spread.is_some() && model == Model::Completion {
         // Spreading is a choice between ports; a shared port has only one.
         if let Ok(f) = ringport_completion::probe(&ringport_completion::PortConfig::default()) {
@@ -97,14 +97,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let server = match Server::bind(model, a.listen, config) {
         Ok(s) => s,
         // The user can fix these by choosing another address or model: exit 2.
-        Err(
-            e @ (ServerError::Listen(
-                ListenError::AddrInUse { .. } | ListenError::AddrNotAvailable { .. },
-            )
-            | ServerError::CompletionUnavailable(_)),
-        ) => return Err(UsageError(e.to_string()).into()),
+        Err(e @ (ServerError::Listen(_) | ServerError::CompletionUnavailable(_))) => {
+            return Err(UsageError(e.to_string()).into())
+        }
         Err(e) => return Err(e.into()),
     };
+    if let Some(why) = why {
+        // stderr: stdout's first line is reserved for the readiness line;
+        // and only once bound, so that a bad address is the only line.
+        crate::out::eprintln_quiet!("ringport: model auto: {why}");
+    }
     let shutdown = Shutdown::new();
     signals::install(shutdown.clone())?;
     let stats = Stats::new();

@@ -1,18 +1,21 @@
-//! SIGINT and SIGTERM (Ctrl-C and Ctrl-Break on Windows): the first one shuts
-//! the server down gracefully, a second one exits at once. For `bench`, an
+//! SIGINT, SIGTERM and SIGHUP (Ctrl-C and Ctrl-Break on Windows): the first
+//! one shuts the server down gracefully, a second one exits at once. SIGHUP
+//! (the terminal went away) drains like SIGTERM rather than killing the
+//! server with no summary. For `bench`, an
 //! interrupt stops the servers it started before it exits.
 //!
 //! This is the one place that knows how each OS delivers them.
 
 use ringport_server::Shutdown;
 
-/// Watch for SIGINT and SIGTERM on a background thread.
+/// Watch for SIGINT, SIGTERM and SIGHUP on a background thread.
 #[cfg(unix)]
 pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
     use anyhow::Context;
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

@@ -46,7 +46,7 @@ struct Flags {
     #[arg(long, short = 'n', value_name = "N", conflicts_with = "duration")]
     count: Option<u64>,
     /// Send for this long instead of a count, such as 10s (the warm-up comes on top).
-    #[arg(long, short, value_name = "DURATION", value_parser = args::duration)]
+    #[arg(long, short, value_name = "DURATION", value_parser = args::positive_duration)]
     duration: Option<Duration>,
     /// The text of each message: message k on connection i is "<k>. Thread <i> - <TEXT>".
     #[arg(long, short, value_name = "TEXT", conflicts_with = "size")]
@@ -75,7 +75,7 @@ struct Flags {
     #[arg(long, value_name = "E", default_value = "events")]
     engine: Engine,
     /// A connection whose connect or echo takes longer than this fails.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = args::duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = args::positive_duration)]
     timeout: Duration,
     /// At the end, each connection half-closes and waits this long for the
     /// server's end of stream; a byte that comes then is an `extra_bytes`
@@ -157,7 +157,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     config.source_ips = a.source_ips.map(|l| l.0).unwrap_or_default();
     config.percentiles = a.percentiles.map(|l| l.0).unwrap_or_default();
     if let Some(t) = a.threads {
-        config.threads = t.max(1);
+        if t == 0 {
+            return Err(UsageError(
+                "--threads must be at least 1 (or left out: one per CPU)".into(),
+            )
+            .into());
+        }
+        config.threads = t;
     }
     config.payload = match a.size {
         Some(size) if size > MAX_MESSAGE_SIZE => {

@@ -6,6 +6,7 @@
 
 use crate::accept::AcceptBackoff;
 use crate::verbose::log_received;
+use crate::wake::{is_timeout, Ready, Wake};
 use crate::{Config, ServerError, Shutdown, Stats};
 use socket2::SockRef;
 use std::collections::HashMap;
@@ -32,8 +33,16 @@ pub fn run(
         if !stats.admit(config.max_connections) {
             return;
         }
-        let id = open.insert(&stream);
-        serve(stream, peer, &mut buf, config, shutdown, stats);
+        let (id, stream) = open.insert(stream);
+        serve(
+            &stream,
+            peer,
+            &mut buf,
+            config,
+            shutdown,
+            open.wake(),
+            stats,
+        );
         open.remove(id);
         stats.connection_closed();
     });
@@ -69,35 +78,46 @@ pub(crate) fn accept_loop(
 /// Echo one client until it closes, resets, stays idle too long, or shutdown
 /// stops it.
 ///
-/// On shutdown the loop stops reading, but a `write_all` in progress goes on
-/// (the bytes it sends were read, so they are owed) until the drain deadline
-/// shuts the socket down under it.
+/// The thread waits for the socket and for shutdown at once (see
+/// `wake.rs`), so an idle client costs nothing. On shutdown the loop stops
+/// reading, but a `write_all` in progress goes on (the bytes it sends were
+/// read, so they are owed) until the drain deadline shuts the socket down
+/// under it.
 pub(crate) fn serve(
-    mut stream: TcpStream,
+    stream: &TcpStream,
     peer: SocketAddr,
     buf: &mut [u8],
     config: &Config,
     shutdown: &Shutdown,
+    wake: &Wake,
     stats: &Stats,
 ) {
     if config.verbose {
         tracing::info!("client connected from {peer}");
     }
     let _ = stream.set_nodelay(true);
-    // A blocked read wakes every tick to look at the shutdown flag (see
-    // `TICK`); an idle client shows as reads that time out for the whole
-    // idle timeout, or as a write (it takes none of its echo) that does.
     let idle = config.idle_timeout;
-    let _ = stream.set_read_timeout(Some(idle.map_or(TICK, |d| d.min(TICK))));
+    let _ = wake.prepare(stream);
+    // An idle client shows as a wait that times out for the whole idle
+    // timeout, or as a write (it takes none of its echo) that does.
     let _ = stream.set_write_timeout(idle);
     let mut last_read = Instant::now();
+    let mut stream = stream;
     let result = (|| -> io::Result<()> {
         loop {
             if shutdown.is_triggered() {
                 // Everything read so far has been written back.
                 stream.shutdown(How::Write)?;
-                discard_until_eof(&mut stream, buf);
+                discard_until_eof(stream, buf);
                 return Ok(());
+            }
+            let left = idle.map(|d| d.saturating_sub(last_read.elapsed()));
+            match wake.wait(stream, left)? {
+                Ready::Woken => continue,
+                Ready::TimedOut => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "idle"));
+                }
+                Ready::Socket => {}
             }
             let n = match stream.read(buf) {
                 Ok(0) => break,
@@ -147,26 +167,12 @@ pub(crate) fn serve(
     }
 }
 
-/// How often a blocked read wakes to check for shutdown. The only other way
-/// to wake it, `shutdown(SHUT_RD)`, cannot be undone, and Linux resets a
-/// connection that has both sent its FIN and shut its read side as soon as
-/// more data arrives, which would destroy the echo still on its way. Four
-/// wake-ups a second per connection cost next to nothing.
-const TICK: Duration = Duration::from_millis(250);
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
 /// After our FIN on shutdown: read and drop what the client sends until it
 /// closes too. Closing a socket with unread bytes makes the kernel send a
 /// reset, which would destroy the end of the echo still on its way to the
 /// client; a client that reads to EOF and then closes ends this at once, any
 /// other is cut off at the drain deadline (which shuts the socket down).
-pub(crate) fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) {
+pub(crate) fn discard_until_eof(mut stream: &TcpStream, buf: &mut [u8]) {
     loop {
         match stream.read(buf) {
             Ok(0) => return,
@@ -177,38 +183,54 @@ pub(crate) fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) {
     }
 }
 
-/// The sockets of the clients being served, so shutdown can stop their
-/// reads and, after the drain deadline, interrupt their writes (a
+/// The sockets of the clients being served, so that shutdown can wake
+/// their threads and, after the drain deadline, interrupt their writes (a
 /// `shutdown(2)` wakes them with EOF or EPIPE).
-#[derive(Clone, Default)]
+///
+/// Each socket is shared with its thread (`Arc`), not duplicated: a second
+/// descriptor per connection would halve the clients a descriptor limit
+/// allows, and a duplicate that cannot be made (no descriptor left) would
+/// leave a connection the drain cannot close. The registry's reference is
+/// dropped when the client is done, so a closed socket's number is never
+/// shut down after the kernel gave it to someone else.
+#[derive(Clone)]
 pub(crate) struct OpenConnections {
     inner: Arc<OpenInner>,
 }
 
-#[derive(Default)]
 struct OpenInner {
     next: AtomicU64,
-    streams: Mutex<HashMap<u64, TcpStream>>,
+    streams: Mutex<HashMap<u64, Arc<TcpStream>>>,
     closing: std::sync::atomic::AtomicBool,
+    wake: Wake,
 }
 
 impl OpenConnections {
     /// Register with `shutdown`: on trigger, wake a blocked `accept` on
-    /// `listener` (blocked reads see the flag within a `TICK`, and a
-    /// `write_all` under way finishes); after `drain`, shut every connection
-    /// down entirely, which ends any write still blocked.
+    /// `listener` and every client thread (a `write_all` under way
+    /// finishes); after `drain`, shut every connection down entirely, which
+    /// ends any write still blocked.
     pub(crate) fn watch(
         listener: &TcpListener,
         shutdown: &Shutdown,
         drain: Duration,
     ) -> Result<Self, ServerError> {
-        let open = OpenConnections::default();
+        let open = OpenConnections {
+            inner: Arc::new(OpenInner {
+                next: AtomicU64::new(0),
+                streams: Mutex::new(HashMap::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
+                wake: Wake::new()
+                    .map_err(|e| ServerError::io("cannot create the shutdown wake-up", e))?,
+            }),
+        };
         let listener = listener
             .try_clone()
             .map_err(|e| ServerError::io("cannot clone the listening socket", e))?;
         let wake_open = open.clone();
         shutdown.on_trigger(move || {
             interrupt_accept(&listener);
+            wake_open.inner.wake.wake();
             let force = wake_open.clone();
             // Detached: if every client finishes first, the process exits
             // without waiting for it.
@@ -222,16 +244,21 @@ impl OpenConnections {
         Ok(open)
     }
 
-    pub(crate) fn insert(&self, stream: &TcpStream) -> u64 {
+    /// What client threads wait on besides their socket.
+    pub(crate) fn wake(&self) -> &Wake {
+        &self.inner.wake
+    }
+
+    /// Take `stream` into the registry; the caller serves the returned handle.
+    pub(crate) fn insert(&self, stream: TcpStream) -> (u64, Arc<TcpStream>) {
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        if let Ok(clone) = stream.try_clone() {
-            let mut streams = self.inner.streams.lock().unwrap();
-            if self.inner.closing.load(Ordering::SeqCst) {
-                let _ = clone.shutdown(How::Both);
-            }
-            streams.insert(id, clone);
+        let stream = Arc::new(stream);
+        let mut streams = self.inner.streams.lock().unwrap();
+        if self.inner.closing.load(Ordering::SeqCst) {
+            let _ = stream.shutdown(How::Both);
         }
-        id
+        streams.insert(id, stream.clone());
+        (id, stream)
     }
 
     pub(crate) fn remove(&self, id: u64) {

@@ -24,6 +24,7 @@ mod stats;
 pub mod threaded;
 pub mod tokio;
 mod verbose;
+mod wake;
 
 pub use accept::AcceptBackoff;
 pub use listener::{bind, bind_group, join_group, ListenError};
@@ -93,6 +94,14 @@ impl Default for Config {
         }
     }
 }
+
+/// The most workers a server takes. Each worker is an OS thread with an
+/// event loop of its own (an epoll instance, an io_uring ring with its
+/// locked memory, a tokio worker) and, for epoll and the completion model,
+/// a listener of its own: far past the CPUs it adds no parallelism, only
+/// descriptors, memory and scheduling, and at some point the kernel refuses
+/// the rings. 1024 is well above any CPU count this runs on.
+pub const MAX_WORKERS: usize = 1024;
 
 /// The number of CPUs this process may run on, at least 1.
 pub fn default_workers() -> usize {

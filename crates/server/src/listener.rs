@@ -16,30 +16,61 @@ pub enum ListenError {
         /// The address asked for.
         addr: SocketAddr,
     },
-    /// The address is not one of this machine's.
-    #[error("cannot listen on {addr}: address not available on this machine")]
+    /// The address is not one of this machine's, or not one a socket can
+    /// listen on as written (a link-local IPv6 address without its scope).
+    #[error("cannot listen on {addr}: not an address of this machine{hint}; use one that is, such as 127.0.0.1:0 or [::1]:0")]
     AddrNotAvailable {
         /// The address asked for.
         addr: SocketAddr,
+        /// More on why, where there is more to say.
+        hint: &'static str,
     },
-    /// Anything else: permission, out of descriptors, ….
-    #[error("cannot listen on {addr}: {source}")]
+    /// The process has no descriptor left for the listener(s).
+    #[error("cannot listen on {addr}: out of file descriptors; raise the limit (ulimit -n) or ask for fewer --workers")]
+    NoDescriptors {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Anything else: permission, ….
+    #[error("cannot listen on {addr}: {error}")]
     Other {
         /// The address asked for.
         addr: SocketAddr,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (in the message, so not a `source`: it
+        /// would be printed twice).
+        error: io::Error,
     },
 }
 
 impl ListenError {
-    fn new(addr: SocketAddr, source: io::Error) -> Self {
-        match source.kind() {
+    fn new(addr: SocketAddr, error: io::Error) -> Self {
+        let link_local = matches!(addr, SocketAddr::V6(a) if a.ip().is_unicast_link_local() && a.scope_id() == 0);
+        match error.kind() {
             io::ErrorKind::AddrInUse => ListenError::AddrInUse { addr },
-            io::ErrorKind::AddrNotAvailable => ListenError::AddrNotAvailable { addr },
-            _ => ListenError::Other { addr, source },
+            io::ErrorKind::AddrNotAvailable | io::ErrorKind::InvalidInput => {
+                ListenError::AddrNotAvailable {
+                    addr,
+                    hint: if link_local {
+                        " (a link-local IPv6 address needs its interface's scope, such as [fe80::1%2]:0)"
+                    } else {
+                        ""
+                    },
+                }
+            }
+            _ if is_out_of_descriptors(&error) => ListenError::NoDescriptors { addr },
+            _ => ListenError::Other { addr, error },
         }
     }
+}
+
+/// EMFILE or ENFILE, as the OS reports them.
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+        return true;
+    }
+    let _ = e;
+    false
 }
 
 /// Bind and listen on `addr` (a blocking socket).

@@ -27,14 +27,22 @@ pub fn run(
                 // Dropping the stream closes it at once.
                 return;
             }
-            let id = open.insert(&stream);
+            let (id, stream) = open.insert(stream);
             let thread_open = open.clone();
             let spawned = std::thread::Builder::new()
                 .name("client".into())
                 .stack_size(STACK_SIZE)
                 .spawn_scoped(scope, move || {
                     let mut buf = vec![0u8; BUF_SIZE];
-                    serve(stream, peer, &mut buf, config, shutdown, stats);
+                    serve(
+                        &stream,
+                        peer,
+                        &mut buf,
+                        config,
+                        shutdown,
+                        thread_open.wake(),
+                        stats,
+                    );
                     thread_open.remove(id);
                     stats.connection_closed();
                 });
