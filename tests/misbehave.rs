@@ -417,3 +417,108 @@ fn connections_a_ringport_server_rejects_fail_the_run() {
         "{json:#}"
     );
 }
+
+#[test]
+fn a_reset_right_after_the_last_echo_is_a_note_in_both_engines() {
+    // Every echo came back; the server then resets instead of closing.
+    // The run did all it was asked: clean, with a note, every time.
+    let total = COUNT * SIZE;
+    let addr = spawn_server(move |mut s| {
+        let mut buf = [0u8; 4096];
+        let mut got = 0u64;
+        while got < total {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            got += n as u64;
+        }
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    for _ in 0..3 {
+        for (mode, extra) in MODES {
+            let mut args = vec!["-c", "2", "--size", "64", "-n", "20"];
+            args.extend_from_slice(extra);
+            let (status, json, err) = stress_json(&addr.to_string(), &args);
+            assert!(status.success(), "{mode}: {json:#}\n{err}");
+            assert_eq!(json["connections_completed"], 2, "{mode}: {json:#}");
+        }
+    }
+}
+
+#[test]
+fn an_echo_slower_than_the_timeout_fails_even_when_it_comes() {
+    // Each echo is held for 300 ms; the timeout is 100 ms. The echo does
+    // come, but too late: a timeout, in both engines.
+    let addr = twisted_echo(|s, _, chunk| {
+        std::thread::sleep(Duration::from_millis(300));
+        s.write_all(chunk).is_ok()
+    });
+    for (mode, extra) in MODES {
+        let mut args = vec!["-c", "1", "--size", "64", "-n", "3", "--timeout", "100ms"];
+        args.extend_from_slice(extra);
+        let (status, json, err) = stress_json(&addr.to_string(), &args);
+        assert_eq!(status.code(), Some(1), "{mode}: {json:#}\n{err}");
+        assert_eq!(json["errors_by_kind"]["timeout"], 1, "{mode}: {json:#}");
+    }
+}
+
+#[test]
+fn an_open_loop_duration_run_keeps_every_connection_open_until_the_window_ends() {
+    // At 2 messages a second over 4 connections most have one message or
+    // none in a 1.5 s window; each must stay open, served, until the end,
+    // not leave after its last message. The server times each connection.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = spawn_server(move |mut s| {
+        let opened = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            if s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(opened.elapsed());
+    });
+    for engine in ["events", "threads"] {
+        let (status, json, err) = stress_json(
+            &addr.to_string(),
+            &["-c", "4", "--rate", "2", "-d", "1500ms", "--engine", engine],
+        );
+        assert!(status.success(), "{engine}: {json:#}\n{err}");
+        assert!(
+            json["elapsed_s"].as_f64().unwrap() >= 1.4,
+            "{engine}: the run covers the window: {json:#}"
+        );
+        for _ in 0..4 {
+            let open = rx.recv_timeout(crate::util::WAIT).unwrap();
+            assert!(
+                open >= Duration::from_millis(1400),
+                "{engine}: a connection was open only {open:?} of a 1.5 s window"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_report_file_that_cannot_be_written_is_refused_before_the_run() {
+    let t = std::time::Instant::now();
+    let (status, _, err) = crate::util::run(&[
+        "stress",
+        "127.0.0.1:9",
+        "-d",
+        "30s",
+        "--json",
+        "/nonexistent-dir/report.json",
+    ]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent-dir/report.json"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "refused up front, not after the run"
+    );
+}

@@ -472,6 +472,38 @@ fn interval_series_covers_the_run_and_adds_up() {
         err.contains("msgs/s") && err.lines().count() >= 5,
         "rows on stderr: {err}"
     );
+    assert!(
+        last_t <= json["elapsed_s"].as_f64().unwrap() + 1e-9,
+        "the last interval ends with the run: {json}"
+    );
+}
+
+#[test]
+fn a_short_count_run_with_a_warmup_never_has_an_interval_past_its_end() {
+    // Once a race let a finishing thread's last interval out as complete:
+    // a row whose end lay past the run's, its rate taken over the full
+    // interval. Repeated, because it was a race.
+    let server = Server::start("epoll", &[]);
+    for _ in 0..8 {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &[
+                "-c",
+                "4",
+                "-n",
+                "500",
+                "--warmup",
+                "100ms",
+                "--interval",
+                "20ms",
+            ],
+        );
+        assert!(status.success(), "{json}{err}");
+        let elapsed = json["elapsed_s"].as_f64().unwrap();
+        for row in json["series"].as_array().unwrap() {
+            assert!(row["t"].as_f64().unwrap() <= elapsed + 1e-9, "{json:#}");
+        }
+    }
 }
 
 #[test]

@@ -181,6 +181,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(LoadError::Config(why)) = config.validate() {
         return Err(UsageError(why).into());
     }
+    // Before the run: a report that cannot be written is found now, not
+    // after a long run whose figures would then be lost.
+    let json_out = a.json.as_deref().map(ReportFile::open).transpose()?;
+    let csv_out = a.csv.as_deref().map(ReportFile::open).transpose()?;
 
     let show_progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| new_bar(&config));
@@ -197,20 +201,35 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).context(format!("stress run against {} failed", config.addr)),
     };
 
+    // Every output is attempted, and none of their failures hides the
+    // verdict: a failed run exits 1 with its FAILED line whatever happened
+    // to the files.
+    let mut unwritten = Vec::new();
     let data_on_stdout = is_stdout(&a.json) || is_stdout(&a.csv);
     if data_on_stdout {
         crate::out::stderr(&report.to_text());
-    } else {
-        crate::out::stdout(&report.to_text())?;
+    } else if let Err(e) = crate::out::stdout(&report.to_text()) {
+        unwritten.push(format!("cannot write the summary to stdout: {e}"));
     }
-    if let Some(path) = &a.json {
-        write_to(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    if let Some(f) = json_out {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        if let Err(e) = f.write(&text) {
+            unwritten.push(e);
+        }
     }
-    if let Some(path) = &a.csv {
-        write_to(path, &report.to_csv())?;
+    if let Some(f) = csv_out {
+        if let Err(e) = f.write(&report.to_csv()) {
+            unwritten.push(e);
+        }
+    }
+    for e in &unwritten {
+        crate::out::eprintln_quiet!("ringport: {e}");
     }
     let problems = report.problems();
     if problems.is_empty() {
+        if !unwritten.is_empty() {
+            anyhow::bail!("the run was clean, but its report could not be written in full");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         anyhow::bail!(
@@ -228,13 +247,42 @@ fn clock_seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-fn write_to(path: &Path, text: &str) -> anyhow::Result<()> {
-    if path == Path::new("-") {
-        crate::out::stdout(text)?;
-    } else {
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+/// Where `--json` or `--csv` goes: stdout, or a file opened before the run.
+enum ReportFile {
+    Stdout,
+    File(PathBuf, std::fs::File),
+}
+
+impl ReportFile {
+    fn open(path: &Path) -> anyhow::Result<ReportFile> {
+        if path == Path::new("-") {
+            return Ok(ReportFile::Stdout);
+        }
+        let file = std::fs::File::create(path).map_err(|e| {
+            UsageError(format!(
+                "cannot write the report to {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(ReportFile::File(path.to_path_buf(), file))
     }
-    Ok(())
+
+    /// Write and flush; a reader that went away (EPIPE) is not an error.
+    fn write(self, text: &str) -> Result<(), String> {
+        match self {
+            ReportFile::Stdout => crate::out::stdout(text)
+                .map_err(|e| format!("cannot write the report to stdout: {e}")),
+            ReportFile::File(path, mut f) => {
+                match f.write_all(text.as_bytes()).and_then(|()| f.flush()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!(
+                        "cannot write the report to {}: {e}",
+                        path.display()
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// A bar when the total is known (a count), a spinner-like bar over the

@@ -37,6 +37,24 @@ pub enum Engine {
 /// How long the events engine polls without blocking before it sleeps, in a closed loop.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
+/// The most connections one run opens: about what one process's
+/// descriptors and ephemeral ports allow, and well past what the engines
+/// are built for.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// The open-loop rates a run takes, in messages per second. Below the
+/// minimum a schedule of a few messages spans days; above the maximum no
+/// single process paces messages (split the load over several `stress`).
+pub const MIN_RATE: f64 = 0.001;
+/// See [`MIN_RATE`].
+pub const MAX_RATE: f64 = 1e8;
+
+/// The longest an open-loop schedule may run.
+const MAX_SCHEDULE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The most message bytes a run may hold in flight, all connections together.
+pub const MAX_IN_FLIGHT: u64 = 4 << 30;
+
 /// How long each connection waits for the server's end of stream after its
 /// half-close, by default: long enough for servers that close a moment after
 /// the client does (socat waits half a second), short enough not to matter.
@@ -178,23 +196,68 @@ impl Config {
     /// Refuse what cannot be run, with a message that names the flag.
     pub fn validate(&self) -> Result<(), LoadError> {
         let bad = |s: String| Err(LoadError::Config(s));
-        if self.connections == 0 {
-            return bad("--connections must be at least 1".into());
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return bad(format!(
+                "--connections {} is out of range: write 1 to {MAX_CONNECTIONS} (one process cannot hold more sockets)",
+                self.connections
+            ));
+        }
+        if let StopWhen::Count(n) = self.stop {
+            if n == 0 {
+                return bad("--count must be at least 1 message per connection".into());
+            }
+            if n.checked_mul(self.connections as u64).is_none() {
+                return bad(format!(
+                    "--count {n} × --connections {} does not fit in a 64-bit count of messages",
+                    self.connections
+                ));
+            }
+        }
+        if let Some(r) = self.rate {
+            if !(MIN_RATE..=MAX_RATE).contains(&r) {
+                return bad(format!(
+                    "--rate {r} is out of range: write {MIN_RATE} to {MAX_RATE:e} messages per second"
+                ));
+            }
+            // The last message's place in the schedule must be a time this
+            // run can reach.
+            let slots = match self.stop {
+                StopWhen::Count(n) => n as f64 * self.connections as f64,
+                StopWhen::Duration(d) => d.as_secs_f64() * r,
+            } + self.warmup.as_secs_f64() * r;
+            if slots / r > MAX_SCHEDULE.as_secs_f64() {
+                return bad(format!(
+                    "--rate {r} with these counts would take {:.0} days: at most a year; raise --rate or lower --count",
+                    slots / r / 86_400.0
+                ));
+            }
+        }
+        let per_conn = match self.stop {
+            StopWhen::Count(n) => (self.pipeline as u64).min(n),
+            StopWhen::Duration(_) => self.pipeline as u64,
+        };
+        let in_flight = (self.payload.max_len() as f64) * per_conn as f64 * self.connections as f64;
+        if in_flight > MAX_IN_FLIGHT as f64 {
+            return bad(format!(
+                "--pipeline {} × message size {} × --connections {} would hold up to {:.1} GiB in flight: at most {} GiB; lower one of them",
+                self.pipeline,
+                self.payload.max_len(),
+                self.connections,
+                in_flight / (1u64 << 30) as f64,
+                MAX_IN_FLIGHT >> 30
+            ));
         }
         if self.pipeline == 0 {
             return bad("--pipeline must be at least 1".into());
         }
-        if let Some(r) = self.rate {
-            if !(r.is_finite() && r > 0.0) {
-                return bad(format!(
-                    "--rate must be a positive number of messages per second, not {r}"
-                ));
-            }
-        }
+
         if let Some(r) = self.connect_rate {
-            if !(r.is_finite() && r > 0.0) {
+            if !(r.is_finite()
+                && r >= MIN_RATE
+                && self.connections as f64 / r <= MAX_SCHEDULE.as_secs_f64())
+            {
                 return bad(format!(
-                    "--connect-rate must be a positive number of connects per second, not {r}"
+                    "--connect-rate must be a number of connects per second that opens the connections within a year, such as 1000, not {r}"
                 ));
             }
         }

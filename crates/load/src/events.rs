@@ -160,6 +160,8 @@ struct Driver<'a> {
     poll: Poll,
     conns: Vec<Option<Conn>>,
     live: usize,
+    /// Connections open and not yet done with their messages.
+    exchanging: usize,
     rec: Recorder,
     scratch: Vec<u8>,
 }
@@ -184,6 +186,7 @@ pub(crate) fn worker(
                 poll,
                 conns: Vec::with_capacity(ids.len()),
                 live: 0,
+                exchanging: 0,
                 rec,
                 scratch: vec![0u8; READ_CHUNK],
             };
@@ -328,6 +331,10 @@ impl Driver<'_> {
         };
         let mut armed_for = None;
         let mut due = Vec::new();
+        self.exchanging = self.live;
+        if self.exchanging == 0 {
+            self.rec.end_series();
+        }
         // No readiness edge will come for an idle, open connection: start each one.
         for k in 0..self.conns.len() {
             self.drive(k, w, Instant::now(), Reading::Drain);
@@ -371,19 +378,29 @@ impl Driver<'_> {
                 self.drive(ev.token().0, w, now, reading);
             }
             if let Some(c) = cursor.as_mut() {
+                let mut pushed = 0;
                 while let Some(at) = c.at(w, ids) {
                     if at > now {
                         break;
                     }
-                    due.push(c.k);
+                    due.push((c.k, at));
                     c.advance();
+                    pushed += 1;
+                    if pushed >= c.len && c.k == 0 {
+                        // A whole round fell due at once: this thread is a
+                        // round or more behind the schedule. Every
+                        // connection is being driven now; skip the rounds
+                        // in between rather than walk them slot by slot
+                        // (at a rate of 10^9 that walk never ends).
+                        c.skip_to(w, ids, now);
+                    }
                 }
                 now = Instant::now();
                 // A message is due, not an echo: skip the read, which
                 // would only fail with WouldBlock; echoed bytes that are
                 // still unread have a readiness edge of their own pending.
-                for k in due.drain(..) {
-                    self.drive(k, w, now, Reading::Skip);
+                for (k, at) in due.drain(..) {
+                    self.drive_due(k, w, now, at);
                 }
             }
             if now.duration_since(last_sweep) >= SWEEP {
@@ -434,7 +451,7 @@ impl Driver<'_> {
             };
             if let State::Closing { since } = conn.state {
                 if now.duration_since(since) >= self.config.close_grace {
-                    self.finish(k, Outcome::Completed(Ending::NotSeen), now);
+                    self.finish(k, Outcome::Completed(Ending::NotSeen));
                 }
                 continue;
             }
@@ -443,7 +460,7 @@ impl Driver<'_> {
                 .front()
                 .is_some_and(|m| now.duration_since(m.queued) > self.config.timeout);
             if overdue {
-                self.finish(k, Outcome::Failed(ErrorKind::Timeout), now);
+                self.finish(k, Outcome::Failed(ErrorKind::Timeout));
             } else if ended && conn.in_flight.is_empty() {
                 self.drive(k, w, now, Reading::Skip);
             }
@@ -452,29 +469,58 @@ impl Driver<'_> {
 
     /// Make all the progress connection `k` allows: read and verify, queue, write.
     fn drive(&mut self, k: usize, w: &Workload, now: Instant, reading: Reading) {
+        self.turn(k, w, now, now, reading);
+    }
+
+    /// Connection `k`'s message due at `at` is to go: no read. If this
+    /// thread noticed it late (`now` past `at`), the plan is asked as of
+    /// `at`, so that the generator's own lateness near the end of a run is
+    /// never counted as messages the server left unsent.
+    fn drive_due(&mut self, k: usize, w: &Workload, now: Instant, at: Instant) {
+        self.turn(k, w, now, at.min(now), Reading::Skip);
+    }
+
+    fn turn(&mut self, k: usize, w: &Workload, now: Instant, plan_now: Instant, reading: Reading) {
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
+        let was_exchanging = matches!(conn.state, State::Exchanging { .. });
         let outcome = turn(
             conn,
             self.config,
             w,
             &mut self.rec,
             &mut self.scratch,
-            now,
+            (now, plan_now),
             reading,
         );
-        self.finish(k, outcome, now);
+        if was_exchanging && matches!(conn.state, State::Closing { .. }) {
+            self.exchange_ended();
+        }
+        self.finish(k, outcome);
+    }
+
+    /// One fewer connection is still exchanging messages; when none is,
+    /// this thread's series ends: the close checks that may follow are not
+    /// part of the measured run.
+    fn exchange_ended(&mut self) {
+        self.exchanging = self.exchanging.saturating_sub(1);
+        if self.exchanging == 0 {
+            self.rec.end_series();
+        }
     }
 
     /// Remove a completed or failed connection.
-    fn finish(&mut self, k: usize, outcome: Outcome, now: Instant) {
+    fn finish(&mut self, k: usize, outcome: Outcome) {
         if matches!(outcome, Outcome::Continue) {
             return;
         }
         let Some(mut conn) = self.conns[k].take() else {
             return;
         };
+        if !matches!(conn.state, State::Closing { .. }) {
+            self.exchange_ended();
+        }
         match outcome {
             Outcome::Continue => unreachable!("returned above"),
             Outcome::Completed(ending) => self.rec.completed(ending),
@@ -482,7 +528,7 @@ impl Driver<'_> {
                 tracing::debug!("connection {}: {}", conn.id + 1, kind.name());
                 self.rec.error(kind);
                 if !matches!(conn.state, State::Closing { .. }) {
-                    self.rec.exchange_done(now);
+                    self.rec.exchange_done(Instant::now());
                 }
             }
         }
@@ -528,6 +574,15 @@ impl Cursor {
             self.j += 1;
         }
     }
+
+    /// Move to the round before the first one whose first slot is after
+    /// `now`: everything earlier is already being driven.
+    fn skip_to(&mut self, w: &Workload, ids: &[u64], now: Instant) {
+        let since = now.saturating_duration_since(w.clock.t0);
+        let round = self.schedule.first_at_or_after(ids[0], since);
+        self.j = self.j.max(round.saturating_sub(1));
+        self.k = 0;
+    }
 }
 
 /// One connection's turn: read and verify, queue what is due, write; and
@@ -538,7 +593,7 @@ fn turn(
     w: &Workload,
     rec: &mut Recorder,
     scratch: &mut [u8],
-    now: Instant,
+    (now, plan_now): (Instant, Instant),
     reading: Reading,
 ) -> Outcome {
     match conn.state {
@@ -553,28 +608,31 @@ fn turn(
         }
         State::Exchanging { .. } => {}
     }
-    let mut eof = false;
+    let mut ended = None;
     if reading != Reading::Skip {
-        match read(conn, rec, scratch, reading) {
+        match read(conn, rec, scratch, reading, config.timeout) {
             Ok(ReadEnd::Drained) => {}
-            Ok(ReadEnd::Eof) => eof = true,
+            Ok(ReadEnd::Eof) => ended = Some((Ending::Eof, ErrorKind::EarlyClose)),
+            // A reset is an ending like an end of stream, just a rude one.
+            Err(ErrorKind::Reset) => ended = Some((Ending::Reset, ErrorKind::Reset)),
             Err(kind) => return Outcome::Failed(kind),
         }
     }
-    refill(conn, config, w, rec, now);
+    refill(conn, config, w, rec, now, plan_now);
     let done = conn.finished() && conn.in_flight.is_empty();
-    if eof {
-        // The server closed. That is an ending only if nothing more was
-        // asked of this connection: the count is reached, or the window is
-        // over. Anything else is early, however much was verified so far.
+    if let Some((ending, early)) = ended {
+        // The server closed (or reset). That is an ending only if nothing
+        // more was asked of this connection: the count is reached, or the
+        // window is over. Anything else is early, however much was
+        // verified so far.
         if !done {
-            return Outcome::Failed(ErrorKind::EarlyClose);
+            return Outcome::Failed(early);
         }
-        rec.exchange_done(now);
-        return Outcome::Completed(Ending::Eof);
+        rec.exchange_done(Instant::now());
+        return Outcome::Completed(ending);
     }
     if done {
-        rec.exchange_done(now);
+        rec.exchange_done(Instant::now());
         if config.close_grace.is_zero() {
             return Outcome::Completed(Ending::Unchecked);
         }
@@ -619,6 +677,7 @@ fn read(
     rec: &mut Recorder,
     scratch: &mut [u8],
     reading: Reading,
+    timeout: Duration,
 ) -> Result<ReadEnd, ErrorKind> {
     loop {
         let n = match conn.stream.read(scratch) {
@@ -645,6 +704,22 @@ fn read(
             );
             return Err(ErrorKind::Mismatch);
         }
+        // What was owed and matched is verified, even when more follows.
+        conn.verified += checked as u64;
+        let now = Instant::now();
+        while let Some(m) = conn.in_flight.front() {
+            if m.end > conn.verified {
+                break;
+            }
+            // The sweep looks for overdue echoes only now and then; an
+            // echo that took longer than the timeout fails here, exactly.
+            if now.duration_since(m.queued) > timeout {
+                return Err(ErrorKind::Timeout);
+            }
+            rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
+            conn.in_flight.pop_front();
+            conn.in_flight_written -= 1;
+        }
         if n > owed {
             tracing::debug!(
                 "connection {}: {} bytes came back that were never sent (stream offset {})",
@@ -653,16 +728,6 @@ fn read(
                 conn.written
             );
             return Err(ErrorKind::ExtraBytes);
-        }
-        conn.verified += n as u64;
-        let now = Instant::now();
-        while let Some(m) = conn.in_flight.front() {
-            if m.end > conn.verified {
-                break;
-            }
-            rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
-            conn.in_flight.pop_front();
-            conn.in_flight_written -= 1;
         }
         if conn.verified == conn.generated {
             // Everything sent came back: start the buffer afresh, no copying.
@@ -690,9 +755,18 @@ fn read(
 }
 
 /// Queue what the plan says is due, up to the pipeline depth.
-fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, now: Instant) {
+/// `plan_now` is the instant the plan is asked at: `now`, or, for a turn
+/// started by a due message this thread noticed late, when it was due.
+fn refill(
+    conn: &mut Conn,
+    config: &Config,
+    w: &Workload,
+    rec: &mut Recorder,
+    now: Instant,
+    plan_now: Instant,
+) {
     while !conn.finished() && conn.in_flight.len() < config.pipeline {
-        match conn.plan.next(w, now) {
+        match conn.plan.next(w, plan_now) {
             Next::Send { intended, measured } => {
                 let start = conn.generated;
                 config

@@ -462,8 +462,13 @@ impl Report {
             }
             if self.close_by_reset > 0 {
                 parts.push(format!(
-                    "{} were reset instead of closed after their last echo",
-                    self.close_by_reset
+                    "{} {} reset instead of closed after the last echo",
+                    self.close_by_reset,
+                    if self.close_by_reset == 1 {
+                        "was"
+                    } else {
+                        "were"
+                    }
                 ));
             }
             let _ = writeln!(

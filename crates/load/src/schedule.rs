@@ -164,7 +164,13 @@ impl Plan {
         }
         if let Some(end) = w.clock.end {
             if intended >= end {
-                return Next::Finished { unsent: 0 };
+                // Nothing more is due in the window, but the window is not
+                // over: a connection stays open and served until it is.
+                return if now >= end {
+                    Next::Finished { unsent: 0 }
+                } else {
+                    Next::Wait(end)
+                };
             }
             if let Some(s) = &w.schedule {
                 if now >= end {

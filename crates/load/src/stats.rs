@@ -204,6 +204,15 @@ impl Recorder {
         }
     }
 
+    /// The thread's connections are done with their messages: hand over
+    /// the last interval now, so that the close checks that may follow do
+    /// not stretch the series past the measured run.
+    pub fn end_series(&mut self) {
+        if let Some(i) = self.interval.take() {
+            i.finish();
+        }
+    }
+
     /// The thread is done: hand over the last interval.
     pub fn finish(&mut self) {
         self.delta.flush(self.progress.as_deref());
@@ -261,13 +270,18 @@ impl IntervalRecorder {
 
     /// Give the current interval to the series; everything before `next` is then reported.
     fn hand_over(&mut self, next: u64) {
+        self.hand_over_as(next, false);
+    }
+
+    /// The same; `last` also marks this thread done, under the same lock,
+    /// so the series never sees its last interval as complete in between.
+    fn hand_over_as(&mut self, next: u64, last: bool) {
         self.series.report(
             self.thread,
             self.index,
-            self.messages,
-            &self.raw,
-            self.corrected.as_ref(),
+            (self.messages, &self.raw, self.corrected.as_ref()),
             next,
+            last,
         );
         self.index = next;
         self.messages = 0;
@@ -279,8 +293,7 @@ impl IntervalRecorder {
 
     fn finish(mut self) {
         let next = self.index + 1;
-        self.hand_over(next);
-        self.series.thread_done(self.thread);
+        self.hand_over_as(next, true);
     }
 }
 
@@ -326,10 +339,9 @@ impl Series {
         &self,
         thread: usize,
         index: u64,
-        messages: u64,
-        raw: &Histogram<u64>,
-        corrected: Option<&Histogram<u64>>,
+        (messages, raw, corrected): (u64, &Histogram<u64>, Option<&Histogram<u64>>),
         upto: u64,
+        last: bool,
     ) {
         let mut s = self.state.lock().expect("series lock");
         if index >= s.emitted {
@@ -349,12 +361,10 @@ impl Series {
             }
         }
         s.reported_upto[thread] = s.reported_upto[thread].max(upto);
+        if last {
+            s.done[thread] = true;
+        }
         drop(s);
-        self.changed.notify_all();
-    }
-
-    fn thread_done(&self, thread: usize) {
-        self.state.lock().expect("series lock").done[thread] = true;
         self.changed.notify_all();
     }
 

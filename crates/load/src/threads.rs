@@ -57,7 +57,10 @@ pub(crate) fn worker(
             scratch: vec![0u8; 64 * 1024],
             read_timeout: config.timeout,
         };
-        match conn.converse(config, &w, id, &mut rec) {
+        let conversed = conn.converse(config, &w, id, &mut rec);
+        // The series covers the exchange, not the close check after it.
+        rec.end_series();
+        match conversed {
             Ok(()) => {
                 rec.exchange_done(Instant::now());
                 match conn.close_check(config.close_grace) {
@@ -139,16 +142,25 @@ impl Conn<'_> {
         let mut plan = Plan::new(id);
         let mut msg = Vec::new();
         let mut last_tick = Instant::now();
+        // The message this thread slept for: if it wakes late, the plan is
+        // asked as of when that message was due, so the thread's own
+        // lateness is never counted as messages the server left unsent.
+        let mut slept_for: Option<Instant> = None;
         loop {
             let now = Instant::now();
             if now.duration_since(last_tick) >= TICK {
                 rec.tick(now);
                 last_tick = now;
             }
-            let (intended, measured) = match plan.next(w, now) {
+            let plan_now = slept_for.take().filter(|at| *at <= now).unwrap_or(now);
+            let (intended, measured) = match plan.next(w, plan_now) {
                 Next::Send { intended, measured } => (intended, measured),
                 Next::Wait(at) => {
-                    self.watch_idle(at.saturating_duration_since(now).min(NAP))?;
+                    let nap = at.saturating_duration_since(now);
+                    if nap <= NAP {
+                        slept_for = Some(at);
+                    }
+                    self.watch_idle(nap.min(NAP))?;
                     continue;
                 }
                 Next::Finished { unsent } => {
@@ -161,22 +173,41 @@ impl Conn<'_> {
             let queued = Instant::now();
             self.stream.write_all(&msg).map_err(|e| classify(&e))?;
             rec.sent(measured, msg.len() as u64);
-            self.set_read_timeout(config.timeout)?;
+            // The timeout bounds the whole echo, not each read of it.
+            let deadline = queued + config.timeout;
             let mut got = 0;
             while got < msg.len() {
-                let want = (msg.len() - got).min(self.scratch.len());
-                let n = match self.stream.read(&mut self.scratch[..want]) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ErrorKind::Timeout);
+                }
+                self.set_read_timeout(left)?;
+                // Read what is there, not just what is owed: nothing else
+                // was sent, so a byte beyond the echo is one never sent.
+                let n = match self.stream.read(&mut self.scratch) {
                     Ok(0) => return Err(ErrorKind::EarlyClose),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(classify(&e)),
                 };
-                if self.scratch[..n] != msg[got..got + n] {
+                let owed = msg.len() - got;
+                let checked = n.min(owed);
+                if self.scratch[..checked] != msg[got..got + checked] {
                     return Err(ErrorKind::Mismatch);
                 }
-                got += n;
+                got += checked;
+                if n > owed {
+                    if Instant::now() <= deadline {
+                        rec.verified(Instant::now(), queued, intended, measured, msg.len() as u64);
+                    }
+                    return Err(ErrorKind::ExtraBytes);
+                }
             }
-            rec.verified(Instant::now(), queued, intended, measured, msg.len() as u64);
+            let now = Instant::now();
+            if now > deadline {
+                return Err(ErrorKind::Timeout);
+            }
+            rec.verified(now, queued, intended, measured, msg.len() as u64);
         }
     }
 
