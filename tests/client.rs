@@ -4,8 +4,7 @@
 
 use crate::stress::spawn_server;
 use crate::util::{ringport, wait_with_timeout, Server, WAIT};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -132,6 +131,8 @@ fn client_timeout_bounds_writes_too() {
 #[cfg(unix)]
 #[test]
 fn serve_survives_a_closed_stdout_and_exits_0_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
     let mut child = ringport()
         .args(["serve", "--model", "epoll", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())

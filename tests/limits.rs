@@ -3,10 +3,13 @@
 //! before anything starts.
 
 #[cfg(target_os = "linux")]
-use crate::util::{cpu_time, limit_open_files, raise_own_open_files};
-use crate::util::{ringport, run, Server, WAIT};
+use crate::util::{cpu_time, limit_open_files, raise_own_open_files, ringport, WAIT};
+use crate::util::{run, Server};
+#[cfg(target_os = "linux")]
 use std::io::{Read, Write};
+#[cfg(target_os = "linux")]
 use std::net::TcpStream;
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
 /// Models that serve clients at the same time (blocking serves them in turn).
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 const CONCURRENT: [&str; 4] = ["threaded", "epoll", "tokio", "completion"];
 
 /// One echo on an open connection; `false` if it did not come back.
+#[cfg(target_os = "linux")]
 fn echo_once(s: &mut TcpStream, msg: &[u8]) -> bool {
     let _ = s.set_read_timeout(Some(WAIT));
     if s.write_all(msg).is_err() {

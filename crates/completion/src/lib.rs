@@ -101,6 +101,8 @@ pub struct Completion {
     pub result: io::Result<usize>,
     /// Whether this operation will complete again (multishot).
     pub more: bool,
+    // Read by the backends that have buffers; the unsupported shell has none.
+    #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
     pub(crate) buf: sys::CompletionBuf,
 }
 

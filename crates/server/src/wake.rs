@@ -44,7 +44,11 @@ mod imp {
 
     impl Wake {
         pub(crate) fn new() -> io::Result<Wake> {
-            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            // (pipe2 with O_CLOEXEC is not on every Unix: set it after.)
+            let (read, write) = rustix::pipe::pipe()?;
+            for fd in [&read, &write] {
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+            }
             Ok(Wake { read, write })
         }
 
@@ -118,9 +122,11 @@ mod imp {
         }
 
         /// The read that follows is the wait (its timeout is the tick).
-        pub(crate) fn wait(&self, _: &TcpStream, _: Option<Duration>) -> io::Result<Ready> {
+        pub(crate) fn wait(&self, _: &TcpStream, timeout: Option<Duration>) -> io::Result<Ready> {
             Ok(if self.woken.load(Ordering::SeqCst) {
                 Ready::Woken
+            } else if timeout.is_some_and(|t| t.is_zero()) {
+                Ready::TimedOut
             } else {
                 Ready::Socket
             })

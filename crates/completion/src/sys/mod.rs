@@ -21,5 +21,16 @@ pub use iocp::RawSocket;
 #[cfg(windows)]
 pub(crate) use iocp::*;
 
-#[cfg(not(any(target_os = "linux", windows)))]
-compile_error!("the completion port needs io_uring (Linux) or IOCP (Windows)");
+#[cfg(all(unix, not(target_os = "linux")))]
+mod unsupported;
+#[cfg(all(unix, not(target_os = "linux")))]
+pub use unsupported::RawSocket;
+#[cfg(all(unix, not(target_os = "linux")))]
+pub(crate) use unsupported::*;
+
+/// Socket helpers over raw descriptors, for every Unix backend.
+#[cfg(all(unix, not(target_os = "linux")))]
+mod fd;
+
+#[cfg(not(any(unix, windows)))]
+compile_error!("ringport builds for Unix and Windows");

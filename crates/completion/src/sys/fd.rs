@@ -1,0 +1,46 @@
+//! Sockets as raw descriptors, on every Unix: what the io_uring backend and
+//! the unsupported shell share. Each helper borrows the descriptor for one
+//! call through socket2; none of them closes it but `close_now`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// A socket as the kernel's operations name it.
+pub type RawSocket = RawFd;
+
+fn with_ref<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
+    // SAFETY: the caller owns `fd` for the duration of this call (every
+    // caller holds the socket it names), and the borrowed SockRef does not
+    // close it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(socket2::SockRef::from(&borrowed))
+}
+
+pub(crate) fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    with_ref(fd, |s| s.set_nodelay(true))
+}
+
+pub(crate) fn peer_addr(fd: RawFd) -> io::Result<std::net::SocketAddr> {
+    with_ref(fd, |s| {
+        s.peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+    })
+}
+
+pub(crate) fn shutdown(fd: RawFd, how: std::net::Shutdown) -> io::Result<()> {
+    with_ref(fd, |s| s.shutdown(how))
+}
+
+pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {
+    l.as_raw_fd()
+}
+
+pub(crate) fn into_raw_socket(s: std::net::TcpStream) -> RawFd {
+    std::os::fd::IntoRawFd::into_raw_fd(s)
+}
+
+pub(crate) fn close_now(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and gives it up here.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+}
