@@ -3,9 +3,9 @@
 //! Every field is public and [`Config::new`] gives the defaults, so a caller
 //! sets only what it cares about. New fields are only ever added.
 
+use crate::outcome::IntervalStat;
 use crate::payload::{Payload, MAX_MESSAGE_SIZE};
 use crate::progress::Progress;
-use crate::report::IntervalStat;
 use crate::LoadError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -6,97 +6,16 @@
 //! thousand connections — is never mistaken for server latency. It is
 //! reported on its own as `connect_s`.
 
-use crate::config::{Config, Engine, StopWhen};
+use crate::config::{Config, Engine};
 use crate::report::{Measured, Report};
-use crate::schedule::{Clock, Schedule, Workload};
+use crate::start::{workload, Gate, Shared};
 use crate::stats::{run_histogram, Series, Totals};
 use crate::LoadError;
-use hdrhistogram::Histogram;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Descriptors a run needs besides one per connection: pollers, stdio, files.
 const SPARE_FDS: u64 = 64;
-
-/// What a load thread hands back when it is done.
-pub(crate) struct WorkerOut {
-    pub totals: Totals,
-    pub raw: Histogram<u64>,
-    pub corrected: Option<Histogram<u64>>,
-    pub finished: Instant,
-}
-
-/// A start line: every load thread and the coordinator arrive, then all go.
-/// Unlike `std::sync::Barrier` it can be abandoned, so that a thread that
-/// could not be spawned does not leave the others waiting for ever.
-struct Gate {
-    state: Mutex<(usize, bool)>,
-    open: Condvar,
-    expected: usize,
-}
-
-impl Gate {
-    fn new(expected: usize) -> Gate {
-        Gate {
-            state: Mutex::new((0, false)),
-            open: Condvar::new(),
-            expected,
-        }
-    }
-
-    /// Arrive and wait for everyone. False if the run was abandoned.
-    fn arrive(&self) -> bool {
-        let mut s = self.state.lock().expect("gate lock");
-        s.0 += 1;
-        if s.0 >= self.expected {
-            self.open.notify_all();
-        }
-        while s.0 < self.expected && !s.1 {
-            s = self.open.wait(s).expect("gate lock");
-        }
-        !s.1
-    }
-
-    fn abandon(&self) {
-        self.state.lock().expect("gate lock").1 = true;
-        self.open.notify_all();
-    }
-}
-
-/// What the load threads share.
-pub(crate) struct Shared {
-    gate: Gate,
-    t0: OnceLock<Instant>,
-    /// The per-interval series, with `--interval`.
-    pub series: Option<Arc<Series>>,
-}
-
-impl Shared {
-    /// Wait until every connection of every thread is open, then return the
-    /// workload with the common clock. `None` if the run was abandoned.
-    pub fn start(&self, config: &Config) -> Option<Workload> {
-        if !self.gate.arrive() {
-            return None;
-        }
-        // Whoever comes first sets the clock; the rest are microseconds behind.
-        let t0 = *self.t0.get_or_init(Instant::now);
-        Some(workload(config, t0))
-    }
-}
-
-fn workload(config: &Config, t0: Instant) -> Workload {
-    let (count, duration) = match config.stop {
-        StopWhen::Count(n) => (Some(n), None),
-        StopWhen::Duration(d) => (None, Some(d)),
-    };
-    Workload {
-        clock: Clock::new(t0, config.warmup, duration),
-        schedule: config
-            .rate
-            .and_then(|r| Schedule::new(r, config.connections as u64)),
-        count,
-    }
-}
 
 /// Raise the descriptor limit and check that the connections fit under it.
 fn check_fd_limit(config: &Config) -> Result<(), LoadError> {
@@ -233,31 +152,4 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             asked,
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_abandoned_gate_releases_everyone() {
-        let gate = Arc::new(Gate::new(3));
-        let g = gate.clone();
-        let waiter = std::thread::spawn(move || g.arrive());
-        // The third party never comes.
-        while gate.state.lock().unwrap().0 < 1 {
-            std::thread::yield_now();
-        }
-        gate.abandon();
-        assert!(!waiter.join().unwrap());
-    }
-
-    #[test]
-    fn a_full_gate_opens() {
-        let gate = Arc::new(Gate::new(2));
-        let g = gate.clone();
-        let waiter = std::thread::spawn(move || g.arrive());
-        assert!(gate.arrive());
-        assert!(waiter.join().unwrap());
-    }
 }

@@ -12,10 +12,10 @@
 //! timeout is the time to the next due message.
 
 use crate::config::Config;
-use crate::engine::{Shared, WorkerOut};
 use crate::net;
-use crate::report::ErrorKind;
+use crate::outcome::ErrorKind;
 use crate::schedule::{Next, Plan, Schedule, Workload};
+use crate::start::{Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
 use crate::LoadError;
 use mio::net::TcpStream;

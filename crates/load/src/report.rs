@@ -3,60 +3,13 @@
 //!
 //! JSON keys are a contract: later versions add keys and never rename them.
 
+pub use crate::outcome::{ErrorKind, IntervalStat};
 use crate::stats::Totals;
 use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-/// Why a connection failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The connection could not be made (refused, unreachable, or no answer within the timeout).
-    ConnectFailed,
-    /// The peer reset the connection.
-    Reset,
-    /// An echo did not come back within the timeout.
-    Timeout,
-    /// An echoed byte differed from the byte sent.
-    Mismatch,
-    /// The peer closed before the connection had sent and verified
-    /// everything the run asked of it (or closed at accept).
-    EarlyClose,
-    /// Bytes came back that were never sent: more than the echo owed,
-    /// inside the last echo or after it.
-    ExtraBytes,
-    /// Any other socket error.
-    Other,
-}
-
-impl ErrorKind {
-    /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 7] = [
-        ErrorKind::ConnectFailed,
-        ErrorKind::Reset,
-        ErrorKind::Timeout,
-        ErrorKind::Mismatch,
-        ErrorKind::EarlyClose,
-        ErrorKind::ExtraBytes,
-        ErrorKind::Other,
-    ];
-
-    /// The JSON name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::ConnectFailed => "connect_failed",
-            ErrorKind::Reset => "reset",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Mismatch => "mismatch",
-            ErrorKind::EarlyClose => "early_close",
-            ErrorKind::ExtraBytes => "extra_bytes",
-            ErrorKind::Other => "other",
-        }
-    }
-}
 
 /// Percentiles asked for with `--percentiles`, as `(percentile, microseconds)`
 /// in ascending order. Serialized as a map whose keys are the percentiles
@@ -155,21 +108,6 @@ impl Latency {
         cols.push(("max".to_string(), self.max));
         cols
     }
-}
-
-/// One interval of the `--interval` series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IntervalStat {
-    /// The end of the interval, in seconds from the start of measuring.
-    pub t: f64,
-    /// Messages verified in the interval.
-    pub messages: u64,
-    /// The same, per second of the interval.
-    pub msgs_per_sec: f64,
-    /// 99th percentile of raw latency in the interval.
-    pub p99_us: u64,
-    /// 99th percentile of corrected latency (open loop only; null otherwise).
-    pub p99_corrected_us: Option<u64>,
 }
 
 /// Everything a run measured.

@@ -7,8 +7,8 @@
 //! one, and [`Series`] emits a row once every thread has handed that
 //! interval over (or finished), so a row is never a partial sum.
 
+use crate::outcome::{ErrorKind, IntervalStat};
 use crate::progress::{Delta, Progress};
-use crate::report::{ErrorKind, IntervalStat};
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};

@@ -10,10 +10,10 @@
 //! a kernel thread.
 
 use crate::config::Config;
-use crate::engine::{Shared, WorkerOut};
 use crate::net;
-use crate::report::ErrorKind;
+use crate::outcome::ErrorKind;
 use crate::schedule::{Next, Plan};
+use crate::start::{Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
 use crate::LoadError;
 use std::io::{self, Read, Write};

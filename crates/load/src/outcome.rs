@@ -1,0 +1,69 @@
+//! What the parts of a run report to each other and to the caller: why a
+//! connection failed, and one interval of the series. A leaf module, so
+//! that the counters (`stats`) and the report (`report`) both use these
+//! without using each other.
+
+use serde::Serialize;
+
+/// Why a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The connection could not be made (refused, unreachable, or no answer within the timeout).
+    ConnectFailed,
+    /// The peer reset the connection.
+    Reset,
+    /// An echo did not come back within the timeout.
+    Timeout,
+    /// An echoed byte differed from the byte sent.
+    Mismatch,
+    /// The peer closed before the connection had sent and verified
+    /// everything the run asked of it (or closed at accept).
+    EarlyClose,
+    /// Bytes came back that were never sent: more than the echo owed,
+    /// inside the last echo or after it.
+    ExtraBytes,
+    /// Any other socket error.
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in report order.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::ConnectFailed,
+        ErrorKind::Reset,
+        ErrorKind::Timeout,
+        ErrorKind::Mismatch,
+        ErrorKind::EarlyClose,
+        ErrorKind::ExtraBytes,
+        ErrorKind::Other,
+    ];
+
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectFailed => "connect_failed",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Mismatch => "mismatch",
+            ErrorKind::EarlyClose => "early_close",
+            ErrorKind::ExtraBytes => "extra_bytes",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// One interval of the `--interval` series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalStat {
+    /// The end of the interval, in seconds from the start of measuring.
+    pub t: f64,
+    /// Messages verified in the interval.
+    pub messages: u64,
+    /// The same, per second of the interval.
+    pub msgs_per_sec: f64,
+    /// 99th percentile of raw latency in the interval.
+    pub p99_us: u64,
+    /// 99th percentile of corrected latency (open loop only; null otherwise).
+    pub p99_corrected_us: Option<u64>,
+}
