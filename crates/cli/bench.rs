@@ -68,16 +68,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(false);
-    let q = a.quick;
-    let pick = |given: Vec<usize>, full: &[usize], quick: &[usize]| {
-        if !given.is_empty() {
-            given
-        } else if q {
-            quick.to_vec()
-        } else {
-            full.to_vec()
-        }
+    let preset = if a.quick {
+        matrix::Preset::quick()
+    } else {
+        matrix::Preset::full()
     };
+    let or =
+        |given: Vec<usize>, default: Vec<usize>| if given.is_empty() { default } else { given };
     // Without --models every model runs, also next to a --server, since
     // comparing an outside server with ours is what --server is for.
     let mut targets: Vec<Target> = if a.models.is_empty() {
@@ -93,20 +90,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let plan = Plan {
         exe: std::env::current_exe().context("cannot find the ringport binary to start servers")?,
         targets,
-        connections: pick(a.connections, &[1, 64, 1000], &[1, 64]),
-        sizes: pick(a.sizes, &[64, 4096], &[64]),
-        duration: a.duration.unwrap_or(if q {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(5)
-        }),
-        warmup: a.warmup.unwrap_or(if q {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(1)
-        }),
+        connections: or(a.connections, preset.connections),
+        sizes: or(a.sizes, preset.sizes),
+        duration: a.duration.unwrap_or(preset.duration),
+        warmup: a.warmup.unwrap_or(preset.warmup),
         rate: a.rate,
-        reps: a.reps.unwrap_or(3),
+        reps: a.reps.unwrap_or(preset.reps),
         cpus,
         timeout: a.timeout,
         ready_timeout: Duration::from_secs(10),

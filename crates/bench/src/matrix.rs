@@ -50,6 +50,47 @@ pub fn default_models() -> Vec<Model> {
         .collect()
 }
 
+/// The loads a bench runs when its flags do not say: the full matrix, or
+/// `--quick`'s. Each field can be overridden by its flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    /// Connection counts.
+    pub connections: Vec<usize>,
+    /// Message sizes, bytes.
+    pub sizes: Vec<usize>,
+    /// Each measured run.
+    pub duration: std::time::Duration,
+    /// The discarded load before each.
+    pub warmup: std::time::Duration,
+    /// Repetitions, interleaved.
+    pub reps: usize,
+}
+
+impl Preset {
+    /// 1, 64 and 1000 connections × 64 and 4096 B, three 5 s repetitions.
+    pub fn full() -> Preset {
+        Preset {
+            connections: vec![1, 64, 1000],
+            sizes: vec![64, 4096],
+            duration: std::time::Duration::from_secs(5),
+            warmup: std::time::Duration::from_secs(1),
+            reps: 3,
+        }
+    }
+
+    /// About a minute on two cores: 1 and 64 connections × 64 B, three 1 s
+    /// repetitions, so there is a spread to show.
+    pub fn quick() -> Preset {
+        Preset {
+            connections: vec![1, 64],
+            sizes: vec![64],
+            duration: std::time::Duration::from_secs(1),
+            warmup: std::time::Duration::from_millis(250),
+            reps: 3,
+        }
+    }
+}
+
 /// One point of the load matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cell {
