@@ -1,5 +1,4 @@
 //! Helpers: start `ringport` as a child process, wait with bounds, make payloads.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +19,7 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub model: String,
+    #[cfg_attr(not(unix), allow(dead_code))] // read by the Unix-only signal tests
     stdout_rest: mpsc::Receiver<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -122,6 +122,7 @@ impl Server {
 
     /// Wait (bounded) for the exit; returns the status, how long it took,
     /// and the rest of stdout.
+    #[cfg_attr(not(unix), allow(dead_code))] // used by Unix-only tests
     pub fn wait_exit(mut self) -> (ExitStatus, Duration, String) {
         let t = Instant::now();
         let status = wait_with_timeout(&mut self.child, WAIT).expect("server exits");
@@ -133,6 +134,7 @@ impl Server {
     /// reader thread's end of file (bounded), not just what it has passed on
     /// so far, which can be nothing yet when the last lines were written just
     /// before the exit.
+    #[cfg_attr(not(unix), allow(dead_code))] // used by Unix-only tests
     fn stdout_to_eof(&self) -> String {
         let deadline = Instant::now() + WAIT;
         let mut rest = Vec::new();
@@ -151,6 +153,7 @@ impl Server {
     }
 
     /// Wait (bounded) until stderr contains `needle`; returns all of stderr.
+    #[cfg_attr(not(unix), allow(dead_code))] // used by Unix-only tests
     pub fn wait_stderr(&self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -343,6 +346,7 @@ pub fn cpu_time(pid: u32) -> Duration {
 /// Run `cmd` with at most `n` open files, soft and hard: the binary raises
 /// its soft limit to the hard one at start, so both must be lowered.
 #[cfg(unix)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // used by Linux-only tests
 pub fn limit_open_files(cmd: &mut Command, n: u64) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and only
@@ -364,6 +368,7 @@ pub fn limit_open_files(cmd: &mut Command, n: u64) {
 /// Let this test process open at least `n` files, if its hard limit allows:
 /// some tests hold hundreds of client sockets.
 #[cfg(unix)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // used by Linux-only tests
 pub fn raise_own_open_files(n: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
