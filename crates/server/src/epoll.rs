@@ -13,10 +13,14 @@
 //! at once is copied into the connection's own buffer. A client that sends
 //! without reading can make the server hold at most `max_buffered` bytes for
 //! it: then the worker stops reading from it, the kernel's receive buffer
-//! fills, and TCP flow control pushes back on the client.
+//! fills, and TCP flow control pushes back on the client. The buffer grows by
+//! doubling but never past that cap, so the cap is also what it costs in
+//! memory, and once it drains (or the connection ends) a large one is freed
+//! and reported to `reclaim`, which makes the allocator give it back.
 
 use crate::accept::AcceptBackoff;
 use crate::listener::join_group;
+use crate::reclaim;
 use crate::verbose::log_received;
 use crate::{Config, ServerError, Shutdown, Stats};
 use mio::event::Event;
@@ -404,6 +408,7 @@ impl<'a> Worker<'a> {
         let Some(conn) = self.conns[slot].take() else {
             return;
         };
+        reclaim::freed(conn.owed.capacity());
         self.free.push(slot);
         self.stats.connection_closed();
         log_disconnect(conn.peer, error.as_ref(), self.verbose);
@@ -549,6 +554,7 @@ impl<S: Socket> Connection<S> {
                         io.echoed += n as u64;
                         io.progressed = true;
                         if self.owed.is_empty() && self.owed.capacity() > KEEP_OWED_CAPACITY {
+                            reclaim::freed(self.owed.capacity());
                             self.owed = VecDeque::new();
                         }
                         continue;
@@ -636,9 +642,26 @@ impl<S: Socket> Connection<S> {
         io.echoed += sent as u64;
         // The one copy on this path, and only for what the kernel would not
         // take: this is when a connection's own buffer is committed.
-        self.owed.extend(&data[sent..]);
+        let rest = &data[sent..];
+        reserve_within(&mut self.owed, rest.len(), io.max_buffered);
+        self.owed.extend(rest);
         Ok(())
     }
+}
+
+/// Make room in `owed` for `more` bytes, growing it by doubling as usual but
+/// never past `cap`: left to itself a `VecDeque` doubles to up to twice the
+/// cap (a buffer of 160 KiB that needs 256 KiB becomes 320 KiB), and
+/// rounding 500 slow readers up like that cost 500 KiB each.
+fn reserve_within(owed: &mut VecDeque<u8>, more: usize, cap: usize) {
+    let need = owed.len() + more;
+    if need <= owed.capacity() {
+        return;
+    }
+    // Growing moves the bytes to a new block and frees the old one.
+    reclaim::freed(owed.capacity());
+    let target = owed.capacity().saturating_mul(2).min(cap).max(need);
+    owed.reserve_exact(target - owed.len());
 }
 
 #[cfg(test)]
@@ -806,6 +829,23 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_reader_never_costs_more_than_the_cap() {
+        // The kernel takes a little at a time, as from a client that reads
+        // slowly: reads of whatever room is left make the buffer grow in odd
+        // steps, and doubling them would overshoot 256 KiB.
+        let cap = 256 * 1024;
+        let mut h = Harness::new(cap, 64 * 1024);
+        h.fake().incoming.extend(vec![3u8; 4 << 20]);
+        h.fake().write_room = 20_000;
+        for _ in 0..200 {
+            h.event();
+            assert!(h.conn.owed.capacity() <= cap, "{}", h.conn.owed.capacity());
+            h.fake().write_room = 3_000;
+        }
+        assert_eq!(h.conn.owed.capacity(), cap, "the full cap was used");
+    }
+
+    #[test]
     fn a_drained_large_buffer_is_released() {
         let mut h = Harness::new(256 * 1024, 64 * 1024);
         h.fake().incoming.extend(vec![1u8; 200_000]);
@@ -867,6 +907,7 @@ mod tests {
                 h.fake().write_room = room;
                 finished = h.event() == Step::Finished;
                 prop_assert!(h.conn.owed.len() <= cap);
+                prop_assert!(h.conn.owed.capacity() <= cap, "capacity {} over cap {}", h.conn.owed.capacity(), cap);
                 if finished {
                     break;
                 }

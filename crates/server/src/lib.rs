@@ -19,8 +19,10 @@ pub mod completion;
 pub mod epoll;
 mod listener;
 mod model;
+mod reclaim;
 mod shutdown;
 mod stats;
+mod sys;
 pub mod threaded;
 pub mod tokio;
 mod verbose;
@@ -199,7 +201,9 @@ impl Server {
             prepared,
         } = self;
         // Only the completion model (not in this build yet) uses what was prepared.
-        match model {
+        // Every model frees a slow reader's buffers when it can; the trimmer
+        // makes sure the process actually shrinks (see `reclaim`).
+        reclaim::with_trimmer(stats, || match model {
             Model::Blocking => blocking::run(listener, &config, &shutdown, stats),
             Model::Threaded => threaded::run(listener, &config, &shutdown, stats),
             Model::Epoll => epoll::run(listener, &config, &shutdown, stats),
@@ -212,6 +216,6 @@ impl Server {
                 stats,
             ),
             Model::Auto => unreachable!("resolved at bind"),
-        }
+        })
     }
 }

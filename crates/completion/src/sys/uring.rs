@@ -13,7 +13,11 @@
 //!   buffer ring registered once per port: idle connections then hold no
 //!   receive buffer at all, and multishot recv (6.0+) re-arms itself. A
 //!   buffer the kernel filled belongs to the caller until `release` puts it
-//!   back on the ring.
+//!   back on the ring. The kernel takes the ring's buffers in turn, so under
+//!   load every page of them becomes resident (8 MiB per port by default);
+//!   when a port next waits with no receive in flight and no buffer lent
+//!   out, nothing can write them, and it gives those pages back to the OS
+//!   (`MADV_DONTNEED`: they read as zeros and are faulted in again on use).
 //! * `DEFER_TASKRUN` + `SINGLE_ISSUER` (6.1+) were the largest measured win
 //!   here: completion work then runs only inside our own `io_uring_enter`, not
 //!   as interrupts of the worker. `COOP_TASKRUN` is the fallback.
@@ -52,6 +56,10 @@ const QUIET_LINK_UD: u64 = u64::MAX - 1;
 const BGID: u16 = 0;
 /// How long a dropped port waits for the kernel to hand back its buffers.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+/// A multiple of every page size Linux uses (4, 16 or 64 KiB): receive
+/// buffers start on such a boundary, and what `madvise` is given is rounded
+/// down to it, so it never reaches past them whatever the page size.
+const PAGE: usize = 64 * 1024;
 
 /// Where the bytes of a completion live.
 #[derive(Debug)]
@@ -216,6 +224,10 @@ struct BufRing {
     entries: u16,
     buf_size: usize,
     tail: u16,
+    /// Buffers the kernel filled and the caller has not released yet.
+    lent: usize,
+    /// A buffer was filled since the pages were last given back.
+    dirty: bool,
 }
 
 impl BufRing {
@@ -226,8 +238,9 @@ impl BufRing {
             4096,
         )
         .map_err(io::Error::other)?;
+        // Page-aligned, so that `give_back` can hand back whole pages.
         let bufs_layout =
-            Layout::from_size_align(entries as usize * buf_size, 64).map_err(io::Error::other)?;
+            Layout::from_size_align(entries as usize * buf_size, PAGE).map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size.
         let (ring_mem, bufs) =
             unsafe { (alloc::alloc_zeroed(ring_layout), alloc::alloc(bufs_layout)) };
@@ -242,6 +255,8 @@ impl BufRing {
             entries,
             buf_size,
             tail: 0,
+            lent: 0,
+            dirty: false,
         };
         // SAFETY: the ring memory is page-aligned, sized for `entries`, and
         // lives until `unregister` (or is leaked if the kernel may still use it).
@@ -282,6 +297,33 @@ impl BufRing {
             let tail = types::BufRingEntry::tail(self.ring) as *const AtomicU16;
             (*tail).store(self.tail, Ordering::Release);
         }
+    }
+
+    /// The kernel filled buffer `bid` and handed it to the caller.
+    fn lend(&mut self) {
+        self.lent += 1;
+        self.dirty = true;
+    }
+
+    /// Give the pages of every buffer back to the OS, if any was used since
+    /// the last time. The caller guarantees that no receive that selects
+    /// from this ring is in flight; with none lent out either, no buffer
+    /// holds anything anybody will read, and nothing will write one until
+    /// the next receive is submitted.
+    fn give_back(&mut self) {
+        if !self.dirty || self.lent > 0 {
+            return;
+        }
+        self.dirty = false;
+        let len = self.bufs_layout.size() / PAGE * PAGE;
+        // Should the call fail, the pages simply stay resident until next time.
+        // SAFETY: `bufs` is our own page-aligned allocation of at least
+        // `len` bytes, and nobody reads or writes it now (see above): the
+        // kernel has no operation that may select a buffer, and the caller
+        // holds none. MADV_DONTNEED on private anonymous memory only makes
+        // its pages read as zeros until written again, so the allocation
+        // stays valid for the allocator and for later receives.
+        let _ = unsafe { libc::madvise(self.bufs.cast(), len, libc::MADV_DONTNEED) };
     }
 
     fn slice(&self, bid: u16, len: usize) -> &[u8] {
@@ -340,6 +382,8 @@ pub(crate) struct Port {
     ops: Vec<Slot>,
     free: Vec<u32>,
     in_flight: usize,
+    /// Receive operations in flight (submitted or still queued).
+    recvs: usize,
     /// Entries that did not fit in a full submission queue.
     backlog: VecDeque<squeue::Entry>,
     bufring: Option<BufRing>,
@@ -386,6 +430,7 @@ impl Port {
             ops: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
+            recvs: 0,
             backlog: VecDeque::new(),
             bufring,
             features,
@@ -436,6 +481,7 @@ impl Port {
         };
         let slot = &mut self.ops[idx as usize];
         slot.generation = slot.generation.wrapping_add(1);
+        self.recvs += usize::from(record.kind == OpKind::Recv);
         slot.record = Some(record);
         self.in_flight += 1;
         (u64::from(slot.generation) << 32) | u64::from(idx)
@@ -458,6 +504,7 @@ impl Port {
         let r = slot.record.take()?;
         self.free.push(idx);
         self.in_flight -= 1;
+        self.recvs -= usize::from(r.kind == OpKind::Recv);
         Some(r)
     }
 
@@ -702,6 +749,13 @@ impl Port {
         timeout: Option<Duration>,
         coalesce: Option<(usize, Duration)>,
     ) -> io::Result<()> {
+        if self.recvs == 0 {
+            // Nothing can select a receive buffer now: a good moment to give
+            // their pages back, if any were used (no-op otherwise).
+            if let Some(r) = self.bufring.as_mut() {
+                r.give_back();
+            }
+        }
         self.flush_backlog();
         let ready = !self.ring.completion().is_empty();
         let quiet = std::mem::take(&mut self.quiet_queued) as usize;
@@ -792,6 +846,9 @@ impl Port {
             let (token, kind) = (rec.token, rec.kind);
             let mut buf = CompletionBuf::None;
             if let Some(bid) = cqueue::buffer_select(flags) {
+                if let Some(r) = self.bufring.as_mut() {
+                    r.lend();
+                }
                 buf = CompletionBuf::Provided {
                     bid,
                     len: res.max(0) as usize,
@@ -852,6 +909,7 @@ impl Port {
         match c.buf {
             CompletionBuf::Provided { bid, .. } => {
                 if let Some(r) = self.bufring.as_mut() {
+                    r.lent -= 1;
                     r.push(bid);
                     r.publish();
                 }

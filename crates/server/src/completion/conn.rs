@@ -12,7 +12,12 @@
 //! * A short send is resubmitted from where it stopped.
 //! * Backpressure: when `max_buffered` bytes are held for the peer, receiving
 //!   stops (a multishot receive is cancelled), and resumes once half has been
-//!   sent. A multishot receive delivers whatever the socket holds before a
+//!   sent. What is held is what the buffers hold: the queued bytes and the
+//!   whole buffer of the send in flight, including the part a short send
+//!   already got out (the kernel still has the buffer), and the queue grows
+//!   by doubling but never past the room left. So the buffers of one
+//!   connection never pass `max_buffered` plus one kept spare of at most
+//!   64 KiB (and a multishot overshoot, below). A multishot receive delivers whatever the socket holds before a
 //!   cancel can land (1.6 MB for one connection was measured), so it is used
 //!   only for interactive traffic: a connection starts on one-shot receives
 //!   of at most the room left ("bounded"), switches to multishot once a small
@@ -30,6 +35,7 @@
 //!   connection and destroy the end of the echo still on its way.
 //!   [`Conn::abort`] is the forced path (drain deadline, idle timeout).
 
+use crate::reclaim;
 use std::io;
 
 /// An operation the driver must start for this connection.
@@ -103,8 +109,11 @@ pub struct Conn {
     /// A multishot receive keeps delivering until cancelled; a one-shot
     /// receive ends with each completion.
     multishot: bool,
-    /// Bytes of the send in flight (0 when none is).
+    /// Bytes of the send in flight not yet sent (0 when none is).
     sending: usize,
+    /// The whole length of the send in flight's buffer, sent part included
+    /// (0 when none is): memory that stays held until the send completes.
+    send_len: usize,
     send_in_flight: bool,
     cancel_send_asked: bool,
     /// Received bytes waiting for the send in flight to finish.
@@ -150,6 +159,7 @@ impl Conn {
             recv: RecvState::Idle,
             multishot,
             sending: 0,
+            send_len: 0,
             send_in_flight: false,
             cancel_send_asked: false,
             queued: Vec::new(),
@@ -173,9 +183,21 @@ impl Conn {
         self.pump(out);
     }
 
-    /// Bytes held for the peer: queued plus the unsent part of the send in flight.
+    /// Bytes owed to the peer: queued plus the unsent part of the send in flight.
     pub fn buffered(&self) -> usize {
         self.queued.len() + self.sending
+    }
+
+    /// Bytes the buffers hold for the peer: queued plus the whole buffer of
+    /// the send in flight. This is what `max_buffered` caps.
+    pub fn held(&self) -> usize {
+        self.queued.len() + self.send_len
+    }
+
+    /// Memory of the buffers this connection keeps (the send in flight's
+    /// belongs to its operation until it completes, so it is not counted).
+    pub fn capacity(&self) -> usize {
+        self.queued.capacity() + self.spare.as_ref().map_or(0, Vec::capacity)
     }
 
     /// Why the connection ended, once it has.
@@ -206,6 +228,8 @@ impl Conn {
         }
         // Bytes received while lingering are dropped: the FIN is out.
         if self.end.is_none() && !self.lingering {
+            let room = self.max_buffered.saturating_sub(self.send_len);
+            reserve_within(&mut self.queued, data.len(), room);
             self.queued.extend_from_slice(data);
         }
         self.pump(out);
@@ -236,6 +260,7 @@ impl Conn {
     ) {
         self.send_in_flight = false;
         self.sending = 0;
+        self.send_len = 0;
         self.cancel_send_asked = false;
         match result {
             Ok(n) if self.end.is_none() && n > 0 && offset + n < buf.len() => {
@@ -248,11 +273,20 @@ impl Conn {
                 buf.clear();
                 if buf.capacity() <= KEEP_SPARE_UP_TO {
                     self.spare = Some(buf);
+                } else {
+                    reclaim::freed(buf.capacity());
                 }
             }
-            Ok(_) => self.fail(EndReason::Error),
-            Err(e) if ringport_completion::is_cancelled(&e) => {}
-            Err(_) => self.fail(EndReason::Error),
+            Ok(_) => {
+                reclaim::freed(buf.capacity());
+                self.fail(EndReason::Error);
+            }
+            Err(e) => {
+                reclaim::freed(buf.capacity());
+                if !ringport_completion::is_cancelled(&e) {
+                    self.fail(EndReason::Error);
+                }
+            }
         }
         self.pump(out);
     }
@@ -288,12 +322,14 @@ impl Conn {
         if self.end.is_none() {
             self.end = Some(why);
         }
+        reclaim::freed(self.capacity());
         self.queued = Vec::new();
         self.spare = None;
     }
 
     fn start_send(&mut self, buf: Vec<u8>, offset: usize, out: &mut Vec<Cmd>) {
         self.sending = buf.len() - offset;
+        self.send_len = buf.len();
         self.send_in_flight = true;
         out.push(Cmd::Send {
             buf,
@@ -336,17 +372,17 @@ impl Conn {
         // Backpressure with hysteresis: stop at the cap, resume once half of
         // it has drained, so a slow reader does not cost one tiny receive per
         // send completion.
-        let buffered = self.buffered();
-        if buffered >= self.max_buffered {
+        let held = self.held();
+        if held >= self.max_buffered {
             self.paused = true;
             self.bounded = self.multishot;
-        } else if self.paused && buffered <= self.resume_at {
+        } else if self.paused && held <= self.resume_at {
             self.paused = false;
         }
         match self.recv {
             RecvState::Idle if !self.peer_closed && !self.paused => {
                 self.recv = RecvState::Armed;
-                let room = self.max_buffered - buffered;
+                let room = self.max_buffered - held;
                 self.armed_once = self.bounded;
                 out.push(if self.bounded {
                     Cmd::RecvOnce(room)
@@ -379,6 +415,7 @@ impl Conn {
             && !self.send_in_flight
             && self.queued.capacity() > KEEP_SPARE_UP_TO
         {
+            reclaim::freed(self.queued.capacity());
             self.queued = Vec::new();
         }
         // The send just started can be quiet when its completion is needed
@@ -416,6 +453,7 @@ impl Conn {
             }
             if !self.send_in_flight && self.queued.is_empty() && self.recv == RecvState::Idle {
                 self.lingering = true;
+                reclaim::freed(self.spare.as_ref().map_or(0, Vec::capacity));
                 self.spare = None;
                 out.push(Cmd::ShutdownWrite);
             }
@@ -428,6 +466,20 @@ impl Conn {
             out.push(Cmd::Recv(self.max_buffered));
         }
     }
+}
+
+/// Make room in `queued` for `more` bytes, growing it by doubling as usual
+/// but never past `room` (unless `more` itself needs it): left to itself a
+/// `Vec` doubles to up to twice what it holds.
+fn reserve_within(queued: &mut Vec<u8>, more: usize, room: usize) {
+    let need = queued.len() + more;
+    if need <= queued.capacity() {
+        return;
+    }
+    // Growing moves the bytes to a new block and frees the old one.
+    reclaim::freed(queued.capacity());
+    let target = queued.capacity().saturating_mul(2).min(room).max(need);
+    queued.reserve_exact(target - queued.len());
 }
 
 #[cfg(test)]
@@ -577,29 +629,73 @@ mod tests {
         let mut out = vec![];
         c.start(&mut out);
         c.on_recv_data(&[1; 60], true, &mut out);
-        c.on_recv_data(&[2; 60], true, &mut out);
+        c.on_recv_data(&[2; 40], true, &mut out);
         c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
         out.clear();
         c.on_send(Ok(60), vec![1; 60], 0, &mut out);
-        c.on_send(Ok(30), vec![2; 60], 0, &mut out);
-        // 30 held, under the resume point: one bounded receive, not multishot.
-        assert!(out.contains(&Cmd::RecvOnce(70)), "{out:?}");
+        // The queued 40 go out; 40 held, under the resume point: one bounded
+        // receive of the room left, not multishot.
+        assert!(out.contains(&Cmd::RecvOnce(60)), "{out:?}");
         out.clear();
-        c.on_recv_data(&[3; 70], false, &mut out);
+        c.on_recv_data(&[3; 60], false, &mut out);
         assert!(
             !out.iter()
                 .any(|c| matches!(c, Cmd::Recv(_) | Cmd::RecvOnce(_))),
             "full again: {out:?}"
         );
-        c.on_send(Ok(30), vec![2; 60], 30, &mut out);
+        c.on_send(Ok(40), vec![2; 40], 0, &mut out);
+        // 60 held, over the resume point.
+        assert!(
+            !out.iter()
+                .any(|c| matches!(c, Cmd::Recv(_) | Cmd::RecvOnce(_))),
+            "{out:?}"
+        );
         out.clear();
-        c.on_send(Ok(70), vec![3; 70], 0, &mut out);
+        c.on_send(Ok(60), vec![3; 60], 0, &mut out);
         // Everything held has gone out: still bounded, until a small
         // receive arrives with nothing held.
         assert_eq!(out, vec![Cmd::RecvOnce(100)]);
         out.clear();
         c.on_recv_data(b"x", false, &mut out);
         assert!(out.contains(&Cmd::Recv(99)), "{out:?}");
+    }
+
+    #[test]
+    fn a_short_send_holds_its_whole_buffer_until_it_completes() {
+        let mut c = Conn::new(false, 100);
+        let mut out = vec![];
+        c.start(&mut out);
+        c.on_recv_data(&[1; 100], false, &mut out);
+        out.clear();
+        // 90 of 100 out: only 10 are owed, but the kernel still has the
+        // whole buffer, so receiving more now would hold up to twice the cap.
+        c.on_send(Ok(90), vec![1; 100], 0, &mut out);
+        assert_eq!(sends(&out), vec![(vec![1; 100], 90)]);
+        assert!(!out.iter().any(|c| matches!(c, Cmd::Recv(_))), "{out:?}");
+        assert_eq!((c.buffered(), c.held()), (10, 100));
+        out.clear();
+        c.on_send(Ok(10), vec![1; 100], 90, &mut out);
+        assert_eq!(out, vec![Cmd::Recv(100)]);
+        assert_eq!(c.held(), 0);
+    }
+
+    #[test]
+    fn the_queue_grows_only_into_the_room_left() {
+        let cap = 256 * 1024;
+        let mut c = Conn::new(false, cap);
+        let mut out = vec![];
+        c.start(&mut out);
+        // A send of 16 KiB in flight, then receives of odd sizes queue up
+        // behind it: doubling alone would end at 2 × 159,000 bytes.
+        c.on_recv_data(&[1; 16 * 1024], false, &mut out);
+        let mut queued = 0;
+        while c.held() < cap {
+            let n = 10_600.min(cap - c.held());
+            c.on_recv_data(&vec![2; n], false, &mut out);
+            queued += n;
+            assert!(c.capacity() <= cap - 16 * 1024, "{} bytes", c.capacity());
+        }
+        assert_eq!(c.buffered(), 16 * 1024 + queued);
     }
 
     #[test]
@@ -818,6 +914,9 @@ mod prop {
         output: Vec<u8>,
         max: usize,
         peak: usize,
+        /// The most memory the connection's buffers took at once, the send
+        /// in flight's included.
+        peak_memory: usize,
     }
 
     impl Sim {
@@ -873,7 +972,14 @@ mod prop {
                     }
                 }
             }
-            self.peak = self.peak.max(self.conn.buffered());
+            self.peak = self.peak.max(self.conn.held());
+            let in_flight = self
+                .send
+                .as_ref()
+                .map(|(b, _)| b.capacity())
+                .or(self.parked.as_ref().map(|(b, _, _)| b.capacity()))
+                .unwrap_or(0);
+            self.peak_memory = self.peak_memory.max(self.conn.capacity() + in_flight);
         }
 
         /// Another completion arrived: a parked quiet send's comes with it, first.
@@ -949,7 +1055,7 @@ mod prop {
         ) {
             let mut sim = Sim {
                 conn: Conn::new(true, max), recv_armed: false, once: None, send: None, quiet: false, parked: None, closed: false, fin_sent: false,
-                input, fed: 0, output: vec![], max, peak: 0,
+                input, fed: 0, output: vec![], max, peak: 0, peak_memory: 0,
             };
             let mut out = vec![];
             sim.conn.start(&mut out);
@@ -987,6 +1093,14 @@ mod prop {
             prop_assert_eq!(&sim.output, &sim.input);
             // Deliveries are capped at 4999 bytes and land before the cancel does.
             prop_assert!(sim.peak < sim.max + 5000, "peak {} over cap {}", sim.peak, sim.max);
+            // And so is the memory behind them: no doubling past the cap,
+            // at most one spare on top (a former send buffer, so no larger
+            // than the cap and the overshoot).
+            let spare = sim.max.min(KEEP_SPARE_UP_TO) + 5000;
+            prop_assert!(
+                sim.peak_memory < sim.max + 5000 + spare,
+                "buffers of {} bytes for a cap of {}", sim.peak_memory, sim.max
+            );
             sim.conn.on_close();
             prop_assert!(sim.conn.is_finished());
         }
@@ -1006,7 +1120,7 @@ mod prop {
         ) {
             let mut sim = Sim {
                 conn: Conn::new(true, max), recv_armed: false, once: None, send: None, quiet: false, parked: None, closed: false, fin_sent: false,
-                input, fed: 0, output: vec![], max, peak: 0,
+                input, fed: 0, output: vec![], max, peak: 0, peak_memory: 0,
             };
             let mut out = vec![];
             sim.conn.start(&mut out);

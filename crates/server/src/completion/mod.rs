@@ -656,6 +656,7 @@ impl Worker<'_> {
         };
         e.conn.on_close();
         debug_assert!(e.conn.is_finished());
+        crate::reclaim::freed(e.conn.capacity());
         self.echoed += std::mem::take(&mut e.conn.echoed);
         self.stats.connection_closed();
         if let Some(p) = e.peer {
