@@ -216,6 +216,12 @@ impl Conn {
         self.recv != RecvState::Idle || self.send_in_flight || self.close == CloseState::Closing
     }
 
+    /// Bytes received now would be dropped, not echoed: the connection is
+    /// ending, or lingering after its FIN (for `-v`, which says "discarded").
+    pub fn discards_input(&self) -> bool {
+        self.end.is_some() || self.lingering
+    }
+
     /// A receive delivered `data`. `more` is false when the receive operation is over.
     pub fn on_recv_data(&mut self, data: &[u8], more: bool, out: &mut Vec<Cmd>) {
         if !more {
@@ -856,6 +862,22 @@ mod tests {
         out.clear();
         c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
         assert_eq!(out, vec![Cmd::Close]);
+    }
+
+    #[test]
+    fn bytes_that_arrive_while_lingering_are_discarded_and_said_so() {
+        let mut c = Conn::new(true, 1024);
+        let mut out = vec![];
+        c.start(&mut out);
+        assert!(!c.discards_input());
+        c.shutdown(&mut out);
+        c.on_recv_end(Err(ringport_completion::cancelled_error()), false, &mut out);
+        assert!(out.contains(&Cmd::ShutdownWrite), "{out:?}");
+        // The FIN is out: what comes now is dropped, and `-v` says so.
+        assert!(c.discards_input());
+        let held = c.buffered();
+        c.on_recv_data(b"late", true, &mut out);
+        assert_eq!(c.buffered(), held, "nothing is queued to echo");
     }
 
     #[test]

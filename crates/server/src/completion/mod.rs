@@ -608,7 +608,14 @@ impl Worker<'_> {
                     e.last_active = self.now;
                     let data = self.port.data(&c);
                     if let Some(p) = e.peer {
-                        log_received!(p, data);
+                        if e.conn.discards_input() {
+                            tracing::info!(
+                                "{} bytes from {p} discarded: the connection is closing",
+                                data.len()
+                            );
+                        } else {
+                            log_received!(p, data);
+                        }
                     }
                     e.conn.on_recv_data(data, c.more, &mut self.cmds);
                 }
