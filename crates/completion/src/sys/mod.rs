@@ -29,7 +29,7 @@ pub use unsupported::RawSocket;
 pub(crate) use unsupported::*;
 
 /// Socket helpers over raw descriptors, for every Unix backend.
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(unix)]
 mod fd;
 
 #[cfg(not(any(unix, windows)))]

@@ -42,7 +42,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A socket as the kernel names it.
-pub type RawSocket = RawFd;
+pub use super::fd::RawSocket;
+pub(crate) use super::fd::{
+    close_now, into_raw_socket, peer_addr, raw_listener, set_nodelay, shutdown,
+};
 
 /// What an [`OpId`] holds here: the SQE's `user_data`.
 pub(crate) type OpKey = u64;
@@ -964,51 +967,3 @@ impl Drop for Port {
     }
 }
 
-pub(crate) fn set_nodelay(fd: RawFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-pub(crate) fn peer_addr(fd: RawFd) -> io::Result<std::net::SocketAddr> {
-    // SAFETY: the caller owns `fd` for the duration of this call; the
-    // borrowed SockRef does not close it.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    socket2::SockRef::from(&borrowed)
-        .peer_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("peer is not an IP address"))
-}
-
-pub(crate) fn shutdown(fd: RawFd, how: std::net::Shutdown) -> io::Result<()> {
-    // SAFETY: the caller owns `fd` for the duration of this call; the
-    // borrowed SockRef does not close it.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    socket2::SockRef::from(&borrowed).shutdown(how)
-}
-
-pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {
-    l.as_raw_fd()
-}
-
-pub(crate) fn into_raw_socket(s: std::net::TcpStream) -> RawFd {
-    std::os::fd::IntoRawFd::into_raw_fd(s)
-}
-
-pub(crate) fn close_now(fd: RawFd) {
-    // SAFETY: the caller owns `fd` and gives it up here.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-}
