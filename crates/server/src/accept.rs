@@ -1,4 +1,6 @@
-//! What to do when `accept` fails, shared by every model.
+//! Accepting, shared by the models: what to do when `accept` fails (every
+//! model), the blocking accept loop (blocking, threaded, and the completion
+//! model's acceptor thread), and how to wake a thread blocked in it.
 //!
 //! Running out of descriptors (EMFILE, ENFILE) is the failure that takes
 //! naive servers down: the pending connection stays in the backlog, the
@@ -6,7 +8,10 @@
 //! and floods the log. We pause instead, log at most once a second, and keep
 //! serving the connections we already have.
 
+use crate::Shutdown;
+use socket2::SockRef;
 use std::io;
+use std::net::{Shutdown as How, SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -83,6 +88,49 @@ pub fn is_transient(err: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
     )
+}
+
+/// Accept until shutdown, handing each client to `handle`. Accept errors are
+/// paced by [`AcceptBackoff`], never fatal.
+pub(crate) fn accept_loop(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+    mut handle: impl FnMut(TcpStream, SocketAddr),
+) {
+    let mut backoff = AcceptBackoff::new();
+    while !shutdown.is_triggered() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if shutdown.is_triggered() {
+                    break;
+                }
+                handle(stream, peer)
+            }
+            Err(_) if shutdown.is_triggered() => break,
+            Err(e) => {
+                if let Some(pause) = backoff.on_error(&e) {
+                    std::thread::sleep(pause);
+                }
+            }
+        }
+    }
+}
+
+/// Wake a thread blocked in `accept` on `listener`. On Linux `shutdown(2)`
+/// on a listening socket does it; elsewhere a connection to ourselves does.
+pub(crate) fn interrupt_accept(listener: &TcpListener) {
+    if SockRef::from(listener).shutdown(How::Both).is_ok() && crate::sys::SHUTDOWN_WAKES_ACCEPT {
+        return;
+    }
+    if let Ok(mut addr) = listener.local_addr() {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500));
+    }
 }
 
 #[cfg(test)]

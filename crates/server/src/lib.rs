@@ -15,6 +15,7 @@
 
 mod accept;
 pub mod blocking;
+mod client_thread;
 pub mod completion;
 pub mod epoll;
 mod listener;

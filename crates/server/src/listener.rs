@@ -57,20 +57,10 @@ impl ListenError {
                     },
                 }
             }
-            _ if is_out_of_descriptors(&error) => ListenError::NoDescriptors { addr },
+            _ if crate::sys::is_out_of_descriptors(&error) => ListenError::NoDescriptors { addr },
             _ => ListenError::Other { addr, error },
         }
     }
-}
-
-/// EMFILE or ENFILE, as the OS reports them.
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    #[cfg(unix)]
-    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
-        return true;
-    }
-    let _ = e;
-    false
 }
 
 /// Bind and listen on `addr` (a blocking socket).
@@ -90,15 +80,13 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
 /// a few microseconds long. Port 0 needs no check: the kernel never picks a
 /// port that a listener holds.
 pub fn bind_group(addr: SocketAddr) -> Result<TcpListener, ListenError> {
-    #[cfg(unix)]
-    {
-        if addr.port() != 0 {
-            probe(addr)?;
-        }
-        listen(addr, true)
+    if !crate::sys::REUSE_PORT {
+        return listen(addr, false);
     }
-    #[cfg(not(unix))]
-    listen(addr, false)
+    if addr.port() != 0 {
+        probe(addr)?;
+    }
+    listen(addr, true)
 }
 
 /// One more listener for the group that `first` (made by [`bind_group`])
@@ -110,21 +98,21 @@ pub fn bind_group(addr: SocketAddr) -> Result<TcpListener, ListenError> {
 pub fn join_group(first: &TcpListener) -> Result<TcpListener, ListenError> {
     // The resolved address: with port 0 asked for, the port the kernel picked.
     let addr = first.local_addr().expect("a bound listener has an address");
-    #[cfg(unix)]
-    return listen(addr, true);
-    #[cfg(not(unix))]
-    return first.try_clone().map_err(|e| ListenError::new(addr, e));
+    if crate::sys::REUSE_PORT {
+        listen(addr, true)
+    } else {
+        first.try_clone().map_err(|e| ListenError::new(addr, e))
+    }
 }
 
 /// Fail as a plain listener would if `addr` is already listened on.
-#[cfg(unix)]
 fn probe(addr: SocketAddr) -> Result<(), ListenError> {
     let err = |e| ListenError::new(addr, e);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     // Same options as the real listener, so TIME_WAIT leftovers do not fail
     // the check while a live listener does.
-    socket.set_reuse_address(true).map_err(err)?;
+    crate::sys::set_listener_options(&socket, false).map_err(err)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(err)?;
     }
@@ -135,17 +123,7 @@ fn listen(addr: SocketAddr, reuseport: bool) -> Result<TcpListener, ListenError>
     let err = |e| ListenError::new(addr, e);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    // On Unix SO_REUSEADDR only lets a restarted server bind over TIME_WAIT
-    // connections; it never lets two listeners share a port. On Windows it
-    // would, so it is left off there.
-    #[cfg(unix)]
-    socket.set_reuse_address(true).map_err(err)?;
-    #[cfg(unix)]
-    if reuseport {
-        socket.set_reuse_port(true).map_err(err)?;
-    }
-    #[cfg(not(unix))]
-    let _ = reuseport;
+    crate::sys::set_listener_options(&socket, reuseport).map_err(err)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(err)?;
     }

@@ -3,7 +3,8 @@
 //! Simple and fast for a few clients; each one costs a thread (stack, kernel
 //! task, scheduler work), which is what the event-driven models avoid.
 
-use crate::blocking::{accept_loop, serve, OpenConnections, BUF_SIZE};
+use crate::accept::accept_loop;
+use crate::client_thread::{serve, OpenConnections, BUF_SIZE};
 use crate::{Config, ServerError, Shutdown, Stats};
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! a [`TaskTracker`] that lets `run` wait until the client tasks have ended.
 
 use crate::accept::AcceptBackoff;
-use crate::blocking::BUF_SIZE;
+use crate::client_thread::BUF_SIZE;
 use crate::verbose::log_received;
 use crate::{Config, ServerError, Shutdown, Stats};
 use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -188,7 +188,7 @@ async fn idle<T>(
 
 /// After our FIN on shutdown: read and drop what the client sends until it
 /// closes too, so closing does not turn into a reset that would destroy the
-/// end of the echo still on its way (see `blocking::discard_until_eof`). The
+/// end of the echo still on its way (see `client_thread::discard_until_eof`). The
 /// drain deadline ends it for a client that never closes.
 async fn discard_until_eof(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
     while stream.read(buf).await? > 0 {}

@@ -247,10 +247,10 @@ struct Inbox {
 /// The acceptor thread of `Spread::Handoff`: blocking accepts, round robin.
 fn hand_off(listener: &TcpListener, inboxes: &[Arc<Inbox>], shutdown: &Shutdown) {
     if let Ok(l) = listener.try_clone() {
-        shutdown.on_trigger(move || crate::blocking::interrupt_accept(&l));
+        shutdown.on_trigger(move || crate::accept::interrupt_accept(&l));
     }
     let mut next = 0usize;
-    crate::blocking::accept_loop(listener, shutdown, |stream, _peer| {
+    crate::accept::accept_loop(listener, shutdown, |stream, _peer| {
         let inbox = &inboxes[next % inboxes.len()];
         next = next.wrapping_add(1);
         inbox
