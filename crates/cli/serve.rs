@@ -1,7 +1,7 @@
 //! `ringport serve`: bind, print the readiness line, serve until a signal.
 
 use crate::{args, signals, UsageError};
-use ringport_server::{Config, Model, Server, ServerError, Shutdown, Spread, Stats};
+use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Spread, Stats};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -97,8 +97,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let server = match Server::bind(model, a.listen, config) {
         Ok(s) => s,
         // The user can fix these by choosing another address or model: exit 2.
-        Err(e @ (ServerError::Listen(_) | ServerError::CompletionUnavailable(_))) => {
-            return Err(UsageError(e.to_string()).into())
+        // The library says what went wrong; the flags to change are ours to name.
+        Err(ServerError::Listen(e)) => {
+            let hint = match &e {
+                ListenError::AddrInUse { .. } => "; pick another port with --listen",
+                ListenError::NoDescriptors { .. } => {
+                    "; raise the limit (ulimit -n) or ask for fewer --workers"
+                }
+                _ => "",
+            };
+            return Err(UsageError(format!("{e}{hint}")).into());
+        }
+        Err(ServerError::CompletionUnavailable(e)) => {
+            return Err(UsageError(format!(
+                "{e}; use --model epoll, or --model auto to take the completion model only where it works"
+            ))
+            .into())
         }
         Err(e) => return Err(e.into()),
     };

@@ -181,9 +181,6 @@ pub struct PortConfig {
     pub buf_size: usize,
     /// Receive buffers in the provided-buffer ring (a power of two).
     pub ring_bufs: u16,
-    /// Use the newer kernel features when present. `false` gives the plain
-    /// baseline, for measuring what they are worth.
-    pub use_features: bool,
     /// The longest a quiet send's completion waits for another one
     /// ([`Port::send_quiet`]): a wait with quiet sends in it ends by then.
     pub quiet_grace: Duration,
@@ -195,7 +192,6 @@ impl Default for PortConfig {
             entries: 1024,
             buf_size: 16 * 1024,
             ring_bufs: 512,
-            use_features: true,
             quiet_grace: Duration::from_millis(50),
         }
     }
@@ -220,8 +216,36 @@ impl UnavailableError {
 }
 
 /// Check that a port can be built here, and report what it would use.
+///
+/// The kernel is asked once per process for each ring size: the answer
+/// cannot change while the process runs, and building a ring to find out
+/// costs a few system calls and some locked memory.
 pub fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
-    sys::probe(config)
+    use std::sync::Mutex;
+    type Probed = (u32, Result<Features, (String, Option<i32>, io::ErrorKind)>);
+    static PROBED: Mutex<Vec<Probed>> = Mutex::new(Vec::new());
+    let mut probed = PROBED.lock().unwrap_or_else(|p| p.into_inner());
+    let answer = match probed
+        .iter()
+        .find(|(entries, _)| *entries == config.entries)
+    {
+        Some((_, answer)) => answer.clone(),
+        None => {
+            let answer = sys::probe(config).map_err(|e| {
+                (
+                    e.message.clone(),
+                    e.os_error.raw_os_error(),
+                    e.os_error.kind(),
+                )
+            });
+            probed.push((config.entries, answer.clone()));
+            answer
+        }
+    };
+    answer.map_err(|(message, raw, kind)| {
+        let os_error = raw.map_or_else(|| io::Error::from(kind), io::Error::from_raw_os_error);
+        UnavailableError::new(message, os_error)
+    })
 }
 
 /// A completion port. On Linux each worker thread owns one; on Windows the

@@ -158,7 +158,7 @@ impl Server {
         // The completion model checks the kernel before it binds, so an
         // unusable io_uring is reported as such, not as a later failure.
         let prepared = match model {
-            Model::Completion => Some(completion::Prepared::probe(&config)?),
+            Model::Completion => Some(completion::Prepared::probe()?),
             _ => None,
         };
         // A listener per worker: for epoll, and for the completion model with
@@ -201,7 +201,7 @@ impl Server {
             config,
             prepared,
         } = self;
-        // Only the completion model (not in this build yet) uses what was prepared.
+        // Only the completion model uses what was prepared (its probed port).
         // Every model frees a slow reader's buffers when it can; the trimmer
         // makes sure the process actually shrinks (see `reclaim`).
         reclaim::with_trimmer(stats, || match model {

@@ -11,7 +11,7 @@ const BACKLOG: i32 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// Another socket already holds the address.
-    #[error("cannot listen on {addr}: address already in use (is another server running? pick another port with --listen)")]
+    #[error("cannot listen on {addr}: address already in use (is another server running there?)")]
     AddrInUse {
         /// The address asked for.
         addr: SocketAddr,
@@ -26,7 +26,7 @@ pub enum ListenError {
         hint: &'static str,
     },
     /// The process has no descriptor left for the listener(s).
-    #[error("cannot listen on {addr}: out of file descriptors; raise the limit (ulimit -n) or ask for fewer --workers")]
+    #[error("cannot listen on {addr}: out of file descriptors")]
     NoDescriptors {
         /// The address asked for.
         addr: SocketAddr,

@@ -138,10 +138,7 @@ fn unavailable(err: io::Error) -> UnavailableError {
         Some(libc::ENOMEM) => "ENOMEM: RLIMIT_MEMLOCK too low for the ring?".to_string(),
         _ => err.to_string(),
     };
-    UnavailableError::new(
-        format!("io_uring is unavailable ({cause}); use --model epoll"),
-        err,
-    )
+    UnavailableError::new(format!("io_uring is unavailable ({cause})"), err)
 }
 
 fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
@@ -152,7 +149,7 @@ fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
         backend: "io_uring",
         ..Features::default()
     };
-    let ring = if config.use_features {
+    let ring = {
         let mut b = IoUring::builder();
         b.setup_cqsize(cq)
             .setup_single_issuer()
@@ -179,8 +176,6 @@ fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
             }
             Err(e) => return Err(e),
         }
-    } else {
-        IoUring::builder().setup_cqsize(cq).build(config.entries)?
     };
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::new(
@@ -188,17 +183,15 @@ fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
             "kernel too old: io_uring without EXT_ARG (needs 5.11+)",
         ));
     }
-    if config.use_features {
-        features.multishot_accept = at_least(5, 19);
-        features.provided_buffers = at_least(5, 19);
-        features.multishot_recv = at_least(6, 0);
-        features.min_wait = ring.params().is_feature_min_timeout();
-        features.no_iowait = ring.params().is_feature_no_iowait();
-        // Quiet sends count on every inline completion being posted before
-        // the wait begins, which DEFER_TASKRUN guarantees (6.1+; DONTWAIT,
-        // links and CQE_SKIP_SUCCESS are older).
-        features.quiet_send = features.defer_taskrun;
-    }
+    features.multishot_accept = at_least(5, 19);
+    features.provided_buffers = at_least(5, 19);
+    features.multishot_recv = at_least(6, 0);
+    features.min_wait = ring.params().is_feature_min_timeout();
+    features.no_iowait = ring.params().is_feature_no_iowait();
+    // Quiet sends count on every inline completion being posted before
+    // the wait begins, which DEFER_TASKRUN guarantees (6.1+; DONTWAIT,
+    // links and CQE_SKIP_SUCCESS are older).
+    features.quiet_send = features.defer_taskrun;
     Ok((ring, features))
 }
 
@@ -966,4 +959,3 @@ impl Drop for Port {
         }
     }
 }
-

@@ -69,7 +69,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// Check that a port can be built here (io_uring present and allowed).
-    pub fn probe(_config: &Config) -> Result<Prepared, UnavailableError> {
+    pub fn probe() -> Result<Prepared, UnavailableError> {
         let port_config = PortConfig::default();
         let features = ringport_completion::probe(&port_config)?;
         Ok(Prepared {

@@ -114,10 +114,7 @@ pub(crate) fn cancelled_error() -> io::Error {
 }
 
 fn unavailable(err: io::Error) -> UnavailableError {
-    UnavailableError::new(
-        format!("IOCP is unavailable ({err}); use --model threaded"),
-        err,
-    )
+    UnavailableError::new(format!("IOCP is unavailable ({err})"), err)
 }
 
 fn features() -> Features {
