@@ -31,13 +31,20 @@
 //! inside the noise, and fixed files would also take away the plain socket
 //! that `setsockopt` needs, so neither is used.
 
+mod bufring;
+mod setup;
+mod slab;
+
+use bufring::BufRing;
+pub(crate) use setup::probe;
+use setup::{build_ring, unavailable};
+use slab::{OpBuf, Record, Slab};
+
 use crate::{Completion, Features, OpId, OpKind, PortConfig, Token, UnavailableError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use std::alloc::{self, Layout};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,29 +84,6 @@ pub(crate) enum CompletionBuf {
     },
 }
 
-enum OpBuf {
-    None,
-    Recv(Vec<u8>),
-    Send(Vec<u8>),
-    /// The eventfd read's target; held only so the kernel has somewhere to write.
-    Wake(#[allow(dead_code)] Box<[u8; 8]>),
-}
-
-struct Record {
-    token: Token,
-    kind: OpKind,
-    buf: OpBuf,
-    /// A quiet send: where to send again if the socket was full (`fd`, offset).
-    quiet: Option<(RawFd, usize)>,
-    /// The caller asked to cancel this operation.
-    cancelled: bool,
-}
-
-struct Slot {
-    generation: u32,
-    record: Option<Record>,
-}
-
 /// True for the error an operation ends with when cancelled.
 pub(crate) fn is_cancelled(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ECANCELED)
@@ -111,243 +95,6 @@ pub(crate) fn is_out_of_buffers(err: &io::Error) -> bool {
 
 pub(crate) fn cancelled_error() -> io::Error {
     io::Error::from_raw_os_error(libc::ECANCELED)
-}
-
-fn kernel_version() -> (u32, u32) {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u32>().ok());
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-fn unavailable(err: io::Error) -> UnavailableError {
-    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    let cause = match err.raw_os_error() {
-        Some(libc::ENOSYS) => "ENOSYS: this kernel has no io_uring".to_string(),
-        Some(libc::EPERM) if disabled > 0 => {
-            format!("EPERM: disabled by the sysctl kernel.io_uring_disabled={disabled}")
-        }
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            "EPERM: blocked by seccomp or a container policy?".to_string()
-        }
-        Some(libc::ENOMEM) => "ENOMEM: RLIMIT_MEMLOCK too low for the ring?".to_string(),
-        _ => err.to_string(),
-    };
-    UnavailableError::new(format!("io_uring is unavailable ({cause})"), err)
-}
-
-fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)> {
-    let (major, minor) = kernel_version();
-    let at_least = |a: u32, b: u32| (major, minor) >= (a, b);
-    let cq = config.entries.saturating_mul(4);
-    let mut features = Features {
-        backend: "io_uring",
-        ..Features::default()
-    };
-    let ring = {
-        let mut b = IoUring::builder();
-        b.setup_cqsize(cq)
-            .setup_single_issuer()
-            .setup_defer_taskrun();
-        match b.build(config.entries) {
-            Ok(r) => {
-                features.single_issuer = true;
-                features.defer_taskrun = true;
-                r
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let mut b = IoUring::builder();
-                b.setup_cqsize(cq).setup_coop_taskrun().setup_taskrun_flag();
-                match b.build(config.entries) {
-                    Ok(r) => {
-                        features.coop_taskrun = true;
-                        r
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        IoUring::builder().setup_cqsize(cq).build(config.entries)?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    if !ring.params().is_feature_ext_arg() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "kernel too old: io_uring without EXT_ARG (needs 5.11+)",
-        ));
-    }
-    features.multishot_accept = at_least(5, 19);
-    features.provided_buffers = at_least(5, 19);
-    features.multishot_recv = at_least(6, 0);
-    features.min_wait = ring.params().is_feature_min_timeout();
-    features.no_iowait = ring.params().is_feature_no_iowait();
-    // Quiet sends count on every inline completion being posted before
-    // the wait begins, which DEFER_TASKRUN guarantees (6.1+; DONTWAIT,
-    // links and CQE_SKIP_SUCCESS are older).
-    features.quiet_send = features.defer_taskrun;
-    Ok((ring, features))
-}
-
-pub(crate) fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
-    let (ring, mut features) = build_ring(config).map_err(unavailable)?;
-    if features.provided_buffers {
-        match BufRing::new(&ring, 8, 64) {
-            Ok(b) => b.unregister(&ring),
-            Err(_) => {
-                features.provided_buffers = false;
-                features.multishot_recv = false;
-            }
-        }
-    }
-    Ok(features)
-}
-
-/// A ring of receive buffers the kernel picks from (`IORING_REGISTER_PBUF_RING`).
-struct BufRing {
-    /// `entries` ring slots of 16 bytes, page-aligned, shared with the kernel.
-    ring: *mut types::BufRingEntry,
-    ring_layout: Layout,
-    /// `entries * buf_size` bytes of buffers.
-    bufs: *mut u8,
-    bufs_layout: Layout,
-    entries: u16,
-    buf_size: usize,
-    tail: u16,
-    /// Buffers the kernel filled and the caller has not released yet.
-    lent: usize,
-    /// A buffer was filled since the pages were last given back.
-    dirty: bool,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring, entries: u16, buf_size: usize) -> io::Result<BufRing> {
-        assert!(entries.is_power_of_two());
-        let ring_layout = Layout::from_size_align(
-            entries as usize * std::mem::size_of::<types::BufRingEntry>(),
-            4096,
-        )
-        .map_err(io::Error::other)?;
-        // Page-aligned, so that `give_back` can hand back whole pages.
-        let bufs_layout =
-            Layout::from_size_align(entries as usize * buf_size, PAGE).map_err(io::Error::other)?;
-        // SAFETY: both layouts have a non-zero size.
-        let (ring_mem, bufs) =
-            unsafe { (alloc::alloc_zeroed(ring_layout), alloc::alloc(bufs_layout)) };
-        if ring_mem.is_null() || bufs.is_null() {
-            alloc::handle_alloc_error(ring_layout);
-        }
-        let mut br = BufRing {
-            ring: ring_mem.cast(),
-            ring_layout,
-            bufs,
-            bufs_layout,
-            entries,
-            buf_size,
-            tail: 0,
-            lent: 0,
-            dirty: false,
-        };
-        // SAFETY: the ring memory is page-aligned, sized for `entries`, and
-        // lives until `unregister` (or is leaked if the kernel may still use it).
-        let reg = unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(br.ring as u64, entries, BGID, 0)
-        };
-        if let Err(e) = reg {
-            br.free();
-            return Err(e);
-        }
-        for bid in 0..entries {
-            br.push(bid);
-        }
-        br.publish();
-        Ok(br)
-    }
-
-    /// Put buffer `bid` at the tail (not yet visible to the kernel).
-    fn push(&mut self, bid: u16) {
-        let idx = (self.tail & (self.entries - 1)) as usize;
-        // SAFETY: idx < entries; the kernel only reads slots between its head
-        // and the published tail, and this slot is past the published tail.
-        unsafe {
-            let e = &mut *self.ring.add(idx);
-            e.set_addr(self.bufs.add(bid as usize * self.buf_size) as u64);
-            e.set_len(self.buf_size as u32);
-            e.set_bid(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Make pushed buffers visible to the kernel.
-    fn publish(&self) {
-        // SAFETY: the tail field lives inside the first ring entry; the kernel
-        // reads it concurrently, hence the atomic release store.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.ring) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    /// The kernel filled buffer `bid` and handed it to the caller.
-    fn lend(&mut self) {
-        self.lent += 1;
-        self.dirty = true;
-    }
-
-    /// Give the pages of every buffer back to the OS, if any was used since
-    /// the last time. The caller guarantees that no receive that selects
-    /// from this ring is in flight; with none lent out either, no buffer
-    /// holds anything anybody will read, and nothing will write one until
-    /// the next receive is submitted.
-    fn give_back(&mut self) {
-        if !self.dirty || self.lent > 0 {
-            return;
-        }
-        self.dirty = false;
-        let len = self.bufs_layout.size() / PAGE * PAGE;
-        // Should the call fail, the pages simply stay resident until next time.
-        // SAFETY: `bufs` is our own page-aligned allocation of at least
-        // `len` bytes, and nobody reads or writes it now (see above): the
-        // kernel has no operation that may select a buffer, and the caller
-        // holds none. MADV_DONTNEED on private anonymous memory only makes
-        // its pages read as zeros until written again, so the allocation
-        // stays valid for the allocator and for later receives.
-        let _ = unsafe { libc::madvise(self.bufs.cast(), len, libc::MADV_DONTNEED) };
-    }
-
-    fn slice(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(bid < self.entries && len <= self.buf_size);
-        // SAFETY: the kernel wrote `len` bytes into buffer `bid` and handed it
-        // to us in a CQE; it will not touch it again until we push it back.
-        unsafe { std::slice::from_raw_parts(self.bufs.add(bid as usize * self.buf_size), len) }
-    }
-
-    fn unregister(mut self, ring: &IoUring) {
-        if ring.submitter().unregister_buf_ring(BGID).is_ok() {
-            self.free();
-        }
-        // Otherwise the kernel may still own it: leak.
-    }
-
-    /// Give up the memory without freeing it (the kernel may still use it).
-    /// `BufRing` has no `Drop`: only `unregister` frees.
-    fn leak(self) {}
-
-    fn free(&mut self) {
-        // SAFETY: allocated in `new` with these layouts, and the kernel no
-        // longer references them (unregistered, or never registered).
-        unsafe {
-            alloc::dealloc(self.ring.cast(), self.ring_layout);
-            alloc::dealloc(self.bufs, self.bufs_layout);
-        }
-    }
 }
 
 /// Never made: a ring is not shared (see `Port::try_share`).
@@ -375,8 +122,7 @@ impl Waker {
 
 pub(crate) struct Port {
     ring: IoUring,
-    ops: Vec<Slot>,
-    free: Vec<u32>,
+    ops: Slab,
     in_flight: usize,
     /// Receive operations in flight (submitted or still queued).
     recvs: usize,
@@ -423,8 +169,7 @@ impl Port {
         let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
         let mut port = Port {
             ring,
-            ops: Vec::new(),
-            free: Vec::new(),
+            ops: Slab::default(),
             in_flight: 0,
             recvs: 0,
             backlog: VecDeque::new(),
@@ -465,47 +210,33 @@ impl Port {
 
     /// Take a slot for a new operation; returns its user_data.
     fn insert(&mut self, record: Record) -> u64 {
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.ops.push(Slot {
-                    generation: 0,
-                    record: None,
-                });
-                (self.ops.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.ops[idx as usize];
-        slot.generation = slot.generation.wrapping_add(1);
         self.recvs += usize::from(record.kind == OpKind::Recv);
-        slot.record = Some(record);
         self.in_flight += 1;
-        (u64::from(slot.generation) << 32) | u64::from(idx)
+        self.ops.insert(record)
     }
 
     fn lookup(&mut self, ud: u64) -> Option<&mut Record> {
-        let slot = self.ops.get_mut((ud & 0xffff_ffff) as usize)?;
-        if u64::from(slot.generation) != ud >> 32 {
-            return None;
-        }
-        slot.record.as_mut()
+        self.ops.lookup(ud)
     }
 
     fn remove(&mut self, ud: u64) -> Option<Record> {
-        let idx = (ud & 0xffff_ffff) as u32;
-        let slot = self.ops.get_mut(idx as usize)?;
-        if u64::from(slot.generation) != ud >> 32 {
-            return None;
-        }
-        let r = slot.record.take()?;
-        self.free.push(idx);
+        let r = self.ops.remove(ud)?;
         self.in_flight -= 1;
         self.recvs -= usize::from(r.kind == OpKind::Recv);
         Some(r)
     }
 
-    /// Queue one SQE. The memory it points at must be owned by its record.
-    fn push(&mut self, entry: squeue::Entry) {
+    /// Queue one SQE: into the submission queue, or, when it is full, into
+    /// the backlog that the next wait flushes.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `entry` must refer to memory that stays valid, and
+    /// that nothing else writes, until the kernel posts the operation's
+    /// final completion: memory owned by the operation's record in the slab
+    /// (its buffer, which `reap` drops only after that completion), by the
+    /// port itself (the buffer ring), or no memory at all (close, cancel).
+    unsafe fn push(&mut self, entry: squeue::Entry) {
         if self.backlog.is_empty() {
             // SAFETY: every pointer in `entry` refers to memory owned by the
             // operation's record (or the port), which outlives the operation.
@@ -549,7 +280,8 @@ impl Port {
         let e = opcode::Read::new(types::Fd(self.wake_fd.as_raw_fd()), ptr, 8)
             .build()
             .user_data(ud);
-        self.push(e);
+        // SAFETY: the 8 bytes the read fills are the record's `OpBuf::Wake`.
+        unsafe { self.push(e) };
         self.wake_armed = true;
     }
 
@@ -574,7 +306,8 @@ impl Port {
             .flags(libc::SOCK_CLOEXEC)
             .build()
         };
-        self.push(e.user_data(ud));
+        // SAFETY: an accept points at no memory of ours (null addresses).
+        unsafe { self.push(e.user_data(ud)) };
         OpId(ud)
     }
 
@@ -607,7 +340,9 @@ impl Port {
                 .build()
                 .flags(squeue::Flags::BUFFER_SELECT)
             };
-            self.push(e.user_data(ud));
+            // SAFETY: the kernel picks the buffer from the port's own ring,
+            // which lives as long as the port.
+            unsafe { self.push(e.user_data(ud)) };
             return OpId(ud);
         }
         let len = max_len.clamp(1, self.config.buf_size);
@@ -622,7 +357,8 @@ impl Port {
             cancelled: false,
         });
         let e = opcode::Recv::new(types::Fd(fd), ptr, len as u32).build();
-        self.push(e.user_data(ud));
+        // SAFETY: `ptr..ptr+len` is the record's own `OpBuf::Recv` buffer.
+        unsafe { self.push(e.user_data(ud)) };
         OpId(ud)
     }
 
@@ -692,7 +428,8 @@ impl Port {
             cancelled: false,
         });
         if !quiet {
-            self.push(Self::plain_send(fd, (ptr, len), ud));
+            // SAFETY: `ptr..ptr+len` lies in the record's `OpBuf::Send` buffer.
+            unsafe { self.push(Self::plain_send(fd, (ptr, len), ud)) };
             return OpId(ud);
         }
         let send = opcode::Send::new(types::Fd(fd), ptr, len)
@@ -714,7 +451,8 @@ impl Port {
             if let Some(rec) = self.lookup(ud) {
                 rec.quiet = None;
             }
-            self.push(Self::plain_send(fd, (ptr, len), ud));
+            // SAFETY: as above, the record's own send buffer.
+            unsafe { self.push(Self::plain_send(fd, (ptr, len), ud)) };
         }
         OpId(ud)
     }
@@ -727,7 +465,8 @@ impl Port {
             quiet: None,
             cancelled: false,
         });
-        self.push(opcode::Close::new(types::Fd(fd)).build().user_data(ud));
+        // SAFETY: a close points at no memory.
+        unsafe { self.push(opcode::Close::new(types::Fd(fd)).build().user_data(ud)) };
         OpId(ud)
     }
 
@@ -736,7 +475,8 @@ impl Port {
             // A quiet send that comes back with EAGAIN is then not sent again.
             rec.cancelled = true;
         }
-        self.push(opcode::AsyncCancel::new(op.0).build().user_data(CANCEL_UD));
+        // SAFETY: a cancel points at no memory.
+        unsafe { self.push(opcode::AsyncCancel::new(op.0).build().user_data(CANCEL_UD)) };
     }
 
     pub(crate) fn wait(
@@ -883,7 +623,9 @@ impl Port {
         };
         let e = Self::plain_send(fd, Self::span(buf, offset), ud);
         rec.quiet = None;
-        self.push(e);
+        // SAFETY: the span lies in the record's own send buffer, which the
+        // record keeps until this send's final completion.
+        unsafe { self.push(e) };
         true
     }
 
@@ -905,9 +647,7 @@ impl Port {
         match c.buf {
             CompletionBuf::Provided { bid, .. } => {
                 if let Some(r) = self.bufring.as_mut() {
-                    r.lent -= 1;
-                    r.push(bid);
-                    r.publish();
+                    r.take_back(bid);
                 }
                 None
             }
@@ -929,7 +669,8 @@ impl Drop for Port {
         // given every buffer back (or the time is up).
         let all = types::CancelBuilder::any();
         self.backlog.clear();
-        self.push(opcode::AsyncCancel2::new(all).build().user_data(CANCEL_UD));
+        // SAFETY: a cancel points at no memory.
+        unsafe { self.push(opcode::AsyncCancel2::new(all).build().user_data(CANCEL_UD)) };
         let deadline = Instant::now() + TEARDOWN_WAIT;
         let mut sink = Vec::new();
         while self.in_flight > 0 && Instant::now() < deadline {
