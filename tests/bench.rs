@@ -73,9 +73,9 @@ fn bench_writes_all_five_files_with_the_documented_keys() {
     for k in ROW_KEYS {
         assert!(rows[0].get(k).is_some(), "results[0].{k}: {json}");
     }
-    assert_eq!(rows[0]["model"], "threaded");
-    assert_eq!(rows[0]["connections"], 2);
-    assert_eq!(rows[0]["serialized"], false);
+    assert_eq!(rows[0]["model"], "threaded", "{json:#}");
+    assert_eq!(rows[0]["connections"], 2, "{json:#}");
+    assert_eq!(rows[0]["serialized"], false, "{json:#}");
     assert!(rows[0]["msgs_per_sec"].as_f64().unwrap() > 0.0, "{json}");
     assert!(
         out.contains("| threaded | 2 | 64 |"),
@@ -154,7 +154,7 @@ fn a_server_that_never_listens_is_reported_not_waited_for_forever() {
     assert!(err.contains("broken") && err.contains("exited"), "{err}");
     let json = results(&dir);
     let broken = &json["results"][1];
-    assert_eq!(broken["model"], "broken");
+    assert_eq!(broken["model"], "broken", "{json:#}");
     assert!(broken["msgs_per_sec"].is_null(), "{json}");
     assert_eq!(
         json["results"][0]["reps"], 1,
@@ -289,7 +289,7 @@ fn the_same_server_entered_twice_is_within_noise() {
     let ci = row_b["msgs_per_sec_ratio_ci"]
         .as_array()
         .expect("an interval");
-    assert_eq!(ci.len(), 2);
+    assert_eq!(ci.len(), 2, "{row_b:#}");
     assert!(row_b["ci_level"].as_f64().unwrap() >= 0.95, "{row_b:#}");
     let line = out
         .lines()

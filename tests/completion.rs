@@ -93,7 +93,10 @@ fn a_client_that_never_reads_is_capped_and_others_are_still_served() {
     other.write_all(b"still serving").unwrap();
     let mut back = [0u8; 13];
     other.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"still serving");
+    assert_eq!(
+        &back, b"still serving",
+        "the other client's echo (as bytes)"
+    );
     drop(hog);
 }
 
@@ -128,7 +131,7 @@ mod without_io_uring {
         s.write_all(b"ok?").unwrap();
         let mut b = [0u8; 3];
         s.read_exact(&mut b).unwrap();
-        assert_eq!(&b, b"ok?");
+        assert_eq!(&b, b"ok?", "the echo from the fallback model (as bytes)");
         let err = server.wait_stderr("io_uring is unavailable");
         assert!(
             err.contains("model auto: using") && err.contains("io_uring is unavailable"),
@@ -162,6 +165,6 @@ mod handoff {
         let _idle = server.connect();
         let (status, took, out) = server.signal_and_wait(libc::SIGTERM);
         assert_eq!(status.code(), Some(0), "{out}");
-        assert!(took < WAIT);
+        assert!(took < WAIT, "took {took:?} to exit: {out}");
     }
 }

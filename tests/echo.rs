@@ -68,7 +68,7 @@ fn one_client_echoes(model: &str) {
     s.write_all(b"hello, ringport").unwrap();
     let mut back = [0u8; 15];
     s.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"hello, ringport");
+    assert_eq!(&back, b"hello, ringport", "{model}: the echo (as bytes)");
 }
 
 fn fifty_connections_of_200_messages_all_verified(model: &str) {
@@ -105,16 +105,24 @@ fn zero_length_writes_change_nothing(model: &str) {
     let mut server = Server::start(model, &[]);
     let mut s = server.connect();
     for part in [&b""[..], b"ab", b"", b"", b"cd", b""] {
-        assert_eq!(s.write(part).unwrap(), part.len());
+        assert_eq!(
+            s.write(part).unwrap(),
+            part.len(),
+            "{model}: a short write of {part:?}"
+        );
     }
     let mut back = [0u8; 4];
     s.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"abcd");
+    assert_eq!(&back, b"abcd", "{model}: the echo (as bytes)");
     s.write_all(b"ef").unwrap();
     let mut more = [0u8; 2];
     s.read_exact(&mut more).unwrap();
-    assert_eq!(&more, b"ef");
-    assert!(server.is_running());
+    assert_eq!(&more, b"ef", "{model}: the rest of the echo (as bytes)");
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }
 
 fn half_close_gets_everything_back_then_eof(model: &str) {
@@ -135,7 +143,13 @@ fn half_close_gets_everything_back_then_eof(model: &str) {
         data.len(),
         "{model}: all bytes owed come back before EOF"
     );
-    assert!(back == data);
+    assert!(
+        back == data,
+        "{model}: {} bytes back for {} sent; first difference at byte {:?}",
+        back.len(),
+        data.len(),
+        back.iter().zip(&data).position(|(a, b)| a != b)
+    );
 }
 
 /// Close with SO_LINGER 0, which sends a RST instead of a FIN.
@@ -158,8 +172,12 @@ fn reset_mid_stream_then_next_client_is_served(model: &str) {
     next.write_all(b"still there?").unwrap();
     let mut back = [0u8; 12];
     next.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"still there?");
-    assert!(server.is_running());
+    assert_eq!(&back, b"still there?", "{model}: the echo (as bytes)");
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }
 
 fn client_vanishing_with_unread_echo_does_not_hurt(model: &str) {
@@ -176,8 +194,12 @@ fn client_vanishing_with_unread_echo_does_not_hurt(model: &str) {
     next.write_all(b"next").unwrap();
     let mut back = [0u8; 4];
     next.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"next");
-    assert!(server.is_running());
+    assert_eq!(&back, b"next", "{model}: the echo (as bytes)");
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }
 
 fn all_256_byte_values_echo(model: &str) {
@@ -187,7 +209,13 @@ fn all_256_byte_values_echo(model: &str) {
     s.write_all(&data).unwrap();
     let mut back = vec![0u8; data.len()];
     s.read_exact(&mut back).unwrap();
-    assert_eq!(back, data);
+    assert!(
+        back == data,
+        "{model}: {} bytes back for {} sent; first difference at byte {:?}",
+        back.len(),
+        data.len(),
+        back.iter().zip(&data).position(|(a, b)| a != b)
+    );
 }
 
 fn ipv6_loopback_works(model: &str) {
@@ -196,12 +224,16 @@ fn ipv6_loopback_works(model: &str) {
         return;
     }
     let server = Server::start_on(model, "[::1]:0", &[]);
-    assert!(server.addr.is_ipv6());
+    assert!(
+        server.addr.is_ipv6(),
+        "{model}: listening on {}",
+        server.addr
+    );
     let mut s = server.connect();
     s.write_all(b"v6").unwrap();
     let mut back = [0u8; 2];
     s.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"v6");
+    assert_eq!(&back, b"v6", "{model}: the echo (as bytes)");
 }
 
 #[cfg(unix)]
@@ -223,7 +255,10 @@ fn sigterm_exits_0_promptly_with_an_idle_client(model: &str, sig: i32) {
     // The idle client sees its connection closed.
     idle.set_read_timeout(Some(WAIT)).unwrap();
     let n = idle.read(&mut b).unwrap_or(0);
-    assert_eq!(n, 0);
+    assert_eq!(
+        n, 0,
+        "{model}: {n} more bytes instead of EOF after the summary"
+    );
 }
 
 #[cfg(unix)]
@@ -232,7 +267,7 @@ fn sigint_exits_0_promptly_while_waiting_in_accept(model: &str, sig: i32) {
     let (status, took, out) = server.signal_and_wait(sig);
     assert_eq!(status.code(), Some(0), "{model}: {out}");
     assert!(out.contains("served 0 connections"), "{out}");
-    assert!(took < WAIT);
+    assert!(took < WAIT, "{model}: took {took:?}");
 }
 
 /// Run the stress client against `server` and check every message came back.
@@ -345,7 +380,7 @@ fn a_client_that_never_reads_is_backpressured_then_gets_every_byte(model: &str) 
     let mut server = Server::start(model, &[]);
     let mut s = server.connect();
     let sent = send_until_stalled(&mut s, model);
-    assert!(sent > 0);
+    assert!(sent > 0, "{model}: the server took no byte at all");
     // The client half-closes and starts reading: the server, which stopped
     // reading, resumes once it has sent what it held, reaches the FIN, and
     // finishes with every byte, then EOF.
@@ -358,7 +393,11 @@ fn a_client_that_never_reads_is_backpressured_then_gets_every_byte(model: &str) 
         "{model}: {} bytes more than sent",
         rest.len()
     );
-    assert!(server.is_running());
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }
 
 fn a_client_that_never_reads_does_not_stall_the_others(model: &str) {
@@ -370,10 +409,14 @@ fn a_client_that_never_reads_does_not_stall_the_others(model: &str) {
     other.write_all(b"still serving?").unwrap();
     let mut back = [0u8; 14];
     other.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"still serving?");
+    assert_eq!(&back, b"still serving?", "{model}: the echo (as bytes)");
     // And the flooding client is still owed, and gets, everything.
     read_back_stream(&mut flood, sent, model);
-    assert!(server.is_running());
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }
 
 /// The article's `-v` events, on stderr, for one client's whole life.
@@ -477,7 +520,11 @@ fn an_idle_connection_is_closed_after_the_idle_timeout(model: &str) {
         ),
     }
     assert!(round_trip(server.addr, b"others are served"), "{model}");
-    assert!(server.is_running());
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }
 
 /// Start a server whose signal thread says when it has seen a signal.
@@ -498,7 +545,7 @@ fn sigterm_sends_the_owed_echo_then_eof_and_exits_0(model: &str) {
     let server = start_logging_signals(model, &["--drain-timeout", "60s"]);
     let mut s = server.connect();
     let sent = send_until_stalled(&mut s, model);
-    assert!(sent > 0);
+    assert!(sent > 0, "{model}: the server took no byte at all");
     server.signal(libc::SIGTERM);
     let err = server.wait_stderr("shutting down");
     assert!(err.contains("shutting down"), "{model}: {err}");
@@ -730,7 +777,7 @@ fn out_of_descriptors_it_keeps_serving_without_spinning_then_recovers(model: &st
     // The client it had is still served.
     first.write_all(b"during").unwrap();
     first.read_exact(&mut b).unwrap();
-    assert_eq!(&b, b"during");
+    assert_eq!(&b, b"during", "{model}: the echo (as bytes)");
 
     // Without the extra connections it accepts again.
     drop(extra);
@@ -739,5 +786,9 @@ fn out_of_descriptors_it_keeps_serving_without_spinning_then_recovers(model: &st
         assert!(Instant::now() < deadline, "{model}: does not accept again");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(server.is_running());
+    assert!(
+        server.is_running(),
+        "{model}: the server exited; stderr: {}",
+        server.stderr()
+    );
 }

@@ -112,13 +112,13 @@ fn json_has_every_documented_key() {
         json["latency_corrected_us"].is_null(),
         "closed loop has no schedule: {json}"
     );
-    assert_eq!(json["connections"], 4);
-    assert_eq!(json["messages_verified"], 100);
+    assert_eq!(json["connections"], 4, "{json:#}");
+    assert_eq!(json["messages_verified"], 100, "{json:#}");
     // The article's template: "<k>. Thread <i> - <TEXT>", from 1.
     let expected: usize = (1..=4)
         .flat_map(|i| (1..=25).map(move |k| format!("{k}. Thread {i} - Hello from ringport").len()))
         .sum();
-    assert_eq!(json["bytes_sent"], expected as u64);
+    assert_eq!(json["bytes_sent"], expected as u64, "{json:#}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -342,7 +342,11 @@ fn seeded_size_payloads_are_reproducible() {
     assert_eq!(streams[0], streams[1], "the same seed sends the same bytes");
     assert_ne!(streams[0], streams[2], "another seed sends other bytes");
     // And every connection sends its own stream.
-    assert_eq!(streams[0].iter().collect::<HashSet<_>>().len(), 3);
+    assert_eq!(
+        streams[0].iter().collect::<HashSet<_>>().len(),
+        3,
+        "three different streams: {streams:?}"
+    );
 }
 
 #[test]
@@ -415,8 +419,8 @@ fn csv_output_is_a_header_and_one_matching_row() {
             .position(|h| *h == name)
             .unwrap_or_else(|| panic!("no {name}: {out}"))]
     };
-    assert_eq!(col("messages_verified"), "60");
-    assert_eq!(col("errors_by_kind_reset"), "0");
+    assert_eq!(col("messages_verified"), "60", "{out}");
+    assert_eq!(col("errors_by_kind_reset"), "0", "{out}");
     assert!(col("latency_us_p99").parse::<u64>().is_ok(), "{out}");
 }
 
@@ -545,7 +549,7 @@ fn source_ips_spread_connections_over_those_addresses() {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-    assert_eq!(peers, want);
+    assert_eq!(peers, want, "the source addresses the server saw");
 }
 
 /// `socat TCP-LISTEN:PORT,fork,reuseaddr PIPE`, killed on drop.
