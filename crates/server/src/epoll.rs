@@ -22,6 +22,7 @@ use crate::accept::AcceptBackoff;
 use crate::listener::join_group;
 use crate::reclaim;
 use crate::verbose::log_received;
+use crate::workers::IdleSweep;
 use crate::{Config, ServerError, Shutdown, Stats};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
@@ -67,44 +68,8 @@ pub fn run(
     for listener in listeners {
         loops.push(Worker::new(listener, config, shutdown, stats)?);
     }
-    std::thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(workers);
-        let mut spawn_error = None;
-        for (i, worker) in loops.into_iter().enumerate() {
-            let spawned = std::thread::Builder::new()
-                .name(format!("epoll-{i}"))
-                .spawn_scoped(scope, move || {
-                    let result = worker.run();
-                    if result.is_err() {
-                        // A worker that cannot go on stops the whole server
-                        // rather than leave its share of the clients unserved.
-                        shutdown.trigger();
-                    }
-                    result
-                });
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    // The workers already running see the trigger and end;
-                    // the scope joins them.
-                    shutdown.trigger();
-                    spawn_error = Some(ServerError::io(
-                        format!("cannot start epoll worker thread {i}"),
-                        e,
-                    ));
-                    break;
-                }
-            }
-        }
-        let mut result = spawn_error.map_or(Ok(()), Err);
-        for h in handles {
-            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    })
+    let jobs: Vec<_> = loops.into_iter().map(|w| move || w.run()).collect();
+    crate::workers::run_pool("epoll", jobs, shutdown, || {})
 }
 
 /// One event loop: a poll, a listener, the connections accepted on it.
@@ -128,16 +93,11 @@ struct Worker<'a> {
     max_connections: Option<usize>,
     idle_timeout: Option<Duration>,
     /// When the next sweep for idle connections is due.
-    next_sweep: Option<Instant>,
+    sweep: Option<IdleSweep>,
     drain_timeout: Duration,
     shutdown: &'a Shutdown,
     stats: &'a Stats,
 }
-
-/// How often, at most, connections are checked against `--idle-timeout`:
-/// a quarter of it, so one is closed within 1.25 times the limit, but never
-/// more often than this (a sweep walks every connection).
-const MIN_SWEEP: Duration = Duration::from_millis(10);
 
 impl<'a> Worker<'a> {
     fn new(
@@ -181,7 +141,7 @@ impl<'a> Worker<'a> {
             verbose: config.verbose,
             max_connections: config.max_connections,
             idle_timeout: config.idle_timeout,
-            next_sweep: config.idle_timeout.map(|d| Instant::now() + sweep_every(d)),
+            sweep: IdleSweep::new(config.idle_timeout, Instant::now()),
             drain_timeout: config.drain_timeout,
             shutdown,
             stats,
@@ -201,11 +161,15 @@ impl<'a> Worker<'a> {
 
     /// The earliest of the instants the loop must wake for by itself.
     fn timeout(&self, deadline: Option<Instant>) -> Option<Duration> {
-        [self.accept_paused_until, self.next_sweep, deadline]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|until| until.saturating_duration_since(Instant::now()))
+        [
+            self.accept_paused_until,
+            self.sweep.map(|s| s.next()),
+            deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|until| until.saturating_duration_since(Instant::now()))
     }
 
     fn serve(&mut self, events: &mut Events) -> Result<(), ServerError> {
@@ -273,14 +237,10 @@ impl<'a> Worker<'a> {
     /// One timer for the worker rather than one per connection: a sweep
     /// every quarter of the limit costs a walk over the slab.
     fn sweep_idle(&mut self) {
-        let (Some(limit), Some(due)) = (self.idle_timeout, self.next_sweep) else {
+        let now = Instant::now();
+        let Some(limit) = self.sweep.as_mut().and_then(|s| s.due(now)) else {
             return;
         };
-        let now = Instant::now();
-        if now < due {
-            return;
-        }
-        self.next_sweep = Some(now + sweep_every(limit));
         for slot in 0..self.conns.len() {
             let idle = self.conns[slot]
                 .as_ref()
@@ -421,10 +381,6 @@ impl<'a> Worker<'a> {
         }
         self.stats.add_bytes(std::mem::take(&mut self.echoed));
     }
-}
-
-fn sweep_every(idle_timeout: Duration) -> Duration {
-    (idle_timeout / 4).max(MIN_SWEEP)
 }
 
 fn log_disconnect(peer: SocketAddr, error: Option<&io::Error>, verbose: bool) {

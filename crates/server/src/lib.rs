@@ -28,6 +28,7 @@ pub mod threaded;
 pub mod tokio;
 mod verbose;
 mod wake;
+mod workers;
 
 pub use accept::AcceptBackoff;
 pub use listener::{bind, bind_group, join_group, ListenError};

@@ -31,6 +31,7 @@ mod table;
 
 use crate::accept::AcceptBackoff;
 use crate::verbose::log_received;
+use crate::workers::{run_pool, IdleSweep};
 use crate::{Config, ServerError, Shutdown, Spread, Stats};
 use conn::{Cmd, Conn, EndReason};
 use ringport_completion::{
@@ -48,9 +49,6 @@ const LISTENER: Token = u64::MAX - 1;
 /// How long shutdown waits for cancelled operations, after the drain
 /// deadline, before leaving the rest to the port's teardown.
 const DRAIN_LIMIT: Duration = Duration::from_millis(1500);
-/// Connections are checked against `--idle-timeout` every quarter of it, but
-/// never more often than this: a sweep walks the whole table.
-const MIN_SWEEP: Duration = Duration::from_millis(10);
 /// Completions to batch when `--coalesce` is on.
 const COALESCE_BATCH: usize = 32;
 /// Shards of the connection table shared by the workers of a shared port:
@@ -145,22 +143,17 @@ fn run_per_worker(
             acceptor = Some((listener, inboxes));
         }
     }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = hubs
-            .into_iter()
-            .enumerate()
-            .map(|(i, hub)| {
-                let handle = Handle::Own(prepared.port_config.clone());
-                std::thread::Builder::new()
-                    .name(format!("completion-{i}"))
-                    .spawn_scoped(scope, move || worker(&hub, handle, config, shutdown, stats))
-                    .map_err(|e| ServerError::io("cannot start a worker thread", e))
-            })
-            .collect();
+    let jobs: Vec<_> = hubs
+        .into_iter()
+        .map(|hub| {
+            let handle = Handle::Own(prepared.port_config.clone());
+            move || worker(&hub, handle, config, shutdown, stats)
+        })
+        .collect();
+    run_pool("completion", jobs, shutdown, || {
         if let Some((listener, inboxes)) = acceptor {
             hand_off(&listener, &inboxes, shutdown);
         }
-        join_all(handles, shutdown)
     })
 }
 
@@ -189,44 +182,14 @@ fn run_shared(
     let shares: Vec<PortShare> = (0..pool)
         .map(|_| port.try_share().expect("a shared port gives out shares"))
         .collect();
-    let result = std::thread::scope(|scope| {
-        let hub = &hub;
-        let handles: Vec<_> = shares
-            .into_iter()
-            .enumerate()
-            .map(|(i, share)| {
-                std::thread::Builder::new()
-                    .name(format!("completion-{i}"))
-                    .spawn_scoped(scope, move || {
-                        worker(hub, Handle::Share(share), config, shutdown, stats)
-                    })
-                    .map_err(|e| ServerError::io("cannot start a worker thread", e))
-            })
-            .collect();
-        join_all(handles, shutdown)
-    });
+    let hub = &hub;
+    let jobs: Vec<_> = shares
+        .into_iter()
+        .map(|share| move || worker(hub, Handle::Share(share), config, shutdown, stats))
+        .collect();
+    let result = run_pool("completion", jobs, shutdown, || {});
     drop(port);
     result
-}
-
-/// Wait for every worker; the first error stops the others and is returned.
-fn join_all(
-    handles: Vec<Result<std::thread::ScopedJoinHandle<'_, Result<(), ServerError>>, ServerError>>,
-    shutdown: &Shutdown,
-) -> Result<(), ServerError> {
-    let mut first_err = None;
-    for h in handles {
-        let r = match h {
-            Ok(h) => h.join().expect("worker panicked"),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = r {
-            // One failed worker stops the others, so the server exits.
-            shutdown.trigger();
-            first_err.get_or_insert(e);
-        }
-    }
-    first_err.map_or(Ok(()), Err)
 }
 
 /// Where a worker's connections come from.
@@ -343,7 +306,7 @@ struct Worker<'a> {
     /// With an idle timeout: when this batch of completions was reaped (one
     /// clock read per batch, not per completion), and when to sweep next.
     now: Instant,
-    next_sweep: Option<Instant>,
+    sweep: Option<IdleSweep>,
 }
 
 fn worker(
@@ -379,7 +342,7 @@ fn worker(
         stopping: None,
         forced: false,
         now: Instant::now(),
-        next_sweep: config.idle_timeout.map(|d| Instant::now() + sweep_every(d)),
+        sweep: IdleSweep::new(config.idle_timeout, Instant::now()),
     };
     let coalesce = config.coalesce.map(|d| (COALESCE_BATCH, d));
     let mut batch: Vec<Completion> = Vec::with_capacity(256);
@@ -397,7 +360,7 @@ fn worker(
             }
         }
         let paused_until = w.arm_accepts();
-        let wake_at = match (paused_until, w.next_sweep) {
+        let wake_at = match (paused_until, w.sweep.map(|s| s.next())) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -409,7 +372,7 @@ fn worker(
         w.port
             .wait(&mut batch, timeout, coalesce)
             .map_err(|e| ServerError::io("waiting for completions failed", e))?;
-        if w.next_sweep.is_some() {
+        if w.sweep.is_some() {
             w.now = Instant::now();
         }
         for c in batch.drain(..) {
@@ -489,14 +452,10 @@ impl Worker<'_> {
     /// of a timer per connection; on a shared port each worker sweeps the
     /// whole table, and aborting twice does nothing the second time.
     fn sweep_idle(&mut self) {
-        let (Some(limit), Some(due)) = (self.config.idle_timeout, self.next_sweep) else {
+        let now = self.now;
+        let Some(limit) = self.sweep.as_mut().and_then(|s| s.due(now)) else {
             return;
         };
-        let now = self.now;
-        if now < due {
-            return;
-        }
-        self.next_sweep = Some(now + sweep_every(limit));
         let hub = self.hub;
         hub.conns.for_each(|token, e| {
             if !e.conn.is_ending() && now.saturating_duration_since(e.last_active) >= limit {
@@ -714,8 +673,4 @@ impl Worker<'_> {
             }
         }
     }
-}
-
-fn sweep_every(idle_timeout: Duration) -> Duration {
-    (idle_timeout / 4).max(MIN_SWEEP)
 }
