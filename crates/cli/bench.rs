@@ -68,6 +68,44 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(false);
+    let out_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| output::default_out_dir(std::time::SystemTime::now()));
+    let plan = plan_from(a)?;
+    // Servers started through `sh -c` may be grandchildren that die with
+    // nothing else, so an interrupted bench stops them itself.
+    signals::on_interrupt(ringport_bench::stop_all_servers)?;
+    let results = run_with_progress(&plan)?;
+    output::write_all(&results, &out_dir)?;
+    crate::out::stdout(&format!(
+        "{}\n\n{}",
+        output::verdict(&results),
+        output::table_markdown(&results)
+    ))?;
+    crate::out::eprintln_quiet!(
+        "ringport bench: wrote {} ({})",
+        out_dir.display(),
+        output::FILES.join(", ")
+    );
+    let flagged: Vec<String> = results
+        .flagged()
+        .map(|r| format!("{} at {} conns × {} B", r.model, r.connections, r.size))
+        .collect();
+    if flagged.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "{} cell(s) had errors, mismatched echoes or runs that failed: {}",
+            flagged.len(),
+            flagged.join("; ")
+        )
+    }
+}
+
+/// The bench the flags ask for: the preset matrix with each flag given
+/// taking its place.
+fn plan_from(a: Args) -> anyhow::Result<Plan> {
     let preset = if a.quick {
         matrix::Preset::quick()
     } else {
@@ -87,7 +125,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     targets.extend(a.servers);
     let cpus = CpuPlan::new(a.server_cpus, a.client_cpus).map_err(|e| UsageError(e.to_string()))?;
-    let plan = Plan {
+    Ok(Plan {
         exe: std::env::current_exe().context("cannot find the ringport binary to start servers")?,
         targets,
         connections: or(a.connections, preset.connections),
@@ -104,14 +142,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_interference_pct: a.max_interference,
         retries: a.retries,
         baseline: a.baseline,
-    };
-    let out_dir = a
-        .out
-        .unwrap_or_else(|| output::default_out_dir(std::time::SystemTime::now()));
+    })
+}
 
-    // Servers started through `sh -c` may be grandchildren that die with
-    // nothing else, so an interrupted bench stops them itself.
-    signals::on_interrupt(ringport_bench::stop_all_servers)?;
+/// Run the bench with a progress bar on stderr, warnings printed above it.
+fn run_with_progress(plan: &Plan) -> anyhow::Result<ringport_bench::Results> {
     let bar = ProgressBar::with_draw_target(
         Some(plan.total_runs() as u64),
         ProgressDrawTarget::stderr_with_hz(4),
@@ -139,36 +174,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Event::RunFinished => bar.inc(1),
         Event::Warning(w) => bar.suspend(|| crate::out::eprintln_quiet!("ringport bench: {w}")),
     };
-    let results = ringport_bench::run(&plan, &mut on_event).map_err(|e| match e {
+    let results = ringport_bench::run(plan, &mut on_event).map_err(|e| match e {
         ringport_bench::BenchError::Config(m) => anyhow::Error::new(UsageError(m)),
         e => anyhow::Error::new(e),
     })?;
     bar.finish_and_clear();
-
-    output::write_all(&results, &out_dir)?;
-    crate::out::stdout(&format!(
-        "{}\n\n{}",
-        output::verdict(&results),
-        output::table_markdown(&results)
-    ))?;
-    crate::out::eprintln_quiet!(
-        "ringport bench: wrote {} ({})",
-        out_dir.display(),
-        output::FILES.join(", ")
-    );
-    let flagged: Vec<String> = results
-        .flagged()
-        .map(|r| format!("{} at {} conns × {} B", r.model, r.connections, r.size))
-        .collect();
-    if flagged.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        anyhow::bail!(
-            "{} cell(s) had errors, mismatched echoes or runs that failed: {}",
-            flagged.len(),
-            flagged.join("; ")
-        )
-    }
+    Ok(results)
 }
 
 /// The command as typed, for `summary.md`.

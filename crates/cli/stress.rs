@@ -123,6 +123,45 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    let mut config = config_from(&a)?;
+    // Before the run: a report that cannot be written is found now, not
+    // after a long run whose figures would then be lost.
+    let json_out = a.json.as_deref().map(ReportFile::open).transpose()?;
+    let csv_out = a.csv.as_deref().map(ReportFile::open).transpose()?;
+
+    let show_progress = !a.no_progress && std::io::stderr().is_terminal();
+    let bar = show_progress.then(|| new_bar(&config));
+    if config.interval.is_some() {
+        config.on_interval = Some(interval_printer(bar.clone()));
+    }
+    let report = match &bar {
+        Some(bar) => run_with_progress(&mut config, bar),
+        None => ringport_load::run(&config),
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(LoadError::Config(why)) => return Err(UsageError(why).into()),
+        Err(e) => return Err(e).context(format!("stress run against {} failed", config.addr)),
+    };
+    let data_on_stdout = is_stdout(&a.json) || is_stdout(&a.csv);
+    let unwritten = write_report(&report, data_on_stdout, json_out, csv_out)?;
+    let problems = report.problems();
+    if problems.is_empty() {
+        if !unwritten.is_empty() {
+            anyhow::bail!("the run was clean, but its report could not be written in full");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "FAILED: the run did less than it was asked: {}",
+            problems.join("; ")
+        )
+    }
+}
+
+/// The load the flags ask for (asking the article's three questions on a
+/// terminal when neither a count nor a duration is given), checked.
+fn config_from(a: &Flags) -> anyhow::Result<Config> {
     let mut config = Config::new(a.addr);
     let mut message = a.message.clone();
     let mut connections = a.connections;
@@ -154,8 +193,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     config.interval = a.interval;
     config.connect_rate = a.connect_rate;
     config.busy_poll = a.busy_poll;
-    config.source_ips = a.source_ips.map(|l| l.0).unwrap_or_default();
-    config.percentiles = a.percentiles.map(|l| l.0).unwrap_or_default();
+    config.source_ips = a.source_ips.clone().map(|l| l.0).unwrap_or_default();
+    config.percentiles = a.percentiles.clone().map(|l| l.0).unwrap_or_default();
     if let Some(t) = a.threads {
         if t == 0 {
             return Err(UsageError(
@@ -181,38 +220,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(LoadError::Config(why)) = config.validate() {
         return Err(UsageError(why).into());
     }
-    // Before the run: a report that cannot be written is found now, not
-    // after a long run whose figures would then be lost.
-    let json_out = a.json.as_deref().map(ReportFile::open).transpose()?;
-    let csv_out = a.csv.as_deref().map(ReportFile::open).transpose()?;
+    Ok(config)
+}
 
-    let show_progress = !a.no_progress && std::io::stderr().is_terminal();
-    let bar = show_progress.then(|| new_bar(&config));
-    if config.interval.is_some() {
-        config.on_interval = Some(interval_printer(bar.clone()));
-    }
-    let report = match &bar {
-        Some(bar) => run_with_progress(&mut config, bar),
-        None => ringport_load::run(&config),
-    };
-    let report = match report {
-        Ok(r) => r,
-        Err(LoadError::Config(why)) => return Err(UsageError(why).into()),
-        Err(e) => return Err(e).context(format!("stress run against {} failed", config.addr)),
-    };
-
-    // Every output is attempted, and none of their failures hides the
-    // verdict: a failed run exits 1 with its FAILED line whatever happened
-    // to the files.
+/// Print the summary and write the files. Every output is attempted, and
+/// none of their failures hides the verdict: what could not be written is
+/// said on stderr and returned, and the caller decides the exit status.
+fn write_report(
+    report: &Report,
+    data_on_stdout: bool,
+    json_out: Option<ReportFile>,
+    csv_out: Option<ReportFile>,
+) -> anyhow::Result<Vec<String>> {
     let mut unwritten = Vec::new();
-    let data_on_stdout = is_stdout(&a.json) || is_stdout(&a.csv);
     if data_on_stdout {
         crate::out::stderr(&report.to_text());
     } else if let Err(e) = crate::out::stdout(&report.to_text()) {
         unwritten.push(format!("cannot write the summary to stdout: {e}"));
     }
     if let Some(f) = json_out {
-        let text = serde_json::to_string_pretty(&report)? + "\n";
+        let text = serde_json::to_string_pretty(report)? + "\n";
         if let Err(e) = f.write(&text) {
             unwritten.push(e);
         }
@@ -225,18 +252,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     for e in &unwritten {
         crate::out::eprintln_quiet!("ringport: {e}");
     }
-    let problems = report.problems();
-    if problems.is_empty() {
-        if !unwritten.is_empty() {
-            anyhow::bail!("the run was clean, but its report could not be written in full");
-        }
-        Ok(ExitCode::SUCCESS)
-    } else {
-        anyhow::bail!(
-            "FAILED: the run did less than it was asked: {}",
-            problems.join("; ")
-        )
-    }
+    Ok(unwritten)
 }
 
 /// A seed nobody chose: different each run, and printed so the run can be repeated.

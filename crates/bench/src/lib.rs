@@ -94,6 +94,17 @@ pub struct CpuPlan {
 }
 
 impl CpuPlan {
+    /// Every CPU either side is pinned to, once each, in order.
+    pub fn pinned(&self) -> Vec<usize> {
+        self.server
+            .iter()
+            .chain(self.client.iter())
+            .flat_map(|c| c.cpus().iter().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
     /// Resolve `--server-cpus` and `--client-cpus` against the CPUs this
     /// process may use; either left out takes the default split (first half
     /// for the server, the rest for the load).
@@ -346,6 +357,26 @@ pub struct Preflight {
     pub busiest: Vec<(String, f64)>,
 }
 
+impl Preflight {
+    /// The warning to give when the pinned CPUs were busier than `limit`
+    /// percent before the bench: how busy, and the busiest processes.
+    pub fn warning(&self, limit: f64) -> Option<String> {
+        if self.busy_pct <= limit {
+            return None;
+        }
+        let who: Vec<String> = self
+            .busiest
+            .iter()
+            .map(|(name, pct)| format!("{name} {pct:.0}%"))
+            .collect();
+        Some(format!(
+            "the pinned CPUs were {:.0}% busy before the bench started (busiest: {}); its figures may be disturbed: consider re-running on a quiet system",
+            self.busy_pct,
+            if who.is_empty() { "unknown".to_string() } else { who.join(", ") }
+        ))
+    }
+}
+
 /// Sample the pinned CPUs for `window` while nothing of the bench runs.
 fn preflight(cpus: &[usize], window: std::time::Duration) -> Option<Preflight> {
     if cpus.is_empty() {
@@ -495,34 +526,36 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
     for n in &plan.cpus.notes {
         on_event(Event::Warning(n.clone()));
     }
-    let pinned: Vec<usize> = plan
-        .cpus
-        .server
-        .iter()
-        .chain(plan.cpus.client.iter())
-        .flat_map(|c| c.cpus().iter().copied())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let preflight = preflight(&pinned, std::time::Duration::from_secs(1));
-    if let Some(p) = preflight
+    let preflight = preflight(&plan.cpus.pinned(), std::time::Duration::from_secs(1));
+    if let Some(n) = preflight
         .as_ref()
-        .filter(|p| p.busy_pct > plan.max_interference_pct)
+        .and_then(|p| p.warning(plan.max_interference_pct))
     {
-        let who: Vec<String> = p
-            .busiest
-            .iter()
-            .map(|(name, pct)| format!("{name} {pct:.0}%"))
-            .collect();
-        let n = format!(
-            "the pinned CPUs were {:.0}% busy before the bench started (busiest: {}); its figures may be disturbed: consider re-running on a quiet system",
-            p.busy_pct,
-            if who.is_empty() { "unknown".to_string() } else { who.join(", ") }
-        );
         on_event(Event::Warning(n.clone()));
         notes.push(n);
     }
     let cells = plan.cells();
+    let outcomes = run_matrix(plan, &cells, on_event)?;
+    Ok(Results {
+        machine,
+        config: ConfigRecord::new(plan, started_at, preflight, notes),
+        results: stats::aggregate(
+            &plan.targets,
+            &cells,
+            &outcomes,
+            plan.reps,
+            plan.baseline.as_deref(),
+        ),
+    })
+}
+
+/// Every run of the interleaved schedule, in order. A server that cannot
+/// be run is recorded in its cell and the bench goes on.
+fn run_matrix(
+    plan: &Plan,
+    cells: &[Cell],
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Vec<(matrix::Run, stats::Outcome)>, BenchError> {
     let schedule = matrix::schedule(plan.reps, cells.len(), plan.targets.len());
     let total = schedule.len();
     let mut outcomes = Vec::with_capacity(total);
@@ -559,59 +592,52 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
         outcomes.push((run, outcome));
         on_event(Event::RunFinished);
     }
-    let unavailable = || UNAVAILABLE.to_string();
-    let config = ConfigRecord {
-        command: plan.command_line.clone(),
-        started_at,
-        ringport_version: env!("CARGO_PKG_VERSION").to_string(),
-        models: plan.targets.iter().map(|t| t.name().to_string()).collect(),
-        outside_servers: plan
-            .targets
-            .iter()
-            .filter_map(|t| match t {
-                Target::Outside { name, command } => Some(OutsideServer {
-                    name: name.clone(),
-                    command: command.clone(),
-                }),
-                Target::Model(_) => None,
-            })
-            .collect(),
-        connections: plan.connections.clone(),
-        sizes: plan.sizes.clone(),
-        duration_s: plan.duration.as_secs_f64(),
-        warmup_s: plan.warmup.as_secs_f64(),
-        rate: plan.rate,
-        reps: plan.reps,
-        server_cpus: plan
-            .cpus
-            .server
-            .as_ref()
-            .map_or_else(unavailable, |s| s.to_string()),
-        client_cpus: plan
-            .cpus
-            .client
-            .as_ref()
-            .map_or_else(unavailable, |s| s.to_string()),
-        server_workers: plan.cpus.server_workers,
-        load_threads: plan.cpus.load_threads,
-        timeout_s: plan.timeout.as_secs_f64(),
-        max_interference_pct: plan.max_interference_pct,
-        retries: plan.retries,
-        baseline: plan.baseline.clone(),
-        preflight,
-        notes,
-    };
-    Ok(Results {
-        machine,
-        config,
-        results: stats::aggregate(
-            &plan.targets,
-            &cells,
-            &outcomes,
-            plan.reps,
-            plan.baseline.as_deref(),
-        ),
-    })
+    Ok(outcomes)
+}
+
+impl ConfigRecord {
+    fn new(
+        plan: &Plan,
+        started_at: String,
+        preflight: Option<Preflight>,
+        notes: Vec<String>,
+    ) -> ConfigRecord {
+        let unavailable = || UNAVAILABLE.to_string();
+        let cpus = |set: &Option<CpuSet>| set.as_ref().map_or_else(unavailable, |s| s.to_string());
+        ConfigRecord {
+            command: plan.command_line.clone(),
+            started_at,
+            ringport_version: env!("CARGO_PKG_VERSION").to_string(),
+            models: plan.targets.iter().map(|t| t.name().to_string()).collect(),
+            outside_servers: plan
+                .targets
+                .iter()
+                .filter_map(|t| match t {
+                    Target::Outside { name, command } => Some(OutsideServer {
+                        name: name.clone(),
+                        command: command.clone(),
+                    }),
+                    Target::Model(_) => None,
+                })
+                .collect(),
+            connections: plan.connections.clone(),
+            sizes: plan.sizes.clone(),
+            duration_s: plan.duration.as_secs_f64(),
+            warmup_s: plan.warmup.as_secs_f64(),
+            rate: plan.rate,
+            reps: plan.reps,
+            server_cpus: cpus(&plan.cpus.server),
+            client_cpus: cpus(&plan.cpus.client),
+            server_workers: plan.cpus.server_workers,
+            load_threads: plan.cpus.load_threads,
+            timeout_s: plan.timeout.as_secs_f64(),
+            max_interference_pct: plan.max_interference_pct,
+            retries: plan.retries,
+            baseline: plan.baseline.clone(),
+            preflight,
+            notes,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,36 @@ fn load_config(
     c
 }
 
+/// The counters read right before and right after the measured load.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    at: Instant,
+    /// The server's process tree.
+    server: Option<sys::CpuTimes>,
+    /// Busy time of the server's pinned CPUs, whoever ran there.
+    server_cpus_busy: Option<f64>,
+    /// This process (the load).
+    client: Option<f64>,
+    /// Steal and busy time of every pinned CPU, both sides.
+    steal: Option<f64>,
+    pinned_busy: Option<f64>,
+}
+
+impl Counters {
+    fn read(pid: u32, server_cpus: &[usize], pinned: &[usize]) -> Counters {
+        Counters {
+            at: Instant::now(),
+            server: sys::tree_cpu_split(pid),
+            server_cpus_busy: (!server_cpus.is_empty())
+                .then(|| sys::cpus_busy_seconds(server_cpus))
+                .flatten(),
+            client: sys::self_cpu_seconds(),
+            steal: sys::cpus_steal_seconds(pinned),
+            pinned_busy: sys::cpus_busy_seconds(pinned),
+        }
+    }
+}
+
 /// Run `target` under `cell` once.
 pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, BenchError> {
     let server = Running::start(
@@ -124,29 +154,11 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .server
         .as_ref()
         .map_or_else(Vec::new, |c| c.cpus().to_vec());
-    let server_cpu0 = sys::tree_cpu_split(pid);
-    let busy0 = (!server_cpus.is_empty())
-        .then(|| sys::cpus_busy_seconds(&server_cpus))
-        .flatten();
-    let client_cpu0 = sys::self_cpu_seconds();
-    let pinned: Vec<usize> = server_cpus
-        .iter()
-        .chain(plan.cpus.client.as_ref().map_or(&[][..], |c| c.cpus()))
-        .copied()
-        .collect();
-    let steal0 = sys::cpus_steal_seconds(&pinned);
-    let pinned_busy0 = sys::cpus_busy_seconds(&pinned);
-    let t0 = Instant::now();
+    let pinned = plan.cpus.pinned();
+    let before = Counters::read(pid, &server_cpus, &pinned);
     let report = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.duration))
         .map_err(load_err)?;
-    let wall = t0.elapsed().as_secs_f64().max(1e-9);
-    let client_cpu1 = sys::self_cpu_seconds();
-    let steal1 = sys::cpus_steal_seconds(&pinned);
-    let pinned_busy1 = sys::cpus_busy_seconds(&pinned);
-    let server_cpu1 = sys::tree_cpu_split(pid);
-    let busy1 = (!server_cpus.is_empty())
-        .then(|| sys::cpus_busy_seconds(&server_cpus))
-        .flatten();
+    let after = Counters::read(pid, &server_cpus, &pinned);
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();
@@ -172,52 +184,61 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
             true
         }
     };
-
-    let messages = report.messages_verified;
-    let per_million = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if messages > 0 => Some((b - a).max(0.0) / messages as f64 * 1e6),
-        _ => None,
-    };
-    let user = per_million(server_cpu0.map(|t| t.user), server_cpu1.map(|t| t.user));
-    let system = per_million(server_cpu0.map(|t| t.system), server_cpu1.map(|t| t.system));
-    let server_cpu_s_per_million = user.zip(system).map(|(u, s)| u + s);
-    let server_cpus_busy_s_per_million = per_million(busy0, busy1);
     let client_cpus_n = plan
         .cpus
         .client
         .as_ref()
         .map_or(plan.cpus.load_threads, |c| c.len())
         .max(1);
-    let client_cpu_pct = match (client_cpu0, client_cpu1) {
-        (Some(a), Some(b)) => Some((b - a).max(0.0) / wall / client_cpus_n as f64 * 100.0),
-        _ => None,
+    let mut sample = figures(&report, &before, &after, client_cpus_n, pinned.len());
+    sample.server_peak_rss_kib = server_peak_rss_kib;
+    sample.errors = report.errors + warm_errors;
+    sample.mismatches = report.mismatches + warm_mismatches;
+    sample.server_failed = server_failed;
+    sample.note = (!notes.is_empty()).then(|| notes.join("; "));
+    Ok(sample)
+}
+
+/// What one measured load comes to, from its report and the counters
+/// around it.
+fn figures(
+    report: &ringport_load::Report,
+    before: &Counters,
+    after: &Counters,
+    client_cpus: usize,
+    pinned_cpus: usize,
+) -> Sample {
+    let wall = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
+    let messages = report.messages_verified;
+    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a).max(0.0));
+    let per_million = |a: Option<f64>, b: Option<f64>| {
+        delta(a, b)
+            .filter(|_| messages > 0)
+            .map(|d| d / messages as f64 * 1e6)
     };
-    let host_steal_pct = match (steal0, steal1) {
-        (Some(a), Some(b)) if !pinned.is_empty() => {
-            Some((b - a).max(0.0) / wall / pinned.len() as f64 * 100.0)
-        }
-        _ => None,
-    };
+    let user = per_million(before.server.map(|t| t.user), after.server.map(|t| t.user));
+    let system = per_million(
+        before.server.map(|t| t.system),
+        after.server.map(|t| t.system),
+    );
+    let client = delta(before.client, after.client);
+    let steal = delta(before.steal, after.steal);
     // Everything the pinned CPUs did, less what this server and this load
     // did, plus what the hypervisor took: someone else's share.
-    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a).max(0.0));
     let own = delta(
-        server_cpu0.map(|t| t.user + t.system),
-        server_cpu1.map(|t| t.user + t.system),
+        before.server.map(|t| t.user + t.system),
+        after.server.map(|t| t.user + t.system),
     )
-    .zip(delta(client_cpu0, client_cpu1))
+    .zip(client)
     .map(|(s, c)| s + c);
-    let interference_pct = match (
-        delta(pinned_busy0, pinned_busy1),
-        own,
-        delta(steal0, steal1),
-    ) {
-        (Some(busy), Some(own), Some(steal)) if !pinned.is_empty() => {
-            Some(((busy - own).max(0.0) + steal) / wall / pinned.len() as f64 * 100.0)
+    let of_pinned = |secs: f64| secs / wall / pinned_cpus as f64 * 100.0;
+    let interference_pct = match (delta(before.pinned_busy, after.pinned_busy), own, steal) {
+        (Some(busy), Some(own), Some(steal)) if pinned_cpus > 0 => {
+            Some(of_pinned((busy - own).max(0.0) + steal))
         }
         _ => None,
     };
-    Ok(Sample {
+    Sample {
         interference_pct,
         attempts: 1,
         disturbed: false,
@@ -225,16 +246,15 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         mb_per_sec: report.mb_per_sec,
         p50_us: (messages > 0).then_some(report.latency_us.p50 as f64),
         p99_us: (messages > 0).then_some(report.latency_us.p99 as f64),
-        server_cpu_s_per_million,
+        server_cpu_s_per_million: user.zip(system).map(|(u, s)| u + s),
         server_user_s_per_million: user,
         server_sys_s_per_million: system,
-        server_cpus_busy_s_per_million,
-        server_peak_rss_kib,
-        client_cpu_pct,
-        host_steal_pct,
-        errors: report.errors + warm_errors,
-        mismatches: report.mismatches + warm_mismatches,
-        server_failed,
-        note: (!notes.is_empty()).then(|| notes.join("; ")),
-    })
+        server_cpus_busy_s_per_million: per_million(
+            before.server_cpus_busy,
+            after.server_cpus_busy,
+        ),
+        client_cpu_pct: client.map(|c| c / wall / client_cpus as f64 * 100.0),
+        host_steal_pct: steal.filter(|_| pinned_cpus > 0).map(of_pinned),
+        ..Sample::default()
+    }
 }
