@@ -8,9 +8,10 @@
 
 use crate::config::{Config, Engine};
 use crate::report::{Measured, Report};
-use crate::start::{workload, Gate, Shared};
+use crate::start::{workload, Gate, Shared, WorkerOut};
 use crate::stats::{run_histogram, Series, Totals};
 use crate::LoadError;
+use hdrhistogram::Histogram;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,67 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             .map(|len| Series::new(len, threads, config.rate.is_some())),
     });
     let spawned_at = Instant::now();
+    let handles = spawn(config, &shared, threads)?;
+    if !shared.gate.arrive() {
+        unreachable!("only this thread abandons the gate");
+    }
+    let t0 = *shared.t0.get_or_init(Instant::now);
+    let connect = t0.saturating_duration_since(spawned_at);
+    let measure_start = t0 + config.warmup;
+    if let Some(p) = &config.progress {
+        p.set_measure_start(measure_start);
+    }
+
+    let mut series = Vec::new();
+    let emit = |rows: Vec<crate::IntervalStat>, series: &mut Vec<crate::IntervalStat>| {
+        for row in rows {
+            if let Some(sink) = &config.on_interval {
+                (sink.0)(&row);
+            }
+            series.push(row);
+        }
+    };
+    if let Some(s) = &shared.series {
+        while !handles.iter().all(|h| h.is_finished()) {
+            s.wait(Duration::from_millis(100));
+            emit(s.take_ready(None), &mut series);
+        }
+    }
+    let joined = join(handles, config.rate.is_some(), measure_start);
+    if let Some(p) = &config.progress {
+        p.set_done();
+    }
+    let (totals, raw, corrected, finished) = joined?;
+    let elapsed = finished.saturating_duration_since(measure_start);
+    // What the run asked for, from the same schedule the connections
+    // followed, for every connection, opened or not.
+    let w = workload(config, t0);
+    let asked = (0..config.connections as u64)
+        .map(|c| w.asked(c))
+        .sum::<Option<u64>>();
+    if let Some(s) = &shared.series {
+        emit(s.take_ready(Some(elapsed)), &mut series);
+    }
+    Ok(Report::new(
+        config,
+        Measured {
+            totals: &totals,
+            raw: &raw,
+            corrected: corrected.as_ref(),
+            elapsed,
+            connect,
+            threads: threads as u64,
+            series,
+            asked,
+        },
+    ))
+}
+
+type Handle = std::thread::JoinHandle<Result<WorkerOut, LoadError>>;
+
+/// Start the load threads, each with its share of the connections. If one
+/// cannot be started, the gate is abandoned and the others are joined.
+fn spawn(config: &Config, shared: &Arc<Shared>, threads: usize) -> Result<Vec<Handle>, LoadError> {
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
         let ids: Vec<u64> = (t as u64..config.connections as u64)
@@ -79,35 +141,22 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             }
         }
     }
-    if !shared.gate.arrive() {
-        unreachable!("only this thread abandons the gate");
-    }
-    let t0 = *shared.t0.get_or_init(Instant::now);
-    let connect = t0.saturating_duration_since(spawned_at);
-    let measure_start = t0 + config.warmup;
-    if let Some(p) = &config.progress {
-        p.set_measure_start(measure_start);
-    }
+    Ok(handles)
+}
 
-    let mut series = Vec::new();
-    let emit = |rows: Vec<crate::IntervalStat>, series: &mut Vec<crate::IntervalStat>| {
-        for row in rows {
-            if let Some(sink) = &config.on_interval {
-                (sink.0)(&row);
-            }
-            series.push(row);
-        }
-    };
-    if let Some(s) = &shared.series {
-        while !handles.iter().all(|h| h.is_finished()) {
-            s.wait(Duration::from_millis(100));
-            emit(s.take_ready(None), &mut series);
-        }
-    }
+type Joined = (Totals, Histogram<u64>, Option<Histogram<u64>>, Instant);
 
+/// Wait for every load thread and merge what they measured: counters,
+/// histograms, and the latest instant any of them finished (no earlier
+/// than `measure_start`). The first thread's error, if any, is the run's.
+fn join(
+    handles: Vec<Handle>,
+    open_loop: bool,
+    measure_start: Instant,
+) -> Result<Joined, LoadError> {
     let mut totals = Totals::default();
     let mut raw = run_histogram();
-    let mut corrected = config.rate.is_some().then(run_histogram);
+    let mut corrected = open_loop.then(run_histogram);
     let mut finished = measure_start;
     let mut first_err = None;
     for h in handles {
@@ -123,33 +172,8 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             Err(e) => first_err = first_err.or(Some(e)),
         }
     }
-    if let Some(p) = &config.progress {
-        p.set_done();
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((totals, raw, corrected, finished)),
     }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    let elapsed = finished.saturating_duration_since(measure_start);
-    // What the run asked for, from the same schedule the connections
-    // followed, for every connection, opened or not.
-    let w = workload(config, t0);
-    let asked = (0..config.connections as u64)
-        .map(|c| w.asked(c))
-        .sum::<Option<u64>>();
-    if let Some(s) = &shared.series {
-        emit(s.take_ready(Some(elapsed)), &mut series);
-    }
-    Ok(Report::new(
-        config,
-        Measured {
-            totals: &totals,
-            raw: &raw,
-            corrected: corrected.as_ref(),
-            elapsed,
-            connect,
-            threads: threads as u64,
-            series,
-            asked,
-        },
-    ))
 }
