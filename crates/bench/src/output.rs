@@ -226,95 +226,116 @@ pub fn table(results: &Results) -> Table {
         "notes".into(),
     ]
     .into();
-    let mut lines = Vec::new();
-    let mut any_na = false;
-    let mut any_serialized = false;
-    let mut any_client_bound = false;
-    let mut any_steal = false;
-    let mut any_disturbed = false;
-    for r in rows {
-        let ran = r.reps > 0;
-        let mut na = |v: Option<String>| -> String {
-            match v {
-                Some(v) => v,
-                None if ran => {
-                    any_na = true;
-                    "n/a".into()
-                }
-                None => "—".into(),
-            }
-        };
-        let mut notes = Vec::new();
-        if r.disturbed {
-            any_disturbed = true;
-            notes.push(format!(
-                "**DISTURBED** ({:.0}% interference)",
-                r.interference_pct.unwrap_or(0.0)
-            ));
-        } else if r.retried > 0 {
-            notes.push(format!("{} run(s) retried", r.retried));
-        }
-        if r.serialized {
-            any_serialized = true;
-            notes.push("serialized".to_string());
-        }
-        if r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT) {
-            any_client_bound = true;
-            notes.push("client-bound?".to_string());
-        }
-        if let Some(p) = r.host_steal_pct.filter(|&p| p >= STEAL_NOTE_PCT) {
-            any_steal = true;
-            notes.push(format!("steal {p:.0}%"));
-        }
-        if r.mismatches > 0 {
-            notes.push(format!("**{} MISMATCHED**", r.mismatches));
-        }
-        if r.errors > r.mismatches {
-            notes.push(format!("**{} errors**", r.errors - r.mismatches));
-        }
-        for n in &r.notes {
-            if !n.starts_with("ECHO MISMATCH")
-                && !n.starts_with("connection errors")
-                && !n.starts_with("DISTURBED")
-            {
-                notes.push(n.replace('|', "\\|").replace('\n', " "));
-            }
-        }
-        let is_base = r.model == base;
-        let ratio_col = |x: Option<f64>, ci| {
-            if is_base && ran {
-                Some("baseline".to_string())
-            } else {
-                ratio_text(x, ci)
-            }
-        };
-        let cols = [
-            r.model.clone(),
-            r.connections.to_string(),
-            r.size.to_string(),
-            na(r.msgs_per_sec
-                .map(|v| with_spread(grouped(v), r.msgs_per_sec, r.msgs_per_sec_ci))),
-            na(ratio_col(r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci)),
-            na(ratio_col(r.server_cpu_ratio, r.server_cpu_ratio_ci)),
-            na(r.mb_per_sec.map(|v| format!("{v:.2}"))),
-            na(r.p50_us.map(|v| format!("{v:.0}"))),
-            na(r.p99_us
-                .map(|v| with_spread(format!("{v:.0}"), r.p99_us, r.p99_us_ci))),
-            na(r.server_cpu_s_per_million.map(|v| {
-                with_spread(
-                    format!("{v:.2}"),
-                    r.server_cpu_s_per_million,
-                    r.server_cpu_s_per_million_ci,
-                )
-            })),
-            na(r.server_peak_rss_kib
-                .map(|k| format!("{:.1}", k as f64 / 1024.0))),
-            na(r.client_cpu_pct.map(|v| format!("{v:.0}"))),
-            na(r.interference_pct.map(|v| format!("{v:.1}"))),
-            notes.join(", "),
-        ];
-        lines.push((cols.to_vec(), r.disturbed || !r.clean));
+    let mut marks = Marks::default();
+    let lines = rows
+        .iter()
+        .map(|r| (row_cells(r, base, &mut marks), r.disturbed || !r.clean))
+        .collect();
+    Table {
+        header,
+        rows: lines,
+        footnotes: footnotes(results, base, base_is_tokio, &marks),
     }
+}
+
+/// Which marks the table used, so that its footnotes explain just those.
+#[derive(Default)]
+struct Marks {
+    na: bool,
+    serialized: bool,
+    client_bound: bool,
+    steal: bool,
+    disturbed: bool,
+}
+
+/// One row of the table.
+fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
+    let ran = r.reps > 0;
+    let mut na = |v: Option<String>| -> String {
+        match v {
+            Some(v) => v,
+            None if ran => {
+                marks.na = true;
+                "n/a".into()
+            }
+            None => "—".into(),
+        }
+    };
+    let mut notes = Vec::new();
+    if r.disturbed {
+        marks.disturbed = true;
+        notes.push(format!(
+            "**DISTURBED** ({:.0}% interference)",
+            r.interference_pct.unwrap_or(0.0)
+        ));
+    } else if r.retried > 0 {
+        notes.push(format!("{} run(s) retried", r.retried));
+    }
+    if r.serialized {
+        marks.serialized = true;
+        notes.push("serialized".to_string());
+    }
+    if r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT) {
+        marks.client_bound = true;
+        notes.push("client-bound?".to_string());
+    }
+    if let Some(p) = r.host_steal_pct.filter(|&p| p >= STEAL_NOTE_PCT) {
+        marks.steal = true;
+        notes.push(format!("steal {p:.0}%"));
+    }
+    if r.mismatches > 0 {
+        notes.push(format!("**{} MISMATCHED**", r.mismatches));
+    }
+    if r.errors > r.mismatches {
+        notes.push(format!("**{} errors**", r.errors - r.mismatches));
+    }
+    for n in &r.notes {
+        if !n.starts_with("ECHO MISMATCH")
+            && !n.starts_with("connection errors")
+            && !n.starts_with("DISTURBED")
+        {
+            notes.push(n.replace('|', "\\|").replace('\n', " "));
+        }
+    }
+    let is_base = r.model == base;
+    let ratio_col = |x: Option<f64>, ci| {
+        if is_base && ran {
+            Some("baseline".to_string())
+        } else {
+            ratio_text(x, ci)
+        }
+    };
+    let cols = [
+        r.model.clone(),
+        r.connections.to_string(),
+        r.size.to_string(),
+        na(r.msgs_per_sec
+            .map(|v| with_spread(grouped(v), r.msgs_per_sec, r.msgs_per_sec_ci))),
+        na(ratio_col(r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci)),
+        na(ratio_col(r.server_cpu_ratio, r.server_cpu_ratio_ci)),
+        na(r.mb_per_sec.map(|v| format!("{v:.2}"))),
+        na(r.p50_us.map(|v| format!("{v:.0}"))),
+        na(r.p99_us
+            .map(|v| with_spread(format!("{v:.0}"), r.p99_us, r.p99_us_ci))),
+        na(r.server_cpu_s_per_million.map(|v| {
+            with_spread(
+                format!("{v:.2}"),
+                r.server_cpu_s_per_million,
+                r.server_cpu_s_per_million_ci,
+            )
+        })),
+        na(r.server_peak_rss_kib
+            .map(|k| format!("{:.1}", k as f64 / 1024.0))),
+        na(r.client_cpu_pct.map(|v| format!("{v:.0}"))),
+        na(r.interference_pct.map(|v| format!("{v:.1}"))),
+        notes.join(", "),
+    ];
+    cols.to_vec()
+}
+
+/// What the columns and the marks mean.
+fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) -> Vec<String> {
+    let rows = &results.results;
     let mut s = String::new();
     let reps = results.config.reps;
     if base_is_tokio {
@@ -354,44 +375,39 @@ pub fn table(results: &Results) -> Table {
         interference_limit(results),
         results.config.retries
     );
-    if any_serialized {
+    if marks.serialized {
         let _ = writeln!(
             s,
             "- serialized: the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server."
         );
     }
-    if any_steal {
+    if marks.steal {
         let _ = writeln!(
             s,
             "- steal: the hypervisor took this share of the pinned CPUs during the run (median); above {STEAL_NOTE_PCT:.0}% the figures are unreliable: run again on a quieter host."
         );
     }
-    if any_client_bound {
+    if marks.client_bound {
         let _ = writeln!(
             s,
             "- client-bound?: the load used ≥ {CLIENT_BOUND_PCT:.0}% of its CPUs; the server may be faster than shown."
         );
     }
-    if any_disturbed {
+    if marks.disturbed {
         let _ = writeln!(
             s,
             "- Some cells were disturbed by other work on the pinned CPUs: consider re-running on a quiet system."
         );
     }
-    if any_na {
+    if marks.na {
         let _ = writeln!(s, "- n/a: {UNAVAILABLE}, or no echo came back to measure.");
     }
     if rows.iter().any(|r| r.reps == 0) {
         let _ = writeln!(s, "- —: the server did not run; see notes.");
     }
-    Table {
-        header,
-        rows: lines,
-        footnotes: s
-            .lines()
-            .map(|l| l.strip_prefix("- ").unwrap_or(l).to_string())
-            .collect(),
-    }
+    s.lines()
+        .map(|l| l.strip_prefix("- ").unwrap_or(l).to_string())
+        .collect()
 }
 
 fn cell_name(r: &Row) -> String {
