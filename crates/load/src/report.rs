@@ -314,6 +314,71 @@ impl Report {
         kinds.join(", ")
     }
 
+    /// The end-of-run check's line, when there is something to say.
+    fn write_end_check(&self, s: &mut String) {
+        if self.close_grace_s == 0.0 {
+            let _ = writeln!(
+                *s,
+                "end check        skipped (--close-grace 0): bytes after the last echo were not looked for"
+            );
+        } else if self.close_not_seen > 0 || self.close_by_reset > 0 {
+            let mut parts = Vec::new();
+            if self.close_not_seen > 0 {
+                parts.push(format!(
+                    "{} did not close within {}s of the client's half-close, so bytes after that were not looked for",
+                    self.close_not_seen, self.close_grace_s
+                ));
+            }
+            if self.close_by_reset > 0 {
+                parts.push(format!(
+                    "{} {} reset instead of closed after the last echo",
+                    self.close_by_reset,
+                    if self.close_by_reset == 1 {
+                        "was"
+                    } else {
+                        "were"
+                    }
+                ));
+            }
+            let _ = writeln!(
+                *s,
+                "end check        note: of the completed connections, {}",
+                parts.join("; ")
+            );
+        }
+    }
+
+    /// The latency percentiles, from send and (open loop) from schedule.
+    fn write_latency_table(&self, s: &mut String) {
+        let mut rows = vec![("from send", &self.latency_us)];
+        if let Some(c) = &self.latency_corrected_us {
+            rows.push(("from schedule", c));
+        }
+        let header = self.latency_us.columns();
+        let width = header
+            .iter()
+            .map(|(n, _)| n.len())
+            .chain(
+                rows.iter()
+                    .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
+            )
+            .max()
+            .unwrap_or(4)
+            + 2;
+        let _ = write!(*s, "latency (us)    ");
+        for (name, _) in &header {
+            let _ = write!(*s, "{name:>width$}");
+        }
+        let _ = writeln!(*s);
+        for (label, l) in rows {
+            let _ = write!(*s, "  {label:<14}");
+            for (_, v) in l.columns() {
+                let _ = write!(*s, "{v:>width$}");
+            }
+            let _ = writeln!(*s);
+        }
+    }
+
     /// The human-readable summary: a few labelled lines and a latency table.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
@@ -385,68 +450,13 @@ impl Report {
             let _ = write!(s, " ({})", self.error_kinds());
         }
         let _ = writeln!(s);
-        if self.close_grace_s == 0.0 {
-            let _ = writeln!(
-                s,
-                "end check        skipped (--close-grace 0): bytes after the last echo were not looked for"
-            );
-        } else if self.close_not_seen > 0 || self.close_by_reset > 0 {
-            let mut parts = Vec::new();
-            if self.close_not_seen > 0 {
-                parts.push(format!(
-                    "{} did not close within {}s of the client's half-close, so bytes after that were not looked for",
-                    self.close_not_seen, self.close_grace_s
-                ));
-            }
-            if self.close_by_reset > 0 {
-                parts.push(format!(
-                    "{} {} reset instead of closed after the last echo",
-                    self.close_by_reset,
-                    if self.close_by_reset == 1 {
-                        "was"
-                    } else {
-                        "were"
-                    }
-                ));
-            }
-            let _ = writeln!(
-                s,
-                "end check        note: of the completed connections, {}",
-                parts.join("; ")
-            );
-        }
+        self.write_end_check(&mut s);
         let _ = writeln!(
             s,
             "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
             self.elapsed_s, self.msgs_per_sec, self.mb_per_sec
         );
-        let mut rows = vec![("from send", &self.latency_us)];
-        if let Some(c) = &self.latency_corrected_us {
-            rows.push(("from schedule", c));
-        }
-        let header = self.latency_us.columns();
-        let width = header
-            .iter()
-            .map(|(n, _)| n.len())
-            .chain(
-                rows.iter()
-                    .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
-            )
-            .max()
-            .unwrap_or(4)
-            + 2;
-        let _ = write!(s, "latency (us)    ");
-        for (name, _) in &header {
-            let _ = write!(s, "{name:>width$}");
-        }
-        let _ = writeln!(s);
-        for (label, l) in rows {
-            let _ = write!(s, "  {label:<14}");
-            for (_, v) in l.columns() {
-                let _ = write!(s, "{v:>width$}");
-            }
-            let _ = writeln!(s);
-        }
+        self.write_latency_table(&mut s);
         s
     }
 
