@@ -443,55 +443,10 @@ pub fn verdict(results: &Results) -> String {
             .iter()
             .filter(|r| r.connections == c && r.size == size)
             .collect();
-        let base_row = in_cell.iter().find(|r| r.model == base);
-        let Some(base_row) = base_row.filter(|b| b.reps > 0) else {
-            continue;
-        };
-        let base_doubtful = base_row.disturbed || !base_row.clean;
-        let mut claims = Vec::new();
-        let mut msgs_claimed = false;
-        let load_bound = in_cell
-            .iter()
-            .any(|r| r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT));
-        for r in &in_cell {
-            if r.model == base || r.reps == 0 || r.disturbed || !r.clean || base_doubtful {
-                continue;
-            }
-            if r.serialized && c > 1 {
-                continue;
-            }
-            let mut parts = Vec::new();
-            if let (Some(x), Some([lo, hi])) = (r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci) {
-                if !stats::within_noise(x, Some([lo, hi])) {
-                    parts.push(format!(
-                        "handled {x:.2}× {base}'s messages/s ({lo:.2}–{hi:.2})"
-                    ));
-                    msgs_claimed = true;
-                }
-            }
-            if let (Some(x), Some([lo, hi])) = (r.server_cpu_ratio, r.server_cpu_ratio_ci) {
-                if !stats::within_noise(x, Some([lo, hi])) {
-                    parts.push(format!(
-                        "needed {x:.2}× {base}'s CPU per message ({lo:.2}–{hi:.2})"
-                    ));
-                }
-            }
-            if !parts.is_empty() {
-                claims.push(format!("{} {}", r.model, parts.join(" and ")));
-            }
-        }
-        let name = cell_name(base_row);
-        if claims.is_empty() {
-            if !base_doubtful && results.config.reps >= 2 {
-                quiet_cells.push(name);
-            }
-        } else {
-            let caveat = if msgs_claimed && load_bound {
-                " (the load was near its limit there, so msgs/s may understate the fastest servers)"
-            } else {
-                ""
-            };
-            sentences.push(format!("At {name}, {}{caveat}.", claims.join("; ")));
+        match cell_verdict(&in_cell, base) {
+            CellVerdict::Claims(sentence) => sentences.push(sentence),
+            CellVerdict::WithinNoise(name) if results.config.reps >= 2 => quiet_cells.push(name),
+            CellVerdict::WithinNoise(_) | CellVerdict::NoBaseline => {}
         }
     }
     if !quiet_cells.is_empty() {
@@ -500,6 +455,82 @@ pub fn verdict(results: &Results) -> String {
             quiet_cells.join(" and at ")
         ));
     }
+    sentences.extend(unclean_sentences(rows));
+    if sentences.is_empty() {
+        sentences.push(format!("No model could be compared with {base}."));
+    }
+    sentences.push(format!(
+        "Differences within noise (an interval that includes no difference, or under {:.0}%) are not claimed.",
+        stats::NOISE_THRESHOLD * 100.0
+    ));
+    sentences.join(" ")
+}
+
+/// What one cell shows against the baseline.
+enum CellVerdict {
+    /// A sentence of the differences that survive the noise.
+    Claims(String),
+    /// None do; the cell's name.
+    WithinNoise(String),
+    /// The baseline did not run cleanly here: nothing can be compared.
+    NoBaseline,
+}
+
+fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
+    let Some(base_row) = in_cell.iter().find(|r| r.model == base && r.reps > 0) else {
+        return CellVerdict::NoBaseline;
+    };
+    if base_row.disturbed || !base_row.clean {
+        return CellVerdict::NoBaseline;
+    }
+    let load_bound = in_cell
+        .iter()
+        .any(|r| r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT));
+    let mut claims = Vec::new();
+    let mut msgs_claimed = false;
+    for r in in_cell {
+        if r.model == base || r.reps == 0 || r.disturbed || !r.clean {
+            continue;
+        }
+        // Above one connection a serialized server measures its queue.
+        if r.serialized && r.connections > 1 {
+            continue;
+        }
+        let mut parts = Vec::new();
+        if let (Some(x), Some([lo, hi])) = (r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci) {
+            if !stats::within_noise(x, Some([lo, hi])) {
+                parts.push(format!(
+                    "handled {x:.2}× {base}'s messages/s ({lo:.2}–{hi:.2})"
+                ));
+                msgs_claimed = true;
+            }
+        }
+        if let (Some(x), Some([lo, hi])) = (r.server_cpu_ratio, r.server_cpu_ratio_ci) {
+            if !stats::within_noise(x, Some([lo, hi])) {
+                parts.push(format!(
+                    "needed {x:.2}× {base}'s CPU per message ({lo:.2}–{hi:.2})"
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            claims.push(format!("{} {}", r.model, parts.join(" and ")));
+        }
+    }
+    let name = cell_name(base_row);
+    if claims.is_empty() {
+        return CellVerdict::WithinNoise(name);
+    }
+    let caveat = if msgs_claimed && load_bound {
+        " (the load was near its limit there, so msgs/s may understate the fastest servers)"
+    } else {
+        ""
+    };
+    CellVerdict::Claims(format!("At {name}, {}{caveat}.", claims.join("; ")))
+}
+
+/// The sentences that name the cells not measured cleanly, and those that
+/// did not run.
+fn unclean_sentences(rows: &[Row]) -> Vec<String> {
     let doubtful: Vec<String> = rows
         .iter()
         .filter(|r| r.reps > 0 && (r.disturbed || !r.clean))
@@ -521,23 +552,17 @@ pub fn verdict(results: &Results) -> String {
         .filter(|r| r.reps == 0)
         .map(|r| format!("{} at {}", r.model, cell_name(r)))
         .collect();
+    let mut out = Vec::new();
     if !doubtful.is_empty() {
-        sentences.push(format!(
+        out.push(format!(
             "Not measured cleanly, so left out of the claims above: {}.",
             doubtful.join("; ")
         ));
     }
     if !not_run.is_empty() {
-        sentences.push(format!("Did not run: {}.", not_run.join("; ")));
+        out.push(format!("Did not run: {}.", not_run.join("; ")));
     }
-    if sentences.is_empty() {
-        sentences.push(format!("No model could be compared with {base}."));
-    }
-    sentences.push(format!(
-        "Differences within noise (an interval that includes no difference, or under {:.0}%) are not claimed.",
-        stats::NOISE_THRESHOLD * 100.0
-    ));
-    sentences.join(" ")
+    out
 }
 
 /// The whole `summary.md`: the verdict, the setup, then the table.
