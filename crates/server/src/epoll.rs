@@ -605,19 +605,12 @@ impl<S: Socket> Connection<S> {
     }
 }
 
-/// Make room in `owed` for `more` bytes, growing it by doubling as usual but
-/// never past `cap`: left to itself a `VecDeque` doubles to up to twice the
-/// cap (a buffer of 160 KiB that needs 256 KiB becomes 320 KiB), and
-/// rounding 500 slow readers up like that cost 500 KiB each.
+/// Make room in `owed` for `more` bytes, never growing past `cap` (see
+/// `reclaim::grow_within`).
 fn reserve_within(owed: &mut VecDeque<u8>, more: usize, cap: usize) {
-    let need = owed.len() + more;
-    if need <= owed.capacity() {
-        return;
+    if let Some(target) = reclaim::grow_within(owed.len(), owed.capacity(), more, cap) {
+        owed.reserve_exact(target - owed.len());
     }
-    // Growing moves the bytes to a new block and frees the old one.
-    reclaim::freed(owed.capacity());
-    let target = owed.capacity().saturating_mul(2).min(cap).max(need);
-    owed.reserve_exact(target - owed.len());
 }
 
 #[cfg(test)]

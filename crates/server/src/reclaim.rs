@@ -40,6 +40,22 @@ pub(crate) fn freed(capacity: usize) {
     }
 }
 
+/// How much room a buffer holding `len` bytes in `capacity` must have to
+/// take `more`: doubling as usual, but never past `cap` (unless `more`
+/// itself needs it), for left to itself a growing `Vec` or `VecDeque`
+/// doubles to up to twice what it holds (a buffer of 160 KiB that needs
+/// 256 KiB becomes 320 KiB; 500 slow readers rounded up like that cost
+/// 500 KiB each). `None` when it has room already. Growing moves the bytes
+/// to a new block and frees the old one, which is reported here.
+pub(crate) fn grow_within(len: usize, capacity: usize, more: usize, cap: usize) -> Option<usize> {
+    let need = len + more;
+    if need <= capacity {
+        return None;
+    }
+    freed(capacity);
+    Some(capacity.saturating_mul(2).min(cap).max(need))
+}
+
 /// Run `serve` with the trimmer thread beside it (where trimming does
 /// anything), and stop the thread when `serve` returns.
 pub(crate) fn with_trimmer<R>(stats: &Stats, serve: impl FnOnce() -> R) -> R {

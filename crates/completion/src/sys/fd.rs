@@ -44,3 +44,18 @@ pub(crate) fn close_now(fd: RawFd) {
     // SAFETY: the caller owns `fd` and gives it up here.
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
+
+/// True for the error an operation ends with when cancelled.
+pub(crate) fn is_cancelled(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ECANCELED)
+}
+
+/// True when a receive found no buffer left in the provided-buffer ring.
+pub(crate) fn is_out_of_buffers(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+/// The error a cancelled operation ends with.
+pub(crate) fn cancelled_error() -> io::Error {
+    io::Error::from_raw_os_error(libc::ECANCELED)
+}

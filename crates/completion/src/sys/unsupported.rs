@@ -11,7 +11,8 @@ use std::time::Duration;
 
 pub use super::fd::RawSocket;
 pub(crate) use super::fd::{
-    close_now, into_raw_socket, peer_addr, raw_listener, set_nodelay, shutdown,
+    cancelled_error, close_now, into_raw_socket, is_cancelled, is_out_of_buffers, peer_addr,
+    raw_listener, set_nodelay, shutdown,
 };
 
 /// What an [`OpId`] would hold.
@@ -33,18 +34,6 @@ fn unavailable() -> UnavailableError {
 
 pub(crate) fn probe(_: &PortConfig) -> Result<Features, UnavailableError> {
     Err(unavailable())
-}
-
-pub(crate) fn is_cancelled(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ECANCELED)
-}
-
-pub(crate) fn is_out_of_buffers(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ENOBUFS)
-}
-
-pub(crate) fn cancelled_error() -> io::Error {
-    io::Error::from_raw_os_error(libc::ECANCELED)
 }
 
 /// No port exists here.

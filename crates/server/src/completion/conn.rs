@@ -474,18 +474,12 @@ impl Conn {
     }
 }
 
-/// Make room in `queued` for `more` bytes, growing it by doubling as usual
-/// but never past `room` (unless `more` itself needs it): left to itself a
-/// `Vec` doubles to up to twice what it holds.
+/// Make room in `queued` for `more` bytes, never growing past `room`
+/// (see `reclaim::grow_within`).
 fn reserve_within(queued: &mut Vec<u8>, more: usize, room: usize) {
-    let need = queued.len() + more;
-    if need <= queued.capacity() {
-        return;
+    if let Some(target) = reclaim::grow_within(queued.len(), queued.capacity(), more, room) {
+        queued.reserve_exact(target - queued.len());
     }
-    // Growing moves the bytes to a new block and frees the old one.
-    reclaim::freed(queued.capacity());
-    let target = queued.capacity().saturating_mul(2).min(room).max(need);
-    queued.reserve_exact(target - queued.len());
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ use std::time::{Duration, Instant};
 /// A socket as the kernel names it.
 pub use super::fd::RawSocket;
 pub(crate) use super::fd::{
-    close_now, into_raw_socket, peer_addr, raw_listener, set_nodelay, shutdown,
+    cancelled_error, close_now, into_raw_socket, is_cancelled, is_out_of_buffers, peer_addr,
+    raw_listener, set_nodelay, shutdown,
 };
 
 /// What an [`OpId`] holds here: the SQE's `user_data`.
@@ -82,19 +83,6 @@ pub(crate) enum CompletionBuf {
         bid: u16,
         len: usize,
     },
-}
-
-/// True for the error an operation ends with when cancelled.
-pub(crate) fn is_cancelled(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ECANCELED)
-}
-
-pub(crate) fn is_out_of_buffers(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::ENOBUFS)
-}
-
-pub(crate) fn cancelled_error() -> io::Error {
-    io::Error::from_raw_os_error(libc::ECANCELED)
 }
 
 /// Never made: a ring is not shared (see `Port::try_share`).
