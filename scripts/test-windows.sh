@@ -191,7 +191,7 @@ stop_server completion
 # binary's own, from its answer to an unknown model name.
 # (It exits 2 for the unknown name, hence the `|| true`.)
 models=$({ wine "$WIN_DIR/ringport.exe" serve --model '?' </dev/null 2>&1 || true; } |
-    tr -d '\r' | sed -n 's/.*valid models: //p' | tr -d ',')
+    tr -d '\r' | sed -n 's/.*valid models: //p' | sed 's/ (.*//' | tr -d ',')
 [ -n "$models" ] || fail "ringport.exe did not list its models"
 for model in $models; do
     case $model in
