@@ -73,6 +73,8 @@ struct Conn {
     in_flight: VecDeque<InFlight>,
     /// How many of `in_flight` are fully written.
     in_flight_written: usize,
+    /// When the last message came back verified.
+    last_verified: Option<Instant>,
 }
 
 impl Conn {
@@ -89,6 +91,7 @@ impl Conn {
             verified: 0,
             in_flight: VecDeque::new(),
             in_flight_written: 0,
+            last_verified: None,
         }
     }
 
@@ -628,11 +631,11 @@ fn turn(
         if !done {
             return Outcome::Failed(early);
         }
-        rec.exchange_done(Instant::now());
+        rec.exchange_done(exchange_end(w, conn.last_verified));
         return Outcome::Completed(ending);
     }
     if done {
-        rec.exchange_done(Instant::now());
+        rec.exchange_done(exchange_end(w, conn.last_verified));
         if config.close_grace.is_zero() {
             return Outcome::Completed(Ending::Unchecked);
         }
@@ -646,6 +649,19 @@ fn turn(
     match write(conn, rec) {
         Err(kind) => Outcome::Failed(kind),
         Ok(()) => Outcome::Continue,
+    }
+}
+
+/// When a connection that has done all it was asked finished its exchange:
+/// now, except in a duration run, where an idle connection's exchange ends
+/// with the window (it is noticed a sweep later), and one with echoes still
+/// owed at the end ends with its last one. So the measured run is never
+/// stretched by how late a thread looked.
+pub(crate) fn exchange_end(w: &Workload, last_verified: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    match w.clock.end {
+        Some(end) if now > end => last_verified.map_or(end, |v| v.max(end)).min(now),
+        _ => now,
     }
 }
 
@@ -717,6 +733,7 @@ fn read(
                 return Err(ErrorKind::Timeout);
             }
             rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
+            conn.last_verified = Some(now);
             conn.in_flight.pop_front();
             conn.in_flight_written -= 1;
         }

@@ -56,13 +56,14 @@ pub(crate) fn worker(
             stream: &mut stream,
             scratch: vec![0u8; 64 * 1024],
             read_timeout: config.timeout,
+            last_verified: None,
         };
         let conversed = conn.converse(config, &w, id, &mut rec);
         // The series covers the exchange, not the close check after it.
         rec.end_series();
         match conversed {
             Ok(()) => {
-                rec.exchange_done(Instant::now());
+                rec.exchange_done(crate::events::exchange_end(&w, conn.last_verified));
                 match conn.close_check(config.close_grace) {
                     Ok(ending) => rec.completed(ending),
                     Err(kind) => {
@@ -114,6 +115,8 @@ struct Conn<'a> {
     scratch: Vec<u8>,
     /// The read timeout set on the socket now, to set it only when it changes.
     read_timeout: Duration,
+    /// When the last message came back verified.
+    last_verified: Option<Instant>,
 }
 
 impl Conn<'_> {
@@ -208,6 +211,7 @@ impl Conn<'_> {
                 return Err(ErrorKind::Timeout);
             }
             rec.verified(now, queued, intended, measured, msg.len() as u64);
+            self.last_verified = Some(now);
         }
     }
 
