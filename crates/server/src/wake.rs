@@ -1,5 +1,4 @@
-//! How a thread blocked on one client's socket is woken for shutdown: the
-//! one place the blocking models' wait is chosen per OS.
+//! How a thread blocked on one client's socket is woken for shutdown.
 //!
 //! On Unix a thread waits in `poll(2)` on its socket and on the read end of
 //! one pipe shared by the whole server; shutdown writes a byte to the pipe,
