@@ -631,11 +631,11 @@ fn turn(
         if !done {
             return Outcome::Failed(early);
         }
-        rec.exchange_done(exchange_end(w, conn.last_verified));
+        rec.exchange_done(w.exchange_end(conn.last_verified));
         return Outcome::Completed(ending);
     }
     if done {
-        rec.exchange_done(exchange_end(w, conn.last_verified));
+        rec.exchange_done(w.exchange_end(conn.last_verified));
         if config.close_grace.is_zero() {
             return Outcome::Completed(Ending::Unchecked);
         }
@@ -649,19 +649,6 @@ fn turn(
     match write(conn, rec) {
         Err(kind) => Outcome::Failed(kind),
         Ok(()) => Outcome::Continue,
-    }
-}
-
-/// When a connection that has done all it was asked finished its exchange:
-/// now, except in a duration run, where an idle connection's exchange ends
-/// with the window (it is noticed a sweep later), and one with echoes still
-/// owed at the end ends with its last one. So the measured run is never
-/// stretched by how late a thread looked.
-pub(crate) fn exchange_end(w: &Workload, last_verified: Option<Instant>) -> Instant {
-    let now = Instant::now();
-    match w.clock.end {
-        Some(end) if now > end => last_verified.map_or(end, |v| v.max(end)).min(now),
-        _ => now,
     }
 }
 

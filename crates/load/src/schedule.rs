@@ -95,6 +95,20 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// When a connection that has done all it was asked finished its
+    /// exchange: now, except in a duration run, where an idle connection's
+    /// exchange ends with the window (its thread notices a sweep or a nap
+    /// later), and one with echoes still owed at the end ends with its last
+    /// one. So the measured run is never stretched by how late a thread
+    /// looked. Both engines ask this.
+    pub fn exchange_end(&self, last_verified: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        match self.clock.end {
+            Some(end) if now > end => last_verified.map_or(end, |v| v.max(end)).min(now),
+            _ => now,
+        }
+    }
+
     /// The measured messages the run asks of connection `conn`: the count,
     /// or in an open-loop duration run the slots due in the measured window.
     /// `None` for a closed-loop duration run, which asks for no number.

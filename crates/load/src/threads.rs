@@ -63,7 +63,7 @@ pub(crate) fn worker(
         rec.end_series();
         match conversed {
             Ok(()) => {
-                rec.exchange_done(crate::events::exchange_end(&w, conn.last_verified));
+                rec.exchange_done(w.exchange_end(conn.last_verified));
                 match conn.close_check(config.close_grace) {
                     Ok(ending) => rec.completed(ending),
                     Err(kind) => {
