@@ -296,15 +296,23 @@ fn swapped_streams_are_caught() {
     // it has sent nothing yet (extra_bytes). Both say the same thing.
     let waiting: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
     let addr = spawn_server(move |s| {
-        let partner = waiting.lock().unwrap().take();
-        match partner {
-            None => *waiting.lock().unwrap() = Some(s),
-            Some(other) => {
-                let (a, b) = (s.try_clone().unwrap(), other.try_clone().unwrap());
-                std::thread::spawn(move || relay(a, other));
-                relay(b, s);
+        // Take the waiting one, or become it, under one lock: two
+        // connections that arrive together must not both wait (the second
+        // would drop the first, which then sees a close, and itself wait
+        // for a partner that never comes).
+        let other = {
+            let mut w = waiting.lock().unwrap();
+            match w.take() {
+                Some(other) => other,
+                None => {
+                    *w = Some(s);
+                    return;
+                }
             }
-        }
+        };
+        let (a, b) = (s.try_clone().unwrap(), other.try_clone().unwrap());
+        std::thread::spawn(move || relay(a, other));
+        relay(b, s);
     });
     fails_in_every_mode(addr, &["mismatch", "extra_bytes"]);
 }
