@@ -33,7 +33,7 @@ use crate::accept::AcceptBackoff;
 use crate::verbose::log_received;
 use crate::workers::{run_pool, IdleSweep};
 use crate::{Config, ServerError, Shutdown, Spread, Stats};
-use conn::{Cmd, Conn, EndReason};
+use conn::{Conn, EndReason};
 use ringport_completion::{
     Completion, Features, OpId, OpKind, Port, PortConfig, PortShare, RawSocket, Token,
 };
@@ -278,16 +278,53 @@ struct Accepts {
     stopped: bool,
 }
 
+/// A connection in the table: its socket, its peer (kept only for `-v`),
+/// and its state machine, which holds everything else.
 struct Entry {
-    conn: Conn,
+    conn: Conn<OpId>,
     socket: RawSocket,
     peer: Option<SocketAddr>,
-    recv_op: Option<OpId>,
-    send_op: Option<OpId>,
-    /// Where the send in flight started in its buffer.
-    send_offset: usize,
-    /// When a byte last moved either way (kept only with an idle timeout).
-    last_active: Instant,
+}
+
+/// A connection's operations, submitted to the port under its token.
+struct Submit<'a> {
+    port: &'a mut Port,
+    socket: RawSocket,
+    token: Token,
+}
+
+impl conn::Io for Submit<'_> {
+    type Op = OpId;
+
+    fn recv(&mut self, max: usize, once: bool) -> OpId {
+        if once {
+            self.port.recv_once(self.socket, self.token, max)
+        } else {
+            self.port.recv(self.socket, self.token, max)
+        }
+    }
+
+    fn send(&mut self, buf: Vec<u8>, offset: usize, quiet: bool) -> OpId {
+        if quiet {
+            self.port.send_quiet(self.socket, self.token, buf, offset)
+        } else {
+            self.port.send(self.socket, self.token, buf, offset)
+        }
+    }
+
+    fn cancel(&mut self, op: OpId) {
+        self.port.cancel(op);
+    }
+
+    fn shutdown_write(&mut self) {
+        // Fails only if the peer is already gone; the receive that follows
+        // then reports that and the close goes on.
+        let _ = ringport_completion::shutdown(self.socket, std::net::Shutdown::Write);
+    }
+
+    fn close(&mut self) {
+        self.port.close(self.socket, self.token);
+    }
 }
 
 struct Worker<'a> {
@@ -295,7 +332,6 @@ struct Worker<'a> {
     hub: &'a Hub,
     /// Other workers dequeue from the same port.
     shared: bool,
-    cmds: Vec<Cmd>,
     config: &'a Config,
     shutdown: &'a Shutdown,
     stats: &'a Stats,
@@ -334,7 +370,6 @@ fn worker(
         port,
         hub,
         shared,
-        cmds: Vec::new(),
         config,
         shutdown,
         stats,
@@ -431,8 +466,8 @@ impl Worker<'_> {
         // On a shared port every worker sweeps once; asking a connection to
         // shut down twice does nothing the second time.
         hub.conns.for_each(|token, e| {
-            e.conn.shutdown(&mut self.cmds);
-            self.apply(token, e);
+            e.conn.shutdown();
+            self.pump(token, e);
         });
     }
 
@@ -442,8 +477,8 @@ impl Worker<'_> {
         self.forced = true;
         let hub = self.hub;
         hub.conns.for_each(|token, e| {
-            e.conn.abort(EndReason::Shutdown, &mut self.cmds);
-            self.apply(token, e);
+            e.conn.abort(EndReason::Shutdown);
+            self.pump(token, e);
         });
     }
 
@@ -458,9 +493,9 @@ impl Worker<'_> {
         };
         let hub = self.hub;
         hub.conns.for_each(|token, e| {
-            if !e.conn.is_ending() && now.saturating_duration_since(e.last_active) >= limit {
-                e.conn.abort(EndReason::Idle, &mut self.cmds);
-                self.apply(token, e);
+            if !e.conn.is_ending() && now.saturating_duration_since(e.conn.last_active()) >= limit {
+                e.conn.abort(EndReason::Idle);
+                self.pump(token, e);
             }
         });
     }
@@ -537,19 +572,12 @@ impl Worker<'_> {
         }
         let multishot = self.port.features().multishot_recv;
         let token = self.hub.conns.insert(Entry {
-            conn: Conn::new(multishot, self.config.max_buffered),
+            conn: Conn::new(multishot, self.config.max_buffered, Instant::now()),
             socket,
             peer,
-            recv_op: None,
-            send_op: None,
-            send_offset: 0,
-            last_active: Instant::now(),
         });
         let hub = self.hub;
-        hub.conns.with(token, |e| {
-            e.conn.start(&mut self.cmds);
-            self.apply(token, e);
-        });
+        hub.conns.with(token, |e| self.pump(token, e));
     }
 
     fn on_recv(&mut self, c: Completion) {
@@ -558,13 +586,9 @@ impl Worker<'_> {
         let mut c = Some(c);
         hub.conns.with(token, |e| {
             let mut c = c.take().expect("taken once");
-            if !c.more {
-                e.recv_op = None;
-            }
             match c.result {
-                Ok(0) => e.conn.on_recv_end(Ok(()), c.more, &mut self.cmds),
+                Ok(0) => e.conn.on_recv_end(Ok(()), c.more),
                 Ok(_) => {
-                    e.last_active = self.now;
                     let data = self.port.data(&c);
                     if let Some(p) = e.peer {
                         if e.conn.discards_input() {
@@ -576,17 +600,17 @@ impl Worker<'_> {
                             log_received!(p, data);
                         }
                     }
-                    e.conn.on_recv_data(data, c.more, &mut self.cmds);
+                    e.conn.on_recv_data(data, c.more, self.now);
                 }
                 Err(_) => {
                     let err = std::mem::replace(&mut c.result, Ok(0)).unwrap_err();
-                    e.conn.on_recv_end(Err(err), c.more, &mut self.cmds);
+                    e.conn.on_recv_end(Err(err), c.more);
                 }
             }
             // With the connection still locked: until now another worker
             // could have wanted to cancel this operation by its id.
             let _ = self.port.release(c);
-            self.apply(token, e);
+            self.pump(token, e);
         });
         if let Some(c) = c {
             // No such connection: still give the buffer back.
@@ -600,14 +624,10 @@ impl Worker<'_> {
         let mut c = Some(c);
         hub.conns.with(token, |e| {
             let mut c = c.take().expect("taken once");
-            e.send_op = None;
             let result = std::mem::replace(&mut c.result, Ok(0));
-            if matches!(result, Ok(n) if n > 0) {
-                e.last_active = self.now;
-            }
             let buf = self.port.release(c).unwrap_or_default();
-            e.conn.on_send(result, buf, e.send_offset, &mut self.cmds);
-            self.apply(token, e);
+            e.conn.on_send(result, buf, self.now);
+            self.pump(token, e);
         });
         if let Some(c) = c {
             let _ = self.port.release(c);
@@ -623,7 +643,7 @@ impl Worker<'_> {
         e.conn.on_close();
         debug_assert!(e.conn.is_finished());
         crate::reclaim::freed(e.conn.capacity());
-        self.echoed += std::mem::take(&mut e.conn.echoed);
+        self.echoed += e.conn.take_echoed();
         self.stats.connection_closed();
         if let Some(p) = e.peer {
             match e.conn.end_reason() {
@@ -634,43 +654,14 @@ impl Worker<'_> {
         }
     }
 
-    /// Submit what the state machine of connection `token` asked for. The
-    /// caller holds the connection's lock.
-    fn apply(&mut self, token: Token, e: &mut Entry) {
-        self.echoed += std::mem::take(&mut e.conn.echoed);
-        for cmd in self.cmds.drain(..) {
-            match cmd {
-                Cmd::Recv(max) => e.recv_op = Some(self.port.recv(e.socket, token, max)),
-                Cmd::RecvOnce(max) => {
-                    e.recv_op = Some(self.port.recv_once(e.socket, token, max));
-                }
-                Cmd::Send { buf, offset, quiet } => {
-                    e.send_offset = offset;
-                    e.send_op = Some(if quiet {
-                        self.port.send_quiet(e.socket, token, buf, offset)
-                    } else {
-                        self.port.send(e.socket, token, buf, offset)
-                    });
-                }
-                Cmd::CancelRecv => {
-                    if let Some(op) = e.recv_op {
-                        self.port.cancel(op);
-                    }
-                }
-                Cmd::CancelSend => {
-                    if let Some(op) = e.send_op {
-                        self.port.cancel(op);
-                    }
-                }
-                Cmd::ShutdownWrite => {
-                    // Fails only if the peer is already gone; the receive
-                    // that follows then reports that and the close goes on.
-                    let _ = ringport_completion::shutdown(e.socket, std::net::Shutdown::Write);
-                }
-                Cmd::Close => {
-                    self.port.close(e.socket, token);
-                }
-            }
-        }
+    /// Let connection `token` start what it needs next, after an event.
+    /// The caller holds the connection's lock.
+    fn pump(&mut self, token: Token, e: &mut Entry) {
+        e.conn.pump(&mut Submit {
+            port: &mut self.port,
+            socket: e.socket,
+            token,
+        });
+        self.echoed += e.conn.take_echoed();
     }
 }
