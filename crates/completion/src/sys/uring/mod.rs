@@ -131,7 +131,10 @@ pub(crate) struct Port {
 
 impl Port {
     pub(crate) fn new(config: &PortConfig) -> Result<Port, UnavailableError> {
-        let (ring, mut features) = build_ring(config).map_err(unavailable)?;
+        // What the kernel offers was probed once for the process; this
+        // ring is built with the same setup flags.
+        let mut features = crate::probe(config)?;
+        let (ring, _) = build_ring(config).map_err(unavailable)?;
         let bufring = if features.provided_buffers {
             match BufRing::new(
                 &ring,
