@@ -250,8 +250,18 @@ pub fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
 
 /// A completion port. On Linux each worker thread owns one; on Windows the
 /// workers share one through [`Port::try_share`].
+///
+/// Not `Send` on any system, so code written against it moves between them:
+/// an io_uring is tied to the thread that built it, and on IOCP, where the
+/// handle itself could move, the way to another thread is a [`PortShare`].
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<ringport_completion::Port>();
+/// ```
 pub struct Port {
     sys: sys::Port,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Port {
@@ -260,6 +270,7 @@ impl Port {
     pub fn new(config: &PortConfig) -> Result<Port, UnavailableError> {
         Ok(Port {
             sys: sys::Port::new(config)?,
+            _not_send: std::marker::PhantomData,
         })
     }
 
@@ -383,6 +394,7 @@ impl PortShare {
     pub fn into_port(self) -> Port {
         Port {
             sys: self.0.into_port(),
+            _not_send: std::marker::PhantomData,
         }
     }
 }
@@ -400,18 +412,20 @@ impl Waker {
 
 /// Set `TCP_NODELAY` on an accepted socket (echo replies must not wait for Nagle).
 pub fn set_nodelay(socket: RawSocket) -> io::Result<()> {
-    sys::set_nodelay(socket)
+    sys::with_socket(socket, |s| s.set_nodelay(true))
 }
 
 /// The peer address of an accepted socket.
 pub fn peer_addr(socket: RawSocket) -> io::Result<std::net::SocketAddr> {
-    sys::peer_addr(socket)
+    sys::with_socket(socket, |s| s.peer_addr())?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
 }
 
 /// Shut down one or both directions of a connected socket, outside the port:
 /// a quick call that never blocks (the FIN goes out after bytes already sent).
 pub fn shutdown(socket: RawSocket, how: std::net::Shutdown) -> io::Result<()> {
-    sys::shutdown(socket, how)
+    sys::with_socket(socket, |s| s.shutdown(how))
 }
 
 /// The raw socket of a listener, to pass to [`Port::accept`].

@@ -1,6 +1,7 @@
 //! Sockets as raw descriptors, on every Unix: what the io_uring backend and
-//! the unsupported shell share. Each helper borrows the descriptor for one
-//! call through socket2; none of them closes it but `close_now`.
+//! the unsupported shell share. `with_socket` borrows a descriptor for one
+//! call through socket2 (the socket helpers in `lib.rs` are written once over
+//! it); nothing closes a descriptor but `close_now` and the port's close.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -8,28 +9,13 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// A socket as the kernel's operations name it.
 pub type RawSocket = RawFd;
 
-fn with_ref<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
+/// Run `f` on a socket we do not own, without closing it afterwards.
+pub(crate) fn with_socket<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
     // SAFETY: the caller owns `fd` for the duration of this call (every
     // caller holds the socket it names), and the borrowed SockRef does not
     // close it.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     f(socket2::SockRef::from(&borrowed))
-}
-
-pub(crate) fn set_nodelay(fd: RawFd) -> io::Result<()> {
-    with_ref(fd, |s| s.set_nodelay(true))
-}
-
-pub(crate) fn peer_addr(fd: RawFd) -> io::Result<std::net::SocketAddr> {
-    with_ref(fd, |s| {
-        s.peer_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
-    })
-}
-
-pub(crate) fn shutdown(fd: RawFd, how: std::net::Shutdown) -> io::Result<()> {
-    with_ref(fd, |s| s.shutdown(how))
 }
 
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 pub use super::fd::RawSocket;
 pub(crate) use super::fd::{
-    cancelled_error, close_now, into_raw_socket, is_cancelled, is_out_of_buffers, peer_addr,
-    raw_listener, set_nodelay, shutdown,
+    cancelled_error, close_now, into_raw_socket, is_cancelled, is_out_of_buffers, raw_listener,
+    with_socket,
 };
 
 /// What an [`OpId`] would hold.

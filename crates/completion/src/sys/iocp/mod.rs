@@ -438,7 +438,7 @@ impl Port {
         let prepared = self.shared.accept_ex(listener).and_then(|f| {
             // The accept socket must match the listener's family; socket2
             // makes it overlapped and not inheritable.
-            let family = socket_ref(listener, |s| s.local_addr())?.domain();
+            let family = with_socket(listener, |s| s.local_addr())?.domain();
             let s =
                 socket2::Socket::new(family, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
             Ok((f, s.into_raw_socket() as SOCKET))
@@ -588,25 +588,11 @@ impl Drop for Port {
 }
 
 /// Run `f` on a socket we do not own, without closing it afterwards.
-fn socket_ref<T>(socket: SOCKET, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
+pub(crate) fn with_socket<T>(socket: SOCKET, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
     // SAFETY: the caller keeps `socket` open for the duration of this call;
     // a BorrowedSocket never closes what it borrows.
     let borrowed = unsafe { BorrowedSocket::borrow_raw(socket as std::os::windows::io::RawSocket) };
     f(socket2::SockRef::from(&borrowed))
-}
-
-pub(crate) fn set_nodelay(socket: SOCKET) -> io::Result<()> {
-    socket_ref(socket, |s| s.set_nodelay(true))
-}
-
-pub(crate) fn peer_addr(socket: SOCKET) -> io::Result<std::net::SocketAddr> {
-    socket_ref(socket, |s| s.peer_addr())?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("peer is not an IP address"))
-}
-
-pub(crate) fn shutdown(socket: SOCKET, how: std::net::Shutdown) -> io::Result<()> {
-    socket_ref(socket, |s| s.shutdown(how))
 }
 
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> SOCKET {
