@@ -53,7 +53,7 @@ mod sys;
 use std::io;
 use std::time::Duration;
 
-pub use sys::RawSocket;
+use sys::RawSocket;
 
 /// The caller's name for what an operation belongs to (a connection, the
 /// listener). Returned unchanged with every completion.
@@ -97,13 +97,24 @@ pub struct Completion {
     pub op: OpId,
     /// What it was.
     pub kind: OpKind,
-    /// A byte count, a new socket (accept), or the error.
+    /// A byte count, or the error. An accept's is `Ok(0)`: its socket comes
+    /// from [`take_socket`](Completion::take_socket).
     pub result: io::Result<usize>,
     /// Whether this operation will complete again (multishot).
     pub more: bool,
+    /// An accept's new socket, until taken ([`Completion::take_socket`]).
+    pub(crate) accepted: Option<Socket>,
     // Read by the backends that have buffers; the unsupported shell has none.
     #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
     pub(crate) buf: sys::CompletionBuf,
+}
+
+impl Completion {
+    /// The socket a successful accept made, once (then `None`). A socket
+    /// not taken is closed with the completion.
+    pub fn take_socket(&mut self) -> Option<Socket> {
+        self.accepted.take()
+    }
 }
 
 /// True if the error is the one an operation ends with when its cancel won.
@@ -294,28 +305,28 @@ impl Port {
     }
 
     /// Accept connections on `listener` (multishot where supported).
-    pub fn accept(&mut self, listener: RawSocket, token: Token) -> OpId {
-        self.sys.accept(listener, token)
+    pub fn accept(&mut self, listener: &std::net::TcpListener, token: Token) -> OpId {
+        self.sys.accept(sys::raw_listener(listener), token)
     }
 
     /// Receive at most `max_len` bytes from `socket` (multishot from the
     /// buffer ring where supported, in which case `max_len` is only a hint).
-    pub fn recv(&mut self, socket: RawSocket, token: Token, max_len: usize) -> OpId {
-        self.sys.recv(socket, token, max_len)
+    pub fn recv(&mut self, socket: &Socket, token: Token, max_len: usize) -> OpId {
+        self.sys.recv(socket.raw(), token, max_len)
     }
 
     /// Receive once, at most `max_len` bytes, even where `recv` would be
     /// multishot: for a caller that must not be given more than it has room
     /// for (a multishot receive delivers whatever the socket holds before a
     /// cancel lands, which can be megabytes).
-    pub fn recv_once(&mut self, socket: RawSocket, token: Token, max_len: usize) -> OpId {
-        self.sys.recv_once(socket, token, max_len)
+    pub fn recv_once(&mut self, socket: &Socket, token: Token, max_len: usize) -> OpId {
+        self.sys.recv_once(socket.raw(), token, max_len)
     }
 
     /// Send `buf[offset..]`. The buffer comes back with the completion; the
     /// count may be short, in which case the caller sends the rest.
-    pub fn send(&mut self, socket: RawSocket, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
-        self.sys.send(socket, token, buf, offset)
+    pub fn send(&mut self, socket: &Socket, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
+        self.sys.send(socket.raw(), token, buf, offset)
     }
 
     /// Like [`send`](Port::send), for a send nothing waits on: when it
@@ -328,19 +339,21 @@ impl Port {
     /// an ordinary send.
     pub fn send_quiet(
         &mut self,
-        socket: RawSocket,
+        socket: &Socket,
         token: Token,
         buf: Vec<u8>,
         offset: usize,
     ) -> OpId {
-        self.sys.send_quiet(socket, token, buf, offset)
+        self.sys.send_quiet(socket.raw(), token, buf, offset)
     }
 
-    /// Close `socket`. No operation on it may still be in flight. A socket
-    /// the port has used must be closed here (or outlive the port), so the
-    /// port knows its handle is gone.
-    pub fn close(&mut self, socket: RawSocket, token: Token) -> OpId {
-        self.sys.close(socket, token)
+    /// Close `socket` through the port; the close completes like any other
+    /// operation. No operation on it may still be in flight. A socket the
+    /// port has used should be closed here (dropping it closes it at once,
+    /// behind the port's back: on IOCP the port would not know the handle
+    /// is gone).
+    pub fn close(&mut self, socket: Socket, token: Token) -> OpId {
+        self.sys.close(sys::into_raw(socket.0), token)
     }
 
     /// Ask `op` to end early. It still completes; see the crate docs.
@@ -359,7 +372,19 @@ impl Port {
         timeout: Option<Duration>,
         coalesce: Option<(usize, Duration)>,
     ) -> io::Result<()> {
-        self.sys.wait(out, timeout, coalesce)
+        let from = out.len();
+        self.sys.wait(out, timeout, coalesce)?;
+        for c in &mut out[from..] {
+            if c.kind == OpKind::Accept {
+                if let Ok(raw) = c.result {
+                    // The backend hands the new socket over exactly once,
+                    // here; from now on it is owned.
+                    c.accepted = Some(Socket(sys::accepted_socket(raw as RawSocket)));
+                    c.result = Ok(0);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The bytes a successful `recv` completion delivered.
@@ -410,36 +435,39 @@ impl Waker {
     }
 }
 
-/// Set `TCP_NODELAY` on an accepted socket (echo replies must not wait for Nagle).
-pub fn set_nodelay(socket: RawSocket) -> io::Result<()> {
-    sys::with_socket(socket, |s| s.set_nodelay(true))
+/// A connected socket driven through a port, owned: dropped, it is closed
+/// at once; [`Port::close`] closes it through the port instead.
+#[derive(Debug)]
+pub struct Socket(socket2::Socket);
+
+impl Socket {
+    /// Set `TCP_NODELAY` (echo replies must not wait for Nagle).
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        self.0.set_nodelay(true)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.0
+            .peer_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+    }
+
+    /// Shut down one or both directions, outside the port: a quick call that
+    /// never blocks (the FIN goes out after bytes already sent).
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.0.shutdown(how)
+    }
+
+    fn raw(&self) -> RawSocket {
+        sys::raw(&self.0)
+    }
 }
 
-/// The peer address of an accepted socket.
-pub fn peer_addr(socket: RawSocket) -> io::Result<std::net::SocketAddr> {
-    sys::with_socket(socket, |s| s.peer_addr())?
-        .as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
-}
-
-/// Shut down one or both directions of a connected socket, outside the port:
-/// a quick call that never blocks (the FIN goes out after bytes already sent).
-pub fn shutdown(socket: RawSocket, how: std::net::Shutdown) -> io::Result<()> {
-    sys::with_socket(socket, |s| s.shutdown(how))
-}
-
-/// The raw socket of a listener, to pass to [`Port::accept`].
-pub fn raw_listener(listener: &std::net::TcpListener) -> RawSocket {
-    sys::raw_listener(listener)
-}
-
-/// Take ownership of an accepted std stream's socket, to drive it through a port.
-pub fn into_raw_socket(stream: std::net::TcpStream) -> RawSocket {
-    sys::into_raw_socket(stream)
-}
-
-/// Close a socket at once, outside the port (for a connection refused before
-/// any operation was submitted on it).
-pub fn close_now(socket: RawSocket) {
-    sys::close_now(socket)
+impl From<std::net::TcpStream> for Socket {
+    /// Take an accepted std stream, to drive it through a port.
+    fn from(stream: std::net::TcpStream) -> Socket {
+        Socket(socket2::Socket::from(stream))
+    }
 }

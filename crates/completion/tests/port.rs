@@ -1,7 +1,7 @@
 //! The port contract, checked over loopback sockets: every backend must pass
 //! these (on Windows they run under Wine).
 
-use ringport_completion::{is_cancelled, raw_listener, Completion, OpKind, Port, PortConfig};
+use ringport_completion::{is_cancelled, Completion, OpKind, Port, PortConfig, Socket};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -32,15 +32,17 @@ fn next(port: &mut Port, kind: OpKind) -> Completion {
     found.unwrap()
 }
 
-fn accepted(port: &mut Port) -> (TcpStream, ringport_completion::RawSocket) {
+fn accepted(port: &mut Port) -> (TcpStream, Socket) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    port.accept(raw_listener(&listener), 7);
+    port.accept(&listener, 7);
     let client = TcpStream::connect(addr).unwrap();
     client.set_read_timeout(Some(WAIT)).unwrap();
-    let c = next(port, OpKind::Accept);
+    let mut c = next(port, OpKind::Accept);
     assert_eq!(c.token, 7);
-    let socket = *c.result.as_ref().expect("accept succeeds") as ringport_completion::RawSocket;
+    c.result.as_ref().expect("accept succeeds");
+    let socket = c.take_socket().expect("an accept hands over its socket");
+    assert!(c.take_socket().is_none(), "once");
     let _ = port.release(c);
     // The listener may go: the accepted socket lives on.
     std::mem::forget(listener);
@@ -52,13 +54,13 @@ fn accept_recv_send_close_round_trip() {
     let mut port = Port::new(&PortConfig::default()).unwrap();
     let (mut client, socket) = accepted(&mut port);
     client.write_all(b"ping").unwrap();
-    let recv_op = port.recv(socket, 1, 1024);
+    let recv_op = port.recv(&socket, 1, 1024);
     let c = next(&mut port, OpKind::Recv);
     assert_eq!(c.token, 1);
     assert_eq!(port.data(&c), b"ping");
     let _ = port.release(c);
 
-    port.send(socket, 2, b"xxpong".to_vec(), 2);
+    port.send(&socket, 2, b"xxpong".to_vec(), 2);
     let c = next(&mut port, OpKind::Send);
     assert_eq!(*c.result.as_ref().unwrap(), 4);
     let buf = port.release(c).expect("a send gives its buffer back");
@@ -87,7 +89,7 @@ fn accept_recv_send_close_round_trip() {
 fn peer_close_is_a_zero_byte_receive() {
     let mut port = Port::new(&PortConfig::default()).unwrap();
     let (client, socket) = accepted(&mut port);
-    port.recv(socket, 1, 1024);
+    port.recv(&socket, 1, 1024);
     drop(client);
     let c = next(&mut port, OpKind::Recv);
     assert_eq!(*c.result.as_ref().unwrap(), 0);
@@ -102,7 +104,7 @@ fn a_cancelled_receive_still_completes_and_says_so() {
     let mut port = Port::new(&PortConfig::default()).unwrap();
     let (_client, socket) = accepted(&mut port);
     let before = port.in_flight();
-    let op = port.recv(socket, 1, 1024);
+    let op = port.recv(&socket, 1, 1024);
     // Make sure the receive is really pending in the kernel first.
     let mut batch = Vec::new();
     port.wait(&mut batch, Some(Duration::from_millis(50)), None)
@@ -153,7 +155,7 @@ fn a_large_send_completes_with_the_whole_or_a_short_count() {
     let mut offset = 0;
     let mut buf = data.clone();
     while offset < buf.len() {
-        port.send(socket, 1, buf, offset);
+        port.send(&socket, 1, buf, offset);
         let c = next(&mut port, OpKind::Send);
         let n = *c.result.as_ref().unwrap();
         assert!(n > 0);
@@ -186,7 +188,7 @@ fn a_shared_port_hands_a_completion_to_whichever_handle_waits() {
         let _ = other.release(c);
         (other.in_flight(), data)
     });
-    port.recv(socket, 1, 1024);
+    port.recv(&socket, 1, 1024);
     client.write_all(b"over there").unwrap();
     let (in_flight, data) = other.join().unwrap();
     assert_eq!(data, b"over there");
@@ -199,7 +201,7 @@ fn a_shared_port_hands_a_completion_to_whichever_handle_waits() {
 fn a_cancelled_accept_still_completes_and_says_so() {
     let mut port = Port::new(&PortConfig::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let op = port.accept(raw_listener(&listener), 7);
+    let op = port.accept(&listener, 7);
     let mut batch = Vec::new();
     port.wait(&mut batch, Some(Duration::from_millis(50)), None)
         .unwrap();
@@ -224,8 +226,8 @@ fn dropping_a_port_cancels_and_reaps_what_is_in_flight() {
     let mut port = Port::new(&PortConfig::default()).unwrap();
     let (client, socket) = accepted(&mut port);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    port.accept(raw_listener(&listener), 8);
-    port.recv(socket, 1, 1024);
+    port.accept(&listener, 8);
+    port.recv(&socket, 1, 1024);
     assert!(port.in_flight() >= 2);
     // Without the cancel the teardown would wait out its whole bound.
     let started = Instant::now();
@@ -236,7 +238,7 @@ fn dropping_a_port_cancels_and_reaps_what_is_in_flight() {
         started.elapsed()
     );
     // The port never owned the socket: closing it is still up to us.
-    ringport_completion::close_now(socket);
+    drop(socket);
     drop(client);
 }
 
@@ -249,7 +251,7 @@ fn a_quiet_send_comes_back_with_the_next_completion() {
     };
     let mut port = Port::new(&config).unwrap();
     let (mut client, socket) = accepted(&mut port);
-    port.recv(socket, 1, 1024);
+    port.recv(&socket, 1, 1024);
     // The peer reads the echo, then answers: only that answer's receive may
     // end the wait, and the send's completion must come with it.
     let peer = std::thread::spawn(move || {
@@ -259,7 +261,7 @@ fn a_quiet_send_comes_back_with_the_next_completion() {
         client.write_all(b"again").unwrap();
         client
     });
-    port.send_quiet(socket, 2, b"hello".to_vec(), 0);
+    port.send_quiet(&socket, 2, b"hello".to_vec(), 0);
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     let mut first_batch = None;
@@ -302,8 +304,8 @@ fn a_quiet_send_with_nothing_after_it_is_handed_over_within_the_grace() {
     };
     let mut port = Port::new(&config).unwrap();
     let (mut client, socket) = accepted(&mut port);
-    port.recv(socket, 1, 1024);
-    port.send_quiet(socket, 2, b"bye".to_vec(), 0);
+    port.recv(&socket, 1, 1024);
+    port.send_quiet(&socket, 2, b"bye".to_vec(), 0);
     // The peer does nothing: the completion still comes (the wait's own
     // timeout is far longer than the grace), and the bytes went out.
     let deadline = Instant::now() + WAIT;
@@ -349,7 +351,7 @@ fn quiet_sends_into_a_full_socket_still_complete_in_order() {
             Instant::now() < deadline,
             "sent {sent} of {TOTAL} bytes in 60 s"
         );
-        port.send_quiet(socket, 2, data.clone(), sent);
+        port.send_quiet(&socket, 2, data.clone(), sent);
         let c = next(&mut port, OpKind::Send);
         let n = *c
             .result
@@ -364,11 +366,7 @@ fn quiet_sends_into_a_full_socket_still_complete_in_order() {
 
 /// Receive `len` bytes with one-shot receives, checking them against
 /// `expected`; the last completion is returned unreleased, the rest released.
-fn receive_checked(
-    port: &mut Port,
-    socket: ringport_completion::RawSocket,
-    expected: &[u8],
-) -> Completion {
+fn receive_checked(port: &mut Port, socket: &Socket, expected: &[u8]) -> Completion {
     let mut got = 0;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -403,7 +401,7 @@ fn idle_receive_buffers_are_given_back_but_a_lent_one_is_kept_and_reuse_is_exact
     let data: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8 + 1).collect();
     let (first, second) = data.split_at(200_000);
     client.write_all(first).unwrap();
-    let held = receive_checked(&mut port, socket, first);
+    let held = receive_checked(&mut port, &socket, first);
     let tail = port.data(&held).to_vec();
     // Nothing in flight but a buffer lent: a wait must not touch it.
     let mut batch = Vec::new();
@@ -417,7 +415,7 @@ fn idle_receive_buffers_are_given_back_but_a_lent_one_is_kept_and_reuse_is_exact
         .unwrap();
     assert!(batch.is_empty(), "{batch:?}");
     client.write_all(second).unwrap();
-    let last = receive_checked(&mut port, socket, second);
+    let last = receive_checked(&mut port, &socket, second);
     let _ = port.release(last);
     port.close(socket, 3);
     let _ = next(&mut port, OpKind::Close);

@@ -1,34 +1,30 @@
 //! Sockets as raw descriptors, on every Unix: what the io_uring backend and
-//! the unsupported shell share. `with_socket` borrows a descriptor for one
-//! call through socket2 (the socket helpers in `lib.rs` are written once over
-//! it); nothing closes a descriptor but `close_now` and the port's close.
+//! the unsupported shell share. The owned [`Socket`](crate::Socket) is a
+//! socket2 socket, the same on every OS; this is only how it becomes the
+//! number the kernel's operations name, and back.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 /// A socket as the kernel's operations name it.
 pub type RawSocket = RawFd;
-
-/// Run `f` on a socket we do not own, without closing it afterwards.
-pub(crate) fn with_socket<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
-    // SAFETY: the caller owns `fd` for the duration of this call (every
-    // caller holds the socket it names), and the borrowed SockRef does not
-    // close it.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    f(socket2::SockRef::from(&borrowed))
-}
 
 pub(crate) fn raw_listener(l: &std::net::TcpListener) -> RawFd {
     l.as_raw_fd()
 }
 
-pub(crate) fn into_raw_socket(s: std::net::TcpStream) -> RawFd {
+pub(crate) fn raw(s: &socket2::Socket) -> RawFd {
+    s.as_raw_fd()
+}
+
+pub(crate) fn into_raw(s: socket2::Socket) -> RawFd {
     std::os::fd::IntoRawFd::into_raw_fd(s)
 }
 
-pub(crate) fn close_now(fd: RawFd) {
-    // SAFETY: the caller owns `fd` and gives it up here.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+pub(crate) fn accepted_socket(fd: RawFd) -> socket2::Socket {
+    // SAFETY: an accept's completion hands over the descriptor the kernel
+    // made, which nothing else owns, exactly once (`Port::wait`).
+    unsafe { socket2::Socket::from_raw_fd(fd) }
 }
 
 /// True for the error an operation ends with when cancelled.

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 pub use super::fd::RawSocket;
 pub(crate) use super::fd::{
-    cancelled_error, close_now, into_raw_socket, is_cancelled, is_out_of_buffers, raw_listener,
-    with_socket,
+    accepted_socket, cancelled_error, into_raw, is_cancelled, is_out_of_buffers, raw, raw_listener,
 };
 
 /// What an [`OpId`] would hold.

@@ -35,7 +35,7 @@ use crate::workers::{run_pool, IdleSweep};
 use crate::{Config, ServerError, Shutdown, Spread, Stats};
 use conn::{Conn, EndReason};
 use ringport_completion::{
-    Completion, Features, OpId, OpKind, Port, PortConfig, PortShare, RawSocket, Token,
+    Completion, Features, OpId, OpKind, Port, PortConfig, PortShare, Socket, Token,
 };
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
@@ -203,7 +203,7 @@ enum Source {
 /// Sockets waiting for a worker, and how to wake it.
 #[derive(Default)]
 struct Inbox {
-    sockets: Mutex<Vec<RawSocket>>,
+    sockets: Mutex<Vec<Socket>>,
     waker: Mutex<Option<ringport_completion::Waker>>,
 }
 
@@ -216,11 +216,7 @@ fn hand_off(listener: &TcpListener, inboxes: &[Arc<Inbox>], shutdown: &Shutdown)
     crate::accept::accept_loop(listener, shutdown, |stream, _peer| {
         let inbox = &inboxes[next % inboxes.len()];
         next = next.wrapping_add(1);
-        inbox
-            .sockets
-            .lock()
-            .unwrap()
-            .push(ringport_completion::into_raw_socket(stream));
+        inbox.sockets.lock().unwrap().push(Socket::from(stream));
         if let Some(w) = inbox.waker.lock().unwrap().as_ref() {
             w.wake();
         }
@@ -278,37 +274,47 @@ struct Accepts {
     stopped: bool,
 }
 
-/// A connection in the table: its socket, its peer (kept only for `-v`),
-/// and its state machine, which holds everything else.
+/// A connection in the table: its socket (given to the port when its close
+/// is submitted), its peer (kept only for `-v`), and its state machine,
+/// which holds everything else.
 struct Entry {
     conn: Conn<OpId>,
-    socket: RawSocket,
+    socket: Option<Socket>,
     peer: Option<SocketAddr>,
 }
 
 /// A connection's operations, submitted to the port under its token.
 struct Submit<'a> {
     port: &'a mut Port,
-    socket: RawSocket,
+    socket: &'a mut Option<Socket>,
     token: Token,
+}
+
+impl Submit<'_> {
+    fn socket(&self) -> &Socket {
+        // The state machine starts nothing after the close.
+        self.socket.as_ref().expect("no operation after the close")
+    }
 }
 
 impl conn::Io for Submit<'_> {
     type Op = OpId;
 
     fn recv(&mut self, max: usize, once: bool) -> OpId {
+        let socket = self.socket.as_ref().expect("no operation after the close");
         if once {
-            self.port.recv_once(self.socket, self.token, max)
+            self.port.recv_once(socket, self.token, max)
         } else {
-            self.port.recv(self.socket, self.token, max)
+            self.port.recv(socket, self.token, max)
         }
     }
 
     fn send(&mut self, buf: Vec<u8>, offset: usize, quiet: bool) -> OpId {
+        let socket = self.socket.as_ref().expect("no operation after the close");
         if quiet {
-            self.port.send_quiet(self.socket, self.token, buf, offset)
+            self.port.send_quiet(socket, self.token, buf, offset)
         } else {
-            self.port.send(self.socket, self.token, buf, offset)
+            self.port.send(socket, self.token, buf, offset)
         }
     }
 
@@ -319,11 +325,13 @@ impl conn::Io for Submit<'_> {
     fn shutdown_write(&mut self) {
         // Fails only if the peer is already gone; the receive that follows
         // then reports that and the close goes on.
-        let _ = ringport_completion::shutdown(self.socket, std::net::Shutdown::Write);
+        let _ = self.socket().shutdown(std::net::Shutdown::Write);
     }
 
     fn close(&mut self) {
-        self.port.close(self.socket, self.token);
+        if let Some(socket) = self.socket.take() {
+            self.port.close(socket, self.token);
+        }
     }
 }
 
@@ -445,9 +453,8 @@ impl Worker<'_> {
             }
             a.paused_until = None;
         }
-        let fd = ringport_completion::raw_listener(l);
         while a.ops.len() < a.wanted {
-            let op = self.port.accept(fd, LISTENER);
+            let op = self.port.accept(l, LISTENER);
             a.ops.push(op);
         }
         None
@@ -510,14 +517,14 @@ impl Worker<'_> {
         }
     }
 
-    fn on_accept(&mut self, c: Completion) {
+    fn on_accept(&mut self, mut c: Completion) {
         let accepted = {
             let mut a = self.hub.accepts();
             if !c.more {
                 a.ops.retain(|&op| op != c.op);
             }
             match &c.result {
-                Ok(fd) => Some(*fd as RawSocket),
+                Ok(_) => c.take_socket(),
                 Err(e) if ringport_completion::is_cancelled(e) => None,
                 Err(e) => {
                     if let Some(pause) = a.backoff.on_error(e) {
@@ -545,17 +552,17 @@ impl Worker<'_> {
         }
     }
 
-    fn add_connection(&mut self, socket: RawSocket) {
+    fn add_connection(&mut self, socket: Socket) {
         // A worker's own shutdown sweep covers every connection it added
         // before, so it must add none after; on a shared port another
         // worker's sweep may also have passed already, hence the shared flag.
         if self.stopping.is_some() || self.shutdown.is_triggered() {
-            ringport_completion::close_now(socket);
+            drop(socket);
             return;
         }
-        let _ = ringport_completion::set_nodelay(socket);
+        let _ = socket.set_nodelay();
         let peer = if self.config.verbose {
-            ringport_completion::peer_addr(socket).ok()
+            socket.peer_addr().ok()
         } else {
             None
         };
@@ -567,13 +574,13 @@ impl Worker<'_> {
             if let Some(p) = peer {
                 tracing::info!("client {p} refused: --max-connections reached");
             }
-            ringport_completion::close_now(socket);
+            drop(socket);
             return;
         }
         let multishot = self.port.features().multishot_recv;
         let token = self.hub.conns.insert(Entry {
             conn: Conn::new(multishot, self.config.max_buffered, Instant::now()),
-            socket,
+            socket: Some(socket),
             peer,
         });
         let hub = self.hub;
@@ -659,7 +666,7 @@ impl Worker<'_> {
     fn pump(&mut self, token: Token, e: &mut Entry) {
         e.conn.pump(&mut Submit {
             port: &mut self.port,
-            socket: e.socket,
+            socket: &mut e.socket,
             token,
         });
         self.echoed += e.conn.take_echoed();

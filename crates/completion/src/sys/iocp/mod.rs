@@ -37,9 +37,7 @@ use crate::{Completion, Features, OpId, OpKind, PortConfig, Token, UnavailableEr
 use op::Record;
 use std::collections::HashSet;
 use std::io;
-use std::os::windows::io::{
-    AsRawSocket, BorrowedSocket, FromRawSocket, IntoRawSocket, OwnedSocket,
-};
+use std::os::windows::io::{AsRawSocket, BorrowedSocket, FromRawSocket, IntoRawSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -226,6 +224,7 @@ impl Shared {
                 kind: OpKind::Wake,
                 result: Ok(0),
                 more: false,
+                accepted: None,
                 buf: CompletionBuf(None),
             }),
             key::IO | key::DONE if !entry.lpOverlapped.is_null() => {
@@ -260,6 +259,7 @@ fn finish(mut rec: Box<Record>) -> Completion {
         kind: rec.kind,
         result,
         more: false,
+        accepted: None,
         buf: CompletionBuf(Some(rec)),
     }
 }
@@ -599,11 +599,16 @@ pub(crate) fn raw_listener(l: &std::net::TcpListener) -> SOCKET {
     l.as_raw_socket() as SOCKET
 }
 
-pub(crate) fn into_raw_socket(s: std::net::TcpStream) -> SOCKET {
+pub(crate) fn raw(s: &socket2::Socket) -> SOCKET {
+    s.as_raw_socket() as SOCKET
+}
+
+pub(crate) fn into_raw(s: socket2::Socket) -> SOCKET {
     s.into_raw_socket() as SOCKET
 }
 
-pub(crate) fn close_now(socket: SOCKET) {
-    // SAFETY: the caller owns `socket` and gives it up here.
-    drop(unsafe { OwnedSocket::from_raw_socket(socket as std::os::windows::io::RawSocket) });
+pub(crate) fn accepted_socket(socket: SOCKET) -> socket2::Socket {
+    // SAFETY: an accept's completion hands over the socket it made, which
+    // nothing else owns, exactly once (`Port::wait`).
+    unsafe { socket2::Socket::from_raw_socket(socket as std::os::windows::io::RawSocket) }
 }

@@ -51,8 +51,7 @@ use std::time::{Duration, Instant};
 /// A socket as the kernel names it.
 pub use super::fd::RawSocket;
 pub(crate) use super::fd::{
-    cancelled_error, close_now, into_raw_socket, is_cancelled, is_out_of_buffers, raw_listener,
-    with_socket,
+    accepted_socket, cancelled_error, into_raw, is_cancelled, is_out_of_buffers, raw, raw_listener,
 };
 
 /// What an [`OpId`] holds here: the SQE's `user_data`.
@@ -595,6 +594,7 @@ impl Port {
                 kind,
                 result,
                 more,
+                accepted: None,
                 buf,
             });
         }
