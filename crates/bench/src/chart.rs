@@ -7,6 +7,7 @@
 //! hand, in pixels, because plotters picks its own tick positions on a
 //! numeric axis and its legend box would cover the tallest bars.
 
+use crate::figure::Figure;
 use crate::stats::Row;
 use crate::{BenchError, Results};
 use plotters::coord::Shift;
@@ -317,7 +318,8 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
     )?;
     let ymax = rows
         .iter()
-        .flat_map(|r| [r.msgs_per_sec, r.msgs_per_sec_ci.map(|c| c[1])])
+        .map(|r| r.figure(Figure::MsgsPerSec))
+        .flat_map(|x| [x.median, x.ci.map(|c| c[1])])
         .flatten()
         .fold(0.0, f64::max);
     let ymax = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
@@ -344,7 +346,7 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
             let (x0, x1) = layout.bar(ci, mi);
             let row = layout.find(rows, ci, mi);
             let mid = (x0 + x1) / 2.0;
-            match row.and_then(|r| Some((r, r.msgs_per_sec?))) {
+            match row.and_then(|r| Some((r, r.median(Figure::MsgsPerSec)?))) {
                 Some((r, v)) => {
                     let fill = if doubtful(r) {
                         color(mi).mix(0.4).filled()
@@ -353,7 +355,7 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
                     };
                     chart
                         .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, v)], fill)))?;
-                    let top = match r.msgs_per_sec_ci {
+                    let top = match r.figure(Figure::MsgsPerSec).ci {
                         Some([lo, hi]) => {
                             whisker(&mut chart, mid, (x1 - x0) * 0.25, lo, hi)?;
                             hi.max(v)
@@ -394,7 +396,7 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
     )?;
     let values: Vec<f64> = rows
         .iter()
-        .flat_map(|r| [r.p50_us, r.p99_us])
+        .flat_map(|r| [r.median(Figure::P50), r.median(Figure::P99)])
         .flatten()
         .filter(|v| *v > 0.0)
         .collect();
@@ -402,7 +404,10 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
     let hi = values
         .iter()
         .copied()
-        .chain(rows.iter().filter_map(|r| r.p99_us_ci.map(|c| c[1])))
+        .chain(
+            rows.iter()
+                .filter_map(|r| r.figure(Figure::P99).ci.map(|c| c[1])),
+        )
         .fold(0.0, f64::max);
     // Whole decades, so the log axis starts and ends on a labelled power of ten.
     let (ymin, ymax) = if values.is_empty() {
@@ -436,7 +441,7 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
             let row = layout.find(rows, ci, mi);
             let mid = (x0 + x1) / 2.0;
             let inset = (x1 - x0) * 0.22;
-            match row.and_then(|r| Some((r.p50_us?, r.p99_us?))) {
+            match row.and_then(|r| Some((r.median(Figure::P50)?, r.median(Figure::P99)?))) {
                 Some((p50, p99)) => {
                     let c = color(mi);
                     chart.draw_series([
@@ -448,7 +453,7 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
                         ),
                     ])?;
                     let r = row.expect("matched above");
-                    let top = match r.p99_us_ci {
+                    let top = match r.figure(Figure::P99).ci {
                         Some([lo, hi]) => {
                             whisker(
                                 &mut chart,
@@ -494,14 +499,17 @@ mod tests {
         let rows: Vec<Row> = ["a", "b", "c"]
             .iter()
             .flat_map(|m| {
-                [1, 64].map(|c| Row {
-                    model: m.to_string(),
-                    connections: c,
-                    size: 64,
-                    msgs_per_sec: Some(1.0),
-                    reps: 1,
-                    clean: true,
-                    ..Row::default()
+                [1, 64].map(|c| {
+                    let mut r = Row {
+                        model: m.to_string(),
+                        connections: c,
+                        size: 64,
+                        reps: 1,
+                        clean: true,
+                        ..Row::default()
+                    };
+                    r.figure_mut(Figure::MsgsPerSec).median = Some(1.0);
+                    r
                 })
             })
             .collect();
