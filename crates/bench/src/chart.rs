@@ -10,6 +10,7 @@
 use crate::figure::Figure;
 use crate::stats::Row;
 use crate::{BenchError, Results};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -394,30 +395,7 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
         &layout,
         Some(LATENCY_NOTE),
     )?;
-    let values: Vec<f64> = rows
-        .iter()
-        .flat_map(|r| [r.median(Figure::P50), r.median(Figure::P99)])
-        .flatten()
-        .filter(|v| *v > 0.0)
-        .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values
-        .iter()
-        .copied()
-        .chain(
-            rows.iter()
-                .filter_map(|r| r.figure(Figure::P99).ci.map(|c| c[1])),
-        )
-        .fold(0.0, f64::max);
-    // Whole decades, so the log axis starts and ends on a labelled power of ten.
-    let (ymin, ymax) = if values.is_empty() {
-        (1.0, 10.0)
-    } else {
-        (
-            10f64.powf(lo.log10().floor()).max(1.0),
-            10f64.powf((hi * 1.5).log10().ceil()),
-        )
-    };
+    let (ymin, ymax) = latency_range(rows);
     let mut chart = ChartBuilder::on(&rest)
         .margin_left(10)
         .margin_right(20)
@@ -440,34 +418,9 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
             let (x0, x1) = layout.bar(ci, mi);
             let row = layout.find(rows, ci, mi);
             let mid = (x0 + x1) / 2.0;
-            let inset = (x1 - x0) * 0.22;
-            match row.and_then(|r| Some((r.median(Figure::P50)?, r.median(Figure::P99)?))) {
-                Some((p50, p99)) => {
-                    let c = color(mi);
-                    chart.draw_series([
-                        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.mix(0.35).filled()),
-                        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.stroke_width(1)),
-                        Rectangle::new(
-                            [(x0 + inset, ymin), (x1 - inset, p50.max(ymin))],
-                            c.filled(),
-                        ),
-                    ])?;
-                    let r = row.expect("matched above");
-                    let top = match r.figure(Figure::P99).ci {
-                        Some([lo, hi]) => {
-                            whisker(
-                                &mut chart,
-                                mid,
-                                (x1 - x0) * 0.25,
-                                lo.max(ymin),
-                                hi.max(ymin),
-                            )?;
-                            hi.max(p99)
-                        }
-                        None => p99,
-                    };
-                    let top = chart.backend_coord(&(mid, top.max(ymin)));
-                    bar_label(&root, label(micros(p99), r), top)?;
+            match row.and_then(|r| Some((r, r.median(Figure::P50)?, r.median(Figure::P99)?))) {
+                Some((r, p50, p99)) => {
+                    latency_bar(&mut chart, &root, r, (p50, p99), (x0, x1), color(mi), ymin)?
                 }
                 None => bar_label(&root, "n/a".into(), chart.backend_coord(&(mid, ymin)))?,
             }
@@ -477,6 +430,70 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
     footer(&root, results)?;
     root.present()?;
     Ok(())
+}
+
+/// The latency axis: whole decades around every p50 and p99 and the top of
+/// every p99 interval, so the log axis starts and ends on a labelled power
+/// of ten.
+fn latency_range(rows: &[Row]) -> (f64, f64) {
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [r.median(Figure::P50), r.median(Figure::P99)])
+        .flatten()
+        .filter(|v| *v > 0.0)
+        .collect();
+    if values.is_empty() {
+        return (1.0, 10.0);
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values
+        .iter()
+        .copied()
+        .chain(
+            rows.iter()
+                .filter_map(|r| r.figure(Figure::P99).ci.map(|c| c[1])),
+        )
+        .fold(0.0, f64::max);
+    (
+        10f64.powf(lo.log10().floor()).max(1.0),
+        10f64.powf((hi * 1.5).log10().ceil()),
+    )
+}
+
+type LatencyChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, LogCoord<f64>>>;
+
+/// One row's bars between `x0` and `x1`: p99 pale and wide, p50 solid and
+/// narrow inside it, the p99's interval as a whisker, and the p99 as the
+/// label.
+fn latency_bar(
+    chart: &mut LatencyChart<'_, '_>,
+    root: &Area<'_>,
+    r: &Row,
+    (p50, p99): (f64, f64),
+    (x0, x1): (f64, f64),
+    c: RGBColor,
+    ymin: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mid = (x0 + x1) / 2.0;
+    let inset = (x1 - x0) * 0.22;
+    chart.draw_series([
+        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.mix(0.35).filled()),
+        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.stroke_width(1)),
+        Rectangle::new(
+            [(x0 + inset, ymin), (x1 - inset, p50.max(ymin))],
+            c.filled(),
+        ),
+    ])?;
+    let top = match r.figure(Figure::P99).ci {
+        Some([lo, hi]) => {
+            whisker(chart, mid, (x1 - x0) * 0.25, lo.max(ymin), hi.max(ymin))?;
+            hi.max(p99)
+        }
+        None => p99,
+    };
+    let top = chart.backend_coord(&(mid, top.max(ymin)));
+    bar_label(root, label(micros(p99), r), top)
 }
 
 #[cfg(test)]
