@@ -57,6 +57,37 @@ enum SpreadArg {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(a.verbose);
+    let config = server_config(&a)?;
+    let (model, why) = a.model.resolve();
+    if a.spread.is_some() && model == Model::Completion {
+        warn_if_spread_ignored();
+    }
+    let server = bind(model, a.listen, config)?;
+    if let Some(why) = why {
+        // stderr: stdout's first line is reserved for the readiness line;
+        // and only once bound, so that a bad address is the only line.
+        crate::out::eprintln_quiet!("ringport: model auto: {why}");
+    }
+    let shutdown = Shutdown::new();
+    signals::install(shutdown.clone())?;
+    let stats = Stats::new();
+    // The readiness line is a contract with scripts, tests and `bench`:
+    // exactly this text, once, flushed, only after the kernel accepts.
+    // A closed stdout does not stop the server: it serves on unannounced.
+    crate::out::stdout(&format!("listening on {}\n", server.local_addr()))?;
+    tracing::info!(
+        "model {} serving on {}",
+        server.model(),
+        server.local_addr()
+    );
+    server.run(shutdown, &stats)?;
+    crate::out::stdout(&format!("{}\n", stats.summary()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server's configuration from the flags; a usage error for values
+/// out of range.
+fn server_config(a: &Args) -> anyhow::Result<Config> {
     let mut config = Config {
         verbose: a.verbose,
         spread: match a.spread {
@@ -82,21 +113,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         config.workers = n;
     }
-    let (model, why) = a.model.resolve();
-    if a.spread.is_some() && model == Model::Completion {
-        // Spreading is a choice between ports; a shared port has only one.
-        if let Ok(f) = ringport_completion::probe(&ringport_completion::PortConfig::default()) {
-            if f.shared_port {
-                crate::out::eprintln_quiet!(
-                    "ringport: --spread is not available on this OS: the workers share one {} port and one listener; ignored",
-                    f.backend
-                );
-            }
+    Ok(config)
+}
+
+/// `--spread` with the completion model: say so when it is ignored.
+fn warn_if_spread_ignored() {
+    // Spreading is a choice between ports; a shared port has only one.
+    if let Ok(f) = ringport_completion::probe(&ringport_completion::PortConfig::default()) {
+        if f.shared_port {
+            crate::out::eprintln_quiet!(
+                "ringport: --spread is not available on this OS: the workers share one {} port and one listener; ignored",
+                f.backend
+            );
         }
     }
-    let server = match Server::bind(model, a.listen, config) {
-        Ok(s) => s,
-        // The user can fix these by choosing another address or model: exit 2.
+}
+
+/// Bind the server; the errors the user can fix by choosing another address
+/// or model are usage errors (exit 2).
+fn bind(model: Model, listen: SocketAddr, config: Config) -> anyhow::Result<Server> {
+    match Server::bind(model, listen, config) {
+        Ok(s) => Ok(s),
         // The library says what went wrong; the flags to change are ours to name.
         Err(ServerError::Listen(e)) => {
             let hint = match &e {
@@ -106,34 +143,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 }
                 _ => "",
             };
-            return Err(UsageError(format!("{e}{hint}")).into());
+            Err(UsageError(format!("{e}{hint}")).into())
         }
         Err(ServerError::CompletionUnavailable(e)) => {
-            return Err(UsageError(format!(
+            Err(UsageError(format!(
                 "{e}; use --model epoll, or --model auto to take the completion model only where it works"
             ))
             .into())
         }
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(why) = why {
-        // stderr: stdout's first line is reserved for the readiness line;
-        // and only once bound, so that a bad address is the only line.
-        crate::out::eprintln_quiet!("ringport: model auto: {why}");
+        Err(e) => Err(e.into()),
     }
-    let shutdown = Shutdown::new();
-    signals::install(shutdown.clone())?;
-    let stats = Stats::new();
-    // The readiness line is a contract with scripts, tests and `bench`:
-    // exactly this text, once, flushed, only after the kernel accepts.
-    // A closed stdout does not stop the server: it serves on unannounced.
-    crate::out::stdout(&format!("listening on {}\n", server.local_addr()))?;
-    tracing::info!(
-        "model {} serving on {}",
-        server.model(),
-        server.local_addr()
-    );
-    server.run(shutdown, &stats)?;
-    crate::out::stdout(&format!("{}\n", stats.summary()))?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,10 @@
 //! hand, in pixels, because plotters picks its own tick positions on a
 //! numeric axis and its legend box would cover the tallest bars.
 
+use crate::figure::Figure;
 use crate::stats::Row;
 use crate::{BenchError, Results};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -317,7 +319,8 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
     )?;
     let ymax = rows
         .iter()
-        .flat_map(|r| [r.msgs_per_sec, r.msgs_per_sec_ci.map(|c| c[1])])
+        .map(|r| r.figure(Figure::MsgsPerSec))
+        .flat_map(|x| [x.median, x.ci.map(|c| c[1])])
         .flatten()
         .fold(0.0, f64::max);
     let ymax = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
@@ -344,7 +347,7 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
             let (x0, x1) = layout.bar(ci, mi);
             let row = layout.find(rows, ci, mi);
             let mid = (x0 + x1) / 2.0;
-            match row.and_then(|r| Some((r, r.msgs_per_sec?))) {
+            match row.and_then(|r| Some((r, r.median(Figure::MsgsPerSec)?))) {
                 Some((r, v)) => {
                     let fill = if doubtful(r) {
                         color(mi).mix(0.4).filled()
@@ -353,7 +356,7 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
                     };
                     chart
                         .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, v)], fill)))?;
-                    let top = match r.msgs_per_sec_ci {
+                    let top = match r.figure(Figure::MsgsPerSec).ci {
                         Some([lo, hi]) => {
                             whisker(&mut chart, mid, (x1 - x0) * 0.25, lo, hi)?;
                             hi.max(v)
@@ -392,27 +395,7 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
         &layout,
         Some(LATENCY_NOTE),
     )?;
-    let values: Vec<f64> = rows
-        .iter()
-        .flat_map(|r| [r.p50_us, r.p99_us])
-        .flatten()
-        .filter(|v| *v > 0.0)
-        .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values
-        .iter()
-        .copied()
-        .chain(rows.iter().filter_map(|r| r.p99_us_ci.map(|c| c[1])))
-        .fold(0.0, f64::max);
-    // Whole decades, so the log axis starts and ends on a labelled power of ten.
-    let (ymin, ymax) = if values.is_empty() {
-        (1.0, 10.0)
-    } else {
-        (
-            10f64.powf(lo.log10().floor()).max(1.0),
-            10f64.powf((hi * 1.5).log10().ceil()),
-        )
-    };
+    let (ymin, ymax) = latency_range(rows);
     let mut chart = ChartBuilder::on(&rest)
         .margin_left(10)
         .margin_right(20)
@@ -435,34 +418,9 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
             let (x0, x1) = layout.bar(ci, mi);
             let row = layout.find(rows, ci, mi);
             let mid = (x0 + x1) / 2.0;
-            let inset = (x1 - x0) * 0.22;
-            match row.and_then(|r| Some((r.p50_us?, r.p99_us?))) {
-                Some((p50, p99)) => {
-                    let c = color(mi);
-                    chart.draw_series([
-                        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.mix(0.35).filled()),
-                        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.stroke_width(1)),
-                        Rectangle::new(
-                            [(x0 + inset, ymin), (x1 - inset, p50.max(ymin))],
-                            c.filled(),
-                        ),
-                    ])?;
-                    let r = row.expect("matched above");
-                    let top = match r.p99_us_ci {
-                        Some([lo, hi]) => {
-                            whisker(
-                                &mut chart,
-                                mid,
-                                (x1 - x0) * 0.25,
-                                lo.max(ymin),
-                                hi.max(ymin),
-                            )?;
-                            hi.max(p99)
-                        }
-                        None => p99,
-                    };
-                    let top = chart.backend_coord(&(mid, top.max(ymin)));
-                    bar_label(&root, label(micros(p99), r), top)?;
+            match row.and_then(|r| Some((r, r.median(Figure::P50)?, r.median(Figure::P99)?))) {
+                Some((r, p50, p99)) => {
+                    latency_bar(&mut chart, &root, r, (p50, p99), (x0, x1), color(mi), ymin)?
                 }
                 None => bar_label(&root, "n/a".into(), chart.backend_coord(&(mid, ymin)))?,
             }
@@ -472,6 +430,70 @@ fn draw_latency(results: &Results, svg: &mut String) -> Result<(), Box<dyn std::
     footer(&root, results)?;
     root.present()?;
     Ok(())
+}
+
+/// The latency axis: whole decades around every p50 and p99 and the top of
+/// every p99 interval, so the log axis starts and ends on a labelled power
+/// of ten.
+fn latency_range(rows: &[Row]) -> (f64, f64) {
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [r.median(Figure::P50), r.median(Figure::P99)])
+        .flatten()
+        .filter(|v| *v > 0.0)
+        .collect();
+    if values.is_empty() {
+        return (1.0, 10.0);
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values
+        .iter()
+        .copied()
+        .chain(
+            rows.iter()
+                .filter_map(|r| r.figure(Figure::P99).ci.map(|c| c[1])),
+        )
+        .fold(0.0, f64::max);
+    (
+        10f64.powf(lo.log10().floor()).max(1.0),
+        10f64.powf((hi * 1.5).log10().ceil()),
+    )
+}
+
+type LatencyChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, LogCoord<f64>>>;
+
+/// One row's bars between `x0` and `x1`: p99 pale and wide, p50 solid and
+/// narrow inside it, the p99's interval as a whisker, and the p99 as the
+/// label.
+fn latency_bar(
+    chart: &mut LatencyChart<'_, '_>,
+    root: &Area<'_>,
+    r: &Row,
+    (p50, p99): (f64, f64),
+    (x0, x1): (f64, f64),
+    c: RGBColor,
+    ymin: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mid = (x0 + x1) / 2.0;
+    let inset = (x1 - x0) * 0.22;
+    chart.draw_series([
+        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.mix(0.35).filled()),
+        Rectangle::new([(x0, ymin), (x1, p99.max(ymin))], c.stroke_width(1)),
+        Rectangle::new(
+            [(x0 + inset, ymin), (x1 - inset, p50.max(ymin))],
+            c.filled(),
+        ),
+    ])?;
+    let top = match r.figure(Figure::P99).ci {
+        Some([lo, hi]) => {
+            whisker(chart, mid, (x1 - x0) * 0.25, lo.max(ymin), hi.max(ymin))?;
+            hi.max(p99)
+        }
+        None => p99,
+    };
+    let top = chart.backend_coord(&(mid, top.max(ymin)));
+    bar_label(root, label(micros(p99), r), top)
 }
 
 #[cfg(test)]
@@ -494,14 +516,17 @@ mod tests {
         let rows: Vec<Row> = ["a", "b", "c"]
             .iter()
             .flat_map(|m| {
-                [1, 64].map(|c| Row {
-                    model: m.to_string(),
-                    connections: c,
-                    size: 64,
-                    msgs_per_sec: Some(1.0),
-                    reps: 1,
-                    clean: true,
-                    ..Row::default()
+                [1, 64].map(|c| {
+                    let mut r = Row {
+                        model: m.to_string(),
+                        connections: c,
+                        size: 64,
+                        reps: 1,
+                        clean: true,
+                        ..Row::default()
+                    };
+                    r.figure_mut(Figure::MsgsPerSec).median = Some(1.0);
+                    r
                 })
             })
             .collect();

@@ -12,6 +12,7 @@
 //! | `cpus.rs`    | CPU lists (`0-3,6`) and the server/client split            |
 //! | `server.rs`  | start a server, wait until it accepts, stop it             |
 //! | `measure.rs` | one run: warm-up, measured load, CPU and memory samples    |
+//! | `figure.rs`  | the per-run figures, declared once                         |
 //! | `stats.rs`   | medians, one row per target and cell                       |
 //! | `output.rs`  | results.json, results.csv, summary.md                      |
 //! | `chart.rs`   | chart.svg and latency.svg                                  |
@@ -20,6 +21,7 @@
 
 pub mod chart;
 pub mod cpus;
+pub mod figure;
 pub mod matrix;
 pub mod measure;
 pub mod output;
@@ -29,6 +31,7 @@ pub mod stats;
 mod sys;
 
 pub use cpus::CpuSet;
+pub use figure::Figure;
 pub use matrix::{Cell, Target};
 pub use stats::Row;
 pub use sys::{Machine, UNAVAILABLE};

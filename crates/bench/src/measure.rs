@@ -14,6 +14,10 @@ use ringport_load::{Config, Payload, StopWhen};
 use std::time::{Duration, Instant};
 
 /// What one run measured. Figures the OS cannot provide are `None`.
+///
+/// The figures a row reports are read from here by their entries in
+/// `figure.rs`: a new one is a field here, measured in [`run_one`], and an
+/// entry there; the counts and flags below them are not figures.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
     /// Verified messages per second.

@@ -2,6 +2,7 @@
 //! and (from `chart.rs`) `chart.svg` and `latency.svg`; plus the Markdown
 //! table printed at the end.
 
+use crate::figure::{Figure, Kind};
 use crate::stats::Row;
 use crate::{chart, stats, BenchError, Results, UNAVAILABLE};
 use std::fmt::Write as _;
@@ -54,70 +55,81 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
     Ok(paths)
 }
 
-/// The CSV header; the same keys as a row of `results.json`.
-pub const CSV_HEADER: &str = "model,connections,size,msgs_per_sec,mb_per_sec,p50_us,p99_us,\
-server_cpu_s_per_million,server_user_s_per_million,server_sys_s_per_million,server_cpus_busy_s_per_million,\
-server_peak_rss_kib,client_cpu_pct,host_steal_pct,serialized,reps,errors,mismatches,clean,notes,\
-msgs_per_sec_min,msgs_per_sec_max,msgs_per_sec_ci_lo,msgs_per_sec_ci_hi,\
-server_cpu_s_per_million_min,server_cpu_s_per_million_max,server_cpu_s_per_million_ci_lo,server_cpu_s_per_million_ci_hi,\
-p99_us_min,p99_us_max,p99_us_ci_lo,p99_us_ci_hi,baseline,msgs_per_sec_ratio,msgs_per_sec_ratio_ci_lo,msgs_per_sec_ratio_ci_hi,\
-server_cpu_ratio,server_cpu_ratio_ci_lo,server_cpu_ratio_ci_hi,interference_pct,disturbed,retried";
-
-/// One line per row; a missing figure is an empty field.
+/// One line per row, under a header; a missing figure is an empty field.
+/// The columns are the keys of a row of `results.json`, less the
+/// repetitions and `ci_level`, with each interval as `_ci_lo` and `_ci_hi`.
 pub fn to_csv(rows: &[Row]) -> String {
-    let mut s = String::from(CSV_HEADER);
+    let mut s = csv_header();
     s.push('\n');
-    let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     for r in rows {
-        let fields = [
-            csv_field(&r.model),
-            r.connections.to_string(),
-            r.size.to_string(),
-            f(r.msgs_per_sec),
-            f(r.mb_per_sec),
-            f(r.p50_us),
-            f(r.p99_us),
-            f(r.server_cpu_s_per_million),
-            f(r.server_user_s_per_million),
-            f(r.server_sys_s_per_million),
-            f(r.server_cpus_busy_s_per_million),
-            r.server_peak_rss_kib
-                .map_or(String::new(), |k| k.to_string()),
-            f(r.client_cpu_pct),
-            f(r.host_steal_pct),
-            r.serialized.to_string(),
-            r.reps.to_string(),
-            r.errors.to_string(),
-            r.mismatches.to_string(),
-            r.clean.to_string(),
-            csv_field(&r.notes.join("; ")),
-            f(r.msgs_per_sec_min),
-            f(r.msgs_per_sec_max),
-            f(r.msgs_per_sec_ci.map(|c| c[0])),
-            f(r.msgs_per_sec_ci.map(|c| c[1])),
-            f(r.server_cpu_s_per_million_min),
-            f(r.server_cpu_s_per_million_max),
-            f(r.server_cpu_s_per_million_ci.map(|c| c[0])),
-            f(r.server_cpu_s_per_million_ci.map(|c| c[1])),
-            f(r.p99_us_min),
-            f(r.p99_us_max),
-            f(r.p99_us_ci.map(|c| c[0])),
-            f(r.p99_us_ci.map(|c| c[1])),
-            csv_field(r.baseline.as_deref().unwrap_or("")),
-            f(r.msgs_per_sec_ratio),
-            f(r.msgs_per_sec_ratio_ci.map(|c| c[0])),
-            f(r.msgs_per_sec_ratio_ci.map(|c| c[1])),
-            f(r.server_cpu_ratio),
-            f(r.server_cpu_ratio_ci.map(|c| c[0])),
-            f(r.server_cpu_ratio_ci.map(|c| c[1])),
-            f(r.interference_pct),
-            r.disturbed.to_string(),
-            r.retried.to_string(),
-        ];
-        s.push_str(&fields.join(","));
+        let values: Vec<String> = csv_columns(r).into_iter().map(|(_, v)| v).collect();
+        s.push_str(&values.join(","));
         s.push('\n');
     }
     s
+}
+
+/// The CSV header: the names of any row's columns.
+pub fn csv_header() -> String {
+    let names: Vec<String> = csv_columns(&Row::default())
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    names.join(",")
+}
+
+/// A row's CSV columns, name and value, in order. The one place that says
+/// what the CSV holds, so the header and the lines cannot drift apart.
+fn csv_columns(r: &Row) -> Vec<(String, String)> {
+    let real = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    let interval = |key: &str, ci: Option<[f64; 2]>| {
+        [
+            (format!("{key}_ci_lo"), real(ci.map(|c| c[0]))),
+            (format!("{key}_ci_hi"), real(ci.map(|c| c[1]))),
+        ]
+    };
+    let mut c: Vec<(String, String)> = vec![
+        ("model".into(), csv_field(&r.model)),
+        ("connections".into(), r.connections.to_string()),
+        ("size".into(), r.size.to_string()),
+    ];
+    for f in Figure::ALL {
+        let median = r.median(f);
+        let value = match f.kind() {
+            Kind::Real => real(median),
+            Kind::Count => median.map_or(String::new(), |k| (k as u64).to_string()),
+        };
+        c.push((f.key().into(), value));
+    }
+    c.extend([
+        ("serialized".into(), r.serialized.to_string()),
+        ("reps".into(), r.reps.to_string()),
+        ("errors".into(), r.errors.to_string()),
+        ("mismatches".into(), r.mismatches.to_string()),
+        ("clean".into(), r.clean.to_string()),
+        ("notes".into(), csv_field(&r.notes.join("; "))),
+    ]);
+    for f in Figure::KEPT {
+        let (key, x) = (f.key(), r.figure(f));
+        c.push((format!("{key}_min"), real(x.min)));
+        c.push((format!("{key}_max"), real(x.max)));
+        c.extend(interval(key, x.ci));
+    }
+    c.push((
+        "baseline".into(),
+        csv_field(r.baseline.as_deref().unwrap_or("")),
+    ));
+    for (f, key) in Figure::RATIOS {
+        let x = r.figure(f);
+        c.push((key.into(), real(x.ratio)));
+        c.extend(interval(key, x.ratio_ci));
+    }
+    c.extend([
+        ("interference_pct".into(), real(r.interference_pct)),
+        ("disturbed".into(), r.disturbed.to_string()),
+        ("retried".into(), r.retried.to_string()),
+    ]);
+    c
 }
 
 /// Quote a field that holds a comma, quote or line break (RFC 4180).
@@ -250,6 +262,7 @@ struct Marks {
 
 /// One row of the table.
 fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
+    let notes = row_notes(r, marks);
     let ran = r.reps > 0;
     let mut na = |v: Option<String>| -> String {
         match v {
@@ -261,6 +274,44 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
             None => "—".into(),
         }
     };
+    let is_base = r.model == base;
+    let ratio_col = |f: Figure| {
+        if is_base && ran {
+            Some("baseline".to_string())
+        } else {
+            ratio_text(r.figure(f).ratio, r.figure(f).ratio_ci)
+        }
+    };
+    // The median, with its spread when the row keeps one.
+    let spread = |f: Figure, text: fn(f64) -> String| {
+        let x = r.figure(f);
+        x.median.map(|v| with_spread(text(v), x.median, x.ci))
+    };
+    let plain = |f: Figure, text: fn(f64) -> String| r.median(f).map(text);
+    let cols = [
+        r.model.clone(),
+        r.connections.to_string(),
+        r.size.to_string(),
+        na(spread(Figure::MsgsPerSec, grouped)),
+        na(ratio_col(Figure::MsgsPerSec)),
+        na(ratio_col(Figure::ServerCpu)),
+        na(plain(Figure::MbPerSec, |v| format!("{v:.2}"))),
+        na(plain(Figure::P50, |v| format!("{v:.0}"))),
+        na(spread(Figure::P99, |v| format!("{v:.0}"))),
+        na(spread(Figure::ServerCpu, |v| format!("{v:.2}"))),
+        na(plain(Figure::ServerPeakRss, |k| {
+            format!("{:.1}", k / 1024.0)
+        })),
+        na(plain(Figure::ClientCpu, |v| format!("{v:.0}"))),
+        na(r.interference_pct.map(|v| format!("{v:.1}"))),
+        notes.join(", "),
+    ];
+    cols.to_vec()
+}
+
+/// The notes column of a row: its marks, then what went wrong, then the
+/// row's own notes less those the marks already say.
+fn row_notes(r: &Row, marks: &mut Marks) -> Vec<String> {
     let mut notes = Vec::new();
     if r.disturbed {
         marks.disturbed = true;
@@ -275,11 +326,13 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
         marks.serialized = true;
         notes.push("serialized".to_string());
     }
-    if r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT) {
+    if r.median(Figure::ClientCpu)
+        .is_some_and(|p| p >= CLIENT_BOUND_PCT)
+    {
         marks.client_bound = true;
         notes.push("client-bound?".to_string());
     }
-    if let Some(p) = r.host_steal_pct.filter(|&p| p >= STEAL_NOTE_PCT) {
+    if let Some(p) = r.median(Figure::HostSteal).filter(|&p| p >= STEAL_NOTE_PCT) {
         marks.steal = true;
         notes.push(format!("steal {p:.0}%"));
     }
@@ -297,40 +350,7 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
             notes.push(n.replace('|', "\\|").replace('\n', " "));
         }
     }
-    let is_base = r.model == base;
-    let ratio_col = |x: Option<f64>, ci| {
-        if is_base && ran {
-            Some("baseline".to_string())
-        } else {
-            ratio_text(x, ci)
-        }
-    };
-    let cols = [
-        r.model.clone(),
-        r.connections.to_string(),
-        r.size.to_string(),
-        na(r.msgs_per_sec
-            .map(|v| with_spread(grouped(v), r.msgs_per_sec, r.msgs_per_sec_ci))),
-        na(ratio_col(r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci)),
-        na(ratio_col(r.server_cpu_ratio, r.server_cpu_ratio_ci)),
-        na(r.mb_per_sec.map(|v| format!("{v:.2}"))),
-        na(r.p50_us.map(|v| format!("{v:.0}"))),
-        na(r.p99_us
-            .map(|v| with_spread(format!("{v:.0}"), r.p99_us, r.p99_us_ci))),
-        na(r.server_cpu_s_per_million.map(|v| {
-            with_spread(
-                format!("{v:.2}"),
-                r.server_cpu_s_per_million,
-                r.server_cpu_s_per_million_ci,
-            )
-        })),
-        na(r.server_peak_rss_kib
-            .map(|k| format!("{:.1}", k as f64 / 1024.0))),
-        na(r.client_cpu_pct.map(|v| format!("{v:.0}"))),
-        na(r.interference_pct.map(|v| format!("{v:.1}"))),
-        notes.join(", "),
-    ];
-    cols.to_vec()
+    notes
 }
 
 /// What the columns and the marks mean.
@@ -483,9 +503,10 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
     if base_row.disturbed || !base_row.clean {
         return CellVerdict::NoBaseline;
     }
-    let load_bound = in_cell
-        .iter()
-        .any(|r| r.client_cpu_pct.is_some_and(|p| p >= CLIENT_BOUND_PCT));
+    let load_bound = in_cell.iter().any(|r| {
+        r.median(Figure::ClientCpu)
+            .is_some_and(|p| p >= CLIENT_BOUND_PCT)
+    });
     let mut claims = Vec::new();
     let mut msgs_claimed = false;
     for r in in_cell {
@@ -497,7 +518,8 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
             continue;
         }
         let mut parts = Vec::new();
-        if let (Some(x), Some([lo, hi])) = (r.msgs_per_sec_ratio, r.msgs_per_sec_ratio_ci) {
+        let msgs = r.figure(Figure::MsgsPerSec);
+        if let (Some(x), Some([lo, hi])) = (msgs.ratio, msgs.ratio_ci) {
             if !stats::within_noise(x, Some([lo, hi])) {
                 parts.push(format!(
                     "handled {x:.2}× {base}'s messages/s ({lo:.2}–{hi:.2})"
@@ -505,7 +527,8 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
                 msgs_claimed = true;
             }
         }
-        if let (Some(x), Some([lo, hi])) = (r.server_cpu_ratio, r.server_cpu_ratio_ci) {
+        let cpu = r.figure(Figure::ServerCpu);
+        if let (Some(x), Some([lo, hi])) = (cpu.ratio, cpu.ratio_ci) {
             if !stats::within_noise(x, Some([lo, hi])) {
                 parts.push(format!(
                     "needed {x:.2}× {base}'s CPU per message ({lo:.2}–{hi:.2})"
@@ -645,31 +668,37 @@ mod tests {
     use std::time::Duration;
 
     fn row(model: &str, conns: usize, msgs: Option<f64>) -> Row {
-        Row {
+        let mut r = Row {
             model: model.into(),
             connections: conns,
             size: 64,
-            msgs_per_sec: msgs,
-            mb_per_sec: msgs.map(|m| m * 128.0 / 1e6),
-            p50_us: Some(20.0),
-            p99_us: Some(80.0),
-            server_cpu_s_per_million: Some(3.5),
-            server_user_s_per_million: Some(0.5),
-            server_sys_s_per_million: Some(3.0),
-            server_cpus_busy_s_per_million: Some(3.6),
-            server_peak_rss_kib: Some(4096),
-            client_cpu_pct: Some(50.0),
-            host_steal_pct: Some(0.0),
             serialized: model == "blocking",
             reps: usize::from(msgs.is_some()),
             errors: 0,
             mismatches: 0,
             clean: msgs.is_some(),
             notes: vec![],
-            msgs_per_sec_reps: msgs.into_iter().collect(),
-            server_cpu_s_per_million_reps: vec![3.5],
             ..Row::default()
+        };
+        let medians = [
+            (Figure::MsgsPerSec, msgs),
+            (Figure::MbPerSec, msgs.map(|m| m * 128.0 / 1e6)),
+            (Figure::P50, Some(20.0)),
+            (Figure::P99, Some(80.0)),
+            (Figure::ServerCpu, Some(3.5)),
+            (Figure::ServerUser, Some(0.5)),
+            (Figure::ServerSys, Some(3.0)),
+            (Figure::ServerCpusBusy, Some(3.6)),
+            (Figure::ServerPeakRss, Some(4096.0)),
+            (Figure::ClientCpu, Some(50.0)),
+            (Figure::HostSteal, Some(0.0)),
+        ];
+        for (f, v) in medians {
+            r.figure_mut(f).median = v;
         }
+        r.figure_mut(Figure::MsgsPerSec).reps = msgs.into_iter().collect();
+        r.figure_mut(Figure::ServerCpu).reps = vec![3.5];
+        r
     }
 
     fn results(mut rows: Vec<Row>, models: &[&str]) -> Results {
@@ -751,8 +780,8 @@ mod tests {
         let csv = to_csv(&[a, b]);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], CSV_HEADER);
-        let columns = CSV_HEADER.split(',').count();
+        assert_eq!(lines[0], csv_header());
+        let columns = lines[0].split(',').count();
         assert!(lines[1].starts_with("threaded,1,64,1000.000,"));
         assert!(
             lines[1].contains(",\"said \"\"hi\"\", then left\","),
@@ -770,6 +799,39 @@ mod tests {
             lines[2].starts_with("mine,64,64,,"),
             "missing figures are empty: {}",
             lines[2]
+        );
+    }
+
+    /// The columns and keys are a contract: these are the ones readers have
+    /// seen so far, in their order; new figures may only add to them.
+    #[test]
+    fn csv_columns_and_json_keys_keep_their_names_and_order() {
+        let old_header = "model,connections,size,msgs_per_sec,mb_per_sec,p50_us,p99_us,\
+server_cpu_s_per_million,server_user_s_per_million,server_sys_s_per_million,server_cpus_busy_s_per_million,\
+server_peak_rss_kib,client_cpu_pct,host_steal_pct,serialized,reps,errors,mismatches,clean,notes,\
+msgs_per_sec_min,msgs_per_sec_max,msgs_per_sec_ci_lo,msgs_per_sec_ci_hi,\
+server_cpu_s_per_million_min,server_cpu_s_per_million_max,server_cpu_s_per_million_ci_lo,server_cpu_s_per_million_ci_hi,\
+p99_us_min,p99_us_max,p99_us_ci_lo,p99_us_ci_hi,baseline,msgs_per_sec_ratio,msgs_per_sec_ratio_ci_lo,msgs_per_sec_ratio_ci_hi,\
+server_cpu_ratio,server_cpu_ratio_ci_lo,server_cpu_ratio_ci_hi,interference_pct,disturbed,retried";
+        assert_eq!(csv_header(), old_header);
+        let json = serde_json::to_string_pretty(&row("threaded", 1, Some(1000.0))).unwrap();
+        let keys: Vec<&str> = json
+            .lines()
+            .filter_map(|l| l.strip_prefix("  \"")?.split('"').next())
+            .collect();
+        let old_keys = "model connections size msgs_per_sec mb_per_sec p50_us p99_us \
+server_cpu_s_per_million server_user_s_per_million server_sys_s_per_million \
+server_cpus_busy_s_per_million server_peak_rss_kib client_cpu_pct host_steal_pct \
+msgs_per_sec_min msgs_per_sec_max msgs_per_sec_ci \
+server_cpu_s_per_million_min server_cpu_s_per_million_max server_cpu_s_per_million_ci \
+p99_us_min p99_us_max p99_us_ci baseline msgs_per_sec_ratio msgs_per_sec_ratio_ci \
+server_cpu_ratio server_cpu_ratio_ci ci_level interference_pct disturbed retried \
+msgs_per_sec_reps server_cpu_s_per_million_reps p99_us_reps \
+serialized reps errors mismatches clean notes";
+        assert_eq!(keys, old_keys.split(' ').collect::<Vec<_>>());
+        assert!(
+            json.contains("\"server_peak_rss_kib\": 4096,"),
+            "a count: {json}"
         );
     }
 
@@ -811,11 +873,14 @@ mod tests {
 
     #[test]
     fn the_verdict_claims_only_what_survives_the_noise_and_names_doubtful_cells() {
-        let with = |model: &str, conns: usize, msgs: [f64; 3], cpu: [f64; 3]| Row {
-            msgs_per_sec_reps: msgs.to_vec(),
-            server_cpu_s_per_million_reps: cpu.to_vec(),
-            reps: 3,
-            ..row(model, conns, Some(msgs[1]))
+        let with = |model: &str, conns: usize, msgs: [f64; 3], cpu: [f64; 3]| {
+            let mut r = Row {
+                reps: 3,
+                ..row(model, conns, Some(msgs[1]))
+            };
+            r.figure_mut(Figure::MsgsPerSec).reps = msgs.to_vec();
+            r.figure_mut(Figure::ServerCpu).reps = cpu.to_vec();
+            r
         };
         let mut disturbed = with("epoll", 64, [90.0, 95.0, 99.0], [5.0, 5.0, 5.0]);
         disturbed.disturbed = true;

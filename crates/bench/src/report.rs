@@ -27,7 +27,6 @@ const COLUMNS: [(&str, &str); 13] = [
 
 /// The page.
 pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> String {
-    let m = &results.machine;
     let c = &results.config;
     let t = output::table(results);
     let mut s = String::new();
@@ -55,8 +54,40 @@ pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> Strin
     for (name, what) in COLUMNS {
         let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(name), esc(what));
     }
-    s.push_str("</dl>\n<h2>Machine and command</h2>\n<ul>\n");
-    let items = [
+    s.push_str("</dl>\n");
+    machine_html(&mut s, results);
+    s.push_str("</body>\n</html>\n");
+    s
+}
+
+/// The "Machine and command" section: what ran, where and how, then the
+/// plan's notes and the commands of outside servers.
+fn machine_html(s: &mut String, results: &Results) {
+    let c = &results.config;
+    s.push_str("<h2>Machine and command</h2>\n<ul>\n");
+    for (k, v) in setup_items(results) {
+        let _ = writeln!(s, "<li><b>{k}</b>: {v}</li>");
+    }
+    for n in &c.notes {
+        let _ = writeln!(s, "<li><b>note</b>: {}</li>", esc(n));
+    }
+    for o in &c.outside_servers {
+        let _ = writeln!(
+            s,
+            "<li><b>{}</b>: <code>{}</code></li>",
+            esc(&o.name),
+            esc(&o.command)
+        );
+    }
+    s.push_str("</ul>\n");
+}
+
+/// The setup of the bench, one item of that section each, already escaped:
+/// command, date, machine, pinning, load, interference rule, version.
+fn setup_items(results: &Results) -> [(&'static str, String); 7] {
+    let m = &results.machine;
+    let c = &results.config;
+    [
         ("command", format!("<code>{}</code>", esc(&c.command))),
         ("date", esc(&c.started_at)),
         (
@@ -97,23 +128,7 @@ pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> Strin
             )),
         ),
         ("ringport", esc(&c.ringport_version)),
-    ];
-    for (k, v) in items {
-        let _ = writeln!(s, "<li><b>{k}</b>: {v}</li>");
-    }
-    for n in &c.notes {
-        let _ = writeln!(s, "<li><b>note</b>: {}</li>", esc(n));
-    }
-    for o in &c.outside_servers {
-        let _ = writeln!(
-            s,
-            "<li><b>{}</b>: <code>{}</code></li>",
-            esc(&o.name),
-            esc(&o.command)
-        );
-    }
-    s.push_str("</ul>\n</body>\n</html>\n");
-    s
+    ]
 }
 
 fn table_html(s: &mut String, t: &Table) {

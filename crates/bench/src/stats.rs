@@ -16,9 +16,10 @@
 //! ratio's interval is the quotient of its two medians' intervals, so with
 //! 3 runs a ratio is a result only when the two sets of runs do not overlap.
 
+use crate::figure::{Figure, Kind};
 use crate::matrix::{Cell, Run, Target};
 use crate::measure::Sample;
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// The model every ratio is taken against when it is in the run.
 pub const PREFERRED_BASELINE: &str = "tokio";
@@ -38,7 +39,12 @@ pub const CONFIDENCE: f64 = 0.95;
 /// The keys are a contract like the load report's: later versions add keys
 /// and never rename them. A figure is `null` when no repetition produced it
 /// (the server did not start, or the OS cannot provide it).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+///
+/// The figures live in [`Row::figures`], one [`Summary`] per [`Figure`];
+/// serialized, each figure is its key with the median, and for the figures
+/// in [`Figure::KEPT`] and [`Figure::RATIOS`] the keys of the spread and
+/// the ratio besides (see [`Row::serialize`] for the whole layout).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row {
     /// The model, or the name given to `--server`.
     pub model: String,
@@ -46,61 +52,11 @@ pub struct Row {
     pub connections: usize,
     /// Bytes per message.
     pub size: usize,
-    /// Verified messages per second.
-    pub msgs_per_sec: Option<f64>,
-    /// Verified echo bytes per second, in 10^6 bytes.
-    pub mb_per_sec: Option<f64>,
-    /// Median latency, microseconds.
-    pub p50_us: Option<f64>,
-    /// 99th percentile latency, microseconds.
-    pub p99_us: Option<f64>,
-    /// Server CPU seconds (user + system) per million messages.
-    pub server_cpu_s_per_million: Option<f64>,
-    /// The user-mode part, seconds per million messages.
-    pub server_user_s_per_million: Option<f64>,
-    /// The kernel part, seconds per million messages.
-    pub server_sys_s_per_million: Option<f64>,
-    /// Busy time of the server's pinned CPUs (all but idle and iowait), seconds per million messages.
-    pub server_cpus_busy_s_per_million: Option<f64>,
-    /// Server peak resident memory, KiB.
-    pub server_peak_rss_kib: Option<u64>,
-    /// The load's CPU use, percent of its CPUs (100 = all of them busy).
-    pub client_cpu_pct: Option<f64>,
-    /// Time the hypervisor took from the pinned CPUs, percent of their
-    /// capacity; above a few percent the figures are unreliable.
-    pub host_steal_pct: Option<f64>,
-    /// The spread of `msgs_per_sec` over the repetitions: lowest, highest,
-    /// and the 95% confidence interval of the median (distribution-free;
-    /// `null` with fewer than 2 repetitions; below 6, the lowest to the
-    /// highest, with the confidence that has in `ci_level`).
-    pub msgs_per_sec_min: Option<f64>,
-    /// See `msgs_per_sec_min`.
-    pub msgs_per_sec_max: Option<f64>,
-    /// See `msgs_per_sec_min`.
-    pub msgs_per_sec_ci: Option<[f64; 2]>,
-    /// The spread of `server_cpu_s_per_million`, as for `msgs_per_sec`.
-    pub server_cpu_s_per_million_min: Option<f64>,
-    /// See `server_cpu_s_per_million_min`.
-    pub server_cpu_s_per_million_max: Option<f64>,
-    /// See `server_cpu_s_per_million_min`.
-    pub server_cpu_s_per_million_ci: Option<[f64; 2]>,
-    /// The spread of `p99_us`, as for `msgs_per_sec`.
-    pub p99_us_min: Option<f64>,
-    /// See `p99_us_min`.
-    pub p99_us_max: Option<f64>,
-    /// See `p99_us_min`.
-    pub p99_us_ci: Option<[f64; 2]>,
+    /// Every figure over the repetitions, indexed by [`Figure::index`];
+    /// read them with [`Row::median`] and [`Row::figure`].
+    pub figures: [Summary; Figure::COUNT],
     /// The model the ratios are taken against (`null` for the baseline itself).
     pub baseline: Option<String>,
-    /// Median msgs/s over the baseline's in the same cell.
-    pub msgs_per_sec_ratio: Option<f64>,
-    /// Interval of that ratio: the quotients of the two medians' intervals.
-    pub msgs_per_sec_ratio_ci: Option<[f64; 2]>,
-    /// Median server CPU per message over the baseline's in the same cell
-    /// (below 1: cheaper than the baseline).
-    pub server_cpu_ratio: Option<f64>,
-    /// Interval of that ratio, likewise.
-    pub server_cpu_ratio_ci: Option<[f64; 2]>,
     /// The confidence the `_ci` intervals of this row's medians really have:
     /// 0.95 from 6 repetitions on, less below (0.75 at 3); `null` below 2.
     pub ci_level: Option<f64>,
@@ -113,12 +69,6 @@ pub struct Row {
     pub disturbed: bool,
     /// Runs repeated because they were disturbed, over all repetitions.
     pub retried: usize,
-    /// Each repetition's msgs/s, in the order they ran.
-    pub msgs_per_sec_reps: Vec<f64>,
-    /// Each repetition's server CPU seconds per million messages.
-    pub server_cpu_s_per_million_reps: Vec<f64>,
-    /// Each repetition's p99, microseconds.
-    pub p99_us_reps: Vec<f64>,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -131,6 +81,113 @@ pub struct Row {
     pub clean: bool,
     /// What went wrong or needs saying, one entry per distinct note.
     pub notes: Vec<String>,
+}
+
+/// One figure of one row, over its repetitions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// The median of the repetitions that measured it (rounded for a
+    /// [`Kind::Count`]); `None` when none did.
+    pub median: Option<f64>,
+    /// Each repetition's value, in the order they ran; the repetitions that
+    /// did not measure it are left out.
+    pub reps: Vec<f64>,
+    /// The lowest repetition.
+    pub min: Option<f64>,
+    /// The highest repetition.
+    pub max: Option<f64>,
+    /// The 95% confidence interval of the median (distribution-free; `None`
+    /// with fewer than 2 repetitions; below 6, the lowest to the highest,
+    /// with the confidence that has in [`Row::ci_level`]).
+    pub ci: Option<[f64; 2]>,
+    /// The median over the baseline's in the same cell; only for the
+    /// figures in [`Figure::RATIOS`], and only in rows that have a baseline.
+    pub ratio: Option<f64>,
+    /// Interval of that ratio: the quotients of the two medians' intervals.
+    pub ratio_ci: Option<[f64; 2]>,
+}
+
+impl Summary {
+    /// `figure` over `samples`.
+    fn of(figure: Figure, samples: &[&Sample]) -> Summary {
+        let reps: Vec<f64> = samples.iter().filter_map(|s| figure.of(s)).collect();
+        let median = median(&reps);
+        Summary {
+            median: match figure.kind() {
+                Kind::Real => median,
+                Kind::Count => median.map(f64::round),
+            },
+            min: reps.iter().copied().reduce(f64::min),
+            max: reps.iter().copied().reduce(f64::max),
+            ci: median_ci(&reps),
+            reps,
+            ratio: None,
+            ratio_ci: None,
+        }
+    }
+}
+
+impl Row {
+    /// The median of `figure` over the repetitions.
+    pub fn median(&self, figure: Figure) -> Option<f64> {
+        self.figure(figure).median
+    }
+
+    /// Everything this row has on `figure`.
+    pub fn figure(&self, figure: Figure) -> &Summary {
+        &self.figures[figure.index()]
+    }
+
+    /// Everything this row has on `figure`, to change.
+    pub fn figure_mut(&mut self, figure: Figure) -> &mut Summary {
+        &mut self.figures[figure.index()]
+    }
+}
+
+/// The layout of a row in `results.json`, key by key: the cell, every
+/// figure's median, the spread of the [`Figure::KEPT`] ones, the baseline
+/// and the [`Figure::RATIOS`], the run's quality, the repetitions of the
+/// kept figures, and the rest.
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("model", &self.model)?;
+        m.serialize_entry("connections", &self.connections)?;
+        m.serialize_entry("size", &self.size)?;
+        for f in Figure::ALL {
+            let median = self.median(f);
+            match f.kind() {
+                Kind::Real => m.serialize_entry(f.key(), &median)?,
+                Kind::Count => m.serialize_entry(f.key(), &median.map(|v| v as u64))?,
+            }
+        }
+        for f in Figure::KEPT {
+            let x = self.figure(f);
+            m.serialize_entry(&format!("{}_min", f.key()), &x.min)?;
+            m.serialize_entry(&format!("{}_max", f.key()), &x.max)?;
+            m.serialize_entry(&format!("{}_ci", f.key()), &x.ci)?;
+        }
+        m.serialize_entry("baseline", &self.baseline)?;
+        for (f, key) in Figure::RATIOS {
+            let x = self.figure(f);
+            m.serialize_entry(key, &x.ratio)?;
+            m.serialize_entry(&format!("{key}_ci"), &x.ratio_ci)?;
+        }
+        m.serialize_entry("ci_level", &self.ci_level)?;
+        m.serialize_entry("interference_pct", &self.interference_pct)?;
+        m.serialize_entry("disturbed", &self.disturbed)?;
+        m.serialize_entry("retried", &self.retried)?;
+        for f in Figure::KEPT {
+            m.serialize_entry(&format!("{}_reps", f.key()), &self.figure(f).reps)?;
+        }
+        m.serialize_entry("serialized", &self.serialized)?;
+        m.serialize_entry("reps", &self.reps)?;
+        m.serialize_entry("errors", &self.errors)?;
+        m.serialize_entry("mismatches", &self.mismatches)?;
+        m.serialize_entry("clean", &self.clean)?;
+        m.serialize_entry("notes", &self.notes)?;
+        m.end()
+    }
 }
 
 /// The median; the mean of the middle two for an even count; `None` when empty.
@@ -265,25 +322,55 @@ pub fn add_ratios(rows: &mut [Row], base: &str) {
             continue;
         };
         r.baseline = Some(base.to_string());
-        if let Some((x, ci)) = ratio_with_ci(&r.msgs_per_sec_reps, &b.msgs_per_sec_reps) {
-            r.msgs_per_sec_ratio = Some(x);
-            r.msgs_per_sec_ratio_ci = ci;
-        }
-        if let Some((x, ci)) = ratio_with_ci(
-            &r.server_cpu_s_per_million_reps,
-            &b.server_cpu_s_per_million_reps,
-        ) {
-            r.server_cpu_ratio = Some(x);
-            r.server_cpu_ratio_ci = ci;
+        for (f, _) in Figure::RATIOS {
+            if let Some((x, ci)) = ratio_with_ci(&r.figure(f).reps, &b.figure(f).reps) {
+                let mine = r.figure_mut(f);
+                mine.ratio = Some(x);
+                mine.ratio_ci = ci;
+            }
         }
     }
 }
 
+/// The row of one target in one cell, from the outcomes of its repetitions.
 fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) -> Row {
     let samples: Vec<&Sample> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
-    let f = |get: fn(&Sample) -> Option<f64>| -> Option<f64> {
-        median(&samples.iter().filter_map(|s| get(s)).collect::<Vec<_>>())
-    };
+    let reps = samples.len();
+    let errors = samples.iter().map(|s| s.errors).sum();
+    let mismatches = samples.iter().map(|s| s.mismatches).sum();
+    let disturbed_reps = samples.iter().filter(|s| s.disturbed).count();
+    let figures = Figure::ALL.map(|f| Summary::of(f, &samples));
+    Row {
+        model: target.name().to_string(),
+        connections: cell.connections,
+        size: cell.size,
+        ci_level: median_interval(&figures[Figure::MsgsPerSec.index()].reps)
+            .map(|(_, level)| level),
+        figures,
+        baseline: None,
+        interference_pct: samples
+            .iter()
+            .filter_map(|s| s.interference_pct)
+            .reduce(f64::max),
+        disturbed: disturbed_reps > 0,
+        retried: samples.iter().map(|s| s.attempts.saturating_sub(1)).sum(),
+        serialized: target.serialized(),
+        reps,
+        errors,
+        mismatches,
+        clean: reps == planned_reps
+            && reps == outcomes.len()
+            && errors == 0
+            && mismatches == 0
+            && !samples.iter().any(|s| s.server_failed),
+        notes: row_notes(outcomes, errors, mismatches, disturbed_reps),
+    }
+}
+
+/// The notes of a row, each once, in this order: what the runs said (or why
+/// they could not run), then wrong echoes or failed connections, then
+/// disturbed repetitions.
+fn row_notes(outcomes: &[&Outcome], errors: u64, mismatches: u64, disturbed: usize) -> Vec<String> {
     let mut notes: Vec<String> = Vec::new();
     let mut note = |n: &str| {
         if !notes.iter().any(|x| x == n) {
@@ -300,79 +387,18 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             }
         }
     }
-    let errors = samples.iter().map(|s| s.errors).sum();
-    let mismatches = samples.iter().map(|s| s.mismatches).sum();
     if mismatches > 0 {
         note("ECHO MISMATCH: the server returned bytes that were not sent");
     } else if errors > 0 {
         note("connection errors: see errors");
     }
-    let reps = samples.len();
-    let values = |get: fn(&Sample) -> Option<f64>| -> Vec<f64> {
-        samples.iter().filter_map(|s| get(s)).collect()
-    };
-    let msgs_reps = values(|s| Some(s.msgs_per_sec));
-    let cpu_reps = values(|s| s.server_cpu_s_per_million);
-    let p99_reps = values(|s| s.p99_us);
-    let lo = |v: &[f64]| v.iter().copied().reduce(f64::min);
-    let hi = |v: &[f64]| v.iter().copied().reduce(f64::max);
-    let disturbed_reps = samples.iter().filter(|s| s.disturbed).count();
-    if disturbed_reps > 0 {
+    if disturbed > 0 {
+        let reps = outcomes.iter().filter(|o| o.is_ok()).count();
         note(&format!(
-            "DISTURBED: {disturbed_reps} of {reps} repetition(s) stayed above the interference threshold after retries"
+            "DISTURBED: {disturbed} of {reps} repetition(s) stayed above the interference threshold after retries"
         ));
     }
-    Row {
-        msgs_per_sec_min: lo(&msgs_reps),
-        msgs_per_sec_max: hi(&msgs_reps),
-        msgs_per_sec_ci: median_ci(&msgs_reps),
-        server_cpu_s_per_million_min: lo(&cpu_reps),
-        server_cpu_s_per_million_max: hi(&cpu_reps),
-        server_cpu_s_per_million_ci: median_ci(&cpu_reps),
-        p99_us_min: lo(&p99_reps),
-        p99_us_max: hi(&p99_reps),
-        p99_us_ci: median_ci(&p99_reps),
-        baseline: None,
-        msgs_per_sec_ratio: None,
-        msgs_per_sec_ratio_ci: None,
-        server_cpu_ratio: None,
-        server_cpu_ratio_ci: None,
-        ci_level: median_interval(&msgs_reps).map(|(_, level)| level),
-        interference_pct: samples
-            .iter()
-            .filter_map(|s| s.interference_pct)
-            .reduce(f64::max),
-        disturbed: disturbed_reps > 0,
-        retried: samples.iter().map(|s| s.attempts.saturating_sub(1)).sum(),
-        msgs_per_sec_reps: msgs_reps,
-        server_cpu_s_per_million_reps: cpu_reps,
-        p99_us_reps: p99_reps,
-        model: target.name().to_string(),
-        connections: cell.connections,
-        size: cell.size,
-        msgs_per_sec: f(|s| Some(s.msgs_per_sec)),
-        mb_per_sec: f(|s| Some(s.mb_per_sec)),
-        p50_us: f(|s| s.p50_us),
-        p99_us: f(|s| s.p99_us),
-        server_cpu_s_per_million: f(|s| s.server_cpu_s_per_million),
-        server_user_s_per_million: f(|s| s.server_user_s_per_million),
-        server_sys_s_per_million: f(|s| s.server_sys_s_per_million),
-        server_cpus_busy_s_per_million: f(|s| s.server_cpus_busy_s_per_million),
-        server_peak_rss_kib: f(|s| s.server_peak_rss_kib.map(|k| k as f64))
-            .map(|k| k.round() as u64),
-        client_cpu_pct: f(|s| s.client_cpu_pct),
-        host_steal_pct: f(|s| s.host_steal_pct),
-        serialized: target.serialized(),
-        reps,
-        errors,
-        mismatches,
-        clean: reps == planned_reps
-            && reps == outcomes.len()
-            && errors == 0
-            && mismatches == 0
-            && !samples.iter().any(|s| s.server_failed),
-        notes,
-    }
+    notes
 }
 
 #[cfg(test)]
@@ -457,11 +483,11 @@ mod tests {
         let rows = aggregate(&targets, &cells, &runs, 3, None);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].model, "threaded");
-        assert_eq!(rows[0].msgs_per_sec, Some(200.0));
-        assert_eq!(rows[0].p50_us, Some(2.0));
-        assert_eq!(rows[0].server_peak_rss_kib, Some(200));
+        assert_eq!(rows[0].median(Figure::MsgsPerSec), Some(200.0));
+        assert_eq!(rows[0].median(Figure::P50), Some(2.0));
+        assert_eq!(rows[0].median(Figure::ServerPeakRss), Some(200.0));
         assert!(rows[0].clean && !rows[0].serialized);
-        assert_eq!(rows[1].msgs_per_sec, Some(20.0));
+        assert_eq!(rows[1].median(Figure::MsgsPerSec), Some(20.0));
         assert!(rows[1].serialized);
         assert!(!rows[1].clean, "a missing repetition is not clean");
         assert_eq!(rows[1].notes, ["did not start"]);

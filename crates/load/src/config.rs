@@ -193,9 +193,21 @@ impl Config {
         }
     }
 
-    /// Refuse what cannot be run, with a message that names the flag.
+    /// Refuse what cannot be run, with a message that names the flag. The
+    /// checks run in this order, and the first that fails is the one reported.
     pub fn validate(&self) -> Result<(), LoadError> {
-        let bad = |s: String| Err(LoadError::Config(s));
+        self.check_counts()?;
+        self.check_rate()?;
+        self.check_in_flight()?;
+        self.check_times()?;
+        self.check_percentiles()?;
+        self.check_size()?;
+        self.check_source_ips()?;
+        self.check_engine()
+    }
+
+    /// Check the number of connections, and of messages per connection.
+    fn check_counts(&self) -> Result<(), LoadError> {
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return bad(format!(
                 "--connections {} is out of range: write 1 to {MAX_CONNECTIONS} (one process cannot hold more sockets)",
@@ -213,6 +225,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Check an open loop's rate, and whether its schedule ends within a year.
+    fn check_rate(&self) -> Result<(), LoadError> {
         if let Some(r) = self.rate {
             if !(MIN_RATE..=MAX_RATE).contains(&r) {
                 return bad(format!(
@@ -232,6 +249,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Check the pipeline, and the bytes all connections may have in flight at once.
+    fn check_in_flight(&self) -> Result<(), LoadError> {
         let per_conn = match self.stop {
             StopWhen::Count(n) => (self.pipeline as u64).min(n),
             StopWhen::Duration(_) => self.pipeline as u64,
@@ -250,7 +272,11 @@ impl Config {
         if self.pipeline == 0 {
             return bad("--pipeline must be at least 1".into());
         }
+        Ok(())
+    }
 
+    /// Check the connect rate, the duration and the interval between reports.
+    fn check_times(&self) -> Result<(), LoadError> {
         if let Some(r) = self.connect_rate {
             if !(r.is_finite()
                 && r >= MIN_RATE
@@ -269,6 +295,11 @@ impl Config {
         if self.interval.is_some_and(|i| i < Duration::from_millis(10)) {
             return bad("--interval must be at least 10ms".into());
         }
+        Ok(())
+    }
+
+    /// Check the percentiles asked for.
+    fn check_percentiles(&self) -> Result<(), LoadError> {
         for &p in &self.percentiles {
             if !(p > 0.0 && p <= 100.0) {
                 return bad(format!(
@@ -276,6 +307,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Check the size of a sized payload's messages.
+    fn check_size(&self) -> Result<(), LoadError> {
         if let Payload::Sized { len, .. } = self.payload {
             if len == 0 || len > MAX_MESSAGE_SIZE {
                 return bad(format!(
@@ -283,6 +319,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Check that the source addresses are of the server's IP version.
+    fn check_source_ips(&self) -> Result<(), LoadError> {
         if let Some(ip) = self
             .source_ips
             .iter()
@@ -293,6 +334,12 @@ impl Config {
                 self.addr
             ));
         }
+        Ok(())
+    }
+
+    /// Check what the threads engine cannot do: pipelining, and messages
+    /// too large to write whole before reading.
+    fn check_engine(&self) -> Result<(), LoadError> {
         if self.engine == Engine::Threads {
             if self.pipeline != 1 {
                 return bad(
@@ -308,6 +355,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A configuration refused, and why.
+fn bad(why: String) -> Result<(), LoadError> {
+    Err(LoadError::Config(why))
 }
 
 #[cfg(test)]

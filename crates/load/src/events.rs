@@ -226,8 +226,7 @@ impl Driver<'_> {
     /// `MAX_PENDING_CONNECTS` at a time and at this thread's share of
     /// `--connect-rate`.
     fn connect_all(&mut self, ids: &[u64], threads: usize) -> Result<(), LoadError> {
-        let config = self.config;
-        let rate = config.connect_rate.map(|r| r / threads as f64);
+        let rate = self.config.connect_rate.map(|r| r / threads as f64);
         let start = Instant::now();
         let mut issued = 0usize;
         let mut pending = 0usize;
@@ -246,26 +245,8 @@ impl Driver<'_> {
                 }
                 let id = ids[issued];
                 issued += 1;
-                let source = net::source_for(&config.source_ips, id);
-                match net::start_connect(config.addr, source) {
-                    Ok(std) => {
-                        let mut stream = TcpStream::from_std(std);
-                        self.poll
-                            .registry()
-                            .register(
-                                &mut stream,
-                                Token(self.conns.len()),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                            .map_err(Self::register_error)?;
-                        self.conns.push(Some(Conn::new(stream, id, now)));
-                        pending += 1;
-                    }
-                    Err(e) => {
-                        tracing::debug!("connect to {} failed: {e}", config.addr);
-                        self.conns.push(None);
-                        self.rec.error(ErrorKind::ConnectFailed);
-                    }
+                if self.start_connect(id, now)? {
+                    pending += 1;
                 }
             }
             if issued == ids.len() && pending == 0 {
@@ -279,44 +260,11 @@ impl Driver<'_> {
                     });
                 }
             }
-            for ev in events.iter() {
-                let slot = &mut self.conns[ev.token().0];
-                let Some(conn) = slot
-                    .as_mut()
-                    .filter(|c| matches!(c.state, State::Connecting { .. }))
-                else {
-                    continue;
-                };
-                match conn.connected() {
-                    Ok(false) => continue,
-                    Ok(true) => {
-                        self.live += 1;
-                        self.rec.opened();
-                    }
-                    Err(e) => {
-                        tracing::debug!("connect to {} failed: {e}", config.addr);
-                        self.rec.error(ErrorKind::ConnectFailed);
-                        let mut conn = slot.take().expect("checked above");
-                        let _ = self.poll.registry().deregister(&mut conn.stream);
-                    }
-                }
-                pending -= 1;
-            }
+            pending -= self.connects_done(&events);
             let now = Instant::now();
             if now.duration_since(last_sweep) >= SWEEP {
                 last_sweep = now;
-                for slot in self.conns.iter_mut() {
-                    let timed_out = slot.as_ref().is_some_and(|c| match c.state {
-                        State::Connecting { since } => now.duration_since(since) > config.timeout,
-                        _ => false,
-                    });
-                    if timed_out {
-                        let mut conn = slot.take().expect("checked above");
-                        let _ = self.poll.registry().deregister(&mut conn.stream);
-                        self.rec.error(ErrorKind::ConnectFailed);
-                        pending -= 1;
-                    }
-                }
+                pending -= self.connects_timed_out(now);
             }
             self.rec.tick(now);
         }
@@ -324,16 +272,90 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Start connection `id`'s non-blocking connect and register it. False
+    /// when the connect failed at once, which is counted here.
+    fn start_connect(&mut self, id: u64, now: Instant) -> Result<bool, LoadError> {
+        let config = self.config;
+        let source = net::source_for(&config.source_ips, id);
+        match net::start_connect(config.addr, source) {
+            Ok(std) => {
+                let mut stream = TcpStream::from_std(std);
+                self.poll
+                    .registry()
+                    .register(
+                        &mut stream,
+                        Token(self.conns.len()),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map_err(Self::register_error)?;
+                self.conns.push(Some(Conn::new(stream, id, now)));
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::debug!("connect to {} failed: {e}", config.addr);
+                self.conns.push(None);
+                self.rec.error(ErrorKind::ConnectFailed);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Note the connects that `events` show finished, opened or failed;
+    /// returns how many.
+    fn connects_done(&mut self, events: &Events) -> usize {
+        let mut done = 0;
+        for ev in events.iter() {
+            let slot = &mut self.conns[ev.token().0];
+            let Some(conn) = slot
+                .as_mut()
+                .filter(|c| matches!(c.state, State::Connecting { .. }))
+            else {
+                continue;
+            };
+            match conn.connected() {
+                Ok(false) => continue,
+                Ok(true) => {
+                    self.live += 1;
+                    self.rec.opened();
+                }
+                Err(e) => {
+                    tracing::debug!("connect to {} failed: {e}", self.config.addr);
+                    self.rec.error(ErrorKind::ConnectFailed);
+                    let mut conn = slot.take().expect("checked above");
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                }
+            }
+            done += 1;
+        }
+        done
+    }
+
+    /// Fail the connects in progress for longer than the timeout; returns
+    /// how many.
+    fn connects_timed_out(&mut self, now: Instant) -> usize {
+        let timeout = self.config.timeout;
+        let mut failed = 0;
+        for slot in self.conns.iter_mut() {
+            let timed_out = slot.as_ref().is_some_and(|c| match c.state {
+                State::Connecting { since } => now.duration_since(since) > timeout,
+                _ => false,
+            });
+            if timed_out {
+                let mut conn = slot.take().expect("checked above");
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+                self.rec.error(ErrorKind::ConnectFailed);
+                failed += 1;
+            }
+        }
+        failed
+    }
+
     /// Drive every connection until each one is done or failed.
     fn run(&mut self, w: &Workload, ids: &[u64]) -> Result<(), LoadError> {
         let mut events = Events::with_capacity(1024);
-        let mut cursor = w.schedule.map(|s| Cursor::new(s, ids.len()));
-        let timer = match &cursor {
-            Some(_) => crate::sys::Timer::new(self.poll.registry(), TIMER).ok(),
-            None => None,
-        };
-        let mut armed_for = None;
-        let mut due = Vec::new();
+        let mut open = w
+            .schedule
+            .map(|s| OpenLoop::new(s, ids.len(), self.poll.registry()));
         self.exchanging = self.live;
         if self.exchanging == 0 {
             self.rec.end_series();
@@ -346,17 +368,8 @@ impl Driver<'_> {
         while self.live > 0 {
             let now = Instant::now();
             let mut wait = SWEEP.saturating_sub(now.duration_since(last_sweep));
-            if let Some(at) = cursor.as_ref().and_then(|c| c.at(w, ids)) {
-                match &timer {
-                    _ if at <= now => wait = Duration::ZERO,
-                    Some(t) => {
-                        if armed_for != Some(at) {
-                            t.arm(at - now);
-                            armed_for = Some(at);
-                        }
-                    }
-                    None => wait = wait.min(at - now),
-                }
+            if let Some(o) = open.as_mut() {
+                wait = o.wait(w, ids, now, wait);
             }
             if let Err(e) = self.wait(&mut events, wait) {
                 return Err(LoadError::Io {
@@ -365,46 +378,9 @@ impl Driver<'_> {
                 });
             }
             let mut now = Instant::now();
-            for ev in events.iter() {
-                // The timer needs no read: re-arming resets it, and each
-                // expiry raises a new edge.
-                if ev.token() == TIMER {
-                    continue;
-                }
-                // A FIN or a reset that came with the last data raised the
-                // same edge; epoll reports it in this event's flags.
-                let reading = if ev.is_read_closed() || ev.is_error() {
-                    Reading::Drain
-                } else {
-                    Reading::Data
-                };
-                self.drive(ev.token().0, w, now, reading);
-            }
-            if let Some(c) = cursor.as_mut() {
-                let mut pushed = 0;
-                while let Some(at) = c.at(w, ids) {
-                    if at > now {
-                        break;
-                    }
-                    due.push((c.k, at));
-                    c.advance();
-                    pushed += 1;
-                    if pushed >= c.len && c.k == 0 {
-                        // A whole round fell due at once: this thread is a
-                        // round or more behind the schedule. Every
-                        // connection is being driven now; skip the rounds
-                        // in between rather than walk them slot by slot
-                        // (at a rate of 10^9 that walk never ends).
-                        c.skip_to(w, ids, now);
-                    }
-                }
-                now = Instant::now();
-                // A message is due, not an echo: skip the read, which
-                // would only fail with WouldBlock; echoed bytes that are
-                // still unread have a readiness edge of their own pending.
-                for (k, at) in due.drain(..) {
-                    self.drive_due(k, w, now, at);
-                }
+            self.drive_ready(&events, w, now);
+            if let Some(o) = open.as_mut() {
+                now = self.drive_due_messages(o, w, ids, now);
             }
             if now.duration_since(last_sweep) >= SWEEP {
                 last_sweep = now;
@@ -413,6 +389,62 @@ impl Driver<'_> {
             self.rec.tick(now);
         }
         Ok(())
+    }
+
+    /// Drive the connections that `events` show ready.
+    fn drive_ready(&mut self, events: &Events, w: &Workload, now: Instant) {
+        for ev in events.iter() {
+            // The timer needs no read: re-arming resets it, and each
+            // expiry raises a new edge.
+            if ev.token() == TIMER {
+                continue;
+            }
+            // A FIN or a reset that came with the last data raised the
+            // same edge; epoll reports it in this event's flags.
+            let reading = if ev.is_read_closed() || ev.is_error() {
+                Reading::Drain
+            } else {
+                Reading::Data
+            };
+            self.drive(ev.token().0, w, now, reading);
+        }
+    }
+
+    /// Open loop: drive every connection whose message fell due by `now`;
+    /// returns the time after collecting them, when they were driven.
+    fn drive_due_messages(
+        &mut self,
+        open: &mut OpenLoop,
+        w: &Workload,
+        ids: &[u64],
+        now: Instant,
+    ) -> Instant {
+        let c = &mut open.cursor;
+        let mut pushed = 0;
+        while let Some(at) = c.at(w, ids) {
+            if at > now {
+                break;
+            }
+            open.due.push((c.k, at));
+            c.advance();
+            pushed += 1;
+            if pushed >= c.len && c.k == 0 {
+                // A whole round fell due at once: this thread is a
+                // round or more behind the schedule. Every
+                // connection is being driven now; skip the rounds
+                // in between rather than walk them slot by slot
+                // (at a rate of 10^9 that walk never ends).
+                c.skip_to(w, ids, now);
+            }
+        }
+        let now = Instant::now();
+        // A message is due, not an echo: skip the read, which
+        // would only fail with WouldBlock; echoed bytes that are
+        // still unread have a readiness edge of their own pending.
+        for (k, at) in open.due.drain(..) {
+            self.drive_due(k, w, now, at);
+        }
+        now
     }
 
     /// Wait for readiness, at most `wait`. With `busy_poll`, first ask
@@ -588,6 +620,49 @@ impl Cursor {
     }
 }
 
+/// An open loop's state on this thread: where it is in the schedule, the
+/// timer that wakes the poll when the next message is due (none where the
+/// OS has no precise one: the poll timeout does it), and the due messages
+/// collected in a pass.
+struct OpenLoop {
+    cursor: Cursor,
+    timer: Option<crate::sys::Timer>,
+    /// The instant the timer is armed for.
+    armed_for: Option<Instant>,
+    due: Vec<(usize, Instant)>,
+}
+
+impl OpenLoop {
+    fn new(schedule: Schedule, len: usize, registry: &mio::Registry) -> OpenLoop {
+        OpenLoop {
+            cursor: Cursor::new(schedule, len),
+            timer: crate::sys::Timer::new(registry, TIMER).ok(),
+            armed_for: None,
+            due: Vec::new(),
+        }
+    }
+
+    /// How long the poll may wait, at most `wait`, so that the next due
+    /// message is not late: not at all when it is due, else until the
+    /// timer (armed here) or the poll timeout wakes it.
+    fn wait(&mut self, w: &Workload, ids: &[u64], now: Instant, wait: Duration) -> Duration {
+        let Some(at) = self.cursor.at(w, ids) else {
+            return wait;
+        };
+        match &self.timer {
+            _ if at <= now => Duration::ZERO,
+            Some(t) => {
+                if self.armed_for != Some(at) {
+                    t.arm(at - now);
+                    self.armed_for = Some(at);
+                }
+                wait
+            }
+            None => wait.min(at - now),
+        }
+    }
+}
+
 /// One connection's turn: read and verify, queue what is due, write; and
 /// once everything asked is verified, the close check.
 fn turn(
@@ -690,40 +765,9 @@ fn read(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(classify(&e)),
         };
-        let got = &scratch[..n];
-        let from = (conn.verified - conn.base) as usize;
         let owed = (conn.written - conn.verified) as usize;
-        let checked = n.min(owed);
-        if conn.buf[from..from + checked] != got[..checked] {
-            let at = conn.buf[from..from + checked]
-                .iter()
-                .zip(got)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            tracing::debug!(
-                "connection {}: echo mismatch at stream offset {}",
-                conn.id + 1,
-                conn.verified + at as u64
-            );
-            return Err(ErrorKind::Mismatch);
-        }
-        // What was owed and matched is verified, even when more follows.
-        conn.verified += checked as u64;
-        let now = Instant::now();
-        while let Some(m) = conn.in_flight.front() {
-            if m.end > conn.verified {
-                break;
-            }
-            // The sweep looks for overdue echoes only now and then; an
-            // echo that took longer than the timeout fails here, exactly.
-            if now.duration_since(m.queued) > timeout {
-                return Err(ErrorKind::Timeout);
-            }
-            rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
-            conn.last_verified = Some(now);
-            conn.in_flight.pop_front();
-            conn.in_flight_written -= 1;
-        }
+        verify(conn, &scratch[..n.min(owed)])?;
+        complete_verified(conn, rec, timeout)?;
         if n > owed {
             tracing::debug!(
                 "connection {}: {} bytes came back that were never sent (stream offset {})",
@@ -733,18 +777,7 @@ fn read(
             );
             return Err(ErrorKind::ExtraBytes);
         }
-        if conn.verified == conn.generated {
-            // Everything sent came back: start the buffer afresh, no copying.
-            conn.buf.clear();
-            conn.base = conn.verified;
-        } else {
-            // Drop verified bytes once they are a large, leading part of the buffer.
-            let dead = (conn.verified - conn.base) as usize;
-            if dead >= 64 * 1024 && dead * 2 >= conn.buf.len() {
-                conn.buf.drain(..dead);
-                conn.base = conn.verified;
-            }
-        }
+        drop_verified(conn);
         // A short read emptied the receive queue: for a TCP socket `read`
         // returns less than asked only when nothing more is queued, and new
         // data raises a new readiness edge. This saves one `read` that
@@ -754,6 +787,65 @@ fn read(
         // the next `read` reports it.
         if n < scratch.len() && reading == Reading::Data {
             return Ok(ReadEnd::Drained);
+        }
+    }
+}
+
+/// Compare echoed bytes, all of them owed, with what was sent at the same
+/// place in the stream; what matched is verified.
+fn verify(conn: &mut Conn, got: &[u8]) -> Result<(), ErrorKind> {
+    let from = (conn.verified - conn.base) as usize;
+    let sent = &conn.buf[from..from + got.len()];
+    if sent != got {
+        let at = sent.iter().zip(got).position(|(a, b)| a != b).unwrap_or(0);
+        tracing::debug!(
+            "connection {}: echo mismatch at stream offset {}",
+            conn.id + 1,
+            conn.verified + at as u64
+        );
+        return Err(ErrorKind::Mismatch);
+    }
+    // What was owed and matched is verified, even when more follows.
+    conn.verified += got.len() as u64;
+    Ok(())
+}
+
+/// Record every message now verified to its end, in order.
+fn complete_verified(
+    conn: &mut Conn,
+    rec: &mut Recorder,
+    timeout: Duration,
+) -> Result<(), ErrorKind> {
+    let now = Instant::now();
+    while let Some(m) = conn.in_flight.front() {
+        if m.end > conn.verified {
+            break;
+        }
+        // The sweep looks for overdue echoes only now and then; an
+        // echo that took longer than the timeout fails here, exactly.
+        if now.duration_since(m.queued) > timeout {
+            return Err(ErrorKind::Timeout);
+        }
+        rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
+        conn.last_verified = Some(now);
+        conn.in_flight.pop_front();
+        conn.in_flight_written -= 1;
+    }
+    Ok(())
+}
+
+/// Free the buffer of verified bytes when that is cheap or worth it.
+fn drop_verified(conn: &mut Conn) {
+    if conn.verified == conn.generated {
+        // Everything sent came back: start the buffer afresh, no copying.
+        conn.buf.clear();
+        conn.base = conn.verified;
+    } else {
+        // Drop verified bytes once they are a large, leading part of the buffer.
+        let dead = (conn.verified - conn.base) as usize;
+        if dead >= 64 * 1024 && dead * 2 >= conn.buf.len() {
+            conn.buf.drain(..dead);
+            conn.base = conn.verified;
         }
     }
 }

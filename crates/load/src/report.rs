@@ -464,8 +464,27 @@ impl Report {
     /// are flattened with `_`: `latency_us_p99`, `latency_us_p99.99`,
     /// `errors_by_kind_reset`. The series is not included (see the JSON).
     pub fn to_csv(&self) -> String {
+        let mut cols = self.csv_counters();
+        // Absent values are empty cells, so that closed- and open-loop files
+        // share one header and can be concatenated.
+        latency_csv(&mut cols, "latency_us", &self.latency_us, true);
+        match &self.latency_corrected_us {
+            Some(c) => latency_csv(&mut cols, "latency_corrected_us", c, true),
+            None => latency_csv(&mut cols, "latency_corrected_us", &self.latency_us, false),
+        }
+        for (k, n) in &self.errors_by_kind {
+            cols.push((format!("errors_by_kind_{}", k.name()), n.to_string()));
+        }
+        cols.extend(self.csv_settings());
+        let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
+        format!("{}\n{}\n", keys.join(","), values.join(","))
+    }
+
+    /// The CSV columns before the latencies: connections, messages and
+    /// bytes counted, and the rates.
+    fn csv_counters(&self) -> Vec<(String, String)> {
         let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
-        let mut cols: Vec<(String, String)> = vec![
+        vec![
             ("connections".into(), self.connections.to_string()),
             (
                 "connections_opened".into(),
@@ -492,47 +511,14 @@ impl Report {
             ("elapsed_s".into(), format!("{:.6}", self.elapsed_s)),
             ("msgs_per_sec".into(), format!("{:.3}", self.msgs_per_sec)),
             ("mb_per_sec".into(), format!("{:.6}", self.mb_per_sec)),
-        ];
-        // Absent values are empty cells, so that closed- and open-loop files
-        // share one header and can be concatenated.
-        let latency =
-            |cols: &mut Vec<(String, String)>, prefix: &str, l: &Latency, present: bool| {
-                let mut put = |name: &str, v: String| cols.push((format!("{prefix}_{name}"), v));
-                let v = |x: u64| {
-                    if present {
-                        x.to_string()
-                    } else {
-                        String::new()
-                    }
-                };
-                put("p50", v(l.p50));
-                put("p90", v(l.p90));
-                put("p99", v(l.p99));
-                put("p999", v(l.p999));
-                put("max", v(l.max));
-                put("min", v(l.min));
-                put(
-                    "mean",
-                    if present {
-                        format!("{:.3}", l.mean)
-                    } else {
-                        String::new()
-                    },
-                );
-                put("count", v(l.count));
-                for (p, x) in &l.percentiles.0 {
-                    put(&format!("p{}", percentile_key(*p)), v(*x));
-                }
-            };
-        latency(&mut cols, "latency_us", &self.latency_us, true);
-        match &self.latency_corrected_us {
-            Some(c) => latency(&mut cols, "latency_corrected_us", c, true),
-            None => latency(&mut cols, "latency_corrected_us", &self.latency_us, false),
-        }
-        for (k, n) in &self.errors_by_kind {
-            cols.push((format!("errors_by_kind_{}", k.name()), n.to_string()));
-        }
-        cols.extend([
+        ]
+    }
+
+    /// The CSV columns after the latencies and errors: how the run was set
+    /// up, and what its end and warm-up came to.
+    fn csv_settings(&self) -> Vec<(String, String)> {
+        let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
+        vec![
             ("engine".into(), self.engine.to_string()),
             ("threads".into(), self.threads.to_string()),
             ("pipeline".into(), self.pipeline.to_string()),
@@ -552,9 +538,39 @@ impl Report {
                 "seed".into(),
                 self.seed.map_or(String::new(), |s| s.to_string()),
             ),
-        ]);
-        let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
-        format!("{}\n{}\n", keys.join(","), values.join(","))
+        ]
+    }
+}
+
+/// The CSV columns of one latency, named `<prefix>_p50` and so on; all
+/// empty when the run has no such latency (`present` false), so that every
+/// report has the same columns.
+fn latency_csv(cols: &mut Vec<(String, String)>, prefix: &str, l: &Latency, present: bool) {
+    let mut put = |name: &str, v: String| cols.push((format!("{prefix}_{name}"), v));
+    let v = |x: u64| {
+        if present {
+            x.to_string()
+        } else {
+            String::new()
+        }
+    };
+    put("p50", v(l.p50));
+    put("p90", v(l.p90));
+    put("p99", v(l.p99));
+    put("p999", v(l.p999));
+    put("max", v(l.max));
+    put("min", v(l.min));
+    put(
+        "mean",
+        if present {
+            format!("{:.3}", l.mean)
+        } else {
+            String::new()
+        },
+    );
+    put("count", v(l.count));
+    for (p, x) in &l.percentiles.0 {
+        put(&format!("p{}", percentile_key(*p)), v(*x));
     }
 }
 

@@ -43,48 +43,66 @@ pub(crate) fn serve(
     // An idle client shows as a wait that times out for the whole idle
     // timeout, or as a write (it takes none of its echo) that does.
     let _ = stream.set_write_timeout(idle);
+    let result = echo_until_closed(stream, peer, buf, config, shutdown, wake, stats);
+    log_disconnect(peer, config, result);
+}
+
+/// The echo loop: read, write back, until the client half-closes (then our
+/// side is finished too), stays idle too long, fails, or shutdown stops it.
+fn echo_until_closed(
+    mut stream: &TcpStream,
+    peer: SocketAddr,
+    buf: &mut [u8],
+    config: &Config,
+    shutdown: &Shutdown,
+    wake: &Wake,
+    stats: &Stats,
+) -> io::Result<()> {
+    let idle = config.idle_timeout;
     let mut last_read = Instant::now();
-    let mut stream = stream;
-    let result = (|| -> io::Result<()> {
-        loop {
-            if shutdown.is_triggered() {
-                // Everything read so far has been written back.
-                stream.shutdown(How::Write)?;
-                discard_until_eof(stream, buf);
-                return Ok(());
-            }
-            let left = idle.map(|d| d.saturating_sub(last_read.elapsed()));
-            match wake.wait(stream, left)? {
-                Ready::Woken => continue,
-                Ready::TimedOut => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "idle"));
-                }
-                Ready::Socket => {}
-            }
-            let n = match stream.read(buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_timeout(&e) => {
-                    if idle.is_some_and(|d| last_read.elapsed() >= d) {
-                        return Err(e);
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            last_read = Instant::now();
-            if config.verbose {
-                log_received!(peer, &buf[..n]);
-            }
-            // write_all continues a partial write from where it stopped.
-            stream.write_all(&buf[..n])?;
-            stats.add_bytes(n as u64);
+    loop {
+        if shutdown.is_triggered() {
+            // Everything read so far has been written back.
+            stream.shutdown(How::Write)?;
+            discard_until_eof(stream, buf);
+            return Ok(());
         }
-        // The client half-closed and everything it sent has been written
-        // back: finish our side so it sees EOF after the last byte.
-        stream.shutdown(How::Write)
-    })();
+        let left = idle.map(|d| d.saturating_sub(last_read.elapsed()));
+        match wake.wait(stream, left)? {
+            Ready::Woken => continue,
+            Ready::TimedOut => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "idle"));
+            }
+            Ready::Socket => {}
+        }
+        let n = match stream.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => {
+                if idle.is_some_and(|d| last_read.elapsed() >= d) {
+                    return Err(e);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        last_read = Instant::now();
+        if config.verbose {
+            log_received!(peer, &buf[..n]);
+        }
+        // write_all continues a partial write from where it stopped.
+        stream.write_all(&buf[..n])?;
+        stats.add_bytes(n as u64);
+    }
+    // The client half-closed and everything it sent has been written
+    // back: finish our side so it sees EOF after the last byte.
+    stream.shutdown(How::Write)
+}
+
+/// Say how the client's connection ended: in verbose mode always, else
+/// errors only at debug level.
+fn log_disconnect(peer: SocketAddr, config: &Config, result: io::Result<()>) {
     match result {
         Ok(()) => {
             if config.verbose {

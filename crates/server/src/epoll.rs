@@ -498,84 +498,114 @@ impl<S: Socket> Connection<S> {
         loop {
             // Older bytes go first, so new ones are written directly only
             // when nothing is owed: that keeps the echo in order.
-            if !self.owed.is_empty() && self.can_write {
-                let (a, b) = self.owed.as_slices();
-                match self
-                    .sock
-                    .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-                {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.owed.drain(..n);
-                        io.echoed += n as u64;
-                        io.progressed = true;
-                        if self.owed.is_empty() && self.owed.capacity() > KEEP_OWED_CAPACITY {
-                            reclaim::freed(self.owed.capacity());
-                            self.owed = VecDeque::new();
-                        }
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.can_write = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+            if !self.owed.is_empty() && self.can_write && self.flush_owed(io)? {
+                continue;
+            }
+            if let Some(step) = self.advance(io)? {
+                return Ok(step);
+            }
+        }
+    }
+
+    /// Write what is owed, in one vectored call. True to go round again
+    /// (something was written, or the call was interrupted); false when
+    /// the socket is full.
+    fn flush_owed(&mut self, io: &mut Io<'_>) -> io::Result<bool> {
+        let (a, b) = self.owed.as_slices();
+        match self
+            .sock
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+        {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                self.owed.drain(..n);
+                io.echoed += n as u64;
+                io.progressed = true;
+                if self.owed.is_empty() && self.owed.capacity() > KEEP_OWED_CAPACITY {
+                    reclaim::freed(self.owed.capacity());
+                    self.owed = VecDeque::new();
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.can_write = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The step the connection's state allows once the flush is done:
+    /// `None` to go round again, or what [`Connection::drive`] returns.
+    fn advance(&mut self, io: &mut Io<'_>) -> io::Result<Option<Step>> {
+        match self.state {
+            State::Open if self.owed.len() >= io.max_buffered => {
+                self.state = State::Paused;
+            }
+            State::Open if self.can_read => {
+                if self.read_to_echo(io)? {
+                    return Ok(None);
                 }
             }
-            match self.state {
-                State::Open if self.owed.len() >= io.max_buffered => {
-                    self.state = State::Paused;
-                }
-                State::Open if self.can_read => {
-                    // Never read more than the cap leaves room for, so `owed`
-                    // stays within it whatever the write below manages.
-                    let room = io.scratch.len().min(io.max_buffered - self.owed.len());
-                    match self.sock.read(&mut io.scratch[..room]) {
-                        Ok(0) => {
-                            self.state = State::Draining;
-                            continue;
-                        }
-                        Ok(n) => {
-                            io.progressed = true;
-                            self.echo(n, io)?;
-                            continue;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.can_read = false,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                State::Open => {}
-                State::Paused if self.owed.is_empty() => {
-                    // Drained: read again at once. No event would tell us
-                    // to, since the data that waited arrived long ago.
-                    self.state = State::Open;
-                    continue;
-                }
-                State::Paused => {}
-                State::Draining if self.owed.is_empty() => {
-                    // read returned 0 only after every earlier byte was read,
-                    // and all of those are now sent: the client gets them all,
-                    // then EOF. Closing the socket next is safe, as nothing
-                    // unread is left to turn the close into a reset.
-                    self.sock.shutdown_write()?;
-                    return Ok(Step::Finished);
-                }
-                State::Draining => {}
-                State::Stopping if self.owed.is_empty() => {
-                    self.sock.shutdown_write()?;
-                    self.state = State::Lingering;
-                    continue;
-                }
-                State::Stopping => {}
-                State::Lingering if self.can_read => match self.sock.read(io.scratch) {
-                    Ok(0) => return Ok(Step::Finished),
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.can_read = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                },
-                State::Lingering => {}
+            State::Open => {}
+            State::Paused if self.owed.is_empty() => {
+                // Drained: read again at once. No event would tell us
+                // to, since the data that waited arrived long ago.
+                self.state = State::Open;
+                return Ok(None);
             }
-            return Ok(Step::Wait);
+            State::Paused => {}
+            State::Draining if self.owed.is_empty() => {
+                // read returned 0 only after every earlier byte was read,
+                // and all of those are now sent: the client gets them all,
+                // then EOF. Closing the socket next is safe, as nothing
+                // unread is left to turn the close into a reset.
+                self.sock.shutdown_write()?;
+                return Ok(Some(Step::Finished));
+            }
+            State::Draining => {}
+            State::Stopping if self.owed.is_empty() => {
+                self.sock.shutdown_write()?;
+                self.state = State::Lingering;
+                return Ok(None);
+            }
+            State::Stopping => {}
+            State::Lingering if self.can_read => match self.sock.read(io.scratch) {
+                Ok(0) => return Ok(Some(Step::Finished)),
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.can_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            State::Lingering => {}
+        }
+        Ok(Some(Step::Wait))
+    }
+
+    /// Read what the cap leaves room for and echo it. True to go round
+    /// again (bytes came, the client half-closed, or the call was
+    /// interrupted); false when nothing is there to read.
+    fn read_to_echo(&mut self, io: &mut Io<'_>) -> io::Result<bool> {
+        // Never read more than the cap leaves room for, so `owed`
+        // stays within it whatever the write below manages.
+        let room = io.scratch.len().min(io.max_buffered - self.owed.len());
+        match self.sock.read(&mut io.scratch[..room]) {
+            Ok(0) => {
+                self.state = State::Draining;
+                Ok(true)
+            }
+            Ok(n) => {
+                io.progressed = true;
+                self.echo(n, io)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.can_read = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
         }
     }
 
