@@ -4,7 +4,7 @@
 use crate::{args, signals, UsageError};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ringport_bench::{matrix, output, CpuPlan, CpuSet, Event, Plan, Target};
+use ringport_bench::{files, matrix, output, CpuPlan, CpuSet, Event, Plan, Target};
 use ringport_server::Model;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,7 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // nothing else, so an interrupted bench stops them itself.
     signals::on_interrupt(ringport_bench::stop_all_servers)?;
     let results = run_with_progress(&plan)?;
-    output::write_all(&results, &out_dir)?;
+    files::write_all(&results, &out_dir)?;
     crate::out::stdout(&format!(
         "{}\n\n{}",
         output::verdict(&results),
@@ -86,7 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::out::eprintln_quiet!(
         "ringport bench: wrote {} ({})",
         out_dir.display(),
-        output::FILES.join(", ")
+        files::FILES.join(", ")
     );
     let flagged: Vec<String> = results
         .flagged()

@@ -22,6 +22,7 @@
 pub mod chart;
 pub mod cpus;
 pub mod figure;
+pub mod files;
 pub mod matrix;
 pub mod measure;
 pub mod output;

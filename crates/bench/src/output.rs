@@ -4,56 +4,16 @@
 
 use crate::figure::{Figure, Kind};
 use crate::stats::Row;
-use crate::{chart, stats, BenchError, Results, UNAVAILABLE};
+use crate::{stats, Results, UNAVAILABLE};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// The file names inside the output directory.
-pub const FILES: [&str; 6] = [
-    "results.json",
-    "results.csv",
-    "summary.md",
-    "chart.svg",
-    "latency.svg",
-    "report.html",
-];
 
 /// A client using this much of its CPUs may be what limits the figures.
 const CLIENT_BOUND_PCT: f64 = 90.0;
 /// Above this share of the pinned CPUs taken by the hypervisor, a cell's
 /// figures say more about the host than about the server.
 const STEAL_NOTE_PCT: f64 = 5.0;
-
-/// Write every file into `dir` (created if needed); returns their paths.
-pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
-    std::fs::create_dir_all(dir).map_err(|e| BenchError::Io {
-        what: format!("cannot create {}", dir.display()),
-        source: e,
-    })?;
-    let json = serde_json::to_string_pretty(results).expect("results serialize") + "\n";
-    let throughput = chart::throughput_svg(results)?;
-    let latency = chart::latency_svg(results)?;
-    let html = crate::report::html(results, &throughput, &latency);
-    let contents = [
-        json,
-        to_csv(&results.results),
-        summary_markdown(results),
-        throughput,
-        latency,
-        html,
-    ];
-    let mut paths = Vec::with_capacity(FILES.len());
-    for (name, text) in FILES.iter().zip(contents) {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| BenchError::Io {
-            what: format!("cannot write {}", path.display()),
-            source: e,
-        })?;
-        paths.push(path);
-    }
-    Ok(paths)
-}
 
 /// One line per row, under a header; a missing figure is an empty field.
 /// The columns are the keys of a row of `results.json`, less the

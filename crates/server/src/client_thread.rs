@@ -3,8 +3,9 @@
 //! shutdown wake and, at the drain deadline, close every client's socket.
 
 use crate::accept::interrupt_accept;
+use crate::sys::Wake;
 use crate::verbose::log_received;
-use crate::wake::{is_timeout, Ready, Wake};
+use crate::wake::{is_timeout, Ready};
 use crate::Config;
 use crate::{ServerError, Shutdown, Stats};
 use std::collections::HashMap;

@@ -27,8 +27,6 @@ pub(crate) enum Ready {
     TimedOut,
 }
 
-pub(crate) use crate::sys::Wake;
-
 /// True for the error a timed-out socket call returns (Unix and Windows).
 pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
