@@ -160,6 +160,11 @@ pub struct Features {
     /// A send that completes at once and in full does not end a wait
     /// ([`Port::send_quiet`]; io_uring with `DEFER_TASKRUN`).
     pub quiet_send: bool,
+    /// [`Port::send_received`] saves a copy and costs nothing else: the
+    /// receive buffers come from a ring the kernel fills (io_uring's
+    /// provided buffers). Elsewhere it works too, but the receive buffer it
+    /// takes has to be replaced by a new one.
+    pub lent_sends: bool,
 }
 
 impl std::fmt::Display for Features {
@@ -167,7 +172,7 @@ impl std::fmt::Display for Features {
         let yn = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}, quiet send {}",
+            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}, quiet send {}, sends from receive buffers {}",
             self.backend,
             yn(self.shared_port),
             yn(self.multishot_accept),
@@ -179,6 +184,7 @@ impl std::fmt::Display for Features {
             yn(self.min_wait),
             yn(self.no_iowait),
             yn(self.quiet_send),
+            yn(self.lent_sends),
         )
     }
 }
@@ -201,8 +207,8 @@ impl Default for PortConfig {
     fn default() -> Self {
         PortConfig {
             entries: 1024,
-            buf_size: 16 * 1024,
-            ring_bufs: 512,
+            buf_size: sys::RECV_BUF_SIZE,
+            ring_bufs: 128,
             quiet_grace: Duration::from_millis(50),
         }
     }
@@ -327,6 +333,17 @@ impl Port {
     /// count may be short, in which case the caller sends the rest.
     pub fn send(&mut self, socket: &Socket, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
         self.sys.send(socket.raw(), token, buf, offset)
+    }
+
+    /// Send the bytes that receive completion `c` delivered, straight from
+    /// the buffer they were received into: no copy. `c` must be a successful
+    /// receive with data, from `socket`; the buffer belongs to the send
+    /// until it completes. Its completion's [`release`](Port::release)
+    /// gives back a buffer with the bytes when the send was short (send the
+    /// rest from the count on, as after [`send`](Port::send)); otherwise the
+    /// buffer it gives back may be empty.
+    pub fn send_received(&mut self, socket: &Socket, token: Token, c: Completion) -> OpId {
+        self.sys.send_received(socket.raw(), token, c)
     }
 
     /// Like [`send`](Port::send), for a send nothing waits on: when it

@@ -86,6 +86,30 @@ fn accept_recv_send_close_round_trip() {
 }
 
 #[test]
+fn what_was_received_is_sent_back_from_its_own_buffer() {
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    let (mut client, socket) = accepted(&mut port);
+    // Many rounds, so that every buffer of the ring is lent at least once
+    // and must have come back for the next receive to find one.
+    for round in 0..2000u32 {
+        let msg = format!("round {round}");
+        client.write_all(msg.as_bytes()).unwrap();
+        port.recv_once(&socket, 1, 1024);
+        let c = next(&mut port, OpKind::Recv);
+        assert_eq!(port.data(&c), msg.as_bytes());
+        port.send_received(&socket, 2, c);
+        let c = next(&mut port, OpKind::Send);
+        assert_eq!(*c.result.as_ref().unwrap(), msg.len());
+        let _ = port.release(c);
+        let mut back = vec![0u8; msg.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+    port.close(socket, 3);
+    let _ = next(&mut port, OpKind::Close);
+}
+
+#[test]
 fn peer_close_is_a_zero_byte_receive() {
     let mut port = Port::new(&PortConfig::default()).unwrap();
     let (client, socket) = accepted(&mut port);

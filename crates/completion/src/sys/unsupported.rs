@@ -14,6 +14,9 @@ pub(crate) use super::fd::{
     accepted_socket, cancelled_error, into_raw, is_cancelled, is_out_of_buffers, raw, raw_listener,
 };
 
+/// No receive ever happens here.
+pub(crate) const RECV_BUF_SIZE: usize = 16 * 1024;
+
 /// What an [`OpId`] would hold.
 pub(crate) type OpKey = u64;
 
@@ -83,6 +86,9 @@ impl Port {
         match *self {}
     }
     pub(crate) fn send(&mut self, _: RawSocket, _: Token, _: Vec<u8>, _: usize) -> OpId {
+        match *self {}
+    }
+    pub(crate) fn send_received(&mut self, _: RawSocket, _: Token, _: Completion) -> OpId {
         match *self {}
     }
     pub(crate) fn send_quiet(&mut self, _: RawSocket, _: Token, _: Vec<u8>, _: usize) -> OpId {

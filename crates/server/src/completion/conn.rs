@@ -60,6 +60,8 @@ use std::time::Instant;
 pub trait Io {
     /// Names an operation in flight, so that it can be cancelled.
     type Op: Copy;
+    /// A receive's completion with its buffer, to send from as it is.
+    type Received;
     /// Arm a receive of at most `max` bytes: multishot where the port has
     /// them (then `max` is only a hint), one-shot if `once`.
     fn recv(&mut self, max: usize, once: bool) -> Self::Op;
@@ -67,6 +69,12 @@ pub trait Io {
     /// completes. `quiet`: nothing waits on this completion, so the driver
     /// may use [`Port::send_quiet`](ringport_completion::Port::send_quiet).
     fn send(&mut self, buf: Vec<u8>, offset: usize, quiet: bool) -> Self::Op;
+    /// Send what a receive delivered straight from its buffer (see
+    /// [`Conn::lends_next_receive`]); never quiet, so the buffer goes back
+    /// as soon as the send completes.
+    fn send_received(&mut self, received: Self::Received) -> Self::Op;
+    /// Give a receive's buffer back unsent (the connection is ending).
+    fn release(&mut self, received: Self::Received);
     /// Cancel an operation in flight; it still completes (cancelled).
     fn cancel(&mut self, op: Self::Op);
     /// Shut the sending side of the socket down now: FIN after the last byte
@@ -127,9 +135,12 @@ enum Recv<Op> {
 
 /// The send side: at most one send at a time.
 #[derive(Debug)]
-enum Send<Op> {
+enum Send<Op, R> {
     /// Nothing to send in flight.
     Idle,
+    /// A receive's `len` bytes, in the buffer they arrived in, to go out
+    /// from there next (nothing was queued before them).
+    Lent { received: R, len: usize },
     /// A short send's rest, to go out next, before anything queued.
     Rest { buf: Vec<u8>, offset: usize },
     /// A send of `buf[offset..]` is in flight; `len` is the whole buffer's,
@@ -160,15 +171,19 @@ enum Intake {
 }
 
 /// One client connection. `Op` names its operations in flight
-/// ([`ringport_completion::OpId`] in the server).
+/// ([`ringport_completion::OpId`] in the server), `R` a receive's completion
+/// that it sends from as it is ([`ringport_completion::Completion`]).
 #[derive(Debug)]
-pub struct Conn<Op> {
+pub struct Conn<Op, R> {
     life: Life,
     recv: Recv<Op>,
-    send: Send<Op>,
+    send: Send<Op, R>,
     intake: Intake,
     /// The port has multishot receives.
     multishot: bool,
+    /// Bulk input goes back from the buffers it arrives in, where the port
+    /// does that for free ([`Conn::lending`]).
+    lend: bool,
     /// Received bytes waiting for the send in flight to finish.
     queued: Vec<u8>,
     /// A finished send's buffer, kept to avoid an allocation per message.
@@ -184,14 +199,14 @@ pub struct Conn<Op> {
 
 /// A receive smaller than this, with nothing held, marks a connection as
 /// interactive (multishot receives from then on). Well below the port's
-/// receive buffers (16 KiB), so a bulk sender, which fills them, never is.
+/// receive buffers (16 or 64 KiB), so a bulk sender, which fills them, never is.
 const INTERACTIVE: usize = 4096;
 
 /// A new connection's buffers are allocated lazily and freed when idle, so
 /// an idle connection costs only this struct.
 const KEEP_SPARE_UP_TO: usize = 64 * 1024;
 
-impl<Op: Copy> Conn<Op> {
+impl<Op: Copy, R> Conn<Op, R> {
     /// A connection on a port with multishot receives or not, accepted `now`.
     pub fn new(multishot: bool, max_buffered: usize, now: Instant) -> Self {
         let max_buffered = max_buffered.max(1);
@@ -201,6 +216,7 @@ impl<Op: Copy> Conn<Op> {
             send: Send::Idle,
             intake: Self::fresh_intake(multishot),
             multishot,
+            lend: false,
             queued: Vec::new(),
             spare: None,
             max_buffered,
@@ -208,6 +224,15 @@ impl<Op: Copy> Conn<Op> {
             echoed: 0,
             last_active: now,
         }
+    }
+
+    /// Send bulk input from the buffers it arrives in (see
+    /// [`lends_next_receive`](Conn::lends_next_receive)), where the port
+    /// does that without a copy or an allocation
+    /// ([`Features::lent_sends`](ringport_completion::Features::lent_sends)).
+    pub fn lending(mut self, on: bool) -> Self {
+        self.lend = on;
+        self
     }
 
     fn fresh_intake(multishot: bool) -> Intake {
@@ -223,6 +248,7 @@ impl<Op: Copy> Conn<Op> {
         let sending = match self.send {
             Send::Idle => 0,
             Send::Rest { ref buf, offset } => buf.len() - offset,
+            Send::Lent { len, .. } => len,
             Send::InFlight { offset, len, .. } => len - offset,
         };
         self.queued.len() + sending
@@ -239,6 +265,7 @@ impl<Op: Copy> Conn<Op> {
         match self.send {
             Send::Idle => 0,
             Send::Rest { ref buf, .. } => buf.len(),
+            Send::Lent { len, .. } => len,
             Send::InFlight { len, .. } => len,
         }
     }
@@ -310,6 +337,36 @@ impl<Op: Copy> Conn<Op> {
         }
     }
 
+    /// Whether the next receive's bytes should go back from the buffer they
+    /// arrive in ([`on_recv_lent`](Conn::on_recv_lent)) instead of being
+    /// copied: nothing is queued or in flight before them, the connection is
+    /// echoing, and it takes bulk input (one-shot receives). That saves a
+    /// copy of every byte, and keeps what is received in the few buffers the
+    /// kernel fills, which stay in the cache. Interactive connections copy:
+    /// their sends are quiet, and a quiet send's completion, which would
+    /// bring the buffer back, may wait for the peer's next message.
+    pub fn lends_next_receive(&self) -> bool {
+        self.lend
+            && self.life == Life::Open
+            && matches!(self.send, Send::Idle)
+            && self.queued.is_empty()
+            && matches!(self.intake, Intake::Bounded | Intake::OneShot)
+    }
+
+    /// A receive delivered `len` bytes at `now`, to be sent from its own
+    /// buffer, `received` (only when [`lends_next_receive`] said so).
+    ///
+    /// [`lends_next_receive`]: Conn::lends_next_receive
+    pub fn on_recv_lent(&mut self, received: R, len: usize, more: bool, now: Instant) {
+        debug_assert!(self.lends_next_receive() && len > 0);
+        self.recv_completed(more);
+        self.last_active = now;
+        if self.intake == Intake::Bounded && len < INTERACTIVE {
+            self.intake = Intake::Multishot;
+        }
+        self.send = Send::Lent { received, len };
+    }
+
     /// A receive ended with an error or end of stream (`Ok(())` = the peer sent FIN).
     pub fn on_recv_end(&mut self, result: io::Result<()>, more: bool) {
         self.recv_completed(more);
@@ -357,6 +414,8 @@ impl<Op: Copy> Conn<Op> {
                         buf,
                         offset: offset + n,
                     };
+                } else if buf.capacity() == 0 {
+                    // A send from a receive's buffer: nothing to keep.
                 } else if buf.capacity() <= KEEP_SPARE_UP_TO {
                     buf.clear();
                     self.spare = Some(buf);
@@ -421,7 +480,7 @@ impl<Op: Copy> Conn<Op> {
 
     /// Start what the connection needs next. The driver calls it after
     /// every event (and once to start a new connection).
-    pub fn pump(&mut self, io: &mut impl Io<Op = Op>) {
+    pub fn pump(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         match self.life {
             Life::Closing(_) | Life::Closed(_) => {}
             Life::Ending(why) => self.pump_ending(why, io),
@@ -432,7 +491,7 @@ impl<Op: Copy> Conn<Op> {
     }
 
     /// Echoing (or half-closed, sending what is owed).
-    fn pump_echoing(&mut self, io: &mut impl Io<Op = Op>) {
+    fn pump_echoing(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         // Backpressure with hysteresis: stop at the cap, resume once half of
         // it has drained, so a slow reader does not cost one tiny receive per
         // send completion. Starting the next send moves bytes from the queue
@@ -487,7 +546,7 @@ impl<Op: Copy> Conn<Op> {
     }
 
     /// Draining for shutdown: cancel the receive, send what is owed, FIN.
-    fn pump_draining(&mut self, io: &mut impl Io<Op = Op>) {
+    fn pump_draining(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         if let Recv::Armed { op, .. } = self.recv {
             io.cancel(op);
             self.recv = Recv::Cancelling;
@@ -506,7 +565,7 @@ impl<Op: Copy> Conn<Op> {
 
     /// Lingering: receive (and drop) until end of stream; a receive that
     /// ended without it (the buffer ring ran dry) is armed again.
-    fn arm_to_drop(&mut self, io: &mut impl Io<Op = Op>) {
+    fn arm_to_drop(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         if let Recv::Idle = self.recv {
             let op = io.recv(self.max_buffered, false);
             self.recv = Recv::Armed {
@@ -517,21 +576,28 @@ impl<Op: Copy> Conn<Op> {
     }
 
     /// Ending: cancel whatever is in flight, close once nothing is.
-    fn pump_ending(&mut self, why: EndReason, io: &mut impl Io<Op = Op>) {
+    fn pump_ending(&mut self, why: EndReason, io: &mut impl Io<Op = Op, Received = R>) {
         if let Recv::Armed { op, .. } = self.recv {
             io.cancel(op);
             self.recv = Recv::Cancelling;
         }
-        if let Send::InFlight {
-            op,
-            ref mut cancelling,
-            ..
-        } = self.send
-        {
-            if !*cancelling {
-                *cancelling = true;
-                io.cancel(op);
+        match self.send {
+            Send::InFlight {
+                op,
+                ref mut cancelling,
+                ..
+            } => {
+                if !*cancelling {
+                    *cancelling = true;
+                    io.cancel(op);
+                }
             }
+            Send::Lent { .. } => {
+                if let Send::Lent { received, .. } = std::mem::replace(&mut self.send, Send::Idle) {
+                    io.release(received);
+                }
+            }
+            Send::Idle | Send::Rest { .. } => {}
         }
         if !self.has_ops_in_flight() {
             self.life = Life::Closing(why);
@@ -547,8 +613,18 @@ impl<Op: Copy> Conn<Op> {
     /// Start the next send if none is in flight: a short send's rest, or
     /// everything queued. `quiet_ok`: the connection's next event is coming
     /// anyway; the send is then quiet unless bytes wait behind it.
-    fn send_next(&mut self, io: &mut impl Io<Op = Op>, quiet_ok: bool) {
+    fn send_next(&mut self, io: &mut impl Io<Op = Op, Received = R>, quiet_ok: bool) {
         let (buf, offset) = match std::mem::replace(&mut self.send, Send::Idle) {
+            Send::Lent { received, len } => {
+                let op = io.send_received(received);
+                self.send = Send::InFlight {
+                    op,
+                    offset: 0,
+                    len,
+                    cancelling: false,
+                };
+                return;
+            }
             Send::Rest { buf, offset } => (buf, offset),
             Send::Idle if !self.queued.is_empty() => {
                 let next = self.spare.take().unwrap_or_default();

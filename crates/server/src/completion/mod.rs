@@ -278,7 +278,7 @@ struct Accepts {
 /// is submitted), its peer (kept only for `-v`), and its state machine,
 /// which holds everything else.
 struct Entry {
-    conn: Conn<OpId>,
+    conn: Conn<OpId, Completion>,
     socket: Option<Socket>,
     peer: Option<SocketAddr>,
 }
@@ -299,6 +299,16 @@ impl Submit<'_> {
 
 impl conn::Io for Submit<'_> {
     type Op = OpId;
+    type Received = Completion;
+
+    fn send_received(&mut self, received: Completion) -> OpId {
+        let socket = self.socket.as_ref().expect("no operation after the close");
+        self.port.send_received(socket, self.token, received)
+    }
+
+    fn release(&mut self, received: Completion) {
+        let _ = self.port.release(received);
+    }
 
     fn recv(&mut self, max: usize, once: bool) -> OpId {
         let socket = self.socket.as_ref().expect("no operation after the close");
@@ -579,7 +589,8 @@ impl Worker<'_> {
         }
         let multishot = self.port.features().multishot_recv;
         let token = self.hub.conns.insert(Entry {
-            conn: Conn::new(multishot, self.config.max_buffered, Instant::now()),
+            conn: Conn::new(multishot, self.config.max_buffered, Instant::now())
+                .lending(self.port.features().lent_sends),
             socket: Some(socket),
             peer,
         });
@@ -595,6 +606,17 @@ impl Worker<'_> {
             let mut c = c.take().expect("taken once");
             match c.result {
                 Ok(0) => e.conn.on_recv_end(Ok(()), c.more),
+                Ok(n) if e.conn.lends_next_receive() => {
+                    if let Some(p) = e.peer {
+                        log_received!(p, self.port.data(&c));
+                    }
+                    // The bytes go back from the buffer they came in; the
+                    // completion (and its buffer) now belongs to that send.
+                    let more = c.more;
+                    e.conn.on_recv_lent(c, n, more, self.now);
+                    self.pump(token, e);
+                    return;
+                }
                 Ok(_) => {
                     let data = self.port.data(&c);
                     if let Some(p) = e.peer {

@@ -340,6 +340,10 @@ impl PortShare {
     }
 }
 
+/// The size of a receive buffer. Each pending `WSARecv` owns one, so every
+/// connection holds one while it waits: smaller than io_uring's shared ones.
+pub(crate) const RECV_BUF_SIZE: usize = 16 * 1024;
+
 /// One worker's handle on a (possibly shared) port.
 pub(crate) struct Port {
     shared: Arc<Shared>,
@@ -482,6 +486,19 @@ impl Port {
         offset: usize,
     ) -> OpId {
         self.send(socket, token, buf, offset)
+    }
+
+    /// Send what receive completion `c` delivered: its record's buffer
+    /// becomes the send's (no copy).
+    pub(crate) fn send_received(&mut self, socket: SOCKET, token: Token, c: Completion) -> OpId {
+        let n = match c.result {
+            Ok(n) if c.kind == OpKind::Recv && n > 0 => n,
+            _ => panic!("send_received needs a receive completion with data"),
+        };
+        let mut rec = c.buf.0.expect("a receive with data has a buffer");
+        let mut buf = std::mem::take(&mut rec.buf);
+        buf.truncate(n);
+        self.send(socket, token, buf, 0)
     }
 
     pub(crate) fn send(

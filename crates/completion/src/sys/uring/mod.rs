@@ -62,6 +62,13 @@ const CANCEL_UD: u64 = u64::MAX;
 /// `user_data` of the NOP linked behind a quiet send: it posts a completion
 /// (ignored) only when the send failed or was short, to end the wait.
 const QUIET_LINK_UD: u64 = u64::MAX - 1;
+/// The size of a receive buffer: one receive takes what a bulk sender's
+/// write brings (64 KiB on loopback) and it goes back from the same buffer
+/// (`send_received`). The buffers are shared by a ring's connections, so
+/// 128 of them (8 MiB, touched only as far as receives reach) cover the
+/// receives of a batch of completions; 16 KiB ones cost a bulk echo 1.5–2×
+/// the CPU (docs/BENCHMARKS.md).
+pub(crate) const RECV_BUF_SIZE: usize = 64 * 1024;
 /// The buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
 /// How long a dropped port waits for the kernel to hand back its buffers.
@@ -144,6 +151,7 @@ impl Port {
                 Err(_) => {
                     features.provided_buffers = false;
                     features.multishot_recv = false;
+                    features.lent_sends = false;
                     None
                 }
             }
@@ -354,6 +362,47 @@ impl Port {
 
     pub(crate) fn send(&mut self, fd: RawFd, token: Token, buf: Vec<u8>, offset: usize) -> OpId {
         self.send_op(fd, token, buf, offset, false)
+    }
+
+    /// Send what receive completion `c` delivered, from its own buffer: a
+    /// provided-ring buffer stays lent to the send until its completion is
+    /// reaped (no copy); an owned receive buffer becomes the send's.
+    pub(crate) fn send_received(&mut self, fd: RawFd, token: Token, c: Completion) -> OpId {
+        let n = match c.result {
+            Ok(n) if c.kind == OpKind::Recv && n > 0 => n,
+            _ => panic!("send_received needs a receive completion with data"),
+        };
+        match c.buf {
+            CompletionBuf::Owned(mut v) => {
+                v.truncate(n);
+                self.send_op(fd, token, v, 0, false)
+            }
+            CompletionBuf::Provided { bid, len } => {
+                let len = len.min(n);
+                let span = self.lent_span(bid, len);
+                let ud = self.insert(Record {
+                    token,
+                    kind: OpKind::Send,
+                    buf: OpBuf::Lent { bid, len },
+                    quiet: None,
+                    cancelled: false,
+                });
+                // SAFETY: the span lies in ring buffer `bid`, which the
+                // kernel handed to us and which is not pushed back on the
+                // ring (so no receive can select it) until this send's
+                // final completion is reaped; the ring outlives the port's
+                // operations (see `Drop`).
+                unsafe { self.push(Self::plain_send(fd, span, ud)) };
+                OpId(ud)
+            }
+            CompletionBuf::None => panic!("a receive with data has a buffer"),
+        }
+    }
+
+    /// Where the first `len` bytes of ring buffer `bid` are.
+    fn lent_span(&self, bid: u16, len: usize) -> (*const u8, u32) {
+        let ring = self.bufring.as_ref().expect("a provided buffer has a ring");
+        Self::span(ring.slice(bid, len), 0)
     }
 
     /// A send whose completion alone does not end a wait, when it completes
@@ -584,6 +633,7 @@ impl Port {
                 let rec = self.remove(ud).expect("looked up above");
                 match rec.buf {
                     OpBuf::Send(v) | OpBuf::Recv(v) => buf = CompletionBuf::Owned(v),
+                    OpBuf::Lent { bid, len } => buf = self.end_lent(bid, len, &result),
                     OpBuf::Wake(_) => self.wake_armed = false,
                     OpBuf::None => {}
                 }
@@ -599,6 +649,21 @@ impl Port {
             });
         }
         self.cqes = cqes;
+    }
+
+    /// A send from ring buffer `bid` is over: the buffer goes back on the
+    /// ring. The caller gets the bytes in a buffer of its own when it must
+    /// send the rest (a short send), and an empty one otherwise.
+    fn end_lent(&mut self, bid: u16, len: usize, result: &io::Result<usize>) -> CompletionBuf {
+        let Some(ring) = self.bufring.as_mut() else {
+            return CompletionBuf::Owned(Vec::new());
+        };
+        let rest = match result {
+            Ok(n) if *n > 0 && *n < len => ring.slice(bid, len).to_vec(),
+            _ => Vec::new(),
+        };
+        ring.take_back(bid);
+        CompletionBuf::Owned(rest)
     }
 
     /// A quiet send found the socket full: send it again as an ordinary send,

@@ -120,6 +120,7 @@ pub(crate) fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
     match BufRing::new(&ring, 8, 64) {
         Ok(b) => {
             features.provided_buffers = true;
+            features.lent_sends = true;
             let (works, settled) = multishot_recv_works(&mut ring);
             features.multishot_recv = works;
             if settled {

@@ -11,6 +11,13 @@ pub(super) enum OpBuf {
     None,
     Recv(Vec<u8>),
     Send(Vec<u8>),
+    /// A send straight from buffer `bid` of the provided-buffer ring, of its
+    /// first `len` bytes: the buffer goes back on the ring only when this
+    /// send's final completion is reaped.
+    Lent {
+        bid: u16,
+        len: usize,
+    },
     /// The eventfd read's target; held only so the kernel has somewhere to write.
     Wake(#[allow(dead_code)] Box<[u8; 8]>),
 }

@@ -23,7 +23,7 @@ fn ev() -> impl Strategy<Value = Ev> {
 }
 
 struct Sim {
-    conn: Conn<TestOp>,
+    conn: Conn<TestOp, Vec<u8>>,
     recv_armed: bool,
     /// The armed receive is one-shot, with this limit.
     once: Option<usize>,
@@ -82,6 +82,7 @@ impl Sim {
                     self.apply(o);
                 }
                 Cmd::CancelSend => panic!("no error happened, nothing to cancel"),
+                Cmd::Release(_) => panic!("no error happened, nothing to give back unsent"),
                 Cmd::ShutdownWrite => {
                     assert!(self.send.is_none(), "FIN with a send in flight");
                     assert!(!self.fin_sent, "FIN twice");
@@ -139,7 +140,13 @@ impl Sim {
                 // A one-shot receive ends with its completion.
                 let more = self.once.is_none();
                 self.recv_armed = more;
-                self.conn.on_recv_data(&data, more, now());
+                // Half the time, when the connection offers, its bytes go
+                // back from the buffer they came in.
+                if len % 2 == 0 && self.conn.lends_next_receive() {
+                    self.conn.on_recv_lent(data, len, more, now());
+                } else {
+                    self.conn.on_recv_data(&data, more, now());
+                }
                 self.conn.pump(&mut out);
             }
             Ev::Send(frac) if self.send.is_some() => {
@@ -183,7 +190,7 @@ proptest! {
         events in proptest::collection::vec(ev(), 0..400),
     ) {
         let mut sim = Sim {
-            conn: Conn::new(true, max, now()), recv_armed: false, once: None, send: None, quiet: false, parked: None, closed: false, fin_sent: false,
+            conn: Conn::new(true, max, now()).lending(true), recv_armed: false, once: None, send: None, quiet: false, parked: None, closed: false, fin_sent: false,
             input, fed: 0, output: vec![], max, peak: 0, peak_memory: 0,
         };
         let mut out = vec![];
@@ -249,7 +256,7 @@ proptest! {
         at in 0usize..300,
     ) {
         let mut sim = Sim {
-            conn: Conn::new(true, max, now()), recv_armed: false, once: None, send: None, quiet: false, parked: None, closed: false, fin_sent: false,
+            conn: Conn::new(true, max, now()).lending(true), recv_armed: false, once: None, send: None, quiet: false, parked: None, closed: false, fin_sent: false,
             input, fed: 0, output: vec![], max, peak: 0, peak_memory: 0,
         };
         let mut out = vec![];

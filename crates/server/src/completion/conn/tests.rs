@@ -17,6 +17,8 @@ pub(super) enum Cmd {
     CancelSend,
     ShutdownWrite,
     Close,
+    /// A receive's buffer given back unsent.
+    Release(Vec<u8>),
 }
 
 /// A connection has at most one receive and one send in flight, so which
@@ -29,6 +31,19 @@ pub(super) enum TestOp {
 
 impl Io for Vec<Cmd> {
     type Op = TestOp;
+    /// A receive's bytes, as its buffer.
+    type Received = Vec<u8>;
+    fn send_received(&mut self, received: Vec<u8>) -> TestOp {
+        self.push(Cmd::Send {
+            buf: received,
+            offset: 0,
+            quiet: false,
+        });
+        TestOp::Send
+    }
+    fn release(&mut self, received: Vec<u8>) {
+        self.push(Cmd::Release(received));
+    }
     fn recv(&mut self, max: usize, once: bool) -> TestOp {
         self.push(if once {
             Cmd::RecvOnce(max)
@@ -525,4 +540,84 @@ fn a_zero_byte_send_is_an_error_not_a_loop() {
     c.on_send(Ok(0), b"abc".to_vec(), now());
     c.pump(&mut out);
     assert_eq!(c.end_reason(), Some(EndReason::Error));
+}
+
+#[test]
+fn bulk_input_goes_back_from_the_buffer_it_arrived_in() {
+    let mut c = Conn::new(true, 100_000, now()).lending(true);
+    let mut out = vec![];
+    c.pump(&mut out);
+    assert_eq!(out, vec![Cmd::RecvOnce(100_000)]);
+    out.clear();
+    assert!(
+        c.lends_next_receive(),
+        "a bulk connection with nothing owed"
+    );
+    let block = vec![7u8; 16 * 1024];
+    c.on_recv_lent(block.clone(), block.len(), false, now());
+    assert_eq!(c.held(), block.len(), "the lent buffer counts as held");
+    c.pump(&mut out);
+    assert_eq!(
+        out,
+        vec![
+            Cmd::RecvOnce(100_000 - block.len()),
+            Cmd::Send {
+                buf: block.clone(),
+                offset: 0,
+                quiet: false
+            }
+        ]
+    );
+    out.clear();
+    // With a send in flight, the next bytes are copied behind it.
+    assert!(!c.lends_next_receive());
+    c.on_recv_data(&[1; 100], false, now());
+    c.pump(&mut out);
+    out.clear();
+    // A short send from a ring buffer comes back as a copy of its bytes.
+    c.on_send(Ok(1000), block.clone(), now());
+    c.pump(&mut out);
+    assert_eq!(sends(&out), vec![(block.clone(), 1000)]);
+    out.clear();
+    // In full: an empty buffer back, which is not kept as the spare.
+    c.on_send(Ok(block.len() - 1000), Vec::new(), now());
+    c.pump(&mut out);
+    assert_eq!(sends(&out), vec![(vec![1; 100], 0)]);
+    assert_eq!(c.echoed, block.len() as u64);
+}
+
+#[test]
+fn interactive_and_draining_connections_copy_instead_of_lending() {
+    let mut c = Conn::new(true, 100_000, now()).lending(true);
+    let mut out = vec![];
+    c.pump(&mut out);
+    c.on_recv_lent(b"ping".to_vec(), 4, false, now());
+    c.pump(&mut out);
+    c.on_send(Ok(4), Vec::new(), now());
+    c.pump(&mut out);
+    // A small receive made it interactive: multishot, quiet sends, copies.
+    assert!(!c.lends_next_receive());
+    let mut d = Conn::new(false, 1024, now()).lending(true);
+    d.pump(&mut out);
+    assert!(d.lends_next_receive(), "one-shot ports lend too");
+    d.shutdown();
+    assert!(!d.lends_next_receive(), "not while draining");
+    let e: Conn<TestOp, Vec<u8>> = Conn::new(true, 1024, now());
+    assert!(
+        !e.lends_next_receive(),
+        "only where the port lends for free"
+    );
+}
+
+#[test]
+fn an_unsent_lent_buffer_is_given_back_when_the_connection_ends() {
+    let mut c = Conn::new(true, 100_000, now()).lending(true);
+    let mut out = vec![];
+    c.pump(&mut out);
+    out.clear();
+    c.on_recv_lent(vec![9; 5000], 5000, false, now());
+    // The connection fails before its next pump sends the buffer.
+    c.abort(EndReason::Idle);
+    c.pump(&mut out);
+    assert_eq!(out, vec![Cmd::Release(vec![9; 5000]), Cmd::Close]);
 }
