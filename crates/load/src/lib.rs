@@ -27,6 +27,8 @@
 mod config;
 mod engine;
 mod events;
+pub mod hdrlog;
+pub mod merge;
 mod net;
 mod outcome;
 pub mod payload;
@@ -39,9 +41,11 @@ mod sys;
 mod threads;
 
 pub use config::{
-    Config, Engine, IntervalSink, StopWhen, DEFAULT_CLOSE_GRACE, THREADS_MAX_MESSAGE,
+    Config, Engine, IntervalSink, StopWhen, DEFAULT_CLOSE_GRACE, MAX_START_AHEAD,
+    THREADS_MAX_MESSAGE,
 };
 pub use engine::run;
+pub use hdrlog::HdrLog;
 pub use payload::{Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};
 pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report};
