@@ -4,7 +4,10 @@
 //! The clock starts only when every thread has opened (or failed to open)
 //! its connections, so connection setup — which can take seconds at ten
 //! thousand connections — is never mistaken for server latency. It is
-//! reported on its own as `connect_s`.
+//! reported on its own as `connect_s`. With `start_at`, the coordinator
+//! then holds the start line until that wall-clock time, so generators on
+//! several machines begin together; with `hdr_log`, it writes each interval
+//! of the series to the log as it completes.
 
 use crate::config::{Config, Engine};
 use crate::hdrlog::{self, Header, Session, DEFAULT_LOG_INTERVAL};

@@ -14,6 +14,10 @@
 //! every figure. A blocking thread-per-connection engine is kept as the
 //! baseline that the event-driven one is measured against.
 //!
+//! Several generators combine through HdrHistogram's standard interval log
+//! ([`hdrlog`]: each run writes one, starting at an agreed wall-clock time)
+//! and an exact merge of the logs ([`merge`]).
+//!
 //! ```no_run
 //! use ringport_load::{run, Config, StopWhen};
 //! let mut config = Config::new("127.0.0.1:5150".parse().unwrap());

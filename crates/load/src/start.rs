@@ -125,6 +125,24 @@ mod tests {
     }
 
     #[test]
+    fn the_coordinator_sees_every_arrival_before_it_opens_the_gate() {
+        let gate = Arc::new(Gate::new(3));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let g = gate.clone();
+                std::thread::spawn(move || g.arrive())
+            })
+            .collect();
+        gate.wait_arrivals(2);
+        assert_eq!(gate.state.lock().unwrap().0, 2, "both arrived, none gone");
+        assert!(!waiters.iter().any(|w| w.is_finished()), "still held");
+        assert!(gate.arrive());
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+    }
+
+    #[test]
     fn a_full_gate_opens() {
         let gate = Arc::new(Gate::new(2));
         let g = gate.clone();

@@ -26,8 +26,8 @@ pub(crate) fn run_histogram() -> Histogram<u64> {
 /// A histogram for one interval, with the run histogram's precision (so
 /// that the intervals of an `--hdr-log` add up to exactly the run's
 /// histogram) but growing only as far as the slowest latency recorded in
-/// it: a few tens of KiB while latencies stay under a second, so that many
-/// threads can hold one each.
+/// it: about 40 KiB while latencies stay under 10 ms, 90 KiB under a
+/// second, at most 184 KiB (the run histogram's size), rather than the whole hour's range up front.
 pub(crate) fn interval_histogram() -> Histogram<u64> {
     let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid histogram bounds");
     h.auto(true);
@@ -505,6 +505,19 @@ mod tests {
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!(rows[0].messages, 0);
         assert_eq!(rows[1].t, 2.25);
+    }
+
+    #[test]
+    fn an_interval_histogram_grows_only_as_far_as_its_slowest_value() {
+        let kib = |h: &Histogram<u64>| h.distinct_values() * 8 / 1024;
+        let mut h = interval_histogram();
+        record_interval(&mut h, 10_000);
+        assert!(kib(&h) <= 40, "10 ms: {} KiB", kib(&h));
+        record_interval(&mut h, 1_000_000);
+        assert!(kib(&h) <= 90, "1 s: {} KiB", kib(&h));
+        record_interval(&mut h, u64::MAX);
+        assert!(kib(&h) <= 184, "clamped to an hour: {} KiB", kib(&h));
+        assert_eq!(h.max(), run_histogram().highest_equivalent(MAX_US));
     }
 
     #[test]
