@@ -27,7 +27,8 @@ pub(crate) fn run_histogram() -> Histogram<u64> {
 /// that the intervals of an `--hdr-log` add up to exactly the run's
 /// histogram) but growing only as far as the slowest latency recorded in
 /// it: about 40 KiB while latencies stay under 10 ms, 90 KiB under a
-/// second, at most 184 KiB (the run histogram's size), rather than the whole hour's range up front.
+/// second, and at most 184 KiB (the run histogram's size), rather than
+/// the whole hour's range up front.
 pub(crate) fn interval_histogram() -> Histogram<u64> {
     let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid histogram bounds");
     h.auto(true);
