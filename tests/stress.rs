@@ -88,6 +88,7 @@ fn json_has_every_documented_key() {
         "warmup_s",
         "warmup_messages",
         "connect_s",
+        "measure_start_unix_s",
         "seed",
         "series",
     ] {

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod completion;
 mod echo;
+mod hdrlog;
 mod limits;
 mod memory;
 mod misbehave;

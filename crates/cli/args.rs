@@ -1,7 +1,7 @@
 //! Parsers for flag values shared by the subcommands.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Parse `host:port`, `[v6]:port` or `ip:port` into one address. A host name
 /// resolves to its first address.
@@ -52,6 +52,39 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         return Err(format!("'{s}' is too long: durations are at most a year"));
     }
     Ok(d)
+}
+
+/// Parse a wall-clock start time: Unix seconds (`1767225600`, `1767225600.5`)
+/// or RFC 3339 in UTC (`2026-01-01T00:00:00Z`, `2026-01-01 00:00:00`). It
+/// must lie ahead, by at most `MAX_START_AHEAD` (a day).
+pub fn start_at(s: &str) -> Result<SystemTime, String> {
+    let t = s.trim();
+    let at = if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let secs: f64 = t
+            .parse()
+            .map_err(|_| format!("'{s}' is not a number of Unix seconds"))?;
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(|| format!("'{s}' is not a usable time"))?
+    } else {
+        humantime::parse_rfc3339_weak(t).map_err(|e| {
+            format!("'{s}' is not a time ({e}): write Unix seconds, such as 1767225600, or RFC 3339 in UTC, such as 2026-01-01T00:00:00Z")
+        })?
+    };
+    let now = SystemTime::now();
+    match at.duration_since(now) {
+        Err(e) => Err(format!(
+            "'{s}' is {:.3} s in the past (it is now {}): give a time a little ahead",
+            e.duration().as_secs_f64(),
+            humantime::format_rfc3339_millis(now)
+        )),
+        Ok(ahead) if ahead > ringport_load::MAX_START_AHEAD => Err(format!(
+            "'{s}' is {:.1} hours ahead: at most 24 hours",
+            ahead.as_secs_f64() / 3600.0
+        )),
+        Ok(_) => Ok(at),
+    }
 }
 
 /// A duration that must be longer than zero, such as a timeout.
@@ -205,6 +238,30 @@ mod tests {
             .unwrap_err()
             .contains("longer than 0"));
         assert_eq!(positive_duration("1ms").unwrap(), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn start_times_in_both_forms_ahead_and_bounded() {
+        let now = SystemTime::now();
+        let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        let soon = start_at(&format!("{:.3}", unix + 60.0)).unwrap();
+        let off = soon.duration_since(now).unwrap().as_secs_f64();
+        assert!((59.0..61.0).contains(&off), "{off}");
+        let rfc = humantime::format_rfc3339_seconds(now + Duration::from_secs(120)).to_string();
+        let t = start_at(&rfc).unwrap();
+        assert!(t > now, "{rfc}");
+        assert!(start_at(&rfc.replace('T', " ").replace('Z', "")).is_ok());
+        assert!(start_at(&format!("{}", unix - 5.0))
+            .unwrap_err()
+            .contains("in the past"));
+        assert!(start_at("2000-01-01T00:00:00Z")
+            .unwrap_err()
+            .contains("in the past"));
+        assert!(start_at(&format!("{}", unix + 25.0 * 3600.0))
+            .unwrap_err()
+            .contains("at most 24 hours"));
+        assert!(start_at("tomorrow").is_err());
+        assert!(start_at("1.2.3").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod args;
 mod bench;
 mod client;
+mod merge;
 mod out;
 mod serve;
 mod signals;
@@ -33,6 +34,8 @@ enum Command {
     Stress(stress::Args),
     /// Run every model side by side on the same load: a table and charts.
     Bench(bench::Args),
+    /// Add up the --hdr-log files of several `stress` generators exactly.
+    Merge(merge::Args),
 }
 
 /// An error the user can fix by changing the command line or environment;
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Client(a) => client::run(a),
         Command::Stress(a) => stress::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Merge(a) => merge::run(a),
     };
     match result {
         Ok(code) => code,

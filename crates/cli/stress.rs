@@ -8,8 +8,8 @@ use crate::{args, UsageError};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringport_load::{
-    Config, Engine, IntervalSink, IntervalStat, LoadError, Payload, Phase, Progress, Report,
-    StopWhen, MAX_MESSAGE_SIZE,
+    Config, Engine, HdrLog, IntervalSink, IntervalStat, LoadError, Payload, Phase, Progress,
+    Report, StopWhen, MAX_MESSAGE_SIZE,
 };
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -101,6 +101,17 @@ struct Flags {
     /// Also write the report as CSV (a header and one row) to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH")]
     csv: Option<PathBuf>,
+    /// Write an HdrHistogram interval log to PATH: one V2 compressed
+    /// histogram per --interval (1s without one) and tag, `send` and (open
+    /// loop) `schedule`, in microseconds; `ringport merge` adds logs up.
+    #[arg(long, value_name = "PATH")]
+    hdr_log: Option<PathBuf>,
+    /// Open the connections, then hold the start until this wall-clock time
+    /// (Unix seconds, or RFC 3339 in UTC such as 2026-01-01T12:00:00Z),
+    /// so that generators on several machines start their warm-up together.
+    /// It must lie ahead, at most 24 hours; Ctrl-C ends the wait.
+    #[arg(long, value_name = "TIME", value_parser = args::start_at)]
+    start_at: Option<std::time::SystemTime>,
     /// Events engine: poll without blocking this long before sleeping; 0 never spins
     /// [default: 50us in a closed loop, 0 with --rate].
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
@@ -128,6 +139,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // after a long run whose figures would then be lost.
     let json_out = a.json.as_deref().map(ReportFile::open).transpose()?;
     let csv_out = a.csv.as_deref().map(ReportFile::open).transpose()?;
+    if let Some(path) = &a.hdr_log {
+        config.hdr_log = Some(Arc::new(open_hdr_log(path)?));
+    }
+    if let Some(at) = config.start_at {
+        announce_start(at);
+    }
 
     let show_progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| new_bar(&config));
@@ -144,7 +161,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).context(format!("stress run against {} failed", config.addr)),
     };
     let data_on_stdout = is_stdout(&a.json) || is_stdout(&a.csv);
-    let unwritten = write_report(&report, data_on_stdout, json_out, csv_out)?;
+    let mut unwritten = write_report(&report, data_on_stdout, json_out, csv_out)?;
+    if let (Some(log), Some(path)) = (&config.hdr_log, &a.hdr_log) {
+        if let Err(e) = log.finish() {
+            let e = format!(
+                "cannot write the HdrHistogram log to {}: {e}",
+                path.display()
+            );
+            crate::out::eprintln_quiet!("ringport: {e}");
+            unwritten.push(e);
+        }
+    }
     let problems = report.problems();
     if problems.is_empty() {
         if !unwritten.is_empty() {
@@ -193,6 +220,7 @@ fn config_from(a: &Flags) -> anyhow::Result<Config> {
     config.interval = a.interval;
     config.connect_rate = a.connect_rate;
     config.busy_poll = a.busy_poll;
+    config.start_at = a.start_at;
     config.source_ips = a.source_ips.clone().map(|l| l.0).unwrap_or_default();
     config.percentiles = a.percentiles.clone().map(|l| l.0).unwrap_or_default();
     if let Some(t) = a.threads {
@@ -253,6 +281,30 @@ fn write_report(
         crate::out::eprintln_quiet!("ringport: {e}");
     }
     Ok(unwritten)
+}
+
+/// The `--hdr-log` file, created before the run so that a path that cannot
+/// be written is a usage error now rather than a lost log later.
+fn open_hdr_log(path: &Path) -> anyhow::Result<HdrLog> {
+    let file = std::fs::File::create(path).map_err(|e| {
+        UsageError(format!(
+            "cannot write the HdrHistogram log to {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(HdrLog::new(Box::new(file)))
+}
+
+/// Say on stderr when the run will start, so that a wait is not mistaken for a hang.
+fn announce_start(at: std::time::SystemTime) {
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    crate::out::eprintln_quiet!(
+        "ringport: the connections open now; the warm-up starts at {} (in {:.1} s); Ctrl-C cancels",
+        humantime::format_rfc3339_millis(at),
+        left.as_secs_f64()
+    );
 }
 
 /// A seed nobody chose: different each run, and printed so the run can be repeated.

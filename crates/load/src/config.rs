@@ -3,13 +3,14 @@
 //! Every field is public and [`Config::new`] gives the defaults, so a caller
 //! sets only what it cares about. New fields are only ever added.
 
+use crate::hdrlog::HdrLog;
 use crate::outcome::IntervalStat;
 use crate::payload::{Payload, MAX_MESSAGE_SIZE};
 use crate::progress::Progress;
 use crate::LoadError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// When each connection stops sending.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +52,10 @@ pub const MAX_RATE: f64 = 1e8;
 
 /// The longest an open-loop schedule may run.
 const MAX_SCHEDULE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The furthest ahead a start time may be: a day. Further than that is
+/// more likely a typo than a plan, and the connections would idle all along.
+pub const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// The most message bytes a run may hold in flight, all connections together.
 pub const MAX_IN_FLIGHT: u64 = 4 << 30;
@@ -157,6 +162,14 @@ pub struct Config {
     pub progress: Option<Arc<Progress>>,
     /// Receives each interval as it completes (requires `interval`).
     pub on_interval: Option<IntervalSink>,
+    /// Write an HdrHistogram interval log here: one interval per `interval`,
+    /// or per [`DEFAULT_LOG_INTERVAL`](crate::hdrlog::DEFAULT_LOG_INTERVAL).
+    pub hdr_log: Option<Arc<HdrLog>>,
+    /// Hold the start line until this wall-clock time: the connections
+    /// open at once, then wait; the warm-up (and the clock) start at this
+    /// time, or as soon as the connections are open if that is later.
+    /// At most [`MAX_START_AHEAD`] ahead.
+    pub start_at: Option<SystemTime>,
 }
 
 impl Config {
@@ -181,6 +194,8 @@ impl Config {
             close_grace: DEFAULT_CLOSE_GRACE,
             progress: None,
             on_interval: None,
+            hdr_log: None,
+            start_at: None,
         }
     }
 
@@ -294,6 +309,15 @@ impl Config {
         }
         if self.interval.is_some_and(|i| i < Duration::from_millis(10)) {
             return bad("--interval must be at least 10ms".into());
+        }
+        if let Some(at) = self.start_at {
+            let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+            if ahead > MAX_START_AHEAD {
+                return bad(format!(
+                    "--start-at is {:.0} hours ahead: at most 24 hours",
+                    ahead.as_secs_f64() / 3600.0
+                ));
+            }
         }
         Ok(())
     }

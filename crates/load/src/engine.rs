@@ -4,16 +4,20 @@
 //! The clock starts only when every thread has opened (or failed to open)
 //! its connections, so connection setup — which can take seconds at ten
 //! thousand connections — is never mistaken for server latency. It is
-//! reported on its own as `connect_s`.
+//! reported on its own as `connect_s`. With `start_at`, the coordinator
+//! then holds the start line until that wall-clock time, so generators on
+//! several machines begin together; with `hdr_log`, it writes each interval
+//! of the series to the log as it completes.
 
 use crate::config::{Config, Engine};
+use crate::hdrlog::{self, Header, Session, DEFAULT_LOG_INTERVAL};
 use crate::report::{Measured, Report};
 use crate::start::{workload, Gate, Shared, WorkerOut};
-use crate::stats::{run_histogram, Series, Totals};
+use crate::stats::{run_histogram, Ready, Series, Totals};
 use crate::LoadError;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Descriptors a run needs besides one per connection: pollers, stdio, files.
 const SPARE_FDS: u64 = 64;
@@ -42,45 +46,39 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
         Engine::Events => config.threads.clamp(1, config.connections),
         Engine::Threads => config.connections,
     };
+    // The series runs for `--interval`, and for the log, which needs one.
+    let series_len = config
+        .interval
+        .or(config.hdr_log.as_ref().map(|_| DEFAULT_LOG_INTERVAL));
     let shared = Arc::new(Shared {
         gate: Gate::new(threads + 1),
         t0: OnceLock::new(),
-        series: config
-            .interval
-            .map(|len| Series::new(len, threads, config.rate.is_some())),
+        series: series_len.map(|len| Series::new(len, threads, config.rate.is_some())),
     });
     let spawned_at = Instant::now();
     let handles = spawn(config, &shared, threads)?;
-    if !shared.gate.arrive() {
-        unreachable!("only this thread abandons the gate");
-    }
-    let t0 = *shared.t0.get_or_init(Instant::now);
-    let connect = t0.saturating_duration_since(spawned_at);
+    let (t0, connect) = start_line(config, &shared, threads, spawned_at);
     let measure_start = t0 + config.warmup;
+    let wall_start = wall_clock_at(t0) + config.warmup;
     if let Some(p) = &config.progress {
         p.set_measure_start(measure_start);
     }
-
-    let mut series = Vec::new();
-    let emit = |rows: Vec<crate::IntervalStat>, series: &mut Vec<crate::IntervalStat>| {
-        for row in rows {
-            if let Some(sink) = &config.on_interval {
-                (sink.0)(&row);
-            }
-            series.push(row);
-        }
+    let header = Header {
+        start: wall_start,
+        comment: log_comment(config),
     };
-    if let Some(s) = &shared.series {
-        while !handles.iter().all(|h| h.is_finished()) {
-            s.wait(Duration::from_millis(100));
-            emit(s.take_ready(None), &mut series);
-        }
-    }
-    let joined = join(handles, config.rate.is_some(), measure_start);
+    let (series, joined) = hdrlog::with_session(config.hdr_log.as_deref(), &header, |log| {
+        watch(config, &shared, handles, measure_start, log)
+    });
     if let Some(p) = &config.progress {
         p.set_done();
     }
-    let (totals, raw, corrected, finished) = joined?;
+    let Joined {
+        totals,
+        raw,
+        corrected,
+        finished,
+    } = joined?;
     let elapsed = finished.saturating_duration_since(measure_start);
     // What the run asked for, from the same schedule the connections
     // followed, for every connection, opened or not.
@@ -88,9 +86,6 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
     let asked = (0..config.connections as u64)
         .map(|c| w.asked(c))
         .sum::<Option<u64>>();
-    if let Some(s) = &shared.series {
-        emit(s.take_ready(Some(elapsed)), &mut series);
-    }
     Ok(Report::new(
         config,
         Measured {
@@ -99,11 +94,112 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             corrected: corrected.as_ref(),
             elapsed,
             connect,
+            measure_start: wall_start,
             threads: threads as u64,
             series,
             asked,
         },
     ))
+}
+
+/// Hold the start line: once every thread has opened its connections (and,
+/// with `start_at`, that time has come), arrive, and return the common
+/// clock's zero and how long the connections took to open.
+fn start_line(
+    config: &Config,
+    shared: &Shared,
+    threads: usize,
+    spawned_at: Instant,
+) -> (Instant, Duration) {
+    let mut connected = None;
+    if let Some(at) = config.start_at {
+        shared.gate.wait_arrivals(threads);
+        connected = Some(Instant::now());
+        let late = SystemTime::now().duration_since(at).unwrap_or_default();
+        if late > Duration::from_millis(1) {
+            tracing::warn!(
+                "the connections were open {:.3} s after --start-at: the warm-up starts late",
+                late.as_secs_f64()
+            );
+        }
+        wait_until(at);
+    }
+    if !shared.gate.arrive() {
+        unreachable!("only this thread abandons the gate");
+    }
+    let t0 = *shared.t0.get_or_init(Instant::now);
+    let connected = connected.unwrap_or(t0);
+    (t0, connected.saturating_duration_since(spawned_at))
+}
+
+/// Sleep until the wall clock reads `at`. The clock is read again after
+/// every nap of at most half a second, so a clock that is stepped (NTP)
+/// while waiting is followed, and a signal's default action (Ctrl-C ends
+/// the process) is never held up.
+fn wait_until(at: SystemTime) {
+    while let Ok(left) = at.duration_since(SystemTime::now()) {
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(500)));
+    }
+}
+
+/// The wall-clock time of the instant `t` (a moment ago).
+fn wall_clock_at(t: Instant) -> SystemTime {
+    let ago = Instant::now().saturating_duration_since(t);
+    SystemTime::now() - ago
+}
+
+/// The log's first comment: what was run, and against what.
+fn log_comment(config: &Config) -> String {
+    let mode = match config.rate {
+        Some(r) => format!("open loop at {r} msgs/s"),
+        None => "closed loop".to_string(),
+    };
+    format!(
+        "ringport {} stress against {}: {} connections, {mode}, pipeline {}",
+        env!("CARGO_PKG_VERSION"),
+        config.addr,
+        config.connections,
+        config.pipeline
+    )
+}
+
+/// While the threads run, hand each complete interval to the caller's
+/// sink, the report's series and the log; then join the threads and hand
+/// over the last, partial interval.
+fn watch(
+    config: &Config,
+    shared: &Shared,
+    handles: Vec<Handle>,
+    measure_start: Instant,
+    log: &mut Session<'_>,
+) -> (Vec<crate::IntervalStat>, Result<Joined, LoadError>) {
+    let mut series = Vec::new();
+    let mut emit = |ready: Vec<Ready>| {
+        for r in ready {
+            log.write(&r);
+            if config.interval.is_none() {
+                continue;
+            }
+            if let Some(sink) = &config.on_interval {
+                (sink.0)(&r.stat);
+            }
+            series.push(r.stat);
+        }
+    };
+    if let Some(s) = &shared.series {
+        while !handles.iter().all(|h| h.is_finished()) {
+            s.wait(Duration::from_millis(100));
+            emit(s.take_ready(None));
+        }
+    }
+    let joined = join(handles, config.rate.is_some(), measure_start);
+    if let (Some(s), Ok(j)) = (&shared.series, &joined) {
+        emit(s.take_ready(Some(j.finished.saturating_duration_since(measure_start))));
+    }
+    (series, joined)
 }
 
 type Handle = std::thread::JoinHandle<Result<WorkerOut, LoadError>>;
@@ -144,7 +240,14 @@ fn spawn(config: &Config, shared: &Arc<Shared>, threads: usize) -> Result<Vec<Ha
     Ok(handles)
 }
 
-type Joined = (Totals, Histogram<u64>, Option<Histogram<u64>>, Instant);
+/// What the threads measured, merged.
+struct Joined {
+    totals: Totals,
+    raw: Histogram<u64>,
+    corrected: Option<Histogram<u64>>,
+    /// The latest instant any thread finished, no earlier than the start of measuring.
+    finished: Instant,
+}
 
 /// Wait for every load thread and merge what they measured: counters,
 /// histograms, and the latest instant any of them finished (no earlier
@@ -174,6 +277,11 @@ fn join(
     }
     match first_err {
         Some(e) => Err(e),
-        None => Ok((totals, raw, corrected, finished)),
+        None => Ok(Joined {
+            totals,
+            raw,
+            corrected,
+            finished,
+        }),
     }
 }

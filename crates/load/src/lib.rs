@@ -14,6 +14,10 @@
 //! every figure. A blocking thread-per-connection engine is kept as the
 //! baseline that the event-driven one is measured against.
 //!
+//! Several generators combine through HdrHistogram's standard interval log
+//! ([`hdrlog`]: each run writes one, starting at an agreed wall-clock time)
+//! and an exact merge of the logs ([`merge`]).
+//!
 //! ```no_run
 //! use ringport_load::{run, Config, StopWhen};
 //! let mut config = Config::new("127.0.0.1:5150".parse().unwrap());
@@ -27,6 +31,8 @@
 mod config;
 mod engine;
 mod events;
+pub mod hdrlog;
+pub mod merge;
 mod net;
 mod outcome;
 pub mod payload;
@@ -39,9 +45,11 @@ mod sys;
 mod threads;
 
 pub use config::{
-    Config, Engine, IntervalSink, StopWhen, DEFAULT_CLOSE_GRACE, THREADS_MAX_MESSAGE,
+    Config, Engine, IntervalSink, StopWhen, DEFAULT_CLOSE_GRACE, MAX_START_AHEAD,
+    THREADS_MAX_MESSAGE,
 };
 pub use engine::run;
+pub use hdrlog::HdrLog;
 pub use payload::{Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};
 pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report};

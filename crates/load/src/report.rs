@@ -184,6 +184,9 @@ pub struct Report {
     pub warmup_messages: u64,
     /// Time it took to open the connections, before the clock started.
     pub connect_s: f64,
+    /// When measuring began (after the warm-up) by this machine's wall
+    /// clock, in seconds since the Unix epoch: the StartTime of `--hdr-log`.
+    pub measure_start_unix_s: f64,
     /// The seed of a `--size` payload; null for the text template.
     pub seed: Option<u64>,
     /// Per-interval figures with `--interval`; empty otherwise.
@@ -197,6 +200,8 @@ pub(crate) struct Measured<'a> {
     pub corrected: Option<&'a Histogram<u64>>,
     pub elapsed: std::time::Duration,
     pub connect: std::time::Duration,
+    /// When measuring began, by the wall clock.
+    pub measure_start: std::time::SystemTime,
     pub threads: u64,
     pub series: Vec<IntervalStat>,
     /// Measured messages asked for, where the run asks for a number.
@@ -246,6 +251,7 @@ impl Report {
             warmup_s: config.warmup.as_secs_f64(),
             warmup_messages: t.warmup_messages,
             connect_s: m.connect.as_secs_f64(),
+            measure_start_unix_s: crate::hdrlog::unix_seconds(m.measure_start),
             seed: config.payload.seed(),
             series: m.series,
         }
@@ -350,33 +356,10 @@ impl Report {
 
     /// The latency percentiles, from send and (open loop) from schedule.
     fn write_latency_table(&self, s: &mut String) {
-        let mut rows = vec![("from send", &self.latency_us)];
-        if let Some(c) = &self.latency_corrected_us {
-            rows.push(("from schedule", c));
-        }
-        let header = self.latency_us.columns();
-        let width = header
-            .iter()
-            .map(|(n, _)| n.len())
-            .chain(
-                rows.iter()
-                    .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
-            )
-            .max()
-            .unwrap_or(4)
-            + 2;
-        let _ = write!(*s, "latency (us)    ");
-        for (name, _) in &header {
-            let _ = write!(*s, "{name:>width$}");
-        }
-        let _ = writeln!(*s);
-        for (label, l) in rows {
-            let _ = write!(*s, "  {label:<14}");
-            for (_, v) in l.columns() {
-                let _ = write!(*s, "{v:>width$}");
-            }
-            let _ = writeln!(*s);
-        }
+        s.push_str(&latency_table(
+            &self.latency_us,
+            self.latency_corrected_us.as_ref(),
+        ));
     }
 
     /// The human-readable summary: a few labelled lines and a latency table.
@@ -542,6 +525,41 @@ impl Report {
     }
 }
 
+/// The latency table of a summary: a header of percentiles, a row from
+/// send and, when there is one, a row from schedule. Shared by `stress`
+/// and `merge`, so that both print the same shape.
+pub fn latency_table(send: &Latency, schedule: Option<&Latency>) -> String {
+    let mut s = String::new();
+    let mut rows = vec![("from send", send)];
+    if let Some(c) = schedule {
+        rows.push(("from schedule", c));
+    }
+    let header = send.columns();
+    let width = header
+        .iter()
+        .map(|(n, _)| n.len())
+        .chain(
+            rows.iter()
+                .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
+        )
+        .max()
+        .unwrap_or(4)
+        + 2;
+    let _ = write!(s, "latency (us)    ");
+    for (name, _) in &header {
+        let _ = write!(s, "{name:>width$}");
+    }
+    let _ = writeln!(s);
+    for (label, l) in rows {
+        let _ = write!(s, "  {label:<14}");
+        for (_, v) in l.columns() {
+            let _ = write!(s, "{v:>width$}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
 /// The CSV columns of one latency, named `<prefix>_p50` and so on; all
 /// empty when the run has no such latency (`present` false), so that every
 /// report has the same columns.
@@ -624,6 +642,7 @@ mod tests {
                 corrected: corrected.then_some(&h),
                 elapsed: std::time::Duration::from_secs(1),
                 connect: std::time::Duration::ZERO,
+                measure_start: std::time::SystemTime::now(),
                 threads: 1,
                 series: Vec::new(),
                 asked: None,

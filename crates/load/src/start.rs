@@ -26,6 +26,8 @@ pub(crate) struct WorkerOut {
 pub(crate) struct Gate {
     state: Mutex<(usize, bool)>,
     open: Condvar,
+    /// Signalled at every arrival, for [`Gate::wait_arrivals`].
+    arrived: Condvar,
     expected: usize,
 }
 
@@ -34,6 +36,7 @@ impl Gate {
         Gate {
             state: Mutex::new((0, false)),
             open: Condvar::new(),
+            arrived: Condvar::new(),
             expected,
         }
     }
@@ -42,6 +45,7 @@ impl Gate {
     pub(crate) fn arrive(&self) -> bool {
         let mut s = self.state.lock().expect("gate lock");
         s.0 += 1;
+        self.arrived.notify_all();
         if s.0 >= self.expected {
             self.open.notify_all();
         }
@@ -51,9 +55,20 @@ impl Gate {
         !s.1
     }
 
+    /// Wait, without arriving, until `n` others have arrived (or the gate
+    /// was abandoned): the coordinator's way to know that every thread has
+    /// opened its connections, before it holds the start line.
+    pub(crate) fn wait_arrivals(&self, n: usize) {
+        let mut s = self.state.lock().expect("gate lock");
+        while s.0 < n && !s.1 {
+            s = self.arrived.wait(s).expect("gate lock");
+        }
+    }
+
     pub(crate) fn abandon(&self) {
         self.state.lock().expect("gate lock").1 = true;
         self.open.notify_all();
+        self.arrived.notify_all();
     }
 }
 
@@ -107,6 +122,24 @@ mod tests {
         }
         gate.abandon();
         assert!(!waiter.join().unwrap());
+    }
+
+    #[test]
+    fn the_coordinator_sees_every_arrival_before_it_opens_the_gate() {
+        let gate = Arc::new(Gate::new(3));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let g = gate.clone();
+                std::thread::spawn(move || g.arrive())
+            })
+            .collect();
+        gate.wait_arrivals(2);
+        assert_eq!(gate.state.lock().unwrap().0, 2, "both arrived, none gone");
+        assert!(!waiters.iter().any(|w| w.is_finished()), "still held");
+        assert!(gate.arrive());
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
     }
 
     #[test]

@@ -23,10 +23,22 @@ pub(crate) fn run_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
 }
 
-/// A histogram for one interval: 2 digits are plenty for a p99 trend line,
-/// and at a tenth of the size, many threads can hold one each.
-fn interval_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, 2).expect("valid histogram bounds")
+/// A histogram for one interval, with the run histogram's precision (so
+/// that the intervals of an `--hdr-log` add up to exactly the run's
+/// histogram) but growing only as far as the slowest latency recorded in
+/// it: about 40 KiB while latencies stay under 10 ms, 90 KiB under a
+/// second, and at most 184 KiB (the run histogram's size), rather than
+/// the whole hour's range up front.
+pub(crate) fn interval_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid histogram bounds");
+    h.auto(true);
+    h
+}
+
+/// Record `us` in an interval histogram, clamped as the run histogram clamps it.
+fn record_interval(h: &mut Histogram<u64>, us: u64) {
+    h.record(us.min(MAX_US))
+        .expect("an auto-resizing histogram takes any value up to MAX_US");
 }
 
 fn micros(d: Duration) -> u64 {
@@ -255,9 +267,9 @@ impl IntervalRecorder {
     fn record(&mut self, now: Instant, raw: u64, corrected: Option<u64>) {
         self.tick(now);
         self.messages += 1;
-        self.raw.saturating_record(raw);
+        record_interval(&mut self.raw, raw);
         if let (Some(h), Some(us)) = (self.corrected.as_mut(), corrected) {
-            h.saturating_record(us);
+            record_interval(h, us);
         }
     }
 
@@ -377,7 +389,7 @@ impl Series {
     /// Every interval that all threads have handed over and not yet taken.
     /// With `end` (the measured length of the run, once every thread is
     /// done) the last, partial interval is taken too and ends there.
-    pub fn take_ready(&self, end: Option<Duration>) -> Vec<IntervalStat> {
+    pub fn take_ready(&self, end: Option<Duration>) -> Vec<Ready> {
         let mut s = self.state.lock().expect("series lock");
         let bound = match end {
             Some(_) => s.emitted + s.slots.len() as u64,
@@ -402,26 +414,50 @@ impl Series {
             if let Some(e) = end {
                 to = to.min(e.max(from));
             }
-            let secs = (to - from).as_secs_f64();
-            let messages = slot.as_ref().map_or(0, |s| s.messages);
-            out.push(IntervalStat {
-                t: to.as_secs_f64(),
-                messages,
-                msgs_per_sec: if secs > 0.0 {
-                    messages as f64 / secs
-                } else {
-                    0.0
-                },
-                p99_us: slot.as_ref().map_or(0, |s| quantile(&s.raw, 0.99)),
-                p99_corrected_us: self.open_loop.then(|| {
-                    slot.as_ref()
-                        .and_then(|s| s.corrected.as_ref())
-                        .map_or(0, |h| quantile(h, 0.99))
-                }),
-            });
+            out.push(self.ready(from, to, slot));
         }
         out
     }
+
+    /// One interval, from `from` to `to` after the start of measuring, as
+    /// the row of the series and the histograms behind it.
+    fn ready(&self, from: Duration, to: Duration, slot: Option<Slot>) -> Ready {
+        let slot = slot.unwrap_or_else(|| Slot {
+            messages: 0,
+            raw: interval_histogram(),
+            corrected: self.open_loop.then(interval_histogram),
+        });
+        let secs = (to - from).as_secs_f64();
+        let stat = IntervalStat {
+            t: to.as_secs_f64(),
+            messages: slot.messages,
+            msgs_per_sec: if secs > 0.0 {
+                slot.messages as f64 / secs
+            } else {
+                0.0
+            },
+            p99_us: quantile(&slot.raw, 0.99),
+            p99_corrected_us: slot.corrected.as_ref().map(|h| quantile(h, 0.99)),
+        };
+        Ready {
+            stat,
+            from,
+            to,
+            raw: slot.raw,
+            corrected: slot.corrected,
+        }
+    }
+}
+
+/// One interval of the series, complete: its row and its histograms.
+pub(crate) struct Ready {
+    pub stat: IntervalStat,
+    /// Where the interval starts and ends, from the start of measuring.
+    pub from: Duration,
+    pub to: Duration,
+    /// Latency from send, and (open loop) from schedule, in microseconds.
+    pub raw: Histogram<u64>,
+    pub corrected: Option<Histogram<u64>>,
 }
 
 fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
@@ -450,7 +486,11 @@ mod tests {
         );
         b.record(t + Duration::from_millis(20), 300, None);
         b.tick(t + Duration::from_millis(2500));
-        let rows = series.take_ready(None);
+        let rows: Vec<_> = series
+            .take_ready(None)
+            .into_iter()
+            .map(|r| r.stat)
+            .collect();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].messages, 2);
         assert_eq!(rows[0].t, 1.0);
@@ -458,10 +498,27 @@ mod tests {
         a.finish();
         b.finish();
         // Interval 1 was empty; interval 2 is the partial last one, cut at 2.25 s.
-        let rows = series.take_ready(Some(Duration::from_millis(2250)));
+        let rows: Vec<_> = series
+            .take_ready(Some(Duration::from_millis(2250)))
+            .into_iter()
+            .map(|r| r.stat)
+            .collect();
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!(rows[0].messages, 0);
         assert_eq!(rows[1].t, 2.25);
+    }
+
+    #[test]
+    fn an_interval_histogram_grows_only_as_far_as_its_slowest_value() {
+        let kib = |h: &Histogram<u64>| h.distinct_values() * 8 / 1024;
+        let mut h = interval_histogram();
+        record_interval(&mut h, 10_000);
+        assert!(kib(&h) <= 40, "10 ms: {} KiB", kib(&h));
+        record_interval(&mut h, 1_000_000);
+        assert!(kib(&h) <= 90, "1 s: {} KiB", kib(&h));
+        record_interval(&mut h, u64::MAX);
+        assert!(kib(&h) <= 184, "clamped to an hour: {} KiB", kib(&h));
+        assert_eq!(h.max(), run_histogram().highest_equivalent(MAX_US));
     }
 
     #[test]
@@ -473,7 +530,11 @@ mod tests {
         a.finish();
         b.record(t + Duration::from_millis(50), 10, Some(20));
         b.tick(t + Duration::from_millis(350));
-        let rows = series.take_ready(None);
+        let rows: Vec<_> = series
+            .take_ready(None)
+            .into_iter()
+            .map(|r| r.stat)
+            .collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].messages, 1);
         assert!(rows[0].p99_corrected_us.unwrap() >= 19);
