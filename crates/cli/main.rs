@@ -94,7 +94,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
         })
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect::<Vec<_>>()
-        .join("; ");
+        .join("; ")
+        // "were not provided:" introduces the list on the next lines.
+        .replace(":; ", ": ");
     out::eprintln_quiet!("ringport: {line} (see --help)");
     ExitCode::from(2)
 }
