@@ -1,7 +1,7 @@
 //! `stress` against echo servers that misbehave, one way each: every one
 //! must make it exit 1 with the right error kind, in both engines, in a
-//! closed and an open loop; a correct server that echoes in 1-byte pieces
-//! must pass. The servers are written here, over real loopback sockets.
+//! closed and an open loop, and with churn (connections replaced after a
+//! few messages); a correct server that echoes in 1-byte pieces must pass. The servers are written here, over real loopback sockets.
 //!
 //! Every run is small: 2 connections of 20 messages of 64 bytes (random,
 //! seeded, so every message and every connection's stream differs and a
@@ -17,6 +17,10 @@ use std::time::Duration;
 
 const SIZE: u64 = 64;
 const COUNT: u64 = 20;
+/// Messages per connection in the churn modes.
+const SHARE: u64 = 8;
+/// The modes without churn come first in `MODES`.
+const STEADY: usize = 5;
 
 /// The ways a run is driven: both engines, closed and open loop, and the
 /// events engine with a pipeline (the baseline engine has none).
@@ -29,6 +33,25 @@ const MODES: &[(&str, &[&str])] = &[
     ("events open", &["--engine", "events", "--rate", "400"]),
     ("threads closed", &["--engine", "threads"]),
     ("threads open", &["--engine", "threads", "--rate", "400"]),
+    // Churn: each connection carries `SHARE` messages, then a new one
+    // takes its place (20 per slot: 8, 8, 4); each server below misbehaves
+    // within the first 8 messages of a connection's stream, or, where it
+    // waits for the end of the stream, has a churn twin.
+    (
+        "events churn",
+        &["--engine", "events", "--per-connection", "8"],
+    ),
+    (
+        "events churn open",
+        &[
+            "--engine",
+            "events",
+            "--rate",
+            "400",
+            "--per-connection",
+            "8",
+        ],
+    ),
 ];
 
 /// Run `stress` in every mode (count mode, `COUNT` messages) and check it
@@ -200,34 +223,45 @@ fn one_flipped_byte_is_a_mismatch() {
     fails_in_every_mode(addr, &["mismatch"]);
 }
 
+/// Run in every mode against a server made by `server(total)`, where
+/// `total` is the length of one connection's stream: all the messages
+/// without churn, a share of them with it.
+fn fails_at_stream_end(server: impl Fn(u64) -> SocketAddr, kinds: &[&str]) {
+    let stop = ["-n", &COUNT.to_string()];
+    fails_with(server(COUNT * SIZE), kinds, &stop, &MODES[..STEADY]);
+    fails_with(server(SHARE * SIZE), kinds, &stop, &MODES[STEADY..]);
+}
+
 #[test]
 fn extra_bytes_inside_the_last_echo_are_caught() {
-    let total = COUNT * SIZE;
-    let addr = twisted_echo(move |s, offset, chunk| {
-        let mut out = chunk.to_vec();
-        if offset + chunk.len() as u64 == total {
-            // In the same write, so usually in the same segment.
-            out.extend_from_slice(b"JUNK");
-        }
-        s.write_all(&out).is_ok()
-    });
-    fails_in_every_mode(addr, &["extra_bytes"]);
+    let server = |total: u64| {
+        twisted_echo(move |s, offset, chunk| {
+            let mut out = chunk.to_vec();
+            if offset + chunk.len() as u64 == total {
+                // In the same write, so usually in the same segment.
+                out.extend_from_slice(b"JUNK");
+            }
+            s.write_all(&out).is_ok()
+        })
+    };
+    fails_at_stream_end(server, &["extra_bytes"]);
 }
 
 #[test]
 fn extra_bytes_after_the_last_echo_are_caught() {
-    let total = COUNT * SIZE;
-    let addr = twisted_echo(move |s, offset, chunk| {
-        if s.write_all(chunk).is_err() {
-            return false;
-        }
-        if offset + chunk.len() as u64 == total {
-            std::thread::sleep(Duration::from_millis(20));
-            let _ = s.write_all(b"JUNK");
-        }
-        true
-    });
-    fails_in_every_mode(addr, &["extra_bytes"]);
+    let server = |total: u64| {
+        twisted_echo(move |s, offset, chunk| {
+            if s.write_all(chunk).is_err() {
+                return false;
+            }
+            if offset + chunk.len() as u64 == total {
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = s.write_all(b"JUNK");
+            }
+            true
+        })
+    };
+    fails_at_stream_end(server, &["extra_bytes"]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod util;
 
 mod bench;
+mod churn;
 mod cli;
 mod client;
 mod completion;

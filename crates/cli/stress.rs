@@ -82,6 +82,13 @@ struct Flags {
     /// error, a server that stays open only a note. 0 skips the check.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = args::duration)]
     close_grace: Duration,
+    /// Churn: close each connection after N verified messages (through the
+    /// same close check) and open a new one in its place; the report adds
+    /// connections/s and connect latency. -n still counts messages per
+    /// connection slot, so -n 100 --per-connection 1 makes 100 connections
+    /// one after the other in each slot. Events engine only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    per_connection: Option<u64>,
     /// Latency percentiles to print and store, such as 50,90,99,99.9,99.99
     /// (p50, p90, p99, p99.9 and max are always in the JSON).
     #[arg(long, value_name = "LIST", value_parser = args::percentiles)]
@@ -214,6 +221,7 @@ fn config_from(a: &Flags) -> anyhow::Result<Config> {
     config.pipeline = a.pipeline;
     config.timeout = a.timeout;
     config.close_grace = a.close_grace;
+    config.per_connection = a.per_connection;
     config.engine = a.engine;
     config.rate = a.rate;
     config.warmup = a.warmup;

@@ -158,6 +158,11 @@ pub struct Config {
     /// server that does not close in time is only noted (some echo servers
     /// never close). `Duration::ZERO` skips the check.
     pub close_grace: Duration,
+    /// Churn: close each connection after this many verified messages and
+    /// open a new one in its place (the close check above applies to each),
+    /// so the run measures connections per second and connect latency
+    /// besides the echoes. `None`: every connection stays open for the run.
+    pub per_connection: Option<u64>,
     /// Counters a caller may read while the run goes on (for a progress bar).
     pub progress: Option<Arc<Progress>>,
     /// Receives each interval as it completes (requires `interval`).
@@ -192,6 +197,7 @@ impl Config {
             connect_rate: None,
             busy_poll: None,
             close_grace: DEFAULT_CLOSE_GRACE,
+            per_connection: None,
             progress: None,
             on_interval: None,
             hdr_log: None,
@@ -364,7 +370,16 @@ impl Config {
     /// Check what the threads engine cannot do: pipelining, and messages
     /// too large to write whole before reading.
     fn check_engine(&self) -> Result<(), LoadError> {
+        if self.per_connection == Some(0) {
+            return bad("--per-connection 0: a connection carries at least 1 message".into());
+        }
         if self.engine == Engine::Threads {
+            if self.per_connection.is_some() {
+                return bad(
+                    "--per-connection runs on the events engine: --engine threads keeps one connection per thread"
+                        .into(),
+                );
+            }
             if self.pipeline != 1 {
                 return bad(
                     "--engine threads is the blocking baseline and supports only --pipeline 1"

@@ -10,6 +10,11 @@
 //! Open loop: a cursor walks this thread's share of the global schedule in
 //! time order and wakes the connection whose message is due; the poll
 //! timeout is the time to the next due message.
+//!
+//! Churn (`per_connection`): a connection that has carried its messages
+//! goes through the end-of-run check (half-close, the server's end of
+//! stream), then a new connection is opened in its place, which takes over
+//! its plan: one slot, a line of connections. Each connect is timed.
 
 use crate::config::Config;
 use crate::net;
@@ -55,8 +60,17 @@ enum State {
     Exchanging { finished: bool },
     /// Everything asked of it was sent and verified; its write side is
     /// shut, and it reads until the server's end of stream: any byte now is
-    /// one that was never sent.
-    Closing { since: Instant },
+    /// one that was never sent. `reopen`: churn, a new connection takes its
+    /// place after it; otherwise the slot is done.
+    Closing { since: Instant, reopen: bool },
+}
+
+impl State {
+    /// Still part of the exchange, for the series: everything but the
+    /// final close check (a churn close is followed by more messages).
+    fn exchanging(&self) -> bool {
+        !matches!(self, State::Closing { reopen: false, .. })
+    }
 }
 
 struct Conn {
@@ -75,6 +89,12 @@ struct Conn {
     in_flight_written: usize,
     /// When the last message came back verified.
     last_verified: Option<Instant>,
+    /// Messages handed to this connection (churn: its share is
+    /// `per_connection`, then it is replaced).
+    sent_here: u64,
+    /// Churn: this connection has carried its share, and its slot has
+    /// more to send, so a new connection will take its place.
+    retire: bool,
 }
 
 impl Conn {
@@ -92,7 +112,30 @@ impl Conn {
             in_flight: VecDeque::new(),
             in_flight_written: 0,
             last_verified: None,
+            sent_here: 0,
+            retire: false,
         }
+    }
+
+    /// Take `stream`, a new connection in this one's place (churn): the
+    /// plan goes on, the byte stream starts afresh.
+    fn replace_stream(&mut self, stream: TcpStream, now: Instant) {
+        debug_assert!(self.in_flight.is_empty());
+        self.stream = stream;
+        self.state = State::Connecting { since: now };
+        self.buf.clear();
+        self.base = 0;
+        self.generated = 0;
+        self.written = 0;
+        self.verified = 0;
+        self.in_flight_written = 0;
+        self.sent_here = 0;
+        self.retire = false;
+    }
+
+    /// Churn: this connection has carried its share and has nothing owed.
+    fn carried_its_share(&self) -> bool {
+        self.retire && !self.finished() && self.in_flight.is_empty()
     }
 
     fn finished(&self) -> bool {
@@ -135,6 +178,9 @@ enum Outcome {
     /// Everything asked was sent and verified, and the server ended the
     /// connection this way.
     Completed(Ending),
+    /// Churn: the connection carried its share and the server ended it this
+    /// way; a new one takes its place.
+    Replace(Ending),
     Failed(ErrorKind),
 }
 
@@ -484,11 +530,26 @@ impl Driver<'_> {
             let Some(conn) = self.conns[k].as_ref() else {
                 continue;
             };
-            if let State::Closing { since } = conn.state {
-                if now.duration_since(since) >= self.config.close_grace {
-                    self.finish(k, Outcome::Completed(Ending::NotSeen));
+            match conn.state {
+                State::Closing { since, reopen } => {
+                    if now.duration_since(since) >= self.config.close_grace {
+                        let outcome = if reopen {
+                            Outcome::Replace(Ending::NotSeen)
+                        } else {
+                            Outcome::Completed(Ending::NotSeen)
+                        };
+                        self.settle(k, w, outcome, now);
+                    }
+                    continue;
                 }
-                continue;
+                // A replacement connect that takes too long.
+                State::Connecting { since } => {
+                    if now.duration_since(since) > self.config.timeout {
+                        self.finish(k, Outcome::Failed(ErrorKind::ConnectFailed));
+                    }
+                    continue;
+                }
+                State::Exchanging { .. } => {}
             }
             let overdue = conn
                 .in_flight
@@ -529,10 +590,48 @@ impl Driver<'_> {
             (now, plan_now),
             reading,
         );
-        if was_exchanging && matches!(conn.state, State::Closing { .. }) {
+        if was_exchanging && !conn.state.exchanging() {
             self.exchange_ended();
         }
-        self.finish(k, outcome);
+        self.settle(k, w, outcome, now);
+    }
+
+    /// What a turn or a sweep decided for connection `k`: nothing, a
+    /// replacement (churn), or the end of the slot.
+    fn settle(&mut self, k: usize, w: &Workload, outcome: Outcome, now: Instant) {
+        match outcome {
+            Outcome::Replace(ending) => self.replace(k, w, ending, now),
+            other => self.finish(k, other),
+        }
+    }
+
+    /// Churn: connection `k` carried its share and has closed; open a new
+    /// one in its place, which takes over its plan.
+    fn replace(&mut self, k: usize, w: &Workload, ending: Ending, now: Instant) {
+        let in_window = now >= w.clock.measure_start && w.clock.end.is_none_or(|e| now <= e);
+        self.rec.cycled(ending, in_window);
+        let config = self.config;
+        let Some(conn) = self.conns[k].as_mut() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let source = net::source_for(&config.source_ips, conn.id);
+        let opened = net::start_connect(config.addr, source).and_then(|std| {
+            let mut stream = TcpStream::from_std(std);
+            self.poll.registry().register(
+                &mut stream,
+                Token(k),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        match opened {
+            Ok(stream) => conn.replace_stream(stream, Instant::now()),
+            Err(e) => {
+                tracing::debug!("connect to {} failed: {e}", config.addr);
+                self.finish(k, Outcome::Failed(ErrorKind::ConnectFailed));
+            }
+        }
     }
 
     /// One fewer connection is still exchanging messages; when none is,
@@ -553,16 +652,17 @@ impl Driver<'_> {
         let Some(mut conn) = self.conns[k].take() else {
             return;
         };
-        if !matches!(conn.state, State::Closing { .. }) {
+        let exchanging = conn.state.exchanging();
+        if exchanging {
             self.exchange_ended();
         }
         match outcome {
-            Outcome::Continue => unreachable!("returned above"),
+            Outcome::Continue | Outcome::Replace(_) => unreachable!("settled before"),
             Outcome::Completed(ending) => self.rec.completed(ending),
             Outcome::Failed(kind) => {
                 tracing::debug!("connection {}: {}", conn.id + 1, kind.name());
                 self.rec.error(kind);
-                if !matches!(conn.state, State::Closing { .. }) {
+                if exchanging {
                     self.rec.exchange_done(Instant::now());
                 }
             }
@@ -675,13 +775,25 @@ fn turn(
     reading: Reading,
 ) -> Outcome {
     match conn.state {
-        // Only failed connects are removed before the start; an open one
-        // has left this state, so this cannot happen after it.
-        State::Connecting { .. } => return Outcome::Continue,
-        State::Closing { .. } => {
+        // The first connects finish before the start; after it, only a
+        // replacement (churn) is here.
+        State::Connecting { since } => match conn.connected() {
+            Ok(false) => return Outcome::Continue,
+            Ok(true) => {
+                let in_window = since >= w.clock.measure_start;
+                rec.reconnected(now.saturating_duration_since(since), in_window);
+            }
+            Err(e) => {
+                tracing::debug!("connect to {} failed: {e}", config.addr);
+                return Outcome::Failed(ErrorKind::ConnectFailed);
+            }
+        },
+        State::Closing { reopen, .. } => {
             return match reading {
                 Reading::Skip => Outcome::Continue,
-                Reading::Data | Reading::Drain => read_after_end(conn, scratch),
+                Reading::Data | Reading::Drain => {
+                    replaced_if(reopen, read_after_end(conn, scratch))
+                }
             }
         }
         State::Exchanging { .. } => {}
@@ -698,16 +810,31 @@ fn turn(
     }
     refill(conn, config, w, rec, now, plan_now);
     let done = conn.finished() && conn.in_flight.is_empty();
+    let carried = conn.carried_its_share();
     if let Some((ending, early)) = ended {
         // The server closed (or reset). That is an ending only if nothing
-        // more was asked of this connection: the count is reached, or the
-        // window is over. Anything else is early, however much was
-        // verified so far.
+        // more was asked of this connection: the count is reached, the
+        // window is over, or (churn) it carried its share. Anything else is
+        // early, however much was verified so far.
+        if carried {
+            return Outcome::Replace(ending);
+        }
         if !done {
             return Outcome::Failed(early);
         }
         rec.exchange_done(w.exchange_end(conn.last_verified));
         return Outcome::Completed(ending);
+    }
+    if carried {
+        if config.close_grace.is_zero() {
+            return Outcome::Replace(Ending::Unchecked);
+        }
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        conn.state = State::Closing {
+            since: now,
+            reopen: true,
+        };
+        return replaced_if(true, read_after_end(conn, scratch));
     }
     if done {
         rec.exchange_done(w.exchange_end(conn.last_verified));
@@ -717,13 +844,25 @@ fn turn(
         // Half-close: a correct echo server echoes what it has, sees the
         // end of stream and closes; a stray byte before that is caught.
         let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-        conn.state = State::Closing { since: now };
+        conn.state = State::Closing {
+            since: now,
+            reopen: false,
+        };
         // The end of stream may already be queued, with its edge consumed.
         return read_after_end(conn, scratch);
     }
     match write(conn, rec) {
         Err(kind) => Outcome::Failed(kind),
         Ok(()) => Outcome::Continue,
+    }
+}
+
+/// A close check's outcome, for a connection that is replaced after it
+/// (`reopen`) or not.
+fn replaced_if(reopen: bool, outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Completed(ending) if reopen => Outcome::Replace(ending),
+        other => other,
     }
 }
 
@@ -850,9 +989,10 @@ fn drop_verified(conn: &mut Conn) {
     }
 }
 
-/// Queue what the plan says is due, up to the pipeline depth.
-/// `plan_now` is the instant the plan is asked at: `now`, or, for a turn
-/// started by a due message this thread noticed late, when it was due.
+/// Queue what the plan says is due, up to the pipeline depth (and, with
+/// churn, this connection's share). `plan_now` is the instant the plan is
+/// asked at: `now`, or, for a turn started by a due message this thread
+/// noticed late, when it was due.
 fn refill(
     conn: &mut Conn,
     config: &Config,
@@ -861,9 +1001,11 @@ fn refill(
     now: Instant,
     plan_now: Instant,
 ) {
-    while !conn.finished() && conn.in_flight.len() < config.pipeline {
+    let share = config.per_connection.unwrap_or(u64::MAX);
+    while !conn.finished() && conn.in_flight.len() < config.pipeline && conn.sent_here < share {
         match conn.plan.next(w, plan_now) {
             Next::Send { intended, measured } => {
+                conn.sent_here += 1;
                 let start = conn.generated;
                 config
                     .payload
@@ -878,12 +1020,30 @@ fn refill(
                 });
             }
             Next::Wait(_) => break,
-            Next::Finished { unsent } => {
-                rec.unsent(unsent);
-                conn.state = State::Exchanging { finished: true };
-            }
+            Next::Finished { unsent } => finished(conn, rec, unsent),
         }
     }
+    if conn.sent_here >= share && conn.in_flight.is_empty() && !conn.finished() && !conn.retire {
+        // The share is carried. Replace the connection only if its slot has
+        // more to send: look without taking a message.
+        let mut ahead = conn.plan.clone();
+        match ahead.next(w, plan_now) {
+            Next::Finished { unsent } => {
+                conn.plan = ahead;
+                finished(conn, rec, unsent);
+            }
+            // Nothing more is due in the window: stay open until it ends,
+            // like any connection with nothing left to send.
+            Next::Wait(at) if Some(at) == w.clock.end => {}
+            Next::Wait(_) | Next::Send { .. } => conn.retire = true,
+        }
+    }
+}
+
+/// The plan has no more messages for this connection.
+fn finished(conn: &mut Conn, rec: &mut Recorder, unsent: u64) {
+    rec.unsent(unsent);
+    conn.state = State::Exchanging { finished: true };
 }
 
 /// Write until everything queued is out or the socket is full (a writable

@@ -132,6 +132,19 @@ pub struct Report {
     pub close_not_seen: u64,
     /// Completed connections that the server reset instead of closing.
     pub close_by_reset: u64,
+    /// Churn (`--per-connection`): messages each connection carries before
+    /// it is closed (through the same check) and a new one opened in its
+    /// place. Null when every connection stays open for the run.
+    pub per_connection: Option<u64>,
+    /// Churn: connections that carried their messages, were closed and
+    /// were replaced, with their close in the measured window.
+    pub connections_cycled: u64,
+    /// Churn: `connections_cycled` per second of the measured window;
+    /// null without churn.
+    pub connections_per_sec: Option<f64>,
+    /// Churn: how long the replacement connects begun in the measured
+    /// window took, from `connect` to established; null without churn.
+    pub connect_latency_us: Option<Latency>,
     /// Measured messages the run asked for: the count times the
     /// connections, or in an open-loop duration run the slots due in the
     /// measured window. Null for a closed-loop duration run.
@@ -227,6 +240,17 @@ impl Report {
             close_grace_s: config.close_grace.as_secs_f64(),
             close_not_seen: t.close_not_seen,
             close_by_reset: t.close_by_reset,
+            per_connection: config.per_connection,
+            connections_cycled: t.connections_cycled,
+            connections_per_sec: config
+                .per_connection
+                .map(|_| t.connections_cycled as f64 / secs),
+            connect_latency_us: config.per_connection.map(|_| {
+                t.connect_us.as_ref().map_or_else(
+                    || Latency::from_histogram(&crate::stats::run_histogram(), &[]),
+                    |h| Latency::from_histogram(h, &[]),
+                )
+            }),
             messages_scheduled: m.asked,
             messages_never_sent: m.asked.map(|n| n.saturating_sub(t.messages_sent)),
             messages_sent: t.messages_sent,
@@ -439,8 +463,30 @@ impl Report {
             "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
             self.elapsed_s, self.msgs_per_sec, self.mb_per_sec
         );
+        self.write_churn(&mut s);
         self.write_latency_table(&mut s);
         s
+    }
+
+    /// Churn: connections per second and how long their connects took.
+    fn write_churn(&self, s: &mut String) {
+        let (Some(n), Some(per_sec), Some(c)) = (
+            self.per_connection,
+            self.connections_per_sec,
+            self.connect_latency_us.as_ref(),
+        ) else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "churn            {n} messages per connection: {} connections closed and replaced, {per_sec:.0} connections/s",
+            self.connections_cycled
+        );
+        let _ = writeln!(
+            s,
+            "connect (us)     p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} connects)",
+            c.p50, c.p90, c.p99, c.p999, c.max, c.count
+        );
     }
 
     /// The report as one CSV header line and one value line. Nested values
@@ -459,6 +505,7 @@ impl Report {
             cols.push((format!("errors_by_kind_{}", k.name()), n.to_string()));
         }
         cols.extend(self.csv_settings());
+        cols.extend(self.csv_churn());
         let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
         format!("{}\n{}\n", keys.join(","), values.join(","))
     }
@@ -499,6 +546,29 @@ impl Report {
 
     /// The CSV columns after the latencies and errors: how the run was set
     /// up, and what its end and warm-up came to.
+    /// The churn columns, last so that files without them still line up;
+    /// empty cells without churn.
+    fn csv_churn(&self) -> Vec<(String, String)> {
+        let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
+        let mut cols = vec![
+            ("per_connection".into(), opt(self.per_connection)),
+            (
+                "connections_cycled".into(),
+                self.connections_cycled.to_string(),
+            ),
+            (
+                "connections_per_sec".into(),
+                self.connections_per_sec
+                    .map_or(String::new(), |r| format!("{r:.3}")),
+            ),
+        ];
+        match &self.connect_latency_us {
+            Some(c) => latency_csv(&mut cols, "connect_latency_us", c, true),
+            None => latency_csv(&mut cols, "connect_latency_us", &self.latency_us, false),
+        }
+        cols
+    }
+
     fn csv_settings(&self) -> Vec<(String, String)> {
         let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
         vec![

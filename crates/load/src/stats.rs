@@ -64,6 +64,11 @@ pub(crate) struct Totals {
     pub close_not_seen: u64,
     /// Completed connections that the server reset instead of closing.
     pub close_by_reset: u64,
+    /// Churn: connections closed after their messages and replaced, whose
+    /// close check ended in the measured window.
+    pub connections_cycled: u64,
+    /// Churn: how long the connects started in the measured window took.
+    pub connect_us: Option<Histogram<u64>>,
 }
 
 impl Totals {
@@ -78,6 +83,13 @@ impl Totals {
         self.connections_completed += o.connections_completed;
         self.close_not_seen += o.close_not_seen;
         self.close_by_reset += o.close_by_reset;
+        self.connections_cycled += o.connections_cycled;
+        if let Some(h) = &o.connect_us {
+            self.connect_us
+                .get_or_insert_with(run_histogram)
+                .add(h)
+                .expect("same histogram bounds");
+        }
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }
@@ -134,6 +146,33 @@ impl Recorder {
     /// A connection did everything asked of it and the server ended it so.
     pub fn completed(&mut self, ending: Ending) {
         self.totals.connections_completed += 1;
+        self.ended(ending);
+    }
+
+    /// Churn: a connection carried its messages and the server ended it
+    /// so; a new one takes its place. `measured`: this happened in the
+    /// measured window.
+    pub fn cycled(&mut self, ending: Ending, measured: bool) {
+        if measured {
+            self.totals.connections_cycled += 1;
+        }
+        self.ended(ending);
+        self.delta.closed += 1;
+    }
+
+    /// Churn: a replacement connection opened, `took` after its connect
+    /// began; `measured`: it began in the measured window.
+    pub fn reconnected(&mut self, took: Duration, measured: bool) {
+        self.opened();
+        if measured {
+            self.totals
+                .connect_us
+                .get_or_insert_with(run_histogram)
+                .saturating_record(micros(took));
+        }
+    }
+
+    fn ended(&mut self, ending: Ending) {
         match ending {
             Ending::Eof | Ending::Unchecked => {}
             Ending::Reset => self.totals.close_by_reset += 1,
