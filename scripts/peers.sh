@@ -251,7 +251,10 @@ async fn serve(mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(BUF_SIZE);
     loop {
-        // `read` fills the buffer from its start and sets its length.
+        // `read` fills the buffer from its start but only ever raises its
+        // length (advance_to), so empty it first: after a short read the
+        // length must be that read's, not the longest read's so far.
+        buf.clear();
         let BufResult(res, b) = stream.read(buf).await;
         buf = b;
         match res {

@@ -36,6 +36,11 @@ pub struct Args {
     /// without it each server runs flat out.
     #[arg(long, value_name = "R")]
     rate: Option<f64>,
+    /// Churn: also run every cell with each connection closed after N
+    /// messages and replaced (`stress --per-connection`); those cells add
+    /// connections/s and server CPU per connection.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    per_connection: Option<u64>,
     /// Repetitions of the whole matrix, interleaved; figures are medians with their spread [default: 3].
     #[arg(long, value_name = "N")]
     reps: Option<usize>,
@@ -130,6 +135,7 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
         targets,
         connections: or(a.connections, preset.connections),
         sizes: or(a.sizes, preset.sizes),
+        per_connection: a.per_connection,
         duration: a.duration.unwrap_or(preset.duration),
         warmup: a.warmup.unwrap_or(preset.warmup),
         rate: a.rate,

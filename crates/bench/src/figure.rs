@@ -10,8 +10,8 @@
 //! column.
 //!
 //! To add a figure: give [`Sample`] a field and measure it in
-//! `measure.rs`, then add its entry here (at the end, so that the CSV
-//! columns and JSON keys already there keep their order). That is all a
+//! `measure.rs`, then add its entry here, and to [`Figure::APPENDED`] so
+//! that its column and key come after all those already there. That is all a
 //! figure needs; two opt-ins sit right below the table: [`Figure::KEPT`]
 //! to also report every repetition and the spread (`<key>_min`, `_max`,
 //! `_ci`, `_reps`), and [`Figure::RATIOS`] to report a ratio to the
@@ -105,6 +105,11 @@ figures! {
     /// Time the hypervisor took from the pinned CPUs, percent of their
     /// capacity; above a few percent the figures are unreliable.
     HostSteal = "host_steal_pct", Real, |s| s.host_steal_pct;
+    /// Churn cells: connections carried, closed and replaced per second.
+    ConnsPerSec = "connections_per_sec", Real, |s| s.connections_per_sec;
+    /// Churn cells: server CPU microseconds (user + system) per connection
+    /// replaced, its messages included.
+    ServerCpuPerConn = "server_cpu_us_per_connection", Real, |s| s.server_cpu_us_per_connection;
 }
 
 impl Figure {
@@ -119,6 +124,16 @@ impl Figure {
         (Figure::MsgsPerSec, "msgs_per_sec_ratio"),
         (Figure::ServerCpu, "server_cpu_ratio"),
     ];
+
+    /// The figures added after the layout of `results.csv` and
+    /// `results.json` was fixed: written after every other column and key,
+    /// so that readers of the older files still find theirs where they were.
+    pub const APPENDED: [Figure; 2] = [Figure::ConnsPerSec, Figure::ServerCpuPerConn];
+
+    /// The figures in the block of medians: all but [`Figure::APPENDED`].
+    pub fn in_block(self) -> bool {
+        !Figure::APPENDED.contains(&self)
+    }
 
     /// Its place in [`Figure::ALL`], and in a row's figures.
     pub fn index(self) -> usize {

@@ -187,6 +187,9 @@ pub struct Plan {
     pub connections: Vec<usize>,
     /// Message sizes of the matrix, bytes.
     pub sizes: Vec<usize>,
+    /// Churn: also run every cell with connections replaced after this
+    /// many messages each.
+    pub per_connection: Option<u64>,
     /// Length of each measured load.
     pub duration: Duration,
     /// Length of the discarded load before each measured one.
@@ -221,7 +224,7 @@ pub struct Plan {
 impl Plan {
     /// The cells of the matrix, in table order.
     pub fn cells(&self) -> Vec<Cell> {
-        matrix::cells(&self.connections, &self.sizes)
+        matrix::cells(&self.connections, &self.sizes, self.per_connection)
     }
 
     /// How many server runs the bench makes.
@@ -320,6 +323,9 @@ pub struct ConfigRecord {
     pub connections: Vec<usize>,
     /// Message sizes, bytes.
     pub sizes: Vec<usize>,
+    /// Churn cells: messages per connection before it is replaced; null
+    /// when there are none.
+    pub per_connection: Option<u64>,
     /// Each measured load, seconds.
     pub duration_s: f64,
     /// The discarded load before each, seconds.
@@ -626,6 +632,7 @@ impl ConfigRecord {
                 .collect(),
             connections: plan.connections.clone(),
             sizes: plan.sizes.clone(),
+            per_connection: plan.per_connection,
             duration_s: plan.duration.as_secs_f64(),
             warmup_s: plan.warmup.as_secs_f64(),
             rate: plan.rate,

@@ -98,25 +98,39 @@ pub struct Cell {
     pub connections: usize,
     /// Bytes per message.
     pub size: usize,
+    /// Churn: each connection carries this many messages, then a new one
+    /// takes its place (`stress --per-connection`); `None`: they stay open.
+    pub per_connection: Option<u64>,
 }
 
 impl fmt::Display for Cell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} conn × {} B", self.connections, self.size)
+        write!(f, "{} conn × {} B", self.connections, self.size)?;
+        if let Some(n) = self.per_connection {
+            write!(f, ", {n} msg/conn")?;
+        }
+        Ok(())
     }
 }
 
-/// Every combination of connections and sizes, connections varying slowest.
-pub fn cells(connections: &[usize], sizes: &[usize]) -> Vec<Cell> {
-    connections
-        .iter()
-        .flat_map(|&c| {
+/// Every combination of connections and sizes, connections varying
+/// slowest; with churn, the same again with `per_connection` messages per
+/// connection, after them.
+pub fn cells(connections: &[usize], sizes: &[usize], per_connection: Option<u64>) -> Vec<Cell> {
+    let grid = |per_connection: Option<u64>| {
+        connections.iter().flat_map(move |&c| {
             sizes.iter().map(move |&s| Cell {
                 connections: c,
                 size: s,
+                per_connection,
             })
         })
-        .collect()
+    };
+    let mut all: Vec<Cell> = grid(None).collect();
+    if per_connection.is_some() {
+        all.extend(grid(per_connection));
+    }
+    all
 }
 
 /// One server start, load and stop.
@@ -209,9 +223,21 @@ mod tests {
 
     #[test]
     fn cells_vary_connections_slowest() {
-        let c = cells(&[1, 64], &[64, 4096]);
+        let c = cells(&[1, 64], &[64, 4096], None);
         let pairs: Vec<(usize, usize)> = c.iter().map(|c| (c.connections, c.size)).collect();
         assert_eq!(pairs, [(1, 64), (1, 4096), (64, 64), (64, 4096)]);
+        assert!(c.iter().all(|c| c.per_connection.is_none()));
+    }
+
+    #[test]
+    fn churn_adds_the_same_cells_again_after_the_steady_ones() {
+        let c = cells(&[1, 64], &[64], Some(1));
+        let keys: Vec<(usize, Option<u64>)> = c
+            .iter()
+            .map(|c| (c.connections, c.per_connection))
+            .collect();
+        assert_eq!(keys, [(1, None), (64, None), (1, Some(1)), (64, Some(1))]);
+        assert_eq!(c[3].to_string(), "64 conn × 64 B, 1 msg/conn");
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct Sample {
     pub server_cpus_busy_s_per_million: Option<f64>,
     /// Server peak resident memory, KiB.
     pub server_peak_rss_kib: Option<u64>,
+    /// Churn: connections carried, closed and replaced per second.
+    pub connections_per_sec: Option<f64>,
+    /// Churn: server CPU microseconds (user + system) per connection
+    /// replaced, its messages included.
+    pub server_cpu_us_per_connection: Option<f64>,
     /// The load's CPU time as a percentage of its CPUs' capacity over the window.
     pub client_cpu_pct: Option<f64>,
     /// Time the hypervisor took from the pinned CPUs (server's and load's)
@@ -81,6 +86,7 @@ fn load_config(
     c.threads = plan.cpus.load_threads;
     c.stop = StopWhen::Duration(duration);
     c.rate = plan.rate;
+    c.per_connection = cell.per_connection;
     // No busy polling: the load has CPUs of its own, and a spinning load
     // would read ~100% CPU and hide whether it is really the bottleneck.
     c.busy_poll = Some(Duration::ZERO);
@@ -225,16 +231,15 @@ fn figures(
         before.server.map(|t| t.system),
         after.server.map(|t| t.system),
     );
+    let server_cpu = delta(
+        before.server.map(|t| t.user + t.system),
+        after.server.map(|t| t.user + t.system),
+    );
     let client = delta(before.client, after.client);
     let steal = delta(before.steal, after.steal);
     // Everything the pinned CPUs did, less what this server and this load
     // did, plus what the hypervisor took: someone else's share.
-    let own = delta(
-        before.server.map(|t| t.user + t.system),
-        after.server.map(|t| t.user + t.system),
-    )
-    .zip(client)
-    .map(|(s, c)| s + c);
+    let own = server_cpu.zip(client).map(|(s, c)| s + c);
     let of_pinned = |secs: f64| secs / wall / pinned_cpus as f64 * 100.0;
     let interference_pct = match (delta(before.pinned_busy, after.pinned_busy), own, steal) {
         (Some(busy), Some(own), Some(steal)) if pinned_cpus > 0 => {
@@ -257,6 +262,12 @@ fn figures(
             before.server_cpus_busy,
             after.server_cpus_busy,
         ),
+        connections_per_sec: report.connections_per_sec,
+        server_cpu_us_per_connection: report
+            .per_connection
+            .filter(|_| report.connections_cycled > 0)
+            .and(server_cpu)
+            .map(|secs| secs / report.connections_cycled as f64 * 1e6),
         client_cpu_pct: client.map(|c| c / wall / client_cpus as f64 * 100.0),
         host_steal_pct: steal.filter(|_| pinned_cpus > 0).map(of_pinned),
         ..Sample::default()

@@ -3,6 +3,7 @@
 //! table printed at the end.
 
 use crate::figure::{Figure, Kind};
+use crate::matrix::Cell;
 use crate::stats::Row;
 use crate::{stats, Results, UNAVAILABLE};
 use std::fmt::Write as _;
@@ -53,7 +54,7 @@ fn csv_columns(r: &Row) -> Vec<(String, String)> {
         ("connections".into(), r.connections.to_string()),
         ("size".into(), r.size.to_string()),
     ];
-    for f in Figure::ALL {
+    for f in Figure::ALL.into_iter().filter(|f| f.in_block()) {
         let median = r.median(f);
         let value = match f.kind() {
             Kind::Real => real(median),
@@ -88,7 +89,14 @@ fn csv_columns(r: &Row) -> Vec<(String, String)> {
         ("interference_pct".into(), real(r.interference_pct)),
         ("disturbed".into(), r.disturbed.to_string()),
         ("retried".into(), r.retried.to_string()),
+        (
+            "per_connection".into(),
+            r.per_connection.map_or(String::new(), |n| n.to_string()),
+        ),
     ]);
+    for f in Figure::APPENDED {
+        c.push((f.key().into(), real(r.median(f))));
+    }
     c
 }
 
@@ -218,6 +226,7 @@ struct Marks {
     client_bound: bool,
     steal: bool,
     disturbed: bool,
+    churn: bool,
 }
 
 /// One row of the table.
@@ -251,7 +260,10 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
     let cols = [
         r.model.clone(),
         r.connections.to_string(),
-        r.size.to_string(),
+        match r.per_connection {
+            Some(n) => format!("{} ({n}/conn)", r.size),
+            None => r.size.to_string(),
+        },
         na(spread(Figure::MsgsPerSec, grouped)),
         na(ratio_col(Figure::MsgsPerSec)),
         na(ratio_col(Figure::ServerCpu)),
@@ -285,6 +297,16 @@ fn row_notes(r: &Row, marks: &mut Marks) -> Vec<String> {
     if r.serialized {
         marks.serialized = true;
         notes.push("serialized".to_string());
+    }
+    if r.per_connection.is_some() {
+        marks.churn = true;
+        let per_sec = r
+            .median(Figure::ConnsPerSec)
+            .map_or_else(|| UNAVAILABLE.to_string(), grouped);
+        let cpu = r
+            .median(Figure::ServerCpuPerConn)
+            .map_or_else(|| UNAVAILABLE.to_string(), |v| format!("{v:.1}"));
+        notes.push(format!("churn: {per_sec} conns/s, {cpu} µs CPU/conn"));
     }
     if r.median(Figure::ClientCpu)
         .is_some_and(|p| p >= CLIENT_BOUND_PCT)
@@ -361,6 +383,12 @@ fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) 
             "- serialized: the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server."
         );
     }
+    if marks.churn {
+        let _ = writeln!(
+            s,
+            "- churn (size `(N/conn)`): each connection carries N messages, is closed and is replaced by a new one, so the cell measures accepts and closes as much as echoes; conns/s counts the connections replaced, and µs CPU/conn is the server's CPU per connection, its messages included."
+        );
+    }
     if marks.steal {
         let _ = writeln!(
             s,
@@ -396,7 +424,15 @@ fn cell_name(r: &Row) -> String {
     } else {
         "connections"
     };
-    format!("{} {unit} × {} B", r.connections, r.size)
+    match r.per_connection {
+        Some(n) => format!(
+            "{} {unit} × {} B, replaced after {n} message{}",
+            r.connections,
+            r.size,
+            if n == 1 { "" } else { "s" }
+        ),
+        None => format!("{} {unit} × {} B", r.connections, r.size),
+    }
 }
 
 /// What the run shows, in plain words: only the differences that survive
@@ -411,18 +447,15 @@ pub fn verdict(results: &Results) -> String {
             "With one repetition there is no spread, so no difference can be told from noise: run with --reps 3 or more before reading anything into the ratios.".into(),
         );
     }
-    let mut cells: Vec<(usize, usize)> = Vec::new();
+    let mut cells: Vec<Cell> = Vec::new();
     for r in rows {
-        if !cells.contains(&(r.connections, r.size)) {
-            cells.push((r.connections, r.size));
+        if !cells.contains(&r.cell()) {
+            cells.push(r.cell());
         }
     }
     let mut quiet_cells = Vec::new();
-    for &(c, size) in &cells {
-        let in_cell: Vec<&Row> = rows
-            .iter()
-            .filter(|r| r.connections == c && r.size == size)
-            .collect();
+    for &cell in &cells {
+        let in_cell: Vec<&Row> = rows.iter().filter(|r| r.cell() == cell).collect();
         match cell_verdict(&in_cell, base) {
             CellVerdict::Claims(sentence) => sentences.push(sentence),
             CellVerdict::WithinNoise(name) if results.config.reps >= 2 => quiet_cells.push(name),
@@ -684,6 +717,7 @@ mod tests {
                 outside_servers: vec![],
                 connections: vec![1, 64],
                 sizes: vec![64],
+                per_connection: None,
                 duration_s: 1.0,
                 warmup_s: 0.0,
                 rate: None,
@@ -773,7 +807,11 @@ msgs_per_sec_min,msgs_per_sec_max,msgs_per_sec_ci_lo,msgs_per_sec_ci_hi,\
 server_cpu_s_per_million_min,server_cpu_s_per_million_max,server_cpu_s_per_million_ci_lo,server_cpu_s_per_million_ci_hi,\
 p99_us_min,p99_us_max,p99_us_ci_lo,p99_us_ci_hi,baseline,msgs_per_sec_ratio,msgs_per_sec_ratio_ci_lo,msgs_per_sec_ratio_ci_hi,\
 server_cpu_ratio,server_cpu_ratio_ci_lo,server_cpu_ratio_ci_hi,interference_pct,disturbed,retried";
-        assert_eq!(csv_header(), old_header);
+        assert!(
+            csv_header().starts_with(&format!("{old_header},")),
+            "new columns only after the old ones: {}",
+            csv_header()
+        );
         let json = serde_json::to_string_pretty(&row("threaded", 1, Some(1000.0))).unwrap();
         let keys: Vec<&str> = json
             .lines()
@@ -788,7 +826,12 @@ p99_us_min p99_us_max p99_us_ci baseline msgs_per_sec_ratio msgs_per_sec_ratio_c
 server_cpu_ratio server_cpu_ratio_ci ci_level interference_pct disturbed retried \
 msgs_per_sec_reps server_cpu_s_per_million_reps p99_us_reps \
 serialized reps errors mismatches clean notes";
-        assert_eq!(keys, old_keys.split(' ').collect::<Vec<_>>());
+        let old: Vec<&str> = old_keys.split(' ').collect();
+        assert_eq!(
+            keys[..old.len()],
+            old[..],
+            "new keys only after the old ones"
+        );
         assert!(
             json.contains("\"server_peak_rss_kib\": 4096,"),
             "a count: {json}"

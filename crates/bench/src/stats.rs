@@ -52,6 +52,8 @@ pub struct Row {
     pub connections: usize,
     /// Bytes per message.
     pub size: usize,
+    /// Churn cells: messages per connection before it is replaced.
+    pub per_connection: Option<u64>,
     /// Every figure over the repetitions, indexed by [`Figure::index`];
     /// read them with [`Row::median`] and [`Row::figure`].
     pub figures: [Summary; Figure::COUNT],
@@ -147,6 +149,17 @@ impl Row {
 /// The layout of a row in `results.json`, key by key: the cell, every
 /// figure's median, the spread of the [`Figure::KEPT`] ones, the baseline
 /// and the [`Figure::RATIOS`], the run's quality, the repetitions of the
+impl Row {
+    /// The cell of the matrix this row is of.
+    pub fn cell(&self) -> Cell {
+        Cell {
+            connections: self.connections,
+            size: self.size,
+            per_connection: self.per_connection,
+        }
+    }
+}
+
 /// kept figures, and the rest.
 impl Serialize for Row {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -154,11 +167,11 @@ impl Serialize for Row {
         m.serialize_entry("model", &self.model)?;
         m.serialize_entry("connections", &self.connections)?;
         m.serialize_entry("size", &self.size)?;
-        for f in Figure::ALL {
-            let median = self.median(f);
+        let median = |f: Figure| self.median(f);
+        for f in Figure::ALL.into_iter().filter(|f| f.in_block()) {
             match f.kind() {
-                Kind::Real => m.serialize_entry(f.key(), &median)?,
-                Kind::Count => m.serialize_entry(f.key(), &median.map(|v| v as u64))?,
+                Kind::Real => m.serialize_entry(f.key(), &median(f))?,
+                Kind::Count => m.serialize_entry(f.key(), &median(f).map(|v| v as u64))?,
             }
         }
         for f in Figure::KEPT {
@@ -186,6 +199,10 @@ impl Serialize for Row {
         m.serialize_entry("mismatches", &self.mismatches)?;
         m.serialize_entry("clean", &self.clean)?;
         m.serialize_entry("notes", &self.notes)?;
+        m.serialize_entry("per_connection", &self.per_connection)?;
+        for f in Figure::APPENDED {
+            m.serialize_entry(f.key(), &median(f))?;
+        }
         m.end()
     }
 }
@@ -315,10 +332,7 @@ pub fn aggregate(
 pub fn add_ratios(rows: &mut [Row], base: &str) {
     let bases: Vec<Row> = rows.iter().filter(|r| r.model == base).cloned().collect();
     for r in rows.iter_mut().filter(|r| r.model != base) {
-        let Some(b) = bases
-            .iter()
-            .find(|b| b.connections == r.connections && b.size == r.size)
-        else {
+        let Some(b) = bases.iter().find(|b| b.cell() == r.cell()) else {
             continue;
         };
         r.baseline = Some(base.to_string());
@@ -344,6 +358,7 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         model: target.name().to_string(),
         connections: cell.connections,
         size: cell.size,
+        per_connection: cell.per_connection,
         ci_level: median_interval(&figures[Figure::MsgsPerSec.index()].reps)
             .map(|(_, level)| level),
         figures,
@@ -466,6 +481,7 @@ mod tests {
         let cells = [Cell {
             connections: 1,
             size: 64,
+            per_connection: None,
         }];
         let run = |rep, target| Run {
             rep,
@@ -499,6 +515,7 @@ mod tests {
         let cells = [Cell {
             connections: 2,
             size: 64,
+            per_connection: None,
         }];
         let bad = Sample {
             errors: 2,
@@ -525,6 +542,7 @@ mod tests {
         let cells = [Cell {
             connections: 1,
             size: 64,
+            per_connection: None,
         }];
         let crashed = Sample {
             server_failed: true,
