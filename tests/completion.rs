@@ -100,6 +100,62 @@ fn a_client_that_never_reads_is_capped_and_others_are_still_served() {
     drop(hog);
 }
 
+/// Bulk input goes back from the receive buffers it arrived in, which are
+/// shared by every connection of a worker: more peers that send and never
+/// read than there are such buffers must not hold them all, or no other
+/// connection could receive anything.
+#[test]
+fn peers_that_never_read_hold_no_receive_buffer_from_the_others() {
+    let server = Server::start("completion", &["--workers", "1"]);
+    let hogs: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let s = server.connect();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    // Each pushes bulk data until the server stops taking it: its echoes
+    // fill the hog's receive buffer and the server's cap, and stall.
+    let chunk = vec![0x3c; 256 * 1024];
+    let deadline = Instant::now() + WAIT;
+    for hog in &hogs {
+        let mut stalled_since: Option<Instant> = None;
+        while Instant::now() < deadline {
+            match (&*hog).write(&chunk) {
+                Ok(_) => stalled_since = None,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_millis(100) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+    }
+    // Others, bulk and interactive, are still served in full.
+    let addr = server.addr.to_string();
+    let (status, out, err) = run(&[
+        "stress",
+        &addr,
+        "-c",
+        "8",
+        "-n",
+        "20",
+        "--size",
+        "100000",
+        "--timeout",
+        "20s",
+        "--json",
+        "-",
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["messages_verified"], 160, "{json}");
+    drop(hogs);
+}
+
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")

@@ -207,8 +207,8 @@ impl Default for PortConfig {
     fn default() -> Self {
         PortConfig {
             entries: 1024,
-            buf_size: sys::RECV_BUF_SIZE,
-            ring_bufs: 128,
+            buf_size: 16 * 1024,
+            ring_bufs: 512,
             quiet_grace: Duration::from_millis(50),
         }
     }

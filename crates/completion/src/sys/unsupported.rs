@@ -14,9 +14,6 @@ pub(crate) use super::fd::{
     accepted_socket, cancelled_error, into_raw, is_cancelled, is_out_of_buffers, raw, raw_listener,
 };
 
-/// No receive ever happens here.
-pub(crate) const RECV_BUF_SIZE: usize = 16 * 1024;
-
 /// What an [`OpId`] would hold.
 pub(crate) type OpKey = u64;
 

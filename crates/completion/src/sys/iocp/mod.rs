@@ -340,10 +340,6 @@ impl PortShare {
     }
 }
 
-/// The size of a receive buffer. Each pending `WSARecv` owns one, so every
-/// connection holds one while it waits: smaller than io_uring's shared ones.
-pub(crate) const RECV_BUF_SIZE: usize = 16 * 1024;
-
 /// One worker's handle on a (possibly shared) port.
 pub(crate) struct Port {
     shared: Arc<Shared>,

@@ -3,14 +3,32 @@
 //! of the backend: raw allocations, the ring's tail published to the
 //! kernel, and pages given back with `madvise`.
 
-use super::{BGID, PAGE};
+use super::PAGE;
 use io_uring::{types, IoUring};
 use std::alloc::{self, Layout};
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+/// Which of a port's provided-buffer rings; its buffer group id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// Many small buffers, for multishot (interactive) receives: one per
+    /// completion of a batch, across every connection of the port.
+    Small = 0,
+    /// Fewer large ones, for bulk one-shot receives, which one buffer
+    /// should take whole and which send from it (`send_received`).
+    Bulk = 1,
+}
+
+impl Group {
+    pub(super) fn bgid(self) -> u16 {
+        self as u16
+    }
+}
+
 /// A ring of receive buffers the kernel picks from (`IORING_REGISTER_PBUF_RING`).
 pub(super) struct BufRing {
+    group: Group,
     /// `entries` ring slots of 16 bytes, page-aligned, shared with the kernel.
     ring: *mut types::BufRingEntry,
     ring_layout: Layout,
@@ -27,7 +45,12 @@ pub(super) struct BufRing {
 }
 
 impl BufRing {
-    pub(super) fn new(ring: &IoUring, entries: u16, buf_size: usize) -> io::Result<BufRing> {
+    pub(super) fn new(
+        ring: &IoUring,
+        group: Group,
+        entries: u16,
+        buf_size: usize,
+    ) -> io::Result<BufRing> {
         assert!(entries.is_power_of_two());
         let ring_layout = Layout::from_size_align(
             entries as usize * std::mem::size_of::<types::BufRingEntry>(),
@@ -44,6 +67,7 @@ impl BufRing {
             alloc::handle_alloc_error(ring_layout);
         }
         let mut br = BufRing {
+            group,
             ring: ring_mem.cast(),
             ring_layout,
             bufs,
@@ -58,7 +82,7 @@ impl BufRing {
         // lives until `unregister` (or is leaked if the kernel may still use it).
         let reg = unsafe {
             ring.submitter()
-                .register_buf_ring_with_flags(br.ring as u64, entries, BGID, 0)
+                .register_buf_ring_with_flags(br.ring as u64, entries, group.bgid(), 0)
         };
         if let Err(e) = reg {
             br.free();
@@ -129,6 +153,11 @@ impl BufRing {
         let _ = unsafe { libc::madvise(self.bufs.cast(), len, libc::MADV_DONTNEED) };
     }
 
+    /// The size of each buffer.
+    pub(super) fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
     pub(super) fn slice(&self, bid: u16, len: usize) -> &[u8] {
         assert!(bid < self.entries && len <= self.buf_size);
         // SAFETY: the kernel wrote `len` bytes into buffer `bid` and handed it
@@ -137,7 +166,11 @@ impl BufRing {
     }
 
     pub(super) fn unregister(mut self, ring: &IoUring) {
-        if ring.submitter().unregister_buf_ring(BGID).is_ok() {
+        if ring
+            .submitter()
+            .unregister_buf_ring(self.group.bgid())
+            .is_ok()
+        {
             self.free();
         }
         // Otherwise the kernel may still own it: leak.

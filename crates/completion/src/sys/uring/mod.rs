@@ -35,7 +35,7 @@ mod bufring;
 mod setup;
 mod slab;
 
-use bufring::BufRing;
+use bufring::{BufRing, Group};
 pub(crate) use setup::probe;
 use setup::{build_ring, unavailable};
 use slab::{OpBuf, Record, Slab};
@@ -62,15 +62,15 @@ const CANCEL_UD: u64 = u64::MAX;
 /// `user_data` of the NOP linked behind a quiet send: it posts a completion
 /// (ignored) only when the send failed or was short, to end the wait.
 const QUIET_LINK_UD: u64 = u64::MAX - 1;
-/// The size of a receive buffer: one receive takes what a bulk sender's
-/// write brings (64 KiB on loopback) and it goes back from the same buffer
-/// (`send_received`). The buffers are shared by a ring's connections, so
-/// 128 of them (8 MiB, touched only as far as receives reach) cover the
-/// receives of a batch of completions; 16 KiB ones cost a bulk echo 1.5–2×
-/// the CPU (docs/BENCHMARKS.md).
-pub(crate) const RECV_BUF_SIZE: usize = 64 * 1024;
-/// The buffer group id of the provided-buffer ring.
-const BGID: u16 = 0;
+/// The bulk ring's buffers (`Group::Bulk`, for one-shot receives): one
+/// receive takes what a bulk sender's write brings (64 KiB on loopback),
+/// and it goes back from the same buffer (`send_received`); 16 KiB ones
+/// cost a bulk echo 1.5–2.5× the CPU (docs/BENCHMARKS.md). A lent buffer
+/// is out only for one non-blocking send, so a few dozen cover a batch of
+/// completions; the many small ones of `PortConfig` serve the multishot
+/// receives of interactive connections, one per completion.
+const BULK_BUF_SIZE: usize = 64 * 1024;
+const BULK_BUFS: u16 = 64;
 /// How long a dropped port waits for the kernel to hand back its buffers.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
 /// A multiple of every page size Linux uses (4, 16 or 64 KiB): receive
@@ -84,8 +84,9 @@ pub(crate) enum CompletionBuf {
     None,
     /// A buffer owned by the completion (a send's, or an owned receive buffer).
     Owned(Vec<u8>),
-    /// Buffer `bid` of the provided-buffer ring, filled with `len` bytes.
+    /// Buffer `bid` of provided-buffer ring `group`, filled with `len` bytes.
     Provided {
+        group: Group,
         bid: u16,
         len: usize,
     },
@@ -122,7 +123,10 @@ pub(crate) struct Port {
     recvs: usize,
     /// Entries that did not fit in a full submission queue.
     backlog: VecDeque<squeue::Entry>,
+    /// The provided-buffer rings: small buffers for multishot receives,
+    /// and large ones for one-shot (bulk) receives where it registered.
     bufring: Option<BufRing>,
+    bulk: Option<BufRing>,
     features: Features,
     config: PortConfig,
     wake_fd: Arc<OwnedFd>,
@@ -144,6 +148,7 @@ impl Port {
         let bufring = if features.provided_buffers {
             match BufRing::new(
                 &ring,
+                Group::Small,
                 config.ring_bufs.max(1).next_power_of_two(),
                 config.buf_size,
             ) {
@@ -158,6 +163,10 @@ impl Port {
         } else {
             None
         };
+        // Without it, bulk receives take the small buffers.
+        let bulk = bufring
+            .as_ref()
+            .and_then(|_| BufRing::new(&ring, Group::Bulk, BULK_BUFS, BULK_BUF_SIZE).ok());
         // SAFETY: eventfd(2) has no memory-safety preconditions.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -172,6 +181,7 @@ impl Port {
             recvs: 0,
             backlog: VecDeque::new(),
             bufring,
+            bulk,
             features,
             config: config.clone(),
             wake_fd,
@@ -310,31 +320,64 @@ impl Port {
     }
 
     pub(crate) fn recv(&mut self, fd: RawFd, token: Token, max_len: usize) -> OpId {
-        self.recv_op(fd, token, max_len, self.features.multishot_recv)
+        self.recv_op(
+            fd,
+            token,
+            max_len,
+            self.features.multishot_recv,
+            Group::Small,
+        )
     }
 
     pub(crate) fn recv_once(&mut self, fd: RawFd, token: Token, max_len: usize) -> OpId {
-        self.recv_op(fd, token, max_len, false)
+        let group = if self.bulk.is_some() {
+            Group::Bulk
+        } else {
+            Group::Small
+        };
+        self.recv_op(fd, token, max_len, false, group)
     }
 
-    fn recv_op(&mut self, fd: RawFd, token: Token, max_len: usize, multishot: bool) -> OpId {
-        if self.bufring.is_some() {
+    /// The provided-buffer ring of `group`.
+    fn ring(&self, group: Group) -> Option<&BufRing> {
+        match group {
+            Group::Small => self.bufring.as_ref(),
+            Group::Bulk => self.bulk.as_ref(),
+        }
+    }
+
+    fn ring_mut(&mut self, group: Group) -> Option<&mut BufRing> {
+        match group {
+            Group::Small => self.bufring.as_mut(),
+            Group::Bulk => self.bulk.as_mut(),
+        }
+    }
+
+    fn recv_op(
+        &mut self,
+        fd: RawFd,
+        token: Token,
+        max_len: usize,
+        multishot: bool,
+        group: Group,
+    ) -> OpId {
+        if let Some(size) = self.ring(group).map(BufRing::buf_size) {
             let ud = self.insert(Record {
                 token,
                 kind: OpKind::Recv,
-                buf: OpBuf::None,
+                buf: OpBuf::Ring(group),
                 quiet: None,
                 cancelled: false,
             });
             let e = if multishot {
-                opcode::RecvMulti::new(types::Fd(fd), BGID).build()
+                opcode::RecvMulti::new(types::Fd(fd), group.bgid()).build()
             } else {
                 opcode::Recv::new(
                     types::Fd(fd),
                     std::ptr::null_mut(),
-                    max_len.clamp(1, self.config.buf_size) as u32,
+                    max_len.clamp(1, size) as u32,
                 )
-                .buf_group(BGID)
+                .buf_group(group.bgid())
                 .build()
                 .flags(squeue::Flags::BUFFER_SELECT)
             };
@@ -377,31 +420,40 @@ impl Port {
                 v.truncate(n);
                 self.send_op(fd, token, v, 0, false)
             }
-            CompletionBuf::Provided { bid, len } => {
+            CompletionBuf::Provided { group, bid, len } => {
                 let len = len.min(n);
-                let span = self.lent_span(bid, len);
+                let (ptr, len32) = self.lent_span(group, bid, len);
                 let ud = self.insert(Record {
                     token,
                     kind: OpKind::Send,
-                    buf: OpBuf::Lent { bid, len },
-                    quiet: None,
+                    buf: OpBuf::Lent { group, bid, len },
+                    quiet: Some((fd, 0)),
                     cancelled: false,
                 });
+                // Never parked on poll: a peer that does not read must not
+                // hold a ring buffer, or enough of them would starve every
+                // other connection's receives. A full socket ends it with
+                // EAGAIN and `resend` sends again from a copy; a short count
+                // goes to the caller with a copy (`end_lent`).
+                let e = opcode::Send::new(types::Fd(fd), ptr, len32)
+                    .flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+                    .build()
+                    .user_data(ud);
                 // SAFETY: the span lies in ring buffer `bid`, which the
                 // kernel handed to us and which is not pushed back on the
                 // ring (so no receive can select it) until this send's
-                // final completion is reaped; the ring outlives the port's
-                // operations (see `Drop`).
-                unsafe { self.push(Self::plain_send(fd, span, ud)) };
+                // final completion is reaped or `resend` has copied it; the
+                // ring outlives the port's operations (see `Drop`).
+                unsafe { self.push(e) };
                 OpId(ud)
             }
             CompletionBuf::None => panic!("a receive with data has a buffer"),
         }
     }
 
-    /// Where the first `len` bytes of ring buffer `bid` are.
-    fn lent_span(&self, bid: u16, len: usize) -> (*const u8, u32) {
-        let ring = self.bufring.as_ref().expect("a provided buffer has a ring");
+    /// Where the first `len` bytes of buffer `bid` of ring `group` are.
+    fn lent_span(&self, group: Group, bid: u16, len: usize) -> (*const u8, u32) {
+        let ring = self.ring(group).expect("a provided buffer has a ring");
         Self::span(ring.slice(bid, len), 0)
     }
 
@@ -527,7 +579,10 @@ impl Port {
         if self.recvs == 0 {
             // Nothing can select a receive buffer now: a good moment to give
             // their pages back, if any were used (no-op otherwise).
-            if let Some(r) = self.bufring.as_mut() {
+            for r in [self.bufring.as_mut(), self.bulk.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 r.give_back();
             }
         }
@@ -619,12 +674,17 @@ impl Port {
             };
             let Some(rec) = self.lookup(ud) else { continue };
             let (token, kind) = (rec.token, rec.kind);
+            let group = match rec.buf {
+                OpBuf::Ring(g) => g,
+                _ => Group::Small,
+            };
             let mut buf = CompletionBuf::None;
             if let Some(bid) = cqueue::buffer_select(flags) {
-                if let Some(r) = self.bufring.as_mut() {
+                if let Some(r) = self.ring_mut(group) {
                     r.lend();
                 }
                 buf = CompletionBuf::Provided {
+                    group,
                     bid,
                     len: res.max(0) as usize,
                 };
@@ -633,9 +693,11 @@ impl Port {
                 let rec = self.remove(ud).expect("looked up above");
                 match rec.buf {
                     OpBuf::Send(v) | OpBuf::Recv(v) => buf = CompletionBuf::Owned(v),
-                    OpBuf::Lent { bid, len } => buf = self.end_lent(bid, len, &result),
+                    OpBuf::Lent { group, bid, len } => {
+                        buf = self.end_lent(group, bid, len, &result);
+                    }
                     OpBuf::Wake(_) => self.wake_armed = false,
-                    OpBuf::None => {}
+                    OpBuf::None | OpBuf::Ring(_) => {}
                 }
             }
             out.push(Completion {
@@ -654,8 +716,14 @@ impl Port {
     /// A send from ring buffer `bid` is over: the buffer goes back on the
     /// ring. The caller gets the bytes in a buffer of its own when it must
     /// send the rest (a short send), and an empty one otherwise.
-    fn end_lent(&mut self, bid: u16, len: usize, result: &io::Result<usize>) -> CompletionBuf {
-        let Some(ring) = self.bufring.as_mut() else {
+    fn end_lent(
+        &mut self,
+        group: Group,
+        bid: u16,
+        len: usize,
+        result: &io::Result<usize>,
+    ) -> CompletionBuf {
+        let Some(ring) = self.ring_mut(group) else {
             return CompletionBuf::Owned(Vec::new());
         };
         let rest = match result {
@@ -669,7 +737,20 @@ impl Port {
     /// A quiet send found the socket full: send it again as an ordinary send,
     /// which waits for room. False when `ud` is not such a send (or its
     /// caller cancelled it), so the completion goes to the caller.
+    ///
+    /// A send from a ring buffer that found the socket full is sent again
+    /// the same way, from a copy, and the ring buffer goes back at once.
     fn resend(&mut self, ud: u64) -> bool {
+        if let Some(OpBuf::Lent { group, bid, len }) = self.lookup(ud).map(|r| &r.buf) {
+            let (group, bid, len) = (*group, *bid, *len);
+            let Some(ring) = self.ring_mut(group) else {
+                return false;
+            };
+            let copy = ring.slice(bid, len).to_vec();
+            ring.take_back(bid);
+            let rec = self.lookup(ud).expect("looked up above");
+            rec.buf = OpBuf::Send(copy);
+        }
         let Some(rec) = self.lookup(ud) else {
             return false;
         };
@@ -691,8 +772,8 @@ impl Port {
             _ => return &[],
         };
         match &c.buf {
-            CompletionBuf::Provided { bid, len } => {
-                self.bufring.as_ref().map_or(&[], |r| r.slice(*bid, *len))
+            CompletionBuf::Provided { group, bid, len } => {
+                self.ring(*group).map_or(&[], |r| r.slice(*bid, *len))
             }
             CompletionBuf::Owned(v) => &v[..n.min(v.len())],
             CompletionBuf::None => &[],
@@ -701,8 +782,8 @@ impl Port {
 
     pub(crate) fn release(&mut self, c: Completion) -> Option<Vec<u8>> {
         match c.buf {
-            CompletionBuf::Provided { bid, .. } => {
-                if let Some(r) = self.bufring.as_mut() {
+            CompletionBuf::Provided { group, bid, .. } => {
+                if let Some(r) = self.ring_mut(group) {
                     r.take_back(bid);
                 }
                 None
@@ -736,8 +817,8 @@ impl Drop for Port {
             sink.clear();
             self.reap(&mut sink);
             for c in sink.drain(..) {
-                if let CompletionBuf::Provided { bid, .. } = c.buf {
-                    if let Some(r) = self.bufring.as_mut() {
+                if let CompletionBuf::Provided { group, bid, .. } = c.buf {
+                    if let Some(r) = self.ring_mut(group) {
                         r.push(bid);
                     }
                 }
@@ -746,12 +827,18 @@ impl Drop for Port {
         if self.in_flight > 0 {
             // The kernel may still write into these: never free them.
             std::mem::forget(std::mem::take(&mut self.ops));
-            if let Some(r) = self.bufring.take() {
+            for r in [self.bufring.take(), self.bulk.take()]
+                .into_iter()
+                .flatten()
+            {
                 r.leak();
             }
             return;
         }
-        if let Some(r) = self.bufring.take() {
+        for r in [self.bufring.take(), self.bulk.take()]
+            .into_iter()
+            .flatten()
+        {
             r.unregister(&self.ring);
         }
     }

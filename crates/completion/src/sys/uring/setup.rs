@@ -8,8 +8,7 @@
 //! flags on existing opcodes that no probe lists, from submitting one and
 //! seeing whether the kernel takes it.
 
-use super::bufring::BufRing;
-use super::BGID;
+use super::bufring::{BufRing, Group};
 use crate::{Features, PortConfig, UnavailableError};
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 use std::io;
@@ -117,7 +116,7 @@ pub(crate) fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
         )));
     }
     features.multishot_accept = multishot_accept_works(&mut ring);
-    match BufRing::new(&ring, 8, 64) {
+    match BufRing::new(&ring, Group::Small, 8, 64) {
         Ok(b) => {
             features.provided_buffers = true;
             features.lent_sends = true;
@@ -155,7 +154,7 @@ fn multishot_recv_works(ring: &mut IoUring) -> (bool, bool) {
     let Ok((a, _b)) = UnixStream::pair() else {
         return (false, true);
     };
-    let recv = opcode::RecvMulti::new(types::Fd(a.as_raw_fd()), BGID).build();
+    let recv = opcode::RecvMulti::new(types::Fd(a.as_raw_fd()), Group::Small.bgid()).build();
     trial(ring, recv)
 }
 

@@ -4,17 +4,22 @@
 //! that was reused. A record owns its operation's buffer until the final
 //! CQE for it is reaped.
 
+use super::bufring::Group;
 use crate::{OpKind, Token};
 use std::os::fd::RawFd;
 
 pub(super) enum OpBuf {
     None,
+    /// A receive that selects its buffer from this provided-buffer ring.
+    Ring(Group),
     Recv(Vec<u8>),
     Send(Vec<u8>),
-    /// A send straight from buffer `bid` of the provided-buffer ring, of its
-    /// first `len` bytes: the buffer goes back on the ring only when this
-    /// send's final completion is reaped.
+    /// A send straight from buffer `bid` of provided-buffer ring `group`,
+    /// of its first `len` bytes: the buffer goes back on the ring only when
+    /// this send's final completion is reaped, or when the send is made
+    /// again from a copy (`resend`).
     Lent {
+        group: Group,
         bid: u16,
         len: usize,
     },
