@@ -22,9 +22,10 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "HOW")]
     spread: Option<SpreadArg>,
     /// Completion model: wait up to this long (e.g. 100us) for a batch of
-    /// completions before handling them. Saves CPU under steady load at the
-    /// cost of up to this much added latency; never waits with nothing in
-    /// flight. Needs io_uring min_wait (Linux 6.12+); ignored without it.
+    /// completions before handling them, for up to this much added latency;
+    /// never waits with nothing in flight. On a 2-vCPU VM at 50k msgs/s it
+    /// saved only 7-9% of the server's CPU (docs/BENCHMARKS.md): measure it
+    /// on your load. Needs io_uring min_wait (Linux 6.12+); ignored without it.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     coalesce: Option<std::time::Duration>,
     /// Serve at most N connections at once; each one over the limit is closed
