@@ -774,29 +774,8 @@ fn turn(
     (now, plan_now): (Instant, Instant),
     reading: Reading,
 ) -> Outcome {
-    match conn.state {
-        // The first connects finish before the start; after it, only a
-        // replacement (churn) is here.
-        State::Connecting { since } => match conn.connected() {
-            Ok(false) => return Outcome::Continue,
-            Ok(true) => {
-                let in_window = since >= w.clock.measure_start;
-                rec.reconnected(now.saturating_duration_since(since), in_window);
-            }
-            Err(e) => {
-                tracing::debug!("connect to {} failed: {e}", config.addr);
-                return Outcome::Failed(ErrorKind::ConnectFailed);
-            }
-        },
-        State::Closing { reopen, .. } => {
-            return match reading {
-                Reading::Skip => Outcome::Continue,
-                Reading::Data | Reading::Drain => {
-                    replaced_if(reopen, read_after_end(conn, scratch))
-                }
-            }
-        }
-        State::Exchanging { .. } => {}
+    if let Some(outcome) = outside_exchange(conn, config, w, rec, scratch, now, reading) {
+        return outcome;
     }
     let mut ended = None;
     if reading != Reading::Skip {
@@ -826,35 +805,71 @@ fn turn(
         return Outcome::Completed(ending);
     }
     if carried {
-        if config.close_grace.is_zero() {
-            return Outcome::Replace(Ending::Unchecked);
-        }
-        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-        conn.state = State::Closing {
-            since: now,
-            reopen: true,
-        };
-        return replaced_if(true, read_after_end(conn, scratch));
+        return begin_close_check(conn, config, scratch, now, true);
     }
     if done {
         rec.exchange_done(w.exchange_end(conn.last_verified));
-        if config.close_grace.is_zero() {
-            return Outcome::Completed(Ending::Unchecked);
-        }
-        // Half-close: a correct echo server echoes what it has, sees the
-        // end of stream and closes; a stray byte before that is caught.
-        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-        conn.state = State::Closing {
-            since: now,
-            reopen: false,
-        };
-        // The end of stream may already be queued, with its edge consumed.
-        return read_after_end(conn, scratch);
+        return begin_close_check(conn, config, scratch, now, false);
     }
     match write(conn, rec) {
         Err(kind) => Outcome::Failed(kind),
         Ok(()) => Outcome::Continue,
     }
+}
+
+/// The turn of a connection that is not exchanging: a replacement connect
+/// (churn), which joins the exchange once it is up, or a close check.
+/// `None` once the connection is exchanging.
+fn outside_exchange(
+    conn: &mut Conn,
+    config: &Config,
+    w: &Workload,
+    rec: &mut Recorder,
+    scratch: &mut [u8],
+    now: Instant,
+    reading: Reading,
+) -> Option<Outcome> {
+    match conn.state {
+        // The first connects finish before the start; after it, only a
+        // replacement is here.
+        State::Connecting { since } => match conn.connected() {
+            Ok(false) => Some(Outcome::Continue),
+            Ok(true) => {
+                let in_window = since >= w.clock.measure_start;
+                rec.reconnected(now.saturating_duration_since(since), in_window);
+                None
+            }
+            Err(e) => {
+                tracing::debug!("connect to {} failed: {e}", config.addr);
+                Some(Outcome::Failed(ErrorKind::ConnectFailed))
+            }
+        },
+        State::Closing { reopen, .. } => Some(match reading {
+            Reading::Skip => Outcome::Continue,
+            Reading::Data | Reading::Drain => replaced_if(reopen, read_after_end(conn, scratch)),
+        }),
+        State::Exchanging { .. } => None,
+    }
+}
+
+/// Everything asked of the connection is verified: half-close, so that a
+/// correct echo server echoes what it has, sees the end of stream and
+/// closes, and a stray byte before that is caught. `reopen`: churn, a new
+/// connection takes its place after the check.
+fn begin_close_check(
+    conn: &mut Conn,
+    config: &Config,
+    scratch: &mut [u8],
+    now: Instant,
+    reopen: bool,
+) -> Outcome {
+    if config.close_grace.is_zero() {
+        return replaced_if(reopen, Outcome::Completed(Ending::Unchecked));
+    }
+    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+    conn.state = State::Closing { since: now, reopen };
+    // The end of stream may already be queued, with its edge consumed.
+    replaced_if(reopen, read_after_end(conn, scratch))
 }
 
 /// A close check's outcome, for a connection that is replaced after it
