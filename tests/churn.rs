@@ -147,3 +147,35 @@ fn churn_on_the_threads_engine_or_with_zero_is_refused_before_anything_starts() 
         assert_eq!(err.trim().lines().count(), 1, "{bad:?}: one line: {err}");
     }
 }
+
+#[test]
+fn under_churn_the_interval_series_ends_with_the_run_and_adds_up() {
+    let server = Server::start("epoll", &[]);
+    let addr = server.addr.to_string();
+    let (status, json, err) = stress_json(
+        &addr,
+        &[
+            "-c",
+            "20",
+            "--threads",
+            "1",
+            "-d",
+            "1s",
+            "--interval",
+            "250ms",
+            "--per-connection",
+            "2",
+            "--no-progress",
+        ],
+    );
+    assert!(status.success(), "{json:#}\n{err}");
+    let elapsed = json["elapsed_s"].as_f64().unwrap();
+    let series = json["series"].as_array().unwrap();
+    let last = series.last().expect("intervals")["t"].as_f64().unwrap();
+    assert!(
+        last <= elapsed + 1e-3,
+        "no interval after the run ({last} s > {elapsed} s): {json:#}"
+    );
+    let sum: u64 = series.iter().map(|i| i["messages"].as_u64().unwrap()).sum();
+    assert_eq!(sum, json["messages_verified"].as_u64().unwrap(), "{json:#}");
+}

@@ -8,6 +8,7 @@
 //! numeric axis and its legend box would cover the tallest bars.
 
 use crate::figure::Figure;
+use crate::matrix::Cell;
 use crate::stats::Row;
 use crate::{BenchError, Results};
 use plotters::coord::types::RangedCoordf64;
@@ -73,7 +74,7 @@ fn trim(v: f64) -> String {
 
 /// The cells in table order and the models in the order they ran.
 struct Layout<'a> {
-    cells: Vec<(usize, usize)>,
+    cells: Vec<Cell>,
     models: Vec<(&'a str, bool)>,
 }
 
@@ -82,8 +83,8 @@ impl<'a> Layout<'a> {
         let mut cells = Vec::new();
         let mut models: Vec<(&str, bool)> = Vec::new();
         for r in rows {
-            if !cells.contains(&(r.connections, r.size)) {
-                cells.push((r.connections, r.size));
+            if !cells.contains(&r.cell()) {
+                cells.push(r.cell());
             }
             if !models.iter().any(|(m, _)| *m == r.model) {
                 models.push((&r.model, r.serialized));
@@ -93,9 +94,9 @@ impl<'a> Layout<'a> {
     }
 
     fn find<'r>(&self, rows: &'r [Row], cell: usize, model: usize) -> Option<&'r Row> {
-        let (c, s) = self.cells[cell];
+        let cell = self.cells[cell];
         rows.iter()
-            .find(|r| r.connections == c && r.size == s && r.model == self.models[model].0)
+            .find(|r| r.cell() == cell && r.model == self.models[model].0)
     }
 
     /// Left and right edge of a bar on the x axis, where cell `c` spans `c..c+1`.
@@ -163,7 +164,8 @@ fn legend(
     Ok(())
 }
 
-/// "64 conns" and "4096 B" under each group, in the x label area.
+/// "64 conns" and "4096 B" (or "4096 B, 1/conn" for churn) under each
+/// group, in the x label area.
 fn cell_labels<C>(
     root: &Area<'_>,
     layout: &Layout<'_>,
@@ -172,16 +174,21 @@ fn cell_labels<C>(
 where
     C: Fn(f64) -> (i32, i32),
 {
-    for (ci, (conns, size)) in layout.cells.iter().enumerate() {
+    for (ci, cell) in layout.cells.iter().enumerate() {
         let (x, y) = to_px(ci as f64 + 0.5);
-        let unit = if *conns == 1 { "conn" } else { "conns" };
+        let (conns, size) = (cell.connections, cell.size);
+        let unit = if conns == 1 { "conn" } else { "conns" };
+        let size = match cell.per_connection {
+            Some(n) => format!("{size} B, {n}/conn"),
+            None => format!("{size} B"),
+        };
         root.draw(&Text::new(
             format!("{conns} {unit}"),
             (x, y + 8),
             text_style(17, HPos::Center, VPos::Top),
         ))?;
         root.draw(&Text::new(
-            format!("{size} B"),
+            size,
             (x, y + 28),
             text_style(16, HPos::Center, VPos::Top),
         ))?;
@@ -531,7 +538,8 @@ mod tests {
             })
             .collect();
         let l = Layout::new(&rows);
-        assert_eq!(l.cells, [(1, 64), (64, 64)]);
+        let cells: Vec<(usize, usize)> = l.cells.iter().map(|c| (c.connections, c.size)).collect();
+        assert_eq!(cells, [(1, 64), (64, 64)]);
         assert_eq!(l.models.len(), 3);
         for cell in 0..2 {
             let mut last = cell as f64;

@@ -580,7 +580,7 @@ impl Driver<'_> {
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
-        let was_exchanging = matches!(conn.state, State::Exchanging { .. });
+        let was_exchanging = conn.state.exchanging();
         let outcome = turn(
             conn,
             self.config,
@@ -608,12 +608,21 @@ impl Driver<'_> {
     /// Churn: connection `k` carried its share and has closed; open a new
     /// one in its place, which takes over its plan.
     fn replace(&mut self, k: usize, w: &Workload, ending: Ending, now: Instant) {
-        let in_window = now >= w.clock.measure_start && w.clock.end.is_none_or(|e| now <= e);
-        self.rec.cycled(ending, in_window);
         let config = self.config;
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
+        if w.clock.end.is_some_and(|e| now >= e) {
+            // The window closed during the check: the slot is done, and a
+            // new connection would carry nothing.
+            if let Next::Finished { unsent } = conn.plan.next(w, now) {
+                self.rec.unsent(unsent);
+            }
+            self.rec.exchange_done(w.exchange_end(conn.last_verified));
+            self.finish(k, Outcome::Completed(ending));
+            return;
+        }
+        self.rec.cycled(ending, now >= w.clock.measure_start);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         let source = net::source_for(&config.source_ips, conn.id);
         let opened = net::start_connect(config.addr, source).and_then(|std| {
@@ -656,6 +665,8 @@ impl Driver<'_> {
         if exchanging {
             self.exchange_ended();
         }
+        // A replacement whose connect never completed was never counted open.
+        let established = !matches!(conn.state, State::Connecting { .. });
         match outcome {
             Outcome::Continue | Outcome::Replace(_) => unreachable!("settled before"),
             Outcome::Completed(ending) => self.rec.completed(ending),
@@ -669,7 +680,9 @@ impl Driver<'_> {
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.live -= 1;
-        self.rec.closed();
+        if established {
+            self.rec.closed();
+        }
     }
 }
 
@@ -835,7 +848,8 @@ fn outside_exchange(
         State::Connecting { since } => match conn.connected() {
             Ok(false) => Some(Outcome::Continue),
             Ok(true) => {
-                let in_window = since >= w.clock.measure_start;
+                let in_window =
+                    since >= w.clock.measure_start && w.clock.end.is_none_or(|e| since < e);
                 rec.reconnected(now.saturating_duration_since(since), in_window);
                 None
             }

@@ -127,10 +127,11 @@ pub struct Report {
     /// The end-of-run check: how long each connection waited for the
     /// server's end of stream after its half-close (0: not checked).
     pub close_grace_s: f64,
-    /// Completed connections whose server did not close within the grace.
-    /// Not an error (some echo servers never close); noted.
+    /// Connections whose server did not close within the grace, of those
+    /// completed (and, with churn, replaced). Not an error (some echo
+    /// servers never close); noted.
     pub close_not_seen: u64,
-    /// Completed connections that the server reset instead of closing.
+    /// Connections that the server reset instead of closing, of the same.
     pub close_by_reset: u64,
     /// Churn (`--per-connection`): messages each connection carries before
     /// it is closed (through the same check) and a new one opened in its
@@ -372,7 +373,7 @@ impl Report {
             }
             let _ = writeln!(
                 *s,
-                "end check        note: of the completed connections, {}",
+                "end check        note: of the connections checked, {}",
                 parts.join("; ")
             );
         }

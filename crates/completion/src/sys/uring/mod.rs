@@ -804,6 +804,9 @@ impl Drop for Port {
     fn drop(&mut self) {
         // Cancel everything still in flight, then reap until the kernel has
         // given every buffer back (or the time is up).
+        // Nothing is sent again now: a send that finds the socket full
+        // just ends (`resend` skips cancelled records).
+        self.ops.for_each_mut(|rec| rec.cancelled = true);
         let all = types::CancelBuilder::any();
         self.backlog.clear();
         // SAFETY: a cancel points at no memory.

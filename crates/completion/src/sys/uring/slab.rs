@@ -77,6 +77,13 @@ impl Slab {
         slot.record.as_mut()
     }
 
+    /// Run `f` on every record in flight.
+    pub(super) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Record)) {
+        for rec in self.slots.iter_mut().filter_map(|s| s.record.as_mut()) {
+            f(rec);
+        }
+    }
+
     /// Take the record of operation `ud` out: its final CQE was reaped.
     pub(super) fn remove(&mut self, ud: u64) -> Option<Record> {
         let idx = (ud & 0xffff_ffff) as u32;
