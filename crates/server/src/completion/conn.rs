@@ -418,7 +418,11 @@ impl<Op: Copy, R> Conn<Op, R> {
                     // A send from a receive's buffer: nothing to keep.
                 } else if buf.capacity() <= KEEP_SPARE_UP_TO {
                     buf.clear();
-                    self.spare = Some(buf);
+                    // A short send's rest (a copy) may finish while a spare
+                    // is already kept: one is enough.
+                    if let Some(old) = self.spare.replace(buf) {
+                        reclaim::freed(old.capacity());
+                    }
                 } else {
                     reclaim::freed(buf.capacity());
                 }
