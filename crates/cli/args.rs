@@ -98,6 +98,15 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A count of at least 1, such as messages per connection.
+pub fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("write a whole number of at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number of at least 1")),
+    }
+}
+
 /// Parse a byte count: `1000`, `4k`/`4KiB` (×1024), `16M`/`16MiB` (×1024²),
 /// or `1G`/`1GiB`. Bounds are checked by the caller, which knows them.
 pub fn bytes(s: &str) -> Result<usize, String> {

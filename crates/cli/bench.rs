@@ -39,7 +39,7 @@ pub struct Args {
     /// Churn: also run every cell with each connection closed after N
     /// messages and replaced (`stress --per-connection`); those cells add
     /// connections/s and server CPU per connection.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = args::at_least_one)]
     per_connection: Option<u64>,
     /// Repetitions of the whole matrix, interleaved; figures are medians with their spread [default: 3].
     #[arg(long, value_name = "N")]

@@ -87,7 +87,7 @@ struct Flags {
     /// connections/s and connect latency. -n still counts messages per
     /// connection slot, so -n 100 --per-connection 1 makes 100 connections
     /// one after the other in each slot. Events engine only.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = args::at_least_one)]
     per_connection: Option<u64>,
     /// Latency percentiles to print and store, such as 50,90,99,99.9,99.99
     /// (p50, p90, p99, p99.9 and max are always in the JSON).
