@@ -143,12 +143,17 @@ fn half_close_gets_everything_back_then_eof(model: &str) {
         data.len(),
         "{model}: all bytes owed come back before EOF"
     );
+    assert_same_bytes(model, &back, &data);
+}
+
+/// The echo is the bytes sent; else say where they first differ.
+fn assert_same_bytes(model: &str, back: &[u8], data: &[u8]) {
     assert!(
         back == data,
         "{model}: {} bytes back for {} sent; first difference at byte {:?}",
         back.len(),
         data.len(),
-        back.iter().zip(&data).position(|(a, b)| a != b)
+        back.iter().zip(data).position(|(a, b)| a != b)
     );
 }
 
@@ -209,13 +214,7 @@ fn all_256_byte_values_echo(model: &str) {
     s.write_all(&data).unwrap();
     let mut back = vec![0u8; data.len()];
     s.read_exact(&mut back).unwrap();
-    assert!(
-        back == data,
-        "{model}: {} bytes back for {} sent; first difference at byte {:?}",
-        back.len(),
-        data.len(),
-        back.iter().zip(&data).position(|(a, b)| a != b)
-    );
+    assert_same_bytes(model, &back, &data);
 }
 
 fn ipv6_loopback_works(model: &str) {

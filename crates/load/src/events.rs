@@ -322,18 +322,11 @@ impl Driver<'_> {
     /// when the connect failed at once, which is counted here.
     fn start_connect(&mut self, id: u64, now: Instant) -> Result<bool, LoadError> {
         let config = self.config;
-        let source = net::source_for(&config.source_ips, id);
-        match net::start_connect(config.addr, source) {
-            Ok(std) => {
-                let mut stream = TcpStream::from_std(std);
-                self.poll
-                    .registry()
-                    .register(
-                        &mut stream,
-                        Token(self.conns.len()),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map_err(Self::register_error)?;
+        let token = Token(self.conns.len());
+        match connect_registered(config, self.poll.registry(), id, token)
+            .map_err(Self::register_error)?
+        {
+            Ok(stream) => {
                 self.conns.push(Some(Conn::new(stream, id, now)));
                 Ok(true)
             }
@@ -624,16 +617,9 @@ impl Driver<'_> {
         }
         self.rec.cycled(ending, now >= w.clock.measure_start);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let source = net::source_for(&config.source_ips, conn.id);
-        let opened = net::start_connect(config.addr, source).and_then(|std| {
-            let mut stream = TcpStream::from_std(std);
-            self.poll.registry().register(
-                &mut stream,
-                Token(k),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(stream)
-        });
+        // A poller that refuses it fails the slot like a refused connect.
+        let opened = connect_registered(config, self.poll.registry(), conn.id, Token(k))
+            .and_then(|connect| connect);
         match opened {
             Ok(stream) => conn.replace_stream(stream, Instant::now()),
             Err(e) => {
@@ -684,6 +670,23 @@ impl Driver<'_> {
             self.rec.closed();
         }
     }
+}
+
+/// Start connection `id`'s non-blocking connect and register it under
+/// `token`. The outer error is the poller's; the inner one the connect's.
+fn connect_registered(
+    config: &Config,
+    registry: &mio::Registry,
+    id: u64,
+    token: Token,
+) -> io::Result<io::Result<TcpStream>> {
+    let source = net::source_for(&config.source_ips, id);
+    let mut stream = match net::start_connect(config.addr, source) {
+        Ok(std) => TcpStream::from_std(std),
+        Err(e) => return Ok(Err(e)),
+    };
+    registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    Ok(Ok(stream))
 }
 
 /// Walks this thread's connections' schedule slots in time order: for

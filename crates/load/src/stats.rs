@@ -157,7 +157,7 @@ impl Recorder {
             self.totals.connections_cycled += 1;
         }
         self.ended(ending);
-        self.delta.closed += 1;
+        self.closed();
     }
 
     /// Churn: a replacement connection opened, `took` after its connect

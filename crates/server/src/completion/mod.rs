@@ -291,9 +291,11 @@ struct Submit<'a> {
 }
 
 impl Submit<'_> {
-    fn socket(&self) -> &Socket {
-        // The state machine starts nothing after the close.
-        self.socket.as_ref().expect("no operation after the close")
+    /// The port, the socket and the token to submit with. The state machine
+    /// starts nothing after the close, so the socket is there.
+    fn parts(&mut self) -> (&mut Port, &Socket, Token) {
+        let socket = self.socket.as_ref().expect("no operation after the close");
+        (self.port, socket, self.token)
     }
 }
 
@@ -302,8 +304,8 @@ impl conn::Io for Submit<'_> {
     type Received = Completion;
 
     fn send_received(&mut self, received: Completion) -> OpId {
-        let socket = self.socket.as_ref().expect("no operation after the close");
-        self.port.send_received(socket, self.token, received)
+        let (port, socket, token) = self.parts();
+        port.send_received(socket, token, received)
     }
 
     fn release(&mut self, received: Completion) {
@@ -311,20 +313,20 @@ impl conn::Io for Submit<'_> {
     }
 
     fn recv(&mut self, max: usize, once: bool) -> OpId {
-        let socket = self.socket.as_ref().expect("no operation after the close");
+        let (port, socket, token) = self.parts();
         if once {
-            self.port.recv_once(socket, self.token, max)
+            port.recv_once(socket, token, max)
         } else {
-            self.port.recv(socket, self.token, max)
+            port.recv(socket, token, max)
         }
     }
 
     fn send(&mut self, buf: Vec<u8>, offset: usize, quiet: bool) -> OpId {
-        let socket = self.socket.as_ref().expect("no operation after the close");
+        let (port, socket, token) = self.parts();
         if quiet {
-            self.port.send_quiet(socket, self.token, buf, offset)
+            port.send_quiet(socket, token, buf, offset)
         } else {
-            self.port.send(socket, self.token, buf, offset)
+            port.send(socket, token, buf, offset)
         }
     }
 
@@ -335,7 +337,8 @@ impl conn::Io for Submit<'_> {
     fn shutdown_write(&mut self) {
         // Fails only if the peer is already gone; the receive that follows
         // then reports that and the close goes on.
-        let _ = self.socket().shutdown(std::net::Shutdown::Write);
+        let (_, socket, _) = self.parts();
+        let _ = socket.shutdown(std::net::Shutdown::Write);
     }
 
     fn close(&mut self) {

@@ -422,7 +422,7 @@ impl Port {
             }
             CompletionBuf::Provided { group, bid, len } => {
                 let len = len.min(n);
-                let (ptr, len32) = self.lent_span(group, bid, len);
+                let span = self.lent_span(group, bid, len);
                 let ud = self.insert(Record {
                     token,
                     kind: OpKind::Send,
@@ -435,10 +435,7 @@ impl Port {
                 // other connection's receives. A full socket ends it with
                 // EAGAIN and `resend` sends again from a copy; a short count
                 // goes to the caller with a copy (`end_lent`).
-                let e = opcode::Send::new(types::Fd(fd), ptr, len32)
-                    .flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
-                    .build()
-                    .user_data(ud);
+                let e = Self::send_entry(fd, span, libc::MSG_DONTWAIT, ud);
                 // SAFETY: the span lies in ring buffer `bid`, which the
                 // kernel handed to us and which is not pushed back on the
                 // ring (so no receive can select it) until this send's
@@ -491,13 +488,19 @@ impl Port {
         (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
     }
 
-    /// An ordinary send: parked on poll until the socket has room, so it
-    /// completes only when sent (or failed).
-    fn plain_send(fd: RawFd, (ptr, len): (*const u8, u32), ud: u64) -> squeue::Entry {
+    /// A send of `ptr..ptr+len` with these `MSG_` flags besides
+    /// `MSG_NOSIGNAL` (a peer that is gone is an error, not a signal).
+    fn send_entry(fd: RawFd, (ptr, len): (*const u8, u32), flags: i32, ud: u64) -> squeue::Entry {
         opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
+            .flags(libc::MSG_NOSIGNAL | flags)
             .build()
             .user_data(ud)
+    }
+
+    /// An ordinary send: parked on poll until the socket has room, so it
+    /// completes only when sent (or failed).
+    fn plain_send(fd: RawFd, span: (*const u8, u32), ud: u64) -> squeue::Entry {
+        Self::send_entry(fd, span, 0, ud)
     }
 
     fn send_op(
@@ -523,10 +526,7 @@ impl Port {
             unsafe { self.push(Self::plain_send(fd, (ptr, len), ud)) };
             return OpId(ud);
         }
-        let send = opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL)
-            .build()
-            .user_data(ud)
+        let send = Self::send_entry(fd, (ptr, len), libc::MSG_DONTWAIT | libc::MSG_WAITALL, ud)
             .flags(squeue::Flags::IO_LINK);
         let nop = opcode::Nop::new()
             .build()
