@@ -28,6 +28,12 @@ pub struct Args {
     /// on your load. Needs io_uring min_wait (Linux 6.12+); ignored without it.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     coalesce: Option<std::time::Duration>,
+    /// Completion model (io_uring): copy every byte through the port's
+    /// buffers. By default a bulk connection (a receive of 32 KiB or more)
+    /// is relayed inside the kernel, socket → pipe → socket with splice(2),
+    /// and its bytes never enter the server's memory.
+    #[arg(long)]
+    no_relay: bool,
     /// Serve at most N connections at once; each one over the limit is closed
     /// at once and counted in the summary. The blocking model serves one at a
     /// time anyway, so for it any N ≥ 1 changes nothing.
@@ -96,6 +102,7 @@ fn server_config(a: &Args) -> anyhow::Result<Config> {
             Some(SpreadArg::Handoff) => Spread::Handoff,
         },
         coalesce: a.coalesce.filter(|d| !d.is_zero()),
+        relay: !a.no_relay,
         max_connections: a.max_connections,
         idle_timeout: a.idle_timeout.filter(|d| !d.is_zero()),
         drain_timeout: a.drain_timeout,

@@ -34,6 +34,13 @@
 //!   [`PortConfig::quiet_grace`]). For a send nothing waits on,
 //!   so the worker is not woken just to learn that an echo went out. Where a
 //!   backend cannot tell ([`Features::quiet_send`] off, IOCP) it is a send.
+//! * **Relaying** (io_uring only, [`Features::relay`]): for bulk traffic a
+//!   caller may move a connection's bytes socket → pipe → socket inside the
+//!   kernel with a [`Relay`], waiting for readiness with [`Port::poll`]. The
+//!   splices are plain non-blocking calls, not port operations: io_uring
+//!   hands every `IORING_OP_SPLICE` to a kernel worker thread, which was
+//!   measured to cost more than the copy it saves at 64 KiB
+//!   (docs/BENCHMARKS.md).
 //! * **Waking**: a [`Waker`] may be used from any thread to make a
 //!   [`Port::wait`] return with a [`OpKind::Wake`] completion.
 //! * **Teardown**: dropping a port cancels what is still in flight and waits
@@ -84,6 +91,9 @@ pub enum OpKind {
     Send,
     /// The socket was closed.
     Close,
+    /// The socket became ready for what [`Port::poll`] asked (the result is
+    /// the kernel's event mask).
+    Ready,
     /// A [`Waker`] was used.
     Wake,
 }
@@ -165,6 +175,10 @@ pub struct Features {
     /// provided buffers). Elsewhere it works too, but the receive buffer it
     /// takes has to be replaced by a new one.
     pub lent_sends: bool,
+    /// [`Relay`] and [`Port::poll`] work: a connection's bytes can go
+    /// socket → pipe → socket inside the kernel (Linux `splice`), never
+    /// copied into user memory.
+    pub relay: bool,
 }
 
 impl std::fmt::Display for Features {
@@ -172,7 +186,7 @@ impl std::fmt::Display for Features {
         let yn = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}, quiet send {}, sends from receive buffers {}",
+            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}, quiet send {}, sends from receive buffers {}, kernel relay (splice) {}",
             self.backend,
             yn(self.shared_port),
             yn(self.multishot_accept),
@@ -185,6 +199,7 @@ impl std::fmt::Display for Features {
             yn(self.no_iowait),
             yn(self.quiet_send),
             yn(self.lent_sends),
+            yn(self.relay),
         )
     }
 }
@@ -373,6 +388,18 @@ impl Port {
         self.sys.close(sys::into_raw(socket.0), token)
     }
 
+    /// Complete once `socket` is ready for `interest` (readable: data, end of
+    /// stream or an error; writable: room, or an error), with
+    /// [`OpKind::Ready`]. One-shot. For moving bytes outside the port
+    /// ([`Relay`]); only where [`Features::relay`] says so.
+    ///
+    /// # Panics
+    /// Where [`Features::relay`] is off (IOCP has no readiness operation).
+    pub fn poll(&mut self, socket: &Socket, token: Token, interest: Interest) -> OpId {
+        assert!(self.features().relay, "Port::poll needs Features::relay");
+        self.sys.poll(socket.raw(), token, interest)
+    }
+
     /// Ask `op` to end early. It still completes; see the crate docs.
     pub fn cancel(&mut self, op: OpId) {
         self.sys.cancel(op)
@@ -452,6 +479,55 @@ impl Waker {
     }
 }
 
+/// What [`Port::poll`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Bytes to read, the end of stream, or an error.
+    Read,
+    /// Room to write, or an error.
+    Write,
+}
+
+/// A pipe that a connection's bytes pass through inside the kernel: read
+/// from a socket into the pipe ([`fill`](Relay::fill)), written from the
+/// pipe to a socket ([`drain`](Relay::drain)), with `splice(2)`. The bytes
+/// are never copied into user memory, and on loopback not copied at all:
+/// the pipe holds references to the pages the sender's kernel filled.
+/// Both calls never block (the socket must be non-blocking,
+/// [`Socket::set_nonblocking`]): `WouldBlock` means wait with
+/// [`Port::poll`]. Linux only ([`Features::relay`]).
+///
+/// It keeps no count of what it holds: the caller knows what it filled
+/// and drained, and a pipe that is full cannot be told apart from a socket
+/// that is empty, so the caller never asks for more than the room left.
+#[derive(Debug)]
+pub struct Relay(sys::Relay);
+
+impl Relay {
+    /// A pipe of about `capacity` bytes (the kernel rounds it to a power of
+    /// two of pages and may give less). Fails with `Unsupported` where
+    /// there is no `splice`, or as `pipe(2)` does (out of descriptors).
+    pub fn new(capacity: usize) -> io::Result<Relay> {
+        sys::Relay::new(capacity).map(Relay)
+    }
+
+    /// What the pipe holds at most, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Move at most `max` bytes from `from` into the pipe. `Ok(0)`: the
+    /// peer sent its FIN.
+    pub fn fill(&mut self, from: &Socket, max: usize) -> io::Result<usize> {
+        self.0.fill(from.raw(), max)
+    }
+
+    /// Move at most `max` bytes from the pipe to `to`.
+    pub fn drain(&mut self, to: &Socket, max: usize) -> io::Result<usize> {
+        self.0.drain(to.raw(), max)
+    }
+}
+
 /// A connected socket driven through a port, owned: dropped, it is closed
 /// at once; [`Port::close`] closes it through the port instead.
 #[derive(Debug)]
@@ -475,6 +551,15 @@ impl Socket {
     /// never blocks (the FIN goes out after bytes already sent).
     pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         self.0.shutdown(how)
+    }
+
+    /// Make calls outside the port (a [`Relay`]'s) return `WouldBlock`
+    /// instead of waiting. On io_uring a non-blocking socket's receives and
+    /// sends end with `WouldBlock` instead of waiting too, so set it only
+    /// while the socket is relayed, and clear it before using the port's
+    /// receives and sends again.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.0.set_nonblocking(on)
     }
 
     fn raw(&self) -> RawSocket {

@@ -56,6 +56,9 @@ pub struct Config {
     /// Wait up to this long for more completions before handling a batch
     /// (completion model only; `None` handles them at once).
     pub coalesce: Option<Duration>,
+    /// Let the completion model relay bulk connections in the kernel
+    /// (socket → pipe → socket with `splice`) where the port can.
+    pub relay: bool,
     /// How the completion model spreads connections over its workers.
     pub spread: Spread,
     /// Connections served at once, at most; each one over it is closed at
@@ -91,6 +94,7 @@ impl Default for Config {
             verbose: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
             coalesce: None,
+            relay: true,
             spread: Spread::default(),
             max_connections: None,
             idle_timeout: None,

@@ -1,8 +1,8 @@
 //! The one place where the operating system is chosen.
 //!
 //! Every backend provides: `Port` (new, features, try_share, accept, recv,
-//! recv_once, send, close, cancel, wait, data, release, waker, in_flight), `PortShare`
-//! (into_port), `Waker` (wake), `CompletionBuf`, `OpKey` (what an `OpId` holds), `RawSocket`, and
+//! recv_once, send, close, cancel, poll, wait, data, release, waker, in_flight), `PortShare`
+//! (into_port), `Waker` (wake), `Relay` (new, capacity, fill, drain), `CompletionBuf`, `OpKey` (what an `OpId` holds), `RawSocket`, and
 //! the free functions `probe`, `is_cancelled`, `is_out_of_buffers`,
 //! `cancelled_error`, `set_nodelay`, `peer_addr`, `shutdown`, `raw_listener`,
 //! `into_raw_socket`, `close_now`.
@@ -27,6 +27,12 @@ mod unsupported;
 pub use unsupported::RawSocket;
 #[cfg(all(unix, not(target_os = "linux")))]
 pub(crate) use unsupported::*;
+
+// `Relay` on Linux is the uring backend's; elsewhere there is none.
+#[cfg(not(target_os = "linux"))]
+mod no_relay;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_relay::Relay;
 
 /// Socket helpers over raw descriptors, for every Unix backend.
 #[cfg(unix)]

@@ -97,6 +97,9 @@ impl Port {
     pub(crate) fn cancel(&mut self, _: OpId) {
         match *self {}
     }
+    pub(crate) fn poll(&mut self, _: RawSocket, _: Token, _: crate::Interest) -> OpId {
+        match *self {}
+    }
     pub(crate) fn wait(
         &mut self,
         _: &mut Vec<Completion>,

@@ -53,6 +53,7 @@
 //!   [`Conn::abort`] is the forced path (drain deadline, idle timeout).
 
 use crate::reclaim;
+use ringport_completion::Interest;
 use std::io;
 use std::time::Instant;
 
@@ -84,6 +85,22 @@ pub trait Io {
     fn shutdown_write(&mut self);
     /// Close the socket; nothing is in flight any more.
     fn close(&mut self);
+    /// Start relaying in the kernel (see [`Conn::relaying`]): make a pipe of
+    /// about `capacity` bytes and the socket non-blocking. Returns the
+    /// pipe's capacity, or `None` to go on through the port's buffers (no
+    /// pipe could be made, or too small a one).
+    fn relay_start(&mut self, capacity: usize) -> Option<usize>;
+    /// Move at most `max` bytes from the socket into the pipe, never
+    /// waiting: `Ok(0)` is the peer's FIN, `WouldBlock` nothing to read.
+    fn fill(&mut self, max: usize) -> io::Result<usize>;
+    /// Move at most `max` bytes from the pipe to the socket, never waiting:
+    /// `WouldBlock` means the socket is full.
+    fn drain(&mut self, max: usize) -> io::Result<usize>;
+    /// Arm a one-shot readiness wait on the socket.
+    fn poll(&mut self, interest: Interest) -> Self::Op;
+    /// Stop relaying: the pipe is empty; close it and make the socket
+    /// blocking again, for the port's receives and sends.
+    fn relay_end(&mut self);
 }
 
 /// Why a connection ends.
@@ -153,6 +170,40 @@ enum Send<Op, R> {
     },
 }
 
+/// Whether the bytes go through a kernel relay: socket → pipe → socket with
+/// `splice`, never copied into the server's memory. For bulk traffic only:
+/// a relayed message costs two system calls and a readiness wait each way,
+/// more than a small message's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay<Op> {
+    /// Through the port's buffers. `allowed`: the port and the server let
+    /// this connection relay, and no attempt to start one failed.
+    Off { allowed: bool },
+    /// A bulk receive arrived: receive no more, send what is owed, then
+    /// relay.
+    Wanted,
+    /// Relaying: `held` bytes are in the pipe of `capacity`; `wait` is
+    /// the readiness wait in flight, if any.
+    On {
+        held: usize,
+        capacity: usize,
+        wait: Wait<Op>,
+    },
+}
+
+/// A relaying connection's readiness wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait<Op> {
+    /// None in flight.
+    Idle,
+    /// Waiting for bytes to fill the pipe with.
+    Readable(Op),
+    /// Waiting for room to drain the pipe into.
+    Writable(Op),
+    /// The wait in flight is being cancelled.
+    Cancelling,
+}
+
 /// How the connection takes input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Intake {
@@ -184,6 +235,8 @@ pub struct Conn<Op, R> {
     /// Bulk input goes back from the buffers it arrives in, where the port
     /// does that for free ([`Conn::lending`]).
     lend: bool,
+    /// Bulk input goes through a kernel relay ([`Conn::relaying`]).
+    relay: Relay<Op>,
     /// Received bytes waiting for the send in flight to finish.
     queued: Vec<u8>,
     /// A finished send's buffer, kept to avoid an allocation per message.
@@ -202,6 +255,21 @@ pub struct Conn<Op, R> {
 /// receive buffers (16 or 64 KiB), so a bulk sender, which fills them, never is.
 const INTERACTIVE: usize = 4096;
 
+/// A one-shot receive at least this large, with nothing held, marks a
+/// connection as bulk: it is relayed from then on, where it may be. Half
+/// the bulk ring's buffer: a bulk sender's write arrives in 64 KiB pieces on
+/// loopback, and a 16 KiB ping-pong (which a relay does not pay for) never
+/// fills one.
+const RELAY_AT: usize = 32 * 1024;
+/// The largest pipe a relay asks for (the kernel's default limit for
+/// unprivileged users, `fs/pipe-max-size`), and the smallest it uses: with
+/// less, each move costs more system calls than the copy it saves.
+const RELAY_PIPE_MAX: usize = 1024 * 1024;
+const RELAY_PIPE_MIN: usize = 64 * 1024;
+/// Moves a relaying connection makes, each way, before it lets the others
+/// run (it then waits for readiness, which is at once if bytes remain).
+const RELAY_ROUNDS: usize = 4;
+
 /// A new connection's buffers are allocated lazily and freed when idle, so
 /// an idle connection costs only this struct.
 const KEEP_SPARE_UP_TO: usize = 64 * 1024;
@@ -217,6 +285,7 @@ impl<Op: Copy, R> Conn<Op, R> {
             intake: Self::fresh_intake(multishot),
             multishot,
             lend: false,
+            relay: Relay::Off { allowed: false },
             queued: Vec::new(),
             spare: None,
             max_buffered,
@@ -235,6 +304,35 @@ impl<Op: Copy, R> Conn<Op, R> {
         self
     }
 
+    /// Relay bulk input in the kernel (socket → pipe → socket, `splice`),
+    /// where the port can ([`Features::relay`](ringport_completion::Features::relay)):
+    /// a connection whose one-shot receive brings at least [`RELAY_AT`]
+    /// bytes with nothing held sends what it owes, then moves its bytes
+    /// without copying them, until its peer's FIN or the server's shutdown.
+    pub fn relaying(mut self, on: bool) -> Self {
+        self.relay = Relay::Off { allowed: on };
+        self
+    }
+
+    /// Whether bytes are going through a kernel relay (for tests).
+    #[cfg(test)]
+    pub fn is_relaying(&self) -> bool {
+        matches!(self.relay, Relay::On { .. })
+    }
+
+    /// A one-shot receive of `len` bytes, with nothing held before it:
+    /// a bulk one asks for the relay.
+    fn note_receive(&mut self, len: usize, held_before: usize) {
+        if matches!(self.relay, Relay::Off { allowed: true })
+            && len >= RELAY_AT
+            && held_before == 0
+            && matches!(self.intake, Intake::Bounded | Intake::OneShot)
+            && self.life == Life::Open
+        {
+            self.relay = Relay::Wanted;
+        }
+    }
+
     fn fresh_intake(multishot: bool) -> Intake {
         if multishot {
             Intake::Bounded
@@ -251,13 +349,21 @@ impl<Op: Copy, R> Conn<Op, R> {
             Send::Lent { len, .. } => len,
             Send::InFlight { offset, len, .. } => len - offset,
         };
-        self.queued.len() + sending
+        self.queued.len() + sending + self.relayed()
+    }
+
+    /// Bytes in the relay's pipe.
+    fn relayed(&self) -> usize {
+        match self.relay {
+            Relay::On { held, .. } => held,
+            _ => 0,
+        }
     }
 
     /// Bytes the buffers hold for the peer: queued plus the whole buffer of
     /// the send in flight. This is what `max_buffered` caps.
     pub fn held(&self) -> usize {
-        self.queued.len() + self.send_len()
+        self.queued.len() + self.send_len() + self.relayed()
     }
 
     /// The whole length of the buffer of the send in flight (or waiting to be).
@@ -294,6 +400,13 @@ impl<Op: Copy, R> Conn<Op, R> {
     pub fn has_ops_in_flight(&self) -> bool {
         !matches!(self.recv, Recv::Idle)
             || matches!(self.send, Send::InFlight { .. })
+            || matches!(
+                self.relay,
+                Relay::On {
+                    wait: Wait::Readable(_) | Wait::Writable(_) | Wait::Cancelling,
+                    ..
+                }
+            )
             || matches!(self.life, Life::Closing(_))
     }
 
@@ -324,6 +437,9 @@ impl<Op: Copy, R> Conn<Op, R> {
     pub fn on_recv_data(&mut self, data: &[u8], more: bool, now: Instant) {
         self.recv_completed(more);
         self.last_active = now;
+        if !more {
+            self.note_receive(data.len(), self.held());
+        }
         // Interactive: a small receive (less than any ring buffer) while
         // nothing is held. Bulk senders fill whole buffers and stay bounded.
         if self.intake == Intake::Bounded && self.buffered() == 0 && data.len() < INTERACTIVE {
@@ -361,6 +477,9 @@ impl<Op: Copy, R> Conn<Op, R> {
         debug_assert!(self.lends_next_receive() && len > 0);
         self.recv_completed(more);
         self.last_active = now;
+        if !more {
+            self.note_receive(len, 0);
+        }
         if self.intake == Intake::Bounded && len < INTERACTIVE {
             self.intake = Intake::Multishot;
         }
@@ -440,6 +559,23 @@ impl<Op: Copy, R> Conn<Op, R> {
         }
     }
 
+    /// A relaying connection's readiness wait completed at `now`.
+    pub fn on_ready(&mut self, result: io::Result<usize>, now: Instant) {
+        match &mut self.relay {
+            Relay::On { wait, .. } if !matches!(wait, Wait::Idle) => *wait = Wait::Idle,
+            _ => {
+                debug_assert!(false, "a readiness wait completed with none in flight");
+                return;
+            }
+        }
+        match result {
+            // What it was ready for (or its error) is for the next move to find.
+            Ok(_) => self.last_active = now,
+            Err(e) if ringport_completion::is_cancelled(&e) => {}
+            Err(_) => self.fail(EndReason::Error),
+        }
+    }
+
     /// The close finished.
     pub fn on_close(&mut self) {
         self.life = match self.life {
@@ -488,6 +624,16 @@ impl<Op: Copy, R> Conn<Op, R> {
         match self.life {
             Life::Closing(_) | Life::Closed(_) => {}
             Life::Ending(why) => self.pump_ending(why, io),
+            Life::Open | Life::HalfClosed(_) | Life::Draining
+                if matches!(self.relay, Relay::On { .. }) =>
+            {
+                self.pump_relay(io);
+                // Relaying ended (the pipe is empty: on through the port),
+                // or a move failed (cancel, close).
+                if !matches!(self.relay, Relay::On { .. }) || self.is_ending() {
+                    self.pump(io);
+                }
+            }
             Life::Draining => self.pump_draining(io),
             Life::Lingering => self.arm_to_drop(io),
             Life::Open | Life::HalfClosed(_) => self.pump_echoing(io),
@@ -507,8 +653,12 @@ impl<Op: Copy, R> Conn<Op, R> {
             self.intake = Self::fresh_intake(self.multishot);
         }
         let half_closed = matches!(self.life, Life::HalfClosed(_));
+        if half_closed && matches!(self.relay, Relay::Wanted) {
+            self.relay = Relay::Off { allowed: false };
+        }
+        let wanted = matches!(self.relay, Relay::Wanted);
         match self.recv {
-            Recv::Idle if !half_closed && self.intake != Intake::Paused => {
+            Recv::Idle if !half_closed && !wanted && self.intake != Intake::Paused => {
                 let once = self.intake == Intake::Bounded;
                 let op = io.recv(self.max_buffered - held, once);
                 self.recv = Recv::Armed {
@@ -532,6 +682,27 @@ impl<Op: Copy, R> Conn<Op, R> {
             && !half_closed
             && self.intake != Intake::Paused;
         self.send_next(io, quiet);
+        if wanted && self.is_idle() {
+            // Everything owed is out and nothing is in flight: the pipe
+            // starts empty, so the bytes stay in order.
+            self.relay = match io.relay_start(self.max_buffered.min(RELAY_PIPE_MAX)) {
+                Some(capacity) if capacity >= RELAY_PIPE_MIN => Relay::On {
+                    held: 0,
+                    capacity,
+                    wait: Wait::Idle,
+                },
+                Some(_) => {
+                    io.relay_end();
+                    Relay::Off { allowed: false }
+                }
+                None => Relay::Off { allowed: false },
+            };
+            if matches!(self.relay, Relay::On { .. }) {
+                return self.pump(io);
+            }
+            // No relay: receive through the port again.
+            return self.pump_echoing(io);
+        }
         if let Life::HalfClosed(why) = self.life {
             if self.is_idle() {
                 // Everything owed has been sent: close, and the peer sees EOF
@@ -547,6 +718,116 @@ impl<Op: Copy, R> Conn<Op, R> {
             reclaim::freed(self.queued.capacity());
             self.queued = Vec::new();
         }
+    }
+
+    /// Relaying: drain the pipe into the socket, fill it from the socket,
+    /// until one of them would block, then wait for that. Once the peer's
+    /// FIN has come or the server is draining, only drain; with the pipe
+    /// empty then, stop relaying (the caller goes on through the port).
+    fn pump_relay(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
+        let Relay::On {
+            mut held,
+            capacity,
+            wait,
+        } = self.relay
+        else {
+            return;
+        };
+        let reading = self.life == Life::Open;
+        let next_wait = match wait {
+            Wait::Readable(op) if !reading => {
+                // Draining began: no more input to relay.
+                io.cancel(op);
+                Some(Wait::Cancelling)
+            }
+            Wait::Idle => None,
+            // A wait is in flight: its completion brings the next move.
+            other => Some(other),
+        };
+        if let Some(wait) = next_wait {
+            self.relay = Relay::On {
+                held,
+                capacity,
+                wait,
+            };
+            return;
+        }
+        let mut wait = Wait::Idle;
+        for round in 0..=RELAY_ROUNDS {
+            if held > 0 {
+                match io.drain(held) {
+                    Ok(n) => {
+                        held -= n;
+                        self.echoed += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait = Wait::Writable(io.poll(Interest::Write));
+                        break;
+                    }
+                    Err(_) => return self.relay_failed(held, capacity),
+                }
+                if held > 0 {
+                    // Short: the socket is full now; the next drain says so.
+                    continue;
+                }
+            }
+            if !reading {
+                break;
+            }
+            if round == RELAY_ROUNDS {
+                // Let the other connections run; bytes waiting make the
+                // readiness wait complete at once.
+                wait = Wait::Readable(io.poll(Interest::Read));
+                break;
+            }
+            match io.fill(capacity - held) {
+                Ok(0) => {
+                    self.life = Life::HalfClosed(EndReason::PeerClosed);
+                    return self.pump_relay_rest(held, capacity, io);
+                }
+                Ok(n) => held += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait = Wait::Readable(io.poll(Interest::Read));
+                    break;
+                }
+                Err(_) => return self.relay_failed(held, capacity),
+            }
+        }
+        self.relay = Relay::On {
+            held,
+            capacity,
+            wait,
+        };
+        if !reading && held == 0 && matches!(wait, Wait::Idle) {
+            io.relay_end();
+            self.relay = Relay::Off { allowed: false };
+        }
+    }
+
+    /// The peer's FIN came while relaying: drain what the pipe holds.
+    fn pump_relay_rest(
+        &mut self,
+        held: usize,
+        capacity: usize,
+        io: &mut impl Io<Op = Op, Received = R>,
+    ) {
+        self.relay = Relay::On {
+            held,
+            capacity,
+            wait: Wait::Idle,
+        };
+        self.pump_relay(io);
+    }
+
+    /// A move failed (reset, broken pipe): what the pipe holds is lost with
+    /// the connection.
+    fn relay_failed(&mut self, held: usize, capacity: usize) {
+        self.relay = Relay::On {
+            held,
+            capacity,
+            wait: Wait::Idle,
+        };
+        self.fail(EndReason::Error);
     }
 
     /// Draining for shutdown: cancel the receive, send what is owed, FIN.
@@ -603,6 +884,16 @@ impl<Op: Copy, R> Conn<Op, R> {
             }
             Send::Idle | Send::Rest { .. } => {}
         }
+        if let Relay::On {
+            wait: ref mut wait @ (Wait::Readable(_) | Wait::Writable(_)),
+            ..
+        } = self.relay
+        {
+            if let Wait::Readable(op) | Wait::Writable(op) = *wait {
+                io.cancel(op);
+            }
+            *wait = Wait::Cancelling;
+        }
         if !self.has_ops_in_flight() {
             self.life = Life::Closing(why);
             io.close();
@@ -611,7 +902,10 @@ impl<Op: Copy, R> Conn<Op, R> {
 
     /// Nothing in flight, nothing owed.
     fn is_idle(&self) -> bool {
-        matches!(self.send, Send::Idle) && self.queued.is_empty() && matches!(self.recv, Recv::Idle)
+        matches!(self.send, Send::Idle)
+            && self.queued.is_empty()
+            && matches!(self.recv, Recv::Idle)
+            && !matches!(self.relay, Relay::On { .. })
     }
 
     /// Start the next send if none is in flight: a short send's rest, or

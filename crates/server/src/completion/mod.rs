@@ -35,8 +35,10 @@ use crate::workers::{run_pool, IdleSweep};
 use crate::{Config, ServerError, Shutdown, Spread, Stats};
 use conn::{Conn, EndReason};
 use ringport_completion::{
-    Completion, Features, OpId, OpKind, Port, PortConfig, PortShare, Socket, Token,
+    Completion, Features, Interest, OpId, OpKind, Port, PortConfig, PortShare, Relay, Socket,
+    Token,
 };
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -280,6 +282,8 @@ struct Accepts {
 struct Entry {
     conn: Conn<OpId, Completion>,
     socket: Option<Socket>,
+    /// The pipe of a relaying connection.
+    relay: Option<Relay>,
     peer: Option<SocketAddr>,
 }
 
@@ -287,6 +291,7 @@ struct Entry {
 struct Submit<'a> {
     port: &'a mut Port,
     socket: &'a mut Option<Socket>,
+    relay: &'a mut Option<Relay>,
     token: Token,
 }
 
@@ -342,9 +347,45 @@ impl conn::Io for Submit<'_> {
     }
 
     fn close(&mut self) {
+        // Nothing is in flight; what a pipe still holds (an abort) is dropped.
+        *self.relay = None;
         if let Some(socket) = self.socket.take() {
             self.port.close(socket, self.token);
         }
+    }
+
+    fn relay_start(&mut self, capacity: usize) -> Option<usize> {
+        let relay = Relay::new(capacity).ok()?;
+        let (_, socket, _) = self.parts();
+        socket.set_nonblocking(true).ok()?;
+        let capacity = relay.capacity();
+        *self.relay = Some(relay);
+        Some(capacity)
+    }
+
+    fn fill(&mut self, max: usize) -> io::Result<usize> {
+        let socket = self.socket.as_ref().expect("relaying before the close");
+        let relay = self.relay.as_mut().expect("relay_start made it");
+        relay.fill(socket, max)
+    }
+
+    fn drain(&mut self, max: usize) -> io::Result<usize> {
+        let socket = self.socket.as_ref().expect("relaying before the close");
+        let relay = self.relay.as_mut().expect("relay_start made it");
+        relay.drain(socket, max)
+    }
+
+    fn poll(&mut self, interest: Interest) -> OpId {
+        let (port, socket, token) = self.parts();
+        port.poll(socket, token, interest)
+    }
+
+    fn relay_end(&mut self) {
+        *self.relay = None;
+        let (_, socket, _) = self.parts();
+        // If it stayed non-blocking, the port's next receive would end at
+        // once with WouldBlock, which fails the connection: loud, not lost.
+        let _ = socket.set_nonblocking(false);
     }
 }
 
@@ -527,6 +568,7 @@ impl Worker<'_> {
             OpKind::Recv => self.on_recv(c),
             OpKind::Send => self.on_send(c),
             OpKind::Close => self.on_close(c),
+            OpKind::Ready => self.on_ready(c),
         }
     }
 
@@ -590,11 +632,21 @@ impl Worker<'_> {
             drop(socket);
             return;
         }
-        let multishot = self.port.features().multishot_recv;
+        let features = self.port.features();
+        // With -v the bytes are shown as they arrive, so they must pass
+        // through the server's memory: no relay then.
+        let relay = features.relay && self.config.relay && !self.config.verbose;
+        let conn = Conn::new(
+            features.multishot_recv,
+            self.config.max_buffered,
+            Instant::now(),
+        )
+        .lending(features.lent_sends)
+        .relaying(relay);
         let token = self.hub.conns.insert(Entry {
-            conn: Conn::new(multishot, self.config.max_buffered, Instant::now())
-                .lending(self.port.features().lent_sends),
+            conn,
             socket: Some(socket),
+            relay: None,
             peer,
         });
         let hub = self.hub;
@@ -666,6 +718,17 @@ impl Worker<'_> {
         }
     }
 
+    fn on_ready(&mut self, mut c: Completion) {
+        let hub = self.hub;
+        let token = c.token;
+        let result = std::mem::replace(&mut c.result, Ok(0));
+        let _ = self.port.release(c);
+        hub.conns.with(token, |e| {
+            e.conn.on_ready(result, self.now);
+            self.pump(token, e);
+        });
+    }
+
     fn on_close(&mut self, c: Completion) {
         let token = c.token;
         let _ = self.port.release(c);
@@ -692,6 +755,7 @@ impl Worker<'_> {
         e.conn.pump(&mut Submit {
             port: &mut self.port,
             socket: &mut e.socket,
+            relay: &mut e.relay,
             token,
         });
         self.echoed += e.conn.take_echoed();

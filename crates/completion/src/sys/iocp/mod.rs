@@ -526,6 +526,12 @@ impl Port {
         self.post_done(rec)
     }
 
+    /// IOCP has no readiness operation, and `Features::relay` is off, so
+    /// `Port::poll` refuses before it gets here.
+    pub(crate) fn poll(&mut self, _: SOCKET, _: Token, _: crate::Interest) -> OpId {
+        unreachable!("Port::poll without Features::relay")
+    }
+
     pub(crate) fn cancel(&mut self, op: OpId) {
         let OpKey { socket, record } = op.0;
         if socket == INVALID_SOCKET {

@@ -32,15 +32,17 @@
 //! that `setsockopt` needs, so neither is used.
 
 mod bufring;
+mod relay;
 mod setup;
 mod slab;
 
 use bufring::{BufRing, Group};
+pub(crate) use relay::Relay;
 pub(crate) use setup::probe;
 use setup::{build_ring, unavailable};
 use slab::{OpBuf, Record, Slab};
 
-use crate::{Completion, Features, OpId, OpKind, PortConfig, Token, UnavailableError};
+use crate::{Completion, Features, Interest, OpId, OpKind, PortConfig, Token, UnavailableError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::collections::VecDeque;
 use std::io;
@@ -558,6 +560,27 @@ impl Port {
         });
         // SAFETY: a close points at no memory.
         unsafe { self.push(opcode::Close::new(types::Fd(fd)).build().user_data(ud)) };
+        OpId(ud)
+    }
+
+    pub(crate) fn poll(&mut self, fd: RawFd, token: Token, interest: Interest) -> OpId {
+        let ud = self.insert(Record {
+            token,
+            kind: OpKind::Ready,
+            buf: OpBuf::None,
+            quiet: None,
+            cancelled: false,
+        });
+        // Errors and hang-ups are always reported, whatever is asked.
+        let mask = match interest {
+            Interest::Read => libc::POLLIN | libc::POLLRDHUP,
+            Interest::Write => libc::POLLOUT,
+        };
+        let e = opcode::PollAdd::new(types::Fd(fd), mask as u32)
+            .build()
+            .user_data(ud);
+        // SAFETY: a poll points at no memory.
+        unsafe { self.push(e) };
         OpId(ud)
     }
 

@@ -115,6 +115,7 @@ pub(crate) fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
             format!("this kernel lacks IORING_OP_{name}"),
         )));
     }
+    features.relay = probe.is_supported(opcode::PollAdd::CODE);
     features.multishot_accept = multishot_accept_works(&mut ring);
     match BufRing::new(&ring, Group::Small, 8, 64) {
         Ok(b) => {
