@@ -752,47 +752,50 @@ impl<Op: Copy, R> Conn<Op, R> {
             };
             return;
         }
-        let mut wait = Wait::Idle;
-        for round in 0..=RELAY_ROUNDS {
+        let mut rounds = 0;
+        let wait = loop {
             if held > 0 {
                 match io.drain(held) {
+                    Ok(0) => return self.relay_failed(held, capacity),
                     Ok(n) => {
                         held -= n;
                         self.echoed += n as u64;
+                        if held > 0 {
+                            // Short: the socket is full now; the next
+                            // drain says so.
+                            continue;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait = Wait::Writable(io.poll(Interest::Write));
-                        break;
+                        break Wait::Writable(io.poll(Interest::Write));
                     }
                     Err(_) => return self.relay_failed(held, capacity),
                 }
-                if held > 0 {
-                    // Short: the socket is full now; the next drain says so.
-                    continue;
-                }
             }
             if !reading {
-                break;
+                break Wait::Idle;
             }
-            if round == RELAY_ROUNDS {
+            if rounds == RELAY_ROUNDS {
                 // Let the other connections run; bytes waiting make the
                 // readiness wait complete at once.
-                wait = Wait::Readable(io.poll(Interest::Read));
-                break;
+                break Wait::Readable(io.poll(Interest::Read));
             }
+            rounds += 1;
             match io.fill(capacity - held) {
                 Ok(0) => {
                     self.life = Life::HalfClosed(EndReason::PeerClosed);
                     return self.pump_relay_rest(held, capacity, io);
                 }
                 Ok(n) => held += n,
+                // Nothing to read, or the pipe has no free slot left (it
+                // holds page pieces, so it can fill before `capacity`
+                // bytes): either way the next drain or readiness moves on.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait = Wait::Readable(io.poll(Interest::Read));
-                    break;
+                    break Wait::Readable(io.poll(Interest::Read));
                 }
                 Err(_) => return self.relay_failed(held, capacity),
             }
-        }
+        };
         self.relay = Relay::On {
             held,
             capacity,
@@ -958,3 +961,6 @@ mod tests;
 
 #[cfg(test)]
 mod prop;
+
+#[cfg(test)]
+mod relay;

@@ -68,6 +68,22 @@ impl Io for Vec<Cmd> {
     fn close(&mut self) {
         self.push(Cmd::Close);
     }
+    // These tests never allow a relay (`relay.rs` tests it).
+    fn relay_start(&mut self, _: usize) -> Option<usize> {
+        None
+    }
+    fn fill(&mut self, _: usize) -> io::Result<usize> {
+        unreachable!("no relay")
+    }
+    fn drain(&mut self, _: usize) -> io::Result<usize> {
+        unreachable!("no relay")
+    }
+    fn poll(&mut self, _: Interest) -> TestOp {
+        unreachable!("no relay")
+    }
+    fn relay_end(&mut self) {
+        unreachable!("no relay")
+    }
 }
 
 pub(super) fn now() -> Instant {
