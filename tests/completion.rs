@@ -225,3 +225,149 @@ mod handoff {
         assert!(took < WAIT, "took {took:?} to exit: {out}");
     }
 }
+
+/// The kernel relay (io_uring): bulk connections move socket → pipe →
+/// socket with splice, and must still echo every byte, in order, through
+/// half-close, resets and shutdown.
+#[cfg(target_os = "linux")]
+mod relay {
+    use super::*;
+    use std::net::{Shutdown, TcpStream};
+
+    /// Write `data` in `chunk`-byte writes, then the FIN, while reading the
+    /// echo until the server's EOF.
+    fn echo_then_eof(s: &TcpStream, data: &[u8], chunk: usize) -> Vec<u8> {
+        let mut w = s.try_clone().unwrap();
+        let to_send = data.to_vec();
+        let h = std::thread::spawn(move || {
+            for c in to_send.chunks(chunk) {
+                w.write_all(c).expect("write payload");
+            }
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::with_capacity(data.len());
+        let mut r = s;
+        r.read_to_end(&mut back).expect("read the echo to EOF");
+        h.join().unwrap();
+        back
+    }
+
+    #[test]
+    fn bulk_connections_are_relayed_and_every_byte_comes_back_then_eof() {
+        let server = Server::start("completion", &[]);
+        const EACH: usize = 8 << 20;
+        let handles: Vec<_> = (0..4u8)
+            .map(|i| {
+                let s = server.connect();
+                // Odd-sized writes, so pieces straddle every boundary.
+                let chunk = [65_536, 100_003, 1 << 20, 40_000][i as usize];
+                std::thread::spawn(move || {
+                    let data = pattern(EACH, i);
+                    let back = echo_then_eof(&s, &data, chunk);
+                    assert!(
+                        back == data,
+                        "connection {i}: {} bytes back, differ",
+                        back.len()
+                    );
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(
+            out.contains(&format!("echoed {} bytes", 4 * EACH)),
+            "summary: {out}"
+        );
+        assert!(out.contains("4 relayed in the kernel"), "summary: {out}");
+    }
+
+    #[test]
+    fn with_no_relay_nothing_is_relayed() {
+        let server = Server::start("completion", &["--no-relay"]);
+        let data = pattern(8 << 20, 3);
+        assert!(echo_then_eof(&server.connect(), &data, 1 << 20) == data);
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(!out.contains("relayed"), "summary: {out}");
+    }
+
+    #[test]
+    fn small_messages_are_not_relayed() {
+        let server = Server::start("completion", &[]);
+        let mut s = server.connect();
+        let mut back = [0u8; 512];
+        for i in 0..200u32 {
+            let msg = pattern(512, i as u8);
+            s.write_all(&msg).unwrap();
+            s.read_exact(&mut back).unwrap();
+            assert!(back[..] == msg[..], "message {i}");
+        }
+        drop(s);
+        let (_, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert!(!out.contains("relayed"), "summary: {out}");
+    }
+
+    #[test]
+    fn a_reset_while_relayed_leaves_the_others_served() {
+        let server = Server::start("completion", &[]);
+        // One that floods without reading, then resets with bytes unread.
+        let flood = server.connect();
+        let data = pattern(4 << 20, 7);
+        let mut w = flood.try_clone().unwrap();
+        w.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let _ = w.write_all(&data); // may stop when the server's cap is reached
+        socket2::SockRef::from(&flood)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(w);
+        drop(flood);
+        // The next connection is relayed and served in full.
+        let data = pattern(8 << 20, 8);
+        assert!(echo_then_eof(&server.connect(), &data, 1 << 20) == data);
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(out.contains("served 2 connections"), "summary: {out}");
+    }
+
+    #[test]
+    fn shutdown_while_relaying_sends_what_was_taken_then_eof() {
+        let server = Server::start("completion", &[]);
+        let s = server.connect();
+        let data = pattern(64 << 20, 9);
+        let mut w = s.try_clone().unwrap();
+        let to_send = data.clone();
+        // Writes until the server, lingering after its FIN, has dropped the
+        // rest; then its own FIN ends the connection.
+        let writer = std::thread::spawn(move || {
+            for c in to_send.chunks(1 << 20) {
+                if w.write_all(c).is_err() {
+                    break;
+                }
+            }
+            let _ = w.shutdown(Shutdown::Write);
+        });
+        let mut back = vec![0u8; 1 << 20];
+        let mut r = &s;
+        r.read_exact(&mut back).expect("the first MiB of the echo");
+        server.signal(libc::SIGTERM);
+        r.read_to_end(&mut back).expect("the rest, then EOF");
+        writer.join().unwrap();
+        let (status, _, out) = server.wait_exit();
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(back.len() >= 1 << 20 && back.len() <= data.len());
+        assert!(
+            back == data[..back.len()],
+            "the echo is not a prefix of what was sent"
+        );
+        assert!(
+            out.contains(&format!("echoed {} bytes", back.len())),
+            "the summary must count exactly what came back ({}): {out}",
+            back.len()
+        );
+        assert!(out.contains("1 relayed in the kernel"), "summary: {out}");
+    }
+}

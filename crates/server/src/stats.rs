@@ -21,6 +21,7 @@ struct Counters {
     active: AtomicU64,
     bytes: AtomicU64,
     rejected: AtomicU64,
+    relayed: AtomicU64,
 }
 
 impl Default for Stats {
@@ -32,6 +33,7 @@ impl Default for Stats {
                 active: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                relayed: AtomicU64::new(0),
             }),
         }
     }
@@ -81,6 +83,11 @@ impl Stats {
         self.inner.rejected.fetch_add(1, Relaxed);
     }
 
+    /// A connection began relaying in the kernel (completion model).
+    pub fn connection_relayed(&self) {
+        self.inner.relayed.fetch_add(1, Relaxed);
+    }
+
     /// `n` bytes were echoed back.
     pub fn add_bytes(&self, n: u64) {
         if n > 0 {
@@ -95,6 +102,7 @@ impl Stats {
             active: self.inner.active.load(Relaxed),
             bytes_echoed: self.inner.bytes.load(Relaxed),
             rejected: self.inner.rejected.load(Relaxed),
+            relayed: self.inner.relayed.load(Relaxed),
             uptime: self.inner.started.elapsed(),
         }
     }
@@ -111,6 +119,8 @@ pub struct Summary {
     pub bytes_echoed: u64,
     /// Connections refused because of a limit.
     pub rejected: u64,
+    /// Connections whose bytes went through a kernel relay.
+    pub relayed: u64,
     /// Time since the server started.
     pub uptime: Duration,
 }
@@ -126,6 +136,9 @@ impl std::fmt::Display for Summary {
         )?;
         if self.rejected > 0 {
             write!(f, ", rejected {} over the connection limit", self.rejected)?;
+        }
+        if self.relayed > 0 {
+            write!(f, ", {} relayed in the kernel (splice)", self.relayed)?;
         }
         Ok(())
     }

@@ -87,9 +87,10 @@ pub trait Io {
     fn close(&mut self);
     /// Start relaying in the kernel (see [`Conn::relaying`]): make a pipe of
     /// about `capacity` bytes and the socket non-blocking. Returns the
-    /// pipe's capacity, or `None` to go on through the port's buffers (no
-    /// pipe could be made, or too small a one).
-    fn relay_start(&mut self, capacity: usize) -> Option<usize>;
+    /// pipe's capacity, or `None` to go on through the port's buffers: no
+    /// pipe could be made, or the kernel gave less than `min` (then it is
+    /// closed and the socket left as it was).
+    fn relay_start(&mut self, capacity: usize, min: usize) -> Option<usize>;
     /// Move at most `max` bytes from the socket into the pipe, never
     /// waiting: `Ok(0)` is the peer's FIN, `WouldBlock` nothing to read.
     fn fill(&mut self, max: usize) -> io::Result<usize>;
@@ -685,16 +686,13 @@ impl<Op: Copy, R> Conn<Op, R> {
         if wanted && self.is_idle() {
             // Everything owed is out and nothing is in flight: the pipe
             // starts empty, so the bytes stay in order.
-            self.relay = match io.relay_start(self.max_buffered.min(RELAY_PIPE_MAX)) {
-                Some(capacity) if capacity >= RELAY_PIPE_MIN => Relay::On {
+            self.relay = match io.relay_start(self.max_buffered.min(RELAY_PIPE_MAX), RELAY_PIPE_MIN)
+            {
+                Some(capacity) => Relay::On {
                     held: 0,
                     capacity,
                     wait: Wait::Idle,
                 },
-                Some(_) => {
-                    io.relay_end();
-                    Relay::Off { allowed: false }
-                }
                 None => Relay::Off { allowed: false },
             };
             if matches!(self.relay, Relay::On { .. }) {

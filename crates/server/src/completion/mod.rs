@@ -35,8 +35,7 @@ use crate::workers::{run_pool, IdleSweep};
 use crate::{Config, ServerError, Shutdown, Spread, Stats};
 use conn::{Conn, EndReason};
 use ringport_completion::{
-    Completion, Features, Interest, OpId, OpKind, Port, PortConfig, PortShare, Relay, Socket,
-    Token,
+    Completion, Features, Interest, OpId, OpKind, Port, PortConfig, PortShare, Relay, Socket, Token,
 };
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -293,6 +292,7 @@ struct Submit<'a> {
     socket: &'a mut Option<Socket>,
     relay: &'a mut Option<Relay>,
     token: Token,
+    stats: &'a Stats,
 }
 
 impl Submit<'_> {
@@ -354,12 +354,13 @@ impl conn::Io for Submit<'_> {
         }
     }
 
-    fn relay_start(&mut self, capacity: usize) -> Option<usize> {
-        let relay = Relay::new(capacity).ok()?;
+    fn relay_start(&mut self, capacity: usize, min: usize) -> Option<usize> {
+        let relay = Relay::new(capacity).ok().filter(|r| r.capacity() >= min)?;
         let (_, socket, _) = self.parts();
         socket.set_nonblocking(true).ok()?;
         let capacity = relay.capacity();
         *self.relay = Some(relay);
+        self.stats.connection_relayed();
         Some(capacity)
     }
 
@@ -757,6 +758,7 @@ impl Worker<'_> {
             socket: &mut e.socket,
             relay: &mut e.relay,
             token,
+            stats: self.stats,
         });
         self.echoed += e.conn.take_echoed();
     }

@@ -1,7 +1,9 @@
 //! A pipe for moving a connection's bytes inside the kernel (`Relay`):
 //! `splice(2)` from the socket into the pipe and from the pipe back out.
 
-use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{
+    fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags,
+};
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 

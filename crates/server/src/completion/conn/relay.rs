@@ -111,17 +111,24 @@ impl Io for Net {
         self.closed = true;
         self.pipe = None;
     }
-    fn relay_start(&mut self, capacity: usize) -> Option<usize> {
+    fn relay_start(&mut self, capacity: usize, min: usize) -> Option<usize> {
         assert!(self.pipe.is_none() && self.recv.is_none() && self.send.is_none());
+        self.relays += 1;
+        let capacity = capacity.min(self.pipe_cap);
+        if capacity < min {
+            return None;
+        }
         self.pipe = Some(VecDeque::new());
         self.nonblocking = true;
-        self.relays += 1;
-        Some(capacity.min(self.pipe_cap))
+        Some(capacity)
     }
     fn fill(&mut self, max: usize) -> io::Result<usize> {
         assert!(self.nonblocking && max > 0);
         let held = self.pipe.as_ref().expect("a pipe").len();
-        assert!(held + max <= self.pipe_cap, "more asked than the pipe has room for");
+        assert!(
+            held + max <= self.pipe_cap,
+            "more asked than the pipe has room for"
+        );
         if self.rx.is_empty() {
             return if self.peer_fin {
                 Ok(0)
@@ -152,7 +159,10 @@ impl Io for Net {
         Op::Poll
     }
     fn relay_end(&mut self) {
-        assert!(self.pipe.take().expect("a pipe").is_empty(), "relay ended with bytes in the pipe");
+        assert!(
+            self.pipe.take().expect("a pipe").is_empty(),
+            "relay ended with bytes in the pipe"
+        );
         self.nonblocking = false;
     }
 }
@@ -200,7 +210,10 @@ impl Sim {
             }
         }
         self.conn.pump(&mut self.net);
-        assert!(self.conn.held() <= self.conn.max_buffered, "held past the cap");
+        assert!(
+            self.conn.held() <= self.conn.max_buffered,
+            "held past the cap"
+        );
     }
 
     /// Complete `op` if it is in flight and the kernel could finish it now.
@@ -209,7 +222,9 @@ impl Sim {
         let now = Instant::now();
         match op {
             Op::Recv => {
-                let Some(max) = self.net.recv else { return false };
+                let Some(max) = self.net.recv else {
+                    return false;
+                };
                 if cancelled {
                     self.net.recv = None;
                     self.net.cancels.retain(|&o| o != op);
@@ -232,7 +247,9 @@ impl Sim {
                 }
             }
             Op::Send => {
-                let Some((buf, offset)) = self.net.send.take() else { return false };
+                let Some((buf, offset)) = self.net.send.take() else {
+                    return false;
+                };
                 if cancelled {
                     self.net.cancels.retain(|&o| o != op);
                     self.conn
@@ -248,7 +265,9 @@ impl Sim {
                 }
             }
             Op::Poll => {
-                let Some(interest) = self.net.poll else { return false };
+                let Some(interest) = self.net.poll else {
+                    return false;
+                };
                 let ready = match interest {
                     Interest::Read => !self.net.rx.is_empty() || self.net.peer_fin,
                     Interest::Write => self.net.room > 0,
@@ -256,7 +275,8 @@ impl Sim {
                 if cancelled {
                     self.net.cancels.retain(|&o| o != op);
                     self.net.poll = None;
-                    self.conn.on_ready(Err(ringport_completion::cancelled_error()), now);
+                    self.conn
+                        .on_ready(Err(ringport_completion::cancelled_error()), now);
                 } else if ready {
                     self.net.poll = None;
                     self.conn.on_ready(Ok(1), now);
@@ -283,7 +303,10 @@ impl Sim {
         self.conn.on_close();
         assert!(self.conn.is_finished());
         assert_eq!(self.net.got.len(), self.net.owed, "bytes lost or invented");
-        assert!(self.net.got == self.written[..self.net.owed], "bytes out of order or changed");
+        assert!(
+            self.net.got == self.written[..self.net.owed],
+            "bytes out of order or changed"
+        );
     }
 }
 

@@ -69,7 +69,7 @@ impl Io for Vec<Cmd> {
         self.push(Cmd::Close);
     }
     // These tests never allow a relay (`relay.rs` tests it).
-    fn relay_start(&mut self, _: usize) -> Option<usize> {
+    fn relay_start(&mut self, _: usize, _: usize) -> Option<usize> {
         None
     }
     fn fill(&mut self, _: usize) -> io::Result<usize> {
