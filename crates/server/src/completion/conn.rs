@@ -362,7 +362,8 @@ impl<Op: Copy, R> Conn<Op, R> {
     }
 
     /// Bytes the buffers hold for the peer: queued plus the whole buffer of
-    /// the send in flight. This is what `max_buffered` caps.
+    /// the send in flight, plus what the relay's pipe holds. This is what
+    /// `max_buffered` caps.
     pub fn held(&self) -> usize {
         self.queued.len() + self.send_len() + self.relayed()
     }
