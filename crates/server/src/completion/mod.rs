@@ -93,6 +93,12 @@ pub fn run(
 ) -> Result<(), ServerError> {
     if config.verbose {
         tracing::info!("completion port: {}", prepared.features);
+        if prepared.features.relay {
+            // -v is the one case that turns the relay off by itself.
+            tracing::info!(
+                "kernel relay not used: with -v every byte is shown, so it passes through the server"
+            );
+        }
     }
     if prepared.features.shared_port {
         run_shared(&prepared, listener, config, shutdown, stats)
