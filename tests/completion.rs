@@ -334,6 +334,44 @@ mod relay {
     }
 
     #[test]
+    fn urgent_data_on_a_relayed_connection_neither_stalls_nor_spins() {
+        // splice stops at an urgent mark while the socket stays readable:
+        // the connection must go back to the port's receives, which skip
+        // the out-of-band byte as they do without a relay.
+        let server = Server::start("completion", &["--workers", "1"]);
+        let pid = server.child.id();
+        let mut s = server.connect();
+        let bulk = pattern(1 << 20, 5);
+        assert!(echo_concurrently(&s, &bulk) == bulk, "the bulk echo");
+        socket2::SockRef::from(&s).send_out_of_band(b"U").unwrap();
+        let tail = pattern(100_000, 6);
+        s.write_all(&tail).unwrap();
+        let mut back = vec![0u8; tail.len()];
+        s.read_exact(&mut back)
+            .expect("the bytes after the urgent one come back");
+        assert!(back == tail, "the bytes after the urgent one differ");
+        // Idle now, with the connection open: a spinning worker would use
+        // the whole second.
+        let before = crate::util::cpu_time(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        let used = crate::util::cpu_time(pid) - before;
+        assert!(
+            used < Duration::from_millis(500),
+            "{used:?} of CPU in 1 s idle"
+        );
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("EOF");
+        assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(
+            out.contains(&format!("echoed {} bytes", bulk.len() + tail.len())),
+            "summary: {out}"
+        );
+    }
+
+    #[test]
     fn shutdown_while_relaying_sends_what_was_taken_then_eof() {
         let server = Server::start("completion", &[]);
         let s = server.connect();

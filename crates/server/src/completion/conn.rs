@@ -184,12 +184,26 @@ enum Relay<Op> {
     /// relay.
     Wanted,
     /// Relaying: `held` bytes are in the pipe of `capacity`; `wait` is
-    /// the readiness wait in flight, if any.
+    /// the readiness wait in flight, if any; `flow` whether input is still
+    /// taken.
     On {
         held: usize,
         capacity: usize,
         wait: Wait<Op>,
+        flow: Flow,
     },
+}
+
+/// Whether a relaying connection still moves input into its pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Both ways: fill from the socket, drain to it.
+    Both,
+    /// Only drain what the pipe holds, then go back to the port's
+    /// receives: `splice` could not go on (it found the end of stream, or
+    /// stopped at urgent data, which only a receive skips), and the port
+    /// tells end of stream from the rest for certain.
+    Leaving,
 }
 
 /// A relaying connection's readiness wait.
@@ -201,6 +215,11 @@ enum Wait<Op> {
     Readable(Op),
     /// Waiting for room to drain the pipe into.
     Writable(Op),
+    /// A wait for this just completed: the next move must make progress.
+    /// Readiness that no move can use would otherwise wake the connection
+    /// again at once, for ever (urgent data stops `splice` at its mark while
+    /// the socket stays readable).
+    Ready(Interest),
     /// The wait in flight is being cancelled.
     Cancelling,
 }
@@ -564,7 +583,15 @@ impl<Op: Copy, R> Conn<Op, R> {
     /// A relaying connection's readiness wait completed at `now`.
     pub fn on_ready(&mut self, result: io::Result<usize>, now: Instant) {
         match &mut self.relay {
-            Relay::On { wait, .. } if !matches!(wait, Wait::Idle) => *wait = Wait::Idle,
+            Relay::On { wait, .. } => match *wait {
+                Wait::Readable(_) => *wait = Wait::Ready(Interest::Read),
+                Wait::Writable(_) => *wait = Wait::Ready(Interest::Write),
+                Wait::Cancelling => *wait = Wait::Idle,
+                Wait::Idle | Wait::Ready(_) => {
+                    debug_assert!(false, "a readiness wait completed with none in flight");
+                    return;
+                }
+            },
             _ => {
                 debug_assert!(false, "a readiness wait completed with none in flight");
                 return;
@@ -693,6 +720,7 @@ impl<Op: Copy, R> Conn<Op, R> {
                     held: 0,
                     capacity,
                     wait: Wait::Idle,
+                    flow: Flow::Both,
                 },
                 None => Relay::Off { allowed: false },
             };
@@ -720,44 +748,48 @@ impl<Op: Copy, R> Conn<Op, R> {
     }
 
     /// Relaying: drain the pipe into the socket, fill it from the socket,
-    /// until one of them would block, then wait for that. Once the peer's
-    /// FIN has come or the server is draining, only drain; with the pipe
-    /// empty then, stop relaying (the caller goes on through the port).
+    /// until one of them would block, then wait for that. Once the server
+    /// is draining, or `splice` cannot go on ([`Flow::Leaving`]), only
+    /// drain; with the pipe empty then, stop relaying (the caller goes on
+    /// through the port, which finds the peer's FIN itself).
     fn pump_relay(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         let Relay::On {
             mut held,
             capacity,
             wait,
+            mut flow,
         } = self.relay
         else {
             return;
         };
-        let reading = self.life == Life::Open;
-        let next_wait = match wait {
+        let set = |held, wait, flow| Relay::On {
+            held,
+            capacity,
+            wait,
+            flow,
+        };
+        let mut reading = self.life == Life::Open && flow == Flow::Both;
+        let woke_for = match wait {
             Wait::Readable(op) if !reading => {
                 // Draining began: no more input to relay.
                 io.cancel(op);
-                Some(Wait::Cancelling)
+                self.relay = set(held, Wait::Cancelling, flow);
+                return;
             }
-            Wait::Idle => None,
             // A wait is in flight: its completion brings the next move.
-            other => Some(other),
+            Wait::Readable(_) | Wait::Writable(_) | Wait::Cancelling => return,
+            Wait::Ready(interest) => Some(interest),
+            Wait::Idle => None,
         };
-        if let Some(wait) = next_wait {
-            self.relay = Relay::On {
-                held,
-                capacity,
-                wait,
-            };
-            return;
-        }
+        let mut moved = false;
         let mut rounds = 0;
         let wait = loop {
             if held > 0 {
                 match io.drain(held) {
-                    Ok(0) => return self.relay_failed(held, capacity),
+                    Ok(0) => return self.relay_failed(held, capacity, flow),
                     Ok(n) => {
                         held -= n;
+                        moved = true;
                         self.echoed += n as u64;
                         if held > 0 {
                             // Short: the socket is full now; the next
@@ -765,10 +797,14 @@ impl<Op: Copy, R> Conn<Op, R> {
                             continue;
                         }
                     }
+                    // Also right after the socket said writable: TCP
+                    // reports room before its memory accounting lets a
+                    // splice in (seen here), and the ACKs that free it
+                    // are on their way, so wait again.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         break Wait::Writable(io.poll(Interest::Write));
                     }
-                    Err(_) => return self.relay_failed(held, capacity),
+                    Err(_) => return self.relay_failed(held, capacity, flow),
                 }
             }
             if !reading {
@@ -781,53 +817,44 @@ impl<Op: Copy, R> Conn<Op, R> {
             }
             rounds += 1;
             match io.fill(capacity - held) {
-                Ok(0) => {
-                    self.life = Life::HalfClosed(EndReason::PeerClosed);
-                    return self.pump_relay_rest(held, capacity, io);
+                Ok(n) if n > 0 => {
+                    held += n;
+                    moved = true;
                 }
-                Ok(n) => held += n,
+                // The end of stream, or readable but nothing `splice` can
+                // take: leave it to the port's receives.
+                Ok(_) => (flow, reading) = (Flow::Leaving, false),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && woke_for == Some(Interest::Read)
+                        && !moved =>
+                {
+                    (flow, reading) = (Flow::Leaving, false);
+                }
                 // Nothing to read, or the pipe has no free slot left (it
                 // holds page pieces, so it can fill before `capacity`
                 // bytes): either way the next drain or readiness moves on.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     break Wait::Readable(io.poll(Interest::Read));
                 }
-                Err(_) => return self.relay_failed(held, capacity),
+                Err(_) => return self.relay_failed(held, capacity, flow),
             }
         };
-        self.relay = Relay::On {
-            held,
-            capacity,
-            wait,
-        };
+        self.relay = set(held, wait, flow);
         if !reading && held == 0 && matches!(wait, Wait::Idle) {
             io.relay_end();
             self.relay = Relay::Off { allowed: false };
         }
     }
 
-    /// The peer's FIN came while relaying: drain what the pipe holds.
-    fn pump_relay_rest(
-        &mut self,
-        held: usize,
-        capacity: usize,
-        io: &mut impl Io<Op = Op, Received = R>,
-    ) {
-        self.relay = Relay::On {
-            held,
-            capacity,
-            wait: Wait::Idle,
-        };
-        self.pump_relay(io);
-    }
-
     /// A move failed (reset, broken pipe): what the pipe holds is lost with
     /// the connection.
-    fn relay_failed(&mut self, held: usize, capacity: usize) {
+    fn relay_failed(&mut self, held: usize, capacity: usize, flow: Flow) {
         self.relay = Relay::On {
             held,
             capacity,
             wait: Wait::Idle,
+            flow,
         };
         self.fail(EndReason::Error);
     }

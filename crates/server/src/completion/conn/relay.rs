@@ -22,6 +22,11 @@ enum Ev {
     Read(usize),
     /// The peer sends its FIN.
     Fin,
+    /// The peer sends an urgent (out-of-band) byte: `splice` stops at its
+    /// mark and moves nothing more, while the socket stays readable; only
+    /// a receive goes past it (and drops the byte, as without
+    /// `SO_OOBINLINE`).
+    Urgent,
     /// The server begins shutting down.
     Shutdown,
     /// The kernel completes whichever operation it can (receive, send or
@@ -34,6 +39,7 @@ fn ev() -> impl Strategy<Value = Ev> {
         3 => (1usize..200_000).prop_map(Ev::Write),
         3 => (1usize..300_000).prop_map(Ev::Read),
         1 => Just(Ev::Fin),
+        1 => Just(Ev::Urgent),
         1 => Just(Ev::Shutdown),
         8 => prop_oneof![Just(Op::Recv), Just(Op::Send), Just(Op::Poll)].prop_map(Ev::Complete),
     ]
@@ -45,6 +51,11 @@ struct Net {
     /// Bytes the peer wrote that the server has not taken.
     rx: VecDeque<u8>,
     peer_fin: bool,
+    /// An urgent mark is at the head of `rx`: `fill` is stuck until a
+    /// receive passes it.
+    urgent: bool,
+    /// Readiness waits that completed.
+    wakeups: usize,
     /// Room in the server's send buffer.
     room: usize,
     /// What the peer got back.
@@ -129,6 +140,15 @@ impl Io for Net {
             held + max <= self.pipe_cap,
             "more asked than the pipe has room for"
         );
+        if self.urgent {
+            // tcp_splice_read at the urgent mark: nothing, and with the
+            // FIN already in, 0.
+            return if self.peer_fin {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
         if self.rx.is_empty() {
             return if self.peer_fin {
                 Ok(0)
@@ -200,6 +220,8 @@ impl Sim {
             Ev::Write(_) => {}
             Ev::Read(n) => self.net.room += n,
             Ev::Fin => self.net.peer_fin = true,
+            Ev::Urgent if !self.net.peer_fin => self.net.urgent = true,
+            Ev::Urgent => {}
             Ev::Shutdown => self.conn.shutdown(),
             Ev::Complete(first) => {
                 for op in [first, Op::Recv, Op::Send, Op::Poll] {
@@ -231,6 +253,8 @@ impl Sim {
                     self.conn
                         .on_recv_end(Err(ringport_completion::cancelled_error()), false);
                 } else if !self.net.rx.is_empty() {
+                    // A receive goes past an urgent mark (and drops the byte).
+                    self.net.urgent = false;
                     self.net.recv = None;
                     let n = max.min(self.net.rx.len()).min(64 * 1024);
                     let bytes = self.net.take(n);
@@ -269,7 +293,9 @@ impl Sim {
                     return false;
                 };
                 let ready = match interest {
-                    Interest::Read => !self.net.rx.is_empty() || self.net.peer_fin,
+                    Interest::Read => {
+                        !self.net.rx.is_empty() || self.net.peer_fin || self.net.urgent
+                    }
                     Interest::Write => self.net.room > 0,
                 };
                 if cancelled {
@@ -279,6 +305,7 @@ impl Sim {
                         .on_ready(Err(ringport_completion::cancelled_error()), now);
                 } else if ready {
                     self.net.poll = None;
+                    self.net.wakeups += 1;
                     self.conn.on_ready(Ok(1), now);
                 } else {
                     return false;
@@ -370,6 +397,34 @@ fn small_messages_never_relay() {
         sim.step(&Ev::Complete(Op::Send));
     }
     assert_eq!(sim.net.relays, 0);
+    sim.finish();
+}
+
+#[test]
+fn urgent_data_sends_the_connection_back_to_the_port_instead_of_spinning() {
+    let mut sim = Sim::new(256 * 1024, 1 << 20, true);
+    sim.step(&Ev::Write(64 * 1024));
+    sim.step(&Ev::Read(1 << 30));
+    sim.step(&Ev::Complete(Op::Recv));
+    sim.step(&Ev::Complete(Op::Send));
+    assert!(sim.conn.is_relaying());
+    sim.step(&Ev::Urgent);
+    sim.step(&Ev::Write(1000));
+    for _ in 0..10 {
+        sim.step(&Ev::Complete(Op::Poll));
+        sim.step(&Ev::Complete(Op::Recv));
+        sim.step(&Ev::Complete(Op::Send));
+    }
+    assert!(
+        !sim.conn.is_relaying(),
+        "still relaying past the urgent mark"
+    );
+    assert!(
+        sim.net.wakeups <= 2,
+        "{} wake-ups for one urgent byte",
+        sim.net.wakeups
+    );
+    assert_eq!(sim.net.got.len(), 64 * 1024 + 1000);
     sim.finish();
 }
 
