@@ -517,7 +517,10 @@ impl Relay {
     }
 
     /// Move at most `max` bytes from `from` into the pipe. `Ok(0)`: the
-    /// peer sent its FIN.
+    /// peer sent its FIN, or an urgent (out-of-band) byte stands before
+    /// it; `splice` never passes an urgent mark (`WouldBlock` while the
+    /// socket stays readable), so after either, receive through the port,
+    /// which skips the urgent byte and tells the FIN for certain.
     pub fn fill(&mut self, from: &Socket, max: usize) -> io::Result<usize> {
         self.0.fill(from.raw(), max)
     }
