@@ -754,10 +754,10 @@ impl<Op: Copy, R> Conn<Op, R> {
     /// through the port, which finds the peer's FIN itself).
     fn pump_relay(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         let Relay::On {
-            mut held,
+            held,
             capacity,
             wait,
-            mut flow,
+            flow,
         } = self.relay
         else {
             return;
@@ -768,7 +768,7 @@ impl<Op: Copy, R> Conn<Op, R> {
             wait,
             flow,
         };
-        let mut reading = self.life == Life::Open && flow == Flow::Both;
+        let reading = self.life == Life::Open && flow == Flow::Both;
         let woke_for = match wait {
             Wait::Readable(op) if !reading => {
                 // Draining began: no more input to relay.
@@ -781,12 +781,38 @@ impl<Op: Copy, R> Conn<Op, R> {
             Wait::Ready(interest) => Some(interest),
             Wait::Idle => None,
         };
+        let Some((held, wait, flow)) = self.relay_moves(io, held, capacity, flow, woke_for) else {
+            return;
+        };
+        self.relay = set(held, wait, flow);
+        let reading = self.life == Life::Open && flow == Flow::Both;
+        if !reading && held == 0 && matches!(wait, Wait::Idle) {
+            io.relay_end();
+            self.relay = Relay::Off { allowed: false };
+        }
+    }
+
+    /// One turn of a relaying connection's moves, from `held` bytes in
+    /// the pipe: what it holds after, the wait to arm, and the flow. `None`
+    /// when a move failed (the connection is failing).
+    fn relay_moves(
+        &mut self,
+        io: &mut impl Io<Op = Op, Received = R>,
+        mut held: usize,
+        capacity: usize,
+        mut flow: Flow,
+        woke_for: Option<Interest>,
+    ) -> Option<(usize, Wait<Op>, Flow)> {
+        let mut reading = self.life == Life::Open && flow == Flow::Both;
         let mut moved = false;
         let mut rounds = 0;
         let wait = loop {
             if held > 0 {
                 match io.drain(held) {
-                    Ok(0) => return self.relay_failed(held, capacity, flow),
+                    Ok(0) => {
+                        self.relay_failed(held, capacity, flow);
+                        return None;
+                    }
                     Ok(n) => {
                         held -= n;
                         moved = true;
@@ -804,7 +830,10 @@ impl<Op: Copy, R> Conn<Op, R> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         break Wait::Writable(io.poll(Interest::Write));
                     }
-                    Err(_) => return self.relay_failed(held, capacity, flow),
+                    Err(_) => {
+                        self.relay_failed(held, capacity, flow);
+                        return None;
+                    }
                 }
             }
             if !reading {
@@ -837,14 +866,13 @@ impl<Op: Copy, R> Conn<Op, R> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     break Wait::Readable(io.poll(Interest::Read));
                 }
-                Err(_) => return self.relay_failed(held, capacity, flow),
+                Err(_) => {
+                    self.relay_failed(held, capacity, flow);
+                    return None;
+                }
             }
         };
-        self.relay = set(held, wait, flow);
-        if !reading && held == 0 && matches!(wait, Wait::Idle) {
-            io.relay_end();
-            self.relay = Relay::Off { allowed: false };
-        }
+        Some((held, wait, flow))
     }
 
     /// A move failed (reset, broken pipe): what the pipe holds is lost with
