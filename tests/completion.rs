@@ -320,11 +320,8 @@ mod relay {
         w.set_write_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let _ = w.write_all(&data); // may stop when the server's cap is reached
-        socket2::SockRef::from(&flood)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
         drop(w);
-        drop(flood);
+        crate::util::reset(flood);
         // The next connection is relayed and served in full.
         let data = pattern(8 << 20, 8);
         assert!(echo_then_eof(&server.connect(), &data, 1 << 20) == data);

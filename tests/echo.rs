@@ -1,6 +1,6 @@
 //! The per-model suite: every test runs against every server model.
 
-use crate::util::{echo_concurrently, pattern, ringport, round_trip, run, Server, WAIT};
+use crate::util::{echo_concurrently, pattern, reset, ringport, round_trip, run, Server, WAIT};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Stdio;
@@ -155,14 +155,6 @@ fn assert_same_bytes(model: &str, back: &[u8], data: &[u8]) {
         data.len(),
         back.iter().zip(data).position(|(a, b)| a != b)
     );
-}
-
-/// Close with SO_LINGER 0, which sends a RST instead of a FIN.
-fn reset(s: std::net::TcpStream) {
-    socket2::SockRef::from(&s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(s);
 }
 
 fn reset_mid_stream_then_next_client_is_served(model: &str) {

@@ -9,7 +9,7 @@
 //! multiples of 64 in each connection's stream.
 
 use crate::stress::{spawn_server, stress_json};
-use crate::util::{free_port, Server};
+use crate::util::{free_port, reset, Server};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -188,9 +188,7 @@ fn a_reset_is_reset() {
             let _ = s.write_all(&buf[..n]);
             offset += n;
         }
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
+        reset(s);
     });
     fails_in_every_mode(addr, &["reset"]);
 }
@@ -478,9 +476,7 @@ fn a_reset_right_after_the_last_echo_is_a_note_in_both_engines() {
             }
             got += n as u64;
         }
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
+        reset(s);
     });
     for _ in 0..3 {
         for (mode, extra) in MODES {

@@ -6,7 +6,7 @@
 //! make these tests flaky. Some servers are written in the test: one that
 //! resets, one that holds its echo back, one that records what it received.
 
-use crate::util::{free_port, run, Server, WAIT};
+use crate::util::{free_port, reset, run, Server, WAIT};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -430,9 +430,7 @@ fn start_resetting_server() -> SocketAddr {
     spawn_server(|mut s| {
         let mut buf = [0u8; 16];
         let _ = s.read(&mut buf);
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
+        reset(s);
     })
 }
 

@@ -248,6 +248,14 @@ pub fn echo_concurrently(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Close with SO_LINGER 0, which sends a RST instead of a FIN.
+pub fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

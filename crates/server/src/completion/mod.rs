@@ -308,6 +308,14 @@ impl Submit<'_> {
         let socket = self.socket.as_ref().expect("no operation after the close");
         (self.port, socket, self.token)
     }
+
+    /// The socket and the pipe of a relaying connection: the state machine
+    /// moves bytes only between `relay_start` and `relay_end`, before the close.
+    fn relaying(&mut self) -> (&Socket, &mut Relay) {
+        let socket = self.socket.as_ref().expect("relaying before the close");
+        let relay = self.relay.as_mut().expect("relay_start made it");
+        (socket, relay)
+    }
 }
 
 impl conn::Io for Submit<'_> {
@@ -371,14 +379,12 @@ impl conn::Io for Submit<'_> {
     }
 
     fn fill(&mut self, max: usize) -> io::Result<usize> {
-        let socket = self.socket.as_ref().expect("relaying before the close");
-        let relay = self.relay.as_mut().expect("relay_start made it");
+        let (socket, relay) = self.relaying();
         relay.fill(socket, max)
     }
 
     fn drain(&mut self, max: usize) -> io::Result<usize> {
-        let socket = self.socket.as_ref().expect("relaying before the close");
-        let relay = self.relay.as_mut().expect("relay_start made it");
+        let (socket, relay) = self.relaying();
         relay.drain(socket, max)
     }
 
