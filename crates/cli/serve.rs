@@ -1,7 +1,9 @@
 //! `ringport serve`: bind, print the readiness line, serve until a signal.
 
 use crate::{args, signals, UsageError};
-use ringport_server::{Config, ListenError, Model, Server, ServerError, Shutdown, Spread, Stats};
+use ringport_server::{
+    Coalesce, Config, ListenError, Model, Server, ServerError, Shutdown, Spread, Stats,
+};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -101,7 +103,11 @@ fn server_config(a: &Args) -> anyhow::Result<Config> {
             None | Some(SpreadArg::Reuseport) => Spread::ReusePort,
             Some(SpreadArg::Handoff) => Spread::Handoff,
         },
-        coalesce: a.coalesce.filter(|d| !d.is_zero()),
+        coalesce: match a.coalesce {
+            None => Coalesce::WhileRelaying,
+            Some(d) if d.is_zero() => Coalesce::Never,
+            Some(d) => Coalesce::Always(d),
+        },
         relay: !a.no_relay,
         max_connections: a.max_connections,
         idle_timeout: a.idle_timeout.filter(|d| !d.is_zero()),

@@ -53,9 +53,9 @@ pub struct Config {
     pub verbose: bool,
     /// The most bytes held for one connection before it stops being read.
     pub max_buffered: usize,
-    /// Wait up to this long for more completions before handling a batch
-    /// (completion model only; `None` handles them at once).
-    pub coalesce: Option<Duration>,
+    /// When the completion model waits for a batch of completions before
+    /// handling them.
+    pub coalesce: Coalesce,
     /// Let the completion model relay bulk connections in the kernel
     /// (socket → pipe → socket with `splice`) where the port can.
     pub relay: bool,
@@ -75,6 +75,27 @@ pub struct Config {
 /// Default for [`Config::drain_timeout`].
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// When the completion model's workers wait for a batch of completions
+/// instead of handling each as it comes (io_uring's `min_wait`, Linux 6.12+;
+/// elsewhere every variant handles them at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Coalesce {
+    /// Only while a worker relays bulk connections in the kernel: then it
+    /// waits up to [`RELAY_COALESCE`] for one completion per relaying
+    /// connection (at most 32). A relay's moves are cheap and its waits
+    /// many, and each wake-up is paid by the peer's side of the machine;
+    /// messages that large take milliseconds, so the wait costs them little.
+    #[default]
+    WhileRelaying,
+    /// Never: every completion is handled at once (`--coalesce 0`).
+    Never,
+    /// Always wait up to this long for a batch (`--coalesce D`).
+    Always(Duration),
+}
+
+/// How long a relaying worker waits for a batch ([`Coalesce::WhileRelaying`]).
+pub const RELAY_COALESCE: Duration = Duration::from_micros(500);
+
 /// How connections reach the workers of the completion model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Spread {
@@ -93,7 +114,7 @@ impl Default for Config {
             workers: default_workers(),
             verbose: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
-            coalesce: None,
+            coalesce: Coalesce::default(),
             relay: true,
             spread: Spread::default(),
             max_connections: None,

@@ -32,7 +32,7 @@ mod table;
 use crate::accept::AcceptBackoff;
 use crate::verbose::log_received;
 use crate::workers::{run_pool, IdleSweep};
-use crate::{Config, ServerError, Shutdown, Spread, Stats};
+use crate::{Coalesce, Config, ServerError, Shutdown, Spread, Stats, RELAY_COALESCE};
 use conn::{Conn, EndReason};
 use ringport_completion::{
     Completion, Features, Interest, OpId, OpKind, Port, PortConfig, PortShare, Relay, Socket, Token,
@@ -50,7 +50,7 @@ const LISTENER: Token = u64::MAX - 1;
 /// How long shutdown waits for cancelled operations, after the drain
 /// deadline, before leaving the rest to the port's teardown.
 const DRAIN_LIMIT: Duration = Duration::from_millis(1500);
-/// Completions to batch when `--coalesce` is on.
+/// Completions to batch when coalescing ([`Coalesce`]).
 const COALESCE_BATCH: usize = 32;
 /// Shards of the connection table shared by the workers of a shared port:
 /// enough that two workers rarely want the same lock.
@@ -297,6 +297,8 @@ struct Submit<'a> {
     port: &'a mut Port,
     socket: &'a mut Option<Socket>,
     relay: &'a mut Option<Relay>,
+    /// The worker's count of relaying connections.
+    relays: &'a mut usize,
     token: Token,
     stats: &'a Stats,
 }
@@ -315,6 +317,13 @@ impl Submit<'_> {
         let socket = self.socket.as_ref().expect("relaying before the close");
         let relay = self.relay.as_mut().expect("relay_start made it");
         (socket, relay)
+    }
+
+    /// Drop the pipe, if the connection had one.
+    fn drop_relay(&mut self) {
+        if self.relay.take().is_some() {
+            *self.relays -= 1;
+        }
     }
 }
 
@@ -362,7 +371,7 @@ impl conn::Io for Submit<'_> {
 
     fn close(&mut self) {
         // Nothing is in flight; what a pipe still holds (an abort) is dropped.
-        *self.relay = None;
+        self.drop_relay();
         if let Some(socket) = self.socket.take() {
             self.port.close(socket, self.token);
         }
@@ -374,6 +383,7 @@ impl conn::Io for Submit<'_> {
         socket.set_nonblocking(true).ok()?;
         let capacity = relay.capacity();
         *self.relay = Some(relay);
+        *self.relays += 1;
         self.stats.connection_relayed();
         Some(capacity)
     }
@@ -394,7 +404,7 @@ impl conn::Io for Submit<'_> {
     }
 
     fn relay_end(&mut self) {
-        *self.relay = None;
+        self.drop_relay();
         let (_, socket, _) = self.parts();
         // If it stayed non-blocking, the port's next receive would end at
         // once with WouldBlock, which fails the connection: loud, not lost.
@@ -411,6 +421,8 @@ struct Worker<'a> {
     shutdown: &'a Shutdown,
     stats: &'a Stats,
     echoed: u64,
+    /// Connections of this worker relaying in the kernel now.
+    relays: usize,
     stopping: Option<Instant>,
     /// The drain deadline passed and every connection was aborted.
     forced: bool,
@@ -449,12 +461,12 @@ fn worker(
         shutdown,
         stats,
         echoed: 0,
+        relays: 0,
         stopping: None,
         forced: false,
         now: Instant::now(),
         sweep: IdleSweep::new(config.idle_timeout, Instant::now()),
     };
-    let coalesce = config.coalesce.map(|d| (COALESCE_BATCH, d));
     let mut batch: Vec<Completion> = Vec::with_capacity(256);
     loop {
         if shutdown.is_triggered() && w.stopping.is_none() {
@@ -478,6 +490,15 @@ fn worker(
             (Some(_), _) => Some(Duration::from_millis(50)),
             (None, Some(t)) => Some(t.saturating_duration_since(Instant::now())),
             (None, None) => None,
+        };
+        let coalesce = match config.coalesce {
+            Coalesce::Always(d) => Some((COALESCE_BATCH, d)),
+            // One completion per relaying connection: a lone relay is
+            // never held back waiting for others.
+            Coalesce::WhileRelaying if w.relays > 0 => {
+                Some((w.relays.min(COALESCE_BATCH), RELAY_COALESCE))
+            }
+            Coalesce::WhileRelaying | Coalesce::Never => None,
         };
         w.port
             .wait(&mut batch, timeout, coalesce)
@@ -769,6 +790,7 @@ impl Worker<'_> {
             port: &mut self.port,
             socket: &mut e.socket,
             relay: &mut e.relay,
+            relays: &mut self.relays,
             token,
             stats: self.stats,
         });
