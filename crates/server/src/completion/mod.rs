@@ -432,6 +432,18 @@ struct Worker<'a> {
     sweep: Option<IdleSweep>,
 }
 
+/// The batch a worker with `relays` relaying connections waits for, and
+/// for how long at most (see [`Coalesce`]).
+fn batching(coalesce: Coalesce, relays: usize) -> Option<(usize, Duration)> {
+    match coalesce {
+        Coalesce::Always(d) => Some((COALESCE_BATCH, d)),
+        // One completion per relaying connection: a lone relay is never
+        // held back waiting for others.
+        Coalesce::WhileRelaying if relays > 0 => Some((relays.min(COALESCE_BATCH), RELAY_COALESCE)),
+        Coalesce::WhileRelaying | Coalesce::Never => None,
+    }
+}
+
 fn worker(
     hub: &Hub,
     handle: Handle,
@@ -491,17 +503,8 @@ fn worker(
             (None, Some(t)) => Some(t.saturating_duration_since(Instant::now())),
             (None, None) => None,
         };
-        let coalesce = match config.coalesce {
-            Coalesce::Always(d) => Some((COALESCE_BATCH, d)),
-            // One completion per relaying connection: a lone relay is
-            // never held back waiting for others.
-            Coalesce::WhileRelaying if w.relays > 0 => {
-                Some((w.relays.min(COALESCE_BATCH), RELAY_COALESCE))
-            }
-            Coalesce::WhileRelaying | Coalesce::Never => None,
-        };
         w.port
-            .wait(&mut batch, timeout, coalesce)
+            .wait(&mut batch, timeout, batching(config.coalesce, w.relays))
             .map_err(|e| ServerError::io("waiting for completions failed", e))?;
         if w.sweep.is_some() {
             w.now = Instant::now();
@@ -795,5 +798,37 @@ impl Worker<'_> {
             stats: self.stats,
         });
         self.echoed += e.conn.take_echoed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_while_relaying_one_completion_per_relay() {
+        let us = Duration::from_micros;
+        assert_eq!(batching(Coalesce::WhileRelaying, 0), None);
+        assert_eq!(
+            batching(Coalesce::WhileRelaying, 1),
+            Some((1, RELAY_COALESCE))
+        );
+        assert_eq!(
+            batching(Coalesce::WhileRelaying, 5),
+            Some((5, RELAY_COALESCE))
+        );
+        assert_eq!(
+            batching(Coalesce::WhileRelaying, 1000),
+            Some((COALESCE_BATCH, RELAY_COALESCE))
+        );
+        assert_eq!(batching(Coalesce::Never, 64), None);
+        assert_eq!(
+            batching(Coalesce::Always(us(100)), 0),
+            Some((COALESCE_BATCH, us(100)))
+        );
+        assert_eq!(
+            batching(Coalesce::Always(us(100)), 64),
+            Some((COALESCE_BATCH, us(100)))
+        );
     }
 }
