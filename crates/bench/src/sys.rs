@@ -155,6 +155,13 @@ pub fn self_cpu_seconds() -> Option<f64> {
     imp::self_cpu_seconds()
 }
 
+/// `n` loopback source addresses of the load's own for run number `run`,
+/// none of them used by another run among the next thousands, or `None`
+/// where only 127.0.0.1 can be counted on.
+pub fn loopback_sources(run: u64, n: u8) -> Option<Vec<std::net::IpAddr>> {
+    imp::loopback_sources(run, n)
+}
+
 #[cfg(unix)]
 mod unix {
     use std::io;
@@ -213,6 +220,19 @@ mod unix {
 mod imp {
     use super::unix;
     pub use super::unix::{kill, self_cpu_seconds, terminate, terminate_pid};
+
+    /// Linux routes all of 127.0.0.0/8 to `lo`: run `run` takes
+    /// 127.A.B.1 to 127.A.B.n, with A.B counting runs from 0.1 and
+    /// wrapping after 60,000 (.0 and .255 are never used).
+    pub fn loopback_sources(run: u64, n: u8) -> Option<Vec<std::net::IpAddr>> {
+        let block = 1 + (run % 60_000) as u32;
+        let n = n.min(254);
+        Some(
+            (1..=u32::from(n))
+                .map(|host| std::net::Ipv4Addr::from(0x7f00_0000 | block << 8 | host).into())
+                .collect(),
+        )
+    }
     use crate::cpus::CpuSet;
     use std::collections::HashMap;
     use std::io;
@@ -454,6 +474,19 @@ mod imp {
         use super::*;
 
         #[test]
+        fn each_run_gets_loopback_sources_of_its_own() {
+            let a = loopback_sources(0, 32).unwrap();
+            let b = loopback_sources(1, 32).unwrap();
+            assert_eq!(a.len(), 32);
+            assert_eq!(a[0], "127.0.1.1".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!(b[31], "127.0.2.32".parse::<std::net::IpAddr>().unwrap());
+            assert!(a.iter().all(|ip| ip.is_loopback() && !b.contains(ip)));
+            let last = loopback_sources(59_999, 254).unwrap();
+            assert_eq!(last[253], "127.234.96.254".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!(loopback_sources(60_000, 1), loopback_sources(0, 1));
+        }
+
+        #[test]
         fn stat_fields_count_from_the_last_parenthesis() {
             let line =
                 "4242 (my (odd) srv) S 17 4242 17 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
@@ -514,6 +547,9 @@ mod unmeasured {
         None
     }
     pub fn process_cpu_seconds() -> Option<Vec<super::ProcessCpu>> {
+        None
+    }
+    pub fn loopback_sources(_: u64, _: u8) -> Option<Vec<std::net::IpAddr>> {
         None
     }
 }
