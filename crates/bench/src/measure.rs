@@ -194,6 +194,15 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();
+    if report.errors > 0 {
+        let kinds: Vec<String> = report
+            .errors_by_kind
+            .iter()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(kind, n)| format!("{n} {}", kind.name()))
+            .collect();
+        notes.push(format!("connection errors: {}", kinds.join(", ")));
+    }
     if warm_errors > 0 {
         notes.push(format!(
             "warm-up: {warm_errors} connection errors, {warm_mismatches} mismatches"

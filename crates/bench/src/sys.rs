@@ -482,7 +482,10 @@ mod imp {
             assert_eq!(b[31], "127.0.2.32".parse::<std::net::IpAddr>().unwrap());
             assert!(a.iter().all(|ip| ip.is_loopback() && !b.contains(ip)));
             let last = loopback_sources(59_999, 254).unwrap();
-            assert_eq!(last[253], "127.234.96.254".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!(
+                last[253],
+                "127.234.96.254".parse::<std::net::IpAddr>().unwrap()
+            );
             assert_eq!(loopback_sources(60_000, 1), loopback_sources(0, 1));
         }
 
