@@ -285,6 +285,47 @@ mod relay {
     }
 
     #[test]
+    fn interactive_echoes_go_on_beside_relayed_transfers() {
+        // One worker: while it relays it batches its waits (up to 500 µs),
+        // and a small ping-pong on the same worker must keep going.
+        let server = Server::start("completion", &["--workers", "1"]);
+        const EACH: usize = 16 << 20;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let bulk: Vec<_> = (0..3u8)
+            .map(|i| {
+                let s = server.connect();
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    let data = pattern(EACH, i);
+                    let back = echo_then_eof(&s, &data, 65_536);
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    assert!(back == data, "bulk {i}: {} bytes back, differ", back.len());
+                })
+            })
+            .collect();
+        let mut s = server.connect();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut back = [0u8; 64];
+        let mut exchanged = 0u32;
+        // Bounded in count as well as by the bulk transfers' end.
+        while done.load(std::sync::atomic::Ordering::SeqCst) < 3 && exchanged < 200_000 {
+            let msg = pattern(64, exchanged as u8);
+            s.write_all(&msg).unwrap();
+            s.read_exact(&mut back).expect("an echo within 10 s");
+            assert!(back[..] == msg[..], "message {exchanged}");
+            exchanged += 1;
+        }
+        assert!(exchanged > 0);
+        for h in bulk {
+            h.join().unwrap();
+        }
+        drop(s);
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(out.contains("3 relayed in the kernel"), "summary: {out}");
+    }
+
+    #[test]
     fn with_no_relay_nothing_is_relayed() {
         let server = Server::start("completion", &["--no-relay"]);
         let data = pattern(8 << 20, 3);

@@ -671,8 +671,11 @@ impl Worker<'_> {
         }
         let features = self.port.features();
         // With -v the bytes are shown as they arrive, so they must pass
-        // through the server's memory: no relay then.
-        let relay = features.relay && self.config.relay && !self.config.verbose;
+        // through the server's memory: no relay then. A relaying connection
+        // stays with the worker that counts it (`relays`), so never on a
+        // shared port (IOCP has no relay anyway).
+        let relay =
+            features.relay && !features.shared_port && self.config.relay && !self.config.verbose;
         let conn = Conn::new(
             features.multishot_recv,
             self.config.max_buffered,
