@@ -169,6 +169,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let data_on_stdout = is_stdout(&a.json) || is_stdout(&a.csv);
     let mut unwritten = write_report(&report, data_on_stdout, json_out, csv_out)?;
+    churn_hint(&config, &report);
     if let (Some(log), Some(path)) = (&config.hdr_log, &a.hdr_log) {
         if let Err(e) = log.finish() {
             let e = format!(
@@ -301,6 +302,20 @@ fn open_hdr_log(path: &Path) -> anyhow::Result<HdrLog> {
         ))
     })?;
     Ok(HdrLog::new(Box::new(file)))
+}
+
+/// Fast churn from one source address: say that this side's TIME_WAIT
+/// sockets may have been the limit, so the rate is not taken for the server's.
+fn churn_hint(config: &Config, report: &ringport_load::Report) {
+    /// About where, on a 2-vCPU VM, `connect`'s search of a port range full
+    /// of TIME_WAIT sockets began to cost more than the server.
+    const FAST: f64 = 5_000.0;
+    match report.connections_per_sec {
+        Some(rate) if rate >= FAST && config.source_ips.is_empty() => crate::out::eprintln_quiet!(
+            "ringport: note: {rate:.0} connections/s from one source address: each closed connection leaves a TIME_WAIT socket on this side for a minute, and `connect` searches past them for a port, which can be the limit before the server is; spread the load with --source-ips (docs/STRESS.md)"
+        ),
+        _ => {}
+    }
 }
 
 /// Say on stderr when the run will start, so that a wait is not mistaken for a hang.
