@@ -441,3 +441,59 @@ fn report_html_is_one_self_contained_page_that_renders_in_chromium() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_cpu_cap_holds_the_server_to_its_share_and_is_recorded() {
+    // bench's cgroups, wherever this machine's CPU controller is.
+    let caps = || {
+        let mut names: Vec<String> = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
+            .iter()
+            .filter_map(|root| std::fs::read_dir(root).ok())
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ringport-bench-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = caps();
+    let dir = out_dir("cap");
+    let (status, out, err) = bench(
+        &dir,
+        &[
+            "--models",
+            "epoll",
+            "--connections",
+            "8",
+            "--duration",
+            "1s",
+            "--reps",
+            "1",
+            "--server-cpu-cap",
+            "20",
+        ],
+    );
+    if status.code() == Some(2) && err.contains("cannot hold the servers") {
+        eprintln!("note: no cgroup CPU controller that this user may write; skipped: {err}");
+        return;
+    }
+    assert!(status.success(), "{out}{err}");
+    let json = results(&dir);
+    assert_eq!(json["config"]["server_cpu_cap_pct"], 20, "{json:#}");
+    assert!(
+        json["config"]["notes"].to_string().contains("held to 20%"),
+        "{json:#}"
+    );
+    let row = &json["results"][0];
+    let cpu_per_msg = row["server_cpu_s_per_million"].as_f64().unwrap() / 1e6;
+    let share = cpu_per_msg * row["msgs_per_sec"].as_f64().unwrap();
+    // An echo server under a closed-loop load would take a whole CPU.
+    assert!(
+        share < 0.35,
+        "the server used {share:.2} of a CPU: {json:#}"
+    );
+    assert_eq!(caps(), before, "bench removes its cgroup");
+    let _ = std::fs::remove_dir_all(&dir);
+}

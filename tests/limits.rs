@@ -187,6 +187,8 @@ fn every_bad_value_is_refused_with_one_line_before_anything_starts() {
         (&["client", "--timeout", "0s"], "longer than 0"),
         (&["bench", "--timeout", "0"], "longer than 0"),
         (&["bench", "--reps", "0"], "--reps"),
+        (&["bench", "--server-cpu-cap", "0"], "1..=100"),
+        (&["bench", "--server-cpu-cap", "101"], "1..=100"),
         (&["bench", "--max-interference", "0"], "--max-interference"),
         (
             &["bench", "--baseline", "nobody", "--models", "epoll"],

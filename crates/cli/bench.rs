@@ -50,6 +50,11 @@ pub struct Args {
     /// CPUs for the load [default: the rest].
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<CpuSet>,
+    /// Hold every server to PCT percent of its CPUs (a cgroup v2 quota;
+    /// Linux, as root), so that the server, not the load, is the limit: for
+    /// comparing what servers can do where the load cannot outrun them.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    server_cpu_cap: Option<u32>,
     /// An echo slower than this fails its connection.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = args::positive_duration)]
     timeout: Duration,
@@ -130,6 +135,17 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
     };
     targets.extend(a.servers);
     let cpus = CpuPlan::new(a.server_cpus, a.client_cpus).map_err(|e| UsageError(e.to_string()))?;
+    let server_cpu_cap = a
+        .server_cpu_cap
+        .map(|pct| {
+            ringport_bench::CpuCap::new(pct, cpus.server_workers).map_err(|e| {
+                UsageError(format!(
+                    "--server-cpu-cap {pct}: cannot hold the servers to a share of their CPUs here: {e}"
+                ))
+            })
+        })
+        .transpose()?
+        .map(std::sync::Arc::new);
     Ok(Plan {
         exe: std::env::current_exe().context("cannot find the ringport binary to start servers")?,
         targets,
@@ -141,6 +157,7 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
         rate: a.rate,
         reps: a.reps.unwrap_or(preset.reps),
         cpus,
+        server_cpu_cap,
         timeout: a.timeout,
         ready_timeout: Duration::from_secs(10),
         stop_timeout: Duration::from_secs(10),

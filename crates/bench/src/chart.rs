@@ -200,8 +200,11 @@ fn footer(root: &Area<'_>, results: &Results) -> Result<(), Box<dyn std::error::
     let m = &results.machine;
     let c = &results.config;
     let (w, h) = root.dim_in_pixel();
+    let cap = c
+        .server_cpu_cap_pct
+        .map_or(String::new(), |p| format!(" held to {p}%"));
     let text = format!(
-        "{} · {} · server CPU {}, load CPU {} · {} s runs, median of {} · {}",
+        "{} · {} · server CPU {}{cap}, load CPU {} · {} s runs, median of {} · {}",
         m.cpu_model, m.kernel, c.server_cpus, c.client_cpus, c.duration_s, c.reps, c.started_at
     );
     root.draw(&Text::new(

@@ -35,7 +35,7 @@ pub use cpus::CpuSet;
 pub use figure::Figure;
 pub use matrix::{Cell, Target};
 pub use stats::Row;
-pub use sys::{Machine, UNAVAILABLE};
+pub use sys::{CpuCap, Machine, UNAVAILABLE};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -201,6 +201,9 @@ pub struct Plan {
     pub reps: usize,
     /// CPUs and thread counts.
     pub cpus: CpuPlan,
+    /// Every server held to a share of its CPUs (`--server-cpu-cap`), so
+    /// that it, not the load, is the limit.
+    pub server_cpu_cap: Option<std::sync::Arc<CpuCap>>,
     /// An echo slower than this fails its connection (stretched by the
     /// duration for servers that serve one client at a time).
     pub timeout: Duration,
@@ -355,6 +358,9 @@ pub struct ConfigRecord {
     pub preflight: Option<Preflight>,
     /// Caveats.
     pub notes: Vec<String>,
+    /// The share of their CPUs every server was held to, percent
+    /// (`--server-cpu-cap`); `None`: not held.
+    pub server_cpu_cap_pct: Option<u32>,
 }
 
 /// What the machine was doing just before the bench.
@@ -525,6 +531,12 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
     // to the hard limit at start (servers inherit it), and the load engine
     // checks it against the connections it is asked for.
     let mut notes = plan.cpus.notes.clone();
+    if let Some(cap) = &plan.server_cpu_cap {
+        notes.push(format!(
+            "every server was held to {}% of its CPUs by a cgroup quota (--server-cpu-cap), so that it, not the load, is the limit",
+            cap.percent()
+        ));
+    }
     if let Some(client) = &plan.cpus.client {
         // The load engine's threads inherit this thread's mask.
         if let Err(e) = sys::pin_current_thread(client) {
@@ -647,6 +659,7 @@ impl ConfigRecord {
             baseline: plan.baseline.clone(),
             preflight,
             notes,
+            server_cpu_cap_pct: plan.server_cpu_cap.as_ref().map(|c| c.percent()),
         }
     }
 }

@@ -145,7 +145,9 @@ struct Counters {
 }
 
 impl Counters {
-    fn read(pid: u32, server_cpus: &[usize], pinned: &[usize]) -> Counters {
+    /// `capped`: the server runs under a CPU quota, so other work is what
+    /// tasks did ([`sys::cpus_task_seconds`]), not interrupts as well.
+    fn read(pid: u32, server_cpus: &[usize], pinned: &[usize], capped: bool) -> Counters {
         Counters {
             at: Instant::now(),
             server: sys::tree_cpu_split(pid),
@@ -154,7 +156,11 @@ impl Counters {
                 .flatten(),
             client: sys::self_cpu_seconds(),
             steal: sys::cpus_steal_seconds(pinned),
-            pinned_busy: sys::cpus_busy_seconds(pinned),
+            pinned_busy: if capped {
+                sys::cpus_task_seconds(pinned)
+            } else {
+                sys::cpus_busy_seconds(pinned)
+            },
         }
     }
 }
@@ -166,6 +172,7 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         target,
         plan.cpus.server_workers,
         plan.cpus.server.as_ref(),
+        plan.server_cpu_cap.as_deref(),
         plan.ready_timeout,
     )?;
     let load_err = |source| BenchError::Load {
@@ -187,10 +194,11 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .as_ref()
         .map_or_else(Vec::new, |c| c.cpus().to_vec());
     let pinned = plan.cpus.pinned();
-    let before = Counters::read(pid, &server_cpus, &pinned);
+    let capped = plan.server_cpu_cap.is_some();
+    let before = Counters::read(pid, &server_cpus, &pinned, capped);
     let report = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.duration))
         .map_err(load_err)?;
-    let after = Counters::read(pid, &server_cpus, &pinned);
+    let after = Counters::read(pid, &server_cpus, &pinned, capped);
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();

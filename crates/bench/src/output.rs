@@ -732,6 +732,7 @@ mod tests {
                 preflight: None,
                 baseline: None,
                 notes: vec![],
+                server_cpu_cap_pct: None,
             },
             results: rows,
         }

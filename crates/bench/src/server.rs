@@ -73,6 +73,7 @@ impl Running {
         target: &Target,
         workers: usize,
         cpus: Option<&CpuSet>,
+        cap: Option<&sys::CpuCap>,
         bound: Duration,
     ) -> Result<Running, BenchError> {
         match target {
@@ -81,7 +82,7 @@ impl Running {
                 cmd.args(["serve", "--model", m.name(), "--listen", "127.0.0.1:0"])
                     .arg("--workers")
                     .arg(workers.to_string());
-                Self::start_model(cmd, target.name(), cpus, bound)
+                Self::start_model(cmd, target.name(), cpus, cap, bound)
             }
             Target::Outside { name, command } => {
                 let port = free_port().map_err(|e| BenchError::Io {
@@ -90,7 +91,7 @@ impl Running {
                 })?;
                 let mut cmd = Command::new("sh");
                 cmd.arg("-c").arg(substitute_port(command, port));
-                Self::start_outside(cmd, name, port, cpus, bound)
+                Self::start_outside(cmd, name, port, cpus, cap, bound)
             }
         }
     }
@@ -99,13 +100,14 @@ impl Running {
         mut cmd: Command,
         name: &str,
         cpus: Option<&CpuSet>,
+        cap: Option<&sys::CpuCap>,
         group: bool,
     ) -> Result<(Child, Tail), BenchError> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        sys::prepare_child(&mut cmd, cpus, group).map_err(|e| BenchError::Io {
-            what: format!("cannot prepare {name} (CPU pinning)"),
+        sys::prepare_child(&mut cmd, cpus, group, cap).map_err(|e| BenchError::Io {
+            what: format!("cannot prepare {name} (CPU pinning, CPU cap)"),
             source: e,
         })?;
         let mut child = cmd.spawn().map_err(|e| BenchError::Io {
@@ -134,9 +136,10 @@ impl Running {
         cmd: Command,
         name: &str,
         cpus: Option<&CpuSet>,
+        cap: Option<&sys::CpuCap>,
         bound: Duration,
     ) -> Result<Running, BenchError> {
-        let (mut child, stderr) = Self::spawn(cmd, name, cpus, false)?;
+        let (mut child, stderr) = Self::spawn(cmd, name, cpus, cap, false)?;
         let out = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         // The thread keeps draining stdout after the readiness line, so the
@@ -183,9 +186,10 @@ impl Running {
         name: &str,
         port: u16,
         cpus: Option<&CpuSet>,
+        cap: Option<&sys::CpuCap>,
         bound: Duration,
     ) -> Result<Running, BenchError> {
-        let (mut child, stderr) = Self::spawn(cmd, name, cpus, true)?;
+        let (mut child, stderr) = Self::spawn(cmd, name, cpus, cap, true)?;
         if let Some(mut out) = child.stdout.take() {
             std::thread::spawn(move || {
                 let mut sink = [0u8; 4096];

@@ -64,9 +64,33 @@ pub fn pin_current_thread(cpus: &CpuSet) -> io::Result<()> {
 /// Set up a server's process before it starts: pinned to `cpus`, sent
 /// SIGTERM if bench dies first (so an interrupted bench leaves no server
 /// holding a port), and, for a `sh -c` command, in a process group of its own
-/// so that one signal reaches the shell and whatever it started.
-pub fn prepare_child(cmd: &mut Command, cpus: Option<&CpuSet>, own_group: bool) -> io::Result<()> {
-    imp::prepare_child(cmd, cpus, own_group)
+/// so that one signal reaches the shell and whatever it started; with a
+/// `cap`, in its cgroup before it runs a line of its own, children included.
+pub fn prepare_child(
+    cmd: &mut Command,
+    cpus: Option<&CpuSet>,
+    own_group: bool,
+    cap: Option<&CpuCap>,
+) -> io::Result<()> {
+    imp::prepare_child(cmd, cpus, own_group, cap.map(|c| &c.0))
+}
+
+/// A cgroup that holds every server to a share of its CPUs
+/// (`bench --server-cpu-cap`), so that the server, not the load, is the
+/// limit. Linux with cgroup v2 only; removed on drop.
+#[derive(Debug)]
+pub struct CpuCap(imp::CpuCap);
+
+impl CpuCap {
+    /// `percent` of `cpus` CPUs: an error says why it cannot be had here.
+    pub fn new(percent: u32, cpus: usize) -> io::Result<CpuCap> {
+        imp::CpuCap::new(percent, cpus).map(CpuCap)
+    }
+
+    /// The share asked for, percent.
+    pub fn percent(&self) -> u32 {
+        self.0.percent
+    }
 }
 
 /// Ask a server to stop: SIGTERM to it, or to its whole group.
@@ -104,6 +128,14 @@ pub fn tree_cpu_split(pid: u32) -> Option<CpuTimes> {
 /// figure that shows what a pinned CPU really did, whichever process did it.
 pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
     imp::cpus_ticks(cpus, busy_ticks)
+}
+
+/// Seconds the given CPUs spent running tasks (user, nice, system), summed:
+/// [`cpus_busy_seconds`] without interrupts. A server held back by a CPU
+/// quota leaves its CPU idle, and the packets of its own connections are
+/// then handled there in interrupt context, charged to no process.
+pub fn cpus_task_seconds(cpus: &[usize]) -> Option<f64> {
+    imp::cpus_ticks(cpus, |f| (f.len() >= 3).then(|| f[..3].iter().sum()))
 }
 
 /// Seconds the hypervisor ran something else while the given CPUs (virtual
@@ -310,18 +342,105 @@ mod imp {
         }
     }
 
+    /// A cgroup with a CPU quota: cgroup v2's `cpu.max`, or cgroup v1's
+    /// `cpu` controller (`cpu.cfs_quota_us`), whichever this machine has.
+    #[derive(Debug)]
+    pub struct CpuCap {
+        dir: std::path::PathBuf,
+        pub percent: u32,
+    }
+
+    impl CpuCap {
+        /// The quota's period: short, so that a capped server is held back
+        /// in slices of milliseconds, not stopped for most of 100 ms.
+        const PERIOD_US: u64 = 10_000;
+
+        pub fn new(percent: u32, cpus: usize) -> io::Result<CpuCap> {
+            use std::fs;
+            use std::path::Path;
+            let name = format!("ringport-bench-{}", std::process::id());
+            let quota =
+                (Self::PERIOD_US * u64::from(percent) * cpus.max(1) as u64 / 100).max(1_000);
+            let make = |dir: std::path::PathBuf| {
+                fs::create_dir(&dir).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+                })?;
+                Ok::<_, io::Error>(CpuCap { dir, percent })
+            };
+            let v1 = Path::new("/sys/fs/cgroup/cpu");
+            if v1.join("cpu.cfs_quota_us").exists() {
+                let cap = make(v1.join(name))?;
+                fs::write(
+                    cap.dir.join("cpu.cfs_period_us"),
+                    Self::PERIOD_US.to_string(),
+                )?;
+                fs::write(cap.dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+                return Ok(cap);
+            }
+            let v2 = Path::new("/sys/fs/cgroup");
+            let Ok(enabled) = fs::read_to_string(v2.join("cgroup.subtree_control")) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "no cgroup CPU controller (neither /sys/fs/cgroup/cpu nor cgroup v2 at /sys/fs/cgroup)",
+                ));
+            };
+            if !enabled.split_whitespace().any(|c| c == "cpu") {
+                fs::write(v2.join("cgroup.subtree_control"), "+cpu").map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("the cgroup cpu controller is not enabled and cannot be: {e}"),
+                    )
+                })?;
+            }
+            let cap = make(v2.join(name))?;
+            fs::write(
+                cap.dir.join("cpu.max"),
+                format!("{quota} {}", Self::PERIOD_US),
+            )?;
+            Ok(cap)
+        }
+
+        /// `cgroup.procs`, opened for the child to write itself into.
+        fn procs(&self) -> io::Result<std::fs::File> {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(self.dir.join("cgroup.procs"))
+        }
+    }
+
+    impl Drop for CpuCap {
+        fn drop(&mut self) {
+            // Every server has been reaped by now; a group with a process
+            // left in it cannot be removed, and is left for the next boot.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+
     pub fn prepare_child(
         cmd: &mut Command,
         cpus: Option<&CpuSet>,
         own_group: bool,
+        cap: Option<&CpuCap>,
     ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         if own_group {
             unix::own_group(cmd);
         }
         // Built here, before fork: the hook below may not allocate.
         let set = cpus.map(mask).transpose()?;
+        // Opened close-on-exec (std's default), so the server never sees it.
+        let procs = cap.map(CpuCap::procs).transpose()?;
         let hook = move || {
+            if let Some(procs) = &procs {
+                // SAFETY: write(2) from a byte string that lives in the
+                // binary, to a descriptor this closure owns: "0" moves the
+                // writing process (the child, before exec) into the group.
+                let n = unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+                if n != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             if let Some(set) = &set {
                 // SAFETY: as in `pin_current_thread`; in the forked child
                 // pid 0 is its only thread, and exec keeps the mask.
@@ -340,8 +459,8 @@ mod imp {
             Ok(())
         };
         // SAFETY: the hook runs between fork and exec, where only
-        // async-signal-safe calls are allowed: it makes two system calls and
-        // neither allocates nor takes a lock.
+        // async-signal-safe calls are allowed: it makes up to three system
+        // calls and neither allocates nor takes a lock.
         unsafe { cmd.pre_exec(hook) };
         Ok(())
     }
@@ -555,6 +674,21 @@ mod unmeasured {
     pub fn loopback_sources(_: u64, _: u8) -> Option<Vec<std::net::IpAddr>> {
         None
     }
+
+    /// No cgroups here: [`CpuCap::new`] always says so.
+    #[derive(Debug)]
+    pub struct CpuCap {
+        pub percent: u32,
+    }
+
+    impl CpuCap {
+        pub fn new(_: u32, _: usize) -> std::io::Result<CpuCap> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "holding a server to a share of its CPUs needs Linux cgroup v2",
+            ))
+        }
+    }
 }
 
 #[cfg(all(unix, not(target_os = "linux")))]
@@ -565,7 +699,12 @@ mod imp {
     use std::io;
     use std::process::Command;
 
-    pub fn prepare_child(cmd: &mut Command, _: Option<&CpuSet>, own_group: bool) -> io::Result<()> {
+    pub fn prepare_child(
+        cmd: &mut Command,
+        _: Option<&CpuSet>,
+        own_group: bool,
+        _: Option<&super::unmeasured::CpuCap>,
+    ) -> io::Result<()> {
         if own_group {
             super::unix::own_group(cmd);
         }
@@ -580,7 +719,12 @@ mod imp {
     use std::io;
     use std::process::{Child, Command};
 
-    pub fn prepare_child(_: &mut Command, _: Option<&CpuSet>, _: bool) -> io::Result<()> {
+    pub fn prepare_child(
+        _: &mut Command,
+        _: Option<&CpuSet>,
+        _: bool,
+        _: Option<&super::unmeasured::CpuCap>,
+    ) -> io::Result<()> {
         Ok(())
     }
     /// Without signals the only stop is the hard one.
