@@ -3,7 +3,9 @@
 # held to a share of it by a cgroup CPU quota, the load (`stress
 # --per-connection 1`) runs on CPU 1, and connections/s is printed per
 # round. Without the cap, one load CPU is slower than every server here
-# (docs/BENCHMARKS.md, "Churn").
+# (docs/BENCHMARKS.md, "Churn"). `ringport bench --per-connection 1
+# --server-cpu-cap PERCENT` does the same with bench's repetitions,
+# intervals and checks; this script is the quick manual version.
 #
 #   sudo scripts/churn-capped.sh [PERCENT] [ROUNDS]   (defaults: 25, 3)
 #
