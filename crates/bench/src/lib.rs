@@ -517,6 +517,8 @@ impl Results {
 /// process group), for a caller that is being interrupted and will exit.
 pub fn stop_all_servers() {
     server::stop_all();
+    // A cgroup of `--server-cpu-cap` is removable once its servers exit.
+    sys::remove_caps(std::time::Duration::from_secs(3));
 }
 
 /// Run the whole matrix. Must be called from a thread that lives until it

@@ -75,6 +75,12 @@ pub fn prepare_child(
     imp::prepare_child(cmd, cpus, own_group, cap.map(|c| &c.0))
 }
 
+/// Remove the caps of a bench that is being interrupted, once the servers
+/// told to stop have left them (waiting up to `bound`).
+pub fn remove_caps(bound: std::time::Duration) {
+    imp::remove_caps(bound)
+}
+
 /// A cgroup that holds every server to a share of its CPUs
 /// (`bench --server-cpu-cap`), so that the server, not the load, is the
 /// limit. Linux with cgroup v2 only; removed on drop.
@@ -365,6 +371,7 @@ mod imp {
                 fs::create_dir(&dir).map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
                 })?;
+                caps().push(dir.clone());
                 Ok::<_, io::Error>(CpuCap { dir, percent })
             };
             let v1 = Path::new("/sys/fs/cgroup/cpu");
@@ -413,6 +420,26 @@ mod imp {
             // Every server has been reaped by now; a group with a process
             // left in it cannot be removed, and is left for the next boot.
             let _ = std::fs::remove_dir(&self.dir);
+            caps().retain(|d| d != &self.dir);
+        }
+    }
+
+    /// Every cap made and not yet dropped, for an interrupted bench, which
+    /// exits without running destructors.
+    static CAPS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+    fn caps() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
+        CAPS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remove every cap, waiting up to `bound` for the servers just told to
+    /// stop to leave them.
+    pub fn remove_caps(bound: std::time::Duration) {
+        let until = std::time::Instant::now() + bound;
+        for dir in caps().drain(..) {
+            while std::fs::remove_dir(&dir).is_err() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
     }
 
@@ -674,6 +701,8 @@ mod unmeasured {
     pub fn loopback_sources(_: u64, _: u8) -> Option<Vec<std::net::IpAddr>> {
         None
     }
+
+    pub fn remove_caps(_: std::time::Duration) {}
 
     /// No cgroups here: [`CpuCap::new`] always says so.
     #[derive(Debug)]
