@@ -50,7 +50,7 @@ pub struct Args {
     /// CPUs for the load [default: the rest].
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<CpuSet>,
-    /// Hold every server to PCT percent of its CPUs (a cgroup v2 quota;
+    /// Hold every server to PCT percent of its CPUs (a cgroup CPU quota;
     /// Linux, as root), so that the server, not the load, is the limit: for
     /// comparing what servers can do where the load cannot outrun them.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=100))]

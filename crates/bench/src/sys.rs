@@ -83,7 +83,8 @@ pub fn remove_caps(bound: std::time::Duration) {
 
 /// A cgroup that holds every server to a share of its CPUs
 /// (`bench --server-cpu-cap`), so that the server, not the load, is the
-/// limit. Linux with cgroup v2 only; removed on drop.
+/// limit. Linux only (the cgroup v1 `cpu` controller or cgroup v2);
+/// removed on drop.
 #[derive(Debug)]
 pub struct CpuCap(imp::CpuCap);
 
@@ -714,7 +715,7 @@ mod unmeasured {
         pub fn new(_: u32, _: usize) -> std::io::Result<CpuCap> {
             Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
-                "holding a server to a share of its CPUs needs Linux cgroup v2",
+                "holding a server to a share of its CPUs needs Linux cgroups",
             ))
         }
     }
