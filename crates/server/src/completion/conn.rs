@@ -34,9 +34,9 @@
 //!   whatever the socket holds before a cancel can land (1.6 MB for one
 //!   connection was measured), so it is used only for interactive traffic: a
 //!   connection starts on one-shot receives of at most the room left
-//!   ([`Intake::Bounded`]), switches to multishot once a small receive
-//!   arrives with nothing held, and goes back to bounded receives when it
-//!   hits the cap. A client that was interactive and then floods can still
+//!   ([`Intake::Bounded`]), switches to multishot once two small receives in
+//!   a row arrive with nothing held, and goes back to bounded receives when
+//!   it hits the cap. A client that was interactive and then floods can still
 //!   overshoot once, by what one batch of completions holds.
 //! * A send is quiet (its completion may wait) only when that is decided as
 //!   it is emitted: a receive is armed, nothing is queued behind it, and the
@@ -232,8 +232,12 @@ enum Intake {
     OneShot,
     /// One-shot receives of at most the room left, on a multishot port:
     /// from the start and after backpressure, until traffic looks
-    /// interactive.
-    Bounded,
+    /// interactive: two small receives in a row with nothing held. One is
+    /// not enough: TCP may push a large write in two pieces (a new
+    /// connection's first write at half the peer's first window, 32,741
+    /// bytes on loopback), and the second can be small. `small`: the last
+    /// receive was.
+    Bounded { small: bool },
     /// Multishot receives: interactive traffic.
     Multishot,
     /// Stopped: `max_buffered` bytes are held. Resumes (bounded) once no
@@ -270,13 +274,16 @@ pub struct Conn<Op, R> {
     last_active: Instant,
 }
 
-/// A receive smaller than this, with nothing held, marks a connection as
-/// interactive (multishot receives from then on). Well below the port's
-/// receive buffers (16 or 64 KiB), so a bulk sender, which fills them, never is.
+/// Two receives in a row smaller than this, with nothing held, mark a
+/// connection as interactive (multishot receives from then on). Well below
+/// the port's receive buffers (16 or 64 KiB), so a bulk sender, which fills
+/// them, never is.
 const INTERACTIVE: usize = 4096;
 
-/// A one-shot receive at least this large, with nothing held, marks a
-/// connection as bulk: it is relayed from then on, where it may be. Half
+/// A one-shot receive at least this large marks a connection as bulk: it is
+/// relayed from then on, where it may be. Whether anything was held before
+/// it does not matter: a bulk sender whose peer reads slowly is always owed
+/// something, and would otherwise never be relayed. Half
 /// the bulk ring's buffer: a bulk sender's write arrives in 64 KiB pieces on
 /// loopback, and a 16 KiB ping-pong (which a relay does not pay for) never
 /// fills one.
@@ -340,22 +347,32 @@ impl<Op: Copy, R> Conn<Op, R> {
         matches!(self.relay, Relay::On { .. })
     }
 
-    /// A one-shot receive of `len` bytes, with nothing held before it:
-    /// a bulk one asks for the relay.
-    fn note_receive(&mut self, len: usize, held_before: usize) {
-        if matches!(self.relay, Relay::Off { allowed: true })
+    /// A receive brought `len` bytes; `once`: it was one-shot; `owed`: bytes
+    /// were owed to the peer before it. A large one-shot receive asks for
+    /// the relay ([`RELAY_AT`]); the second small one in a row with nothing
+    /// owed turns bounded receives multishot ([`INTERACTIVE`]).
+    fn note_receive(&mut self, len: usize, once: bool, owed: bool) {
+        if once
+            && matches!(self.relay, Relay::Off { allowed: true })
             && len >= RELAY_AT
-            && held_before == 0
-            && matches!(self.intake, Intake::Bounded | Intake::OneShot)
+            && matches!(self.intake, Intake::Bounded { .. } | Intake::OneShot)
             && self.life == Life::Open
         {
             self.relay = Relay::Wanted;
+        }
+        if let Intake::Bounded { small } = self.intake {
+            let small_now = !owed && len < INTERACTIVE;
+            self.intake = if small && small_now {
+                Intake::Multishot
+            } else {
+                Intake::Bounded { small: small_now }
+            };
         }
     }
 
     fn fresh_intake(multishot: bool) -> Intake {
         if multishot {
-            Intake::Bounded
+            Intake::Bounded { small: false }
         } else {
             Intake::OneShot
         }
@@ -458,14 +475,7 @@ impl<Op: Copy, R> Conn<Op, R> {
     pub fn on_recv_data(&mut self, data: &[u8], more: bool, now: Instant) {
         self.recv_completed(more);
         self.last_active = now;
-        if !more {
-            self.note_receive(data.len(), self.held());
-        }
-        // Interactive: a small receive (less than any ring buffer) while
-        // nothing is held. Bulk senders fill whole buffers and stay bounded.
-        if self.intake == Intake::Bounded && self.buffered() == 0 && data.len() < INTERACTIVE {
-            self.intake = Intake::Multishot;
-        }
+        self.note_receive(data.len(), !more, self.buffered() > 0);
         // Bytes received while lingering (the FIN is out) or ending are dropped.
         if matches!(self.life, Life::Open | Life::HalfClosed(_) | Life::Draining) {
             let room = self.max_buffered.saturating_sub(self.send_len());
@@ -487,7 +497,7 @@ impl<Op: Copy, R> Conn<Op, R> {
             && self.life == Life::Open
             && matches!(self.send, Send::Idle)
             && self.queued.is_empty()
-            && matches!(self.intake, Intake::Bounded | Intake::OneShot)
+            && matches!(self.intake, Intake::Bounded { .. } | Intake::OneShot)
     }
 
     /// A receive delivered `len` bytes at `now`, to be sent from its own
@@ -498,12 +508,7 @@ impl<Op: Copy, R> Conn<Op, R> {
         debug_assert!(self.lends_next_receive() && len > 0);
         self.recv_completed(more);
         self.last_active = now;
-        if !more {
-            self.note_receive(len, 0);
-        }
-        if self.intake == Intake::Bounded && len < INTERACTIVE {
-            self.intake = Intake::Multishot;
-        }
+        self.note_receive(len, !more, false);
         self.send = Send::Lent { received, len };
     }
 
@@ -688,7 +693,7 @@ impl<Op: Copy, R> Conn<Op, R> {
         let wanted = matches!(self.relay, Relay::Wanted);
         match self.recv {
             Recv::Idle if !half_closed && !wanted && self.intake != Intake::Paused => {
-                let once = self.intake == Intake::Bounded;
+                let once = matches!(self.intake, Intake::Bounded { .. });
                 let op = io.recv(self.max_buffered - held, once);
                 self.recv = Recv::Armed {
                     op,

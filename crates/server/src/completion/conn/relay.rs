@@ -373,6 +373,29 @@ fn a_bulk_receive_moves_the_connection_onto_the_pipe_and_fin_ends_it() {
 }
 
 #[test]
+fn a_bulk_sender_whose_peer_reads_slowly_is_relayed_too() {
+    // The first write arrives in a piece just under the bulk mark (TCP
+    // pushed it at half the first window), and the peer reads a write's
+    // worth only after it has sent the next, so every receive after the
+    // first finds something owed.
+    let mut sim = Sim::new(256 * 1024, 1 << 20, false);
+    sim.step(&Ev::Write(32_741));
+    sim.step(&Ev::Complete(Op::Recv));
+    assert!(!sim.conn.is_relaying());
+    for _ in 0..20 {
+        sim.step(&Ev::Write(65_536));
+        sim.step(&Ev::Complete(Op::Recv));
+        sim.step(&Ev::Read(65_536));
+        sim.step(&Ev::Complete(Op::Send));
+        sim.step(&Ev::Complete(Op::Poll));
+    }
+    assert!(sim.conn.is_relaying());
+    assert_eq!(sim.net.relays, 1);
+    sim.finish();
+    assert_eq!(sim.net.got.len(), 32_741 + 20 * 65_536);
+}
+
+#[test]
 fn a_pipe_too_small_keeps_the_connection_on_the_port() {
     let mut sim = Sim::new(256 * 1024, 4096, false);
     sim.step(&Ev::Write(100_000));

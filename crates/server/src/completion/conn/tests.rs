@@ -208,10 +208,33 @@ fn a_multishot_connection_starts_bounded_and_goes_multishot_on_small_receives() 
     c.on_send(Ok(16 * 1024), vec![0; 16 * 1024], now());
     c.pump(&mut out);
     out.clear();
-    // A small message with nothing held: interactive.
+    // One small message with nothing held may be the tail of a large
+    // write that TCP pushed in two pieces: still bounded.
     c.on_recv_data(b"ping", false, now());
     c.pump(&mut out);
+    assert!(out.contains(&Cmd::RecvOnce(100_000 - 4)), "{out:?}");
+    c.on_send(Ok(4), b"ping".to_vec(), now());
+    c.pump(&mut out);
+    out.clear();
+    // The second in a row: interactive.
+    c.on_recv_data(b"pong", false, now());
+    c.pump(&mut out);
     assert!(out.contains(&Cmd::Recv(100_000 - 4)), "{out:?}");
+}
+
+#[test]
+fn a_small_receive_between_large_ones_keeps_the_connection_bounded() {
+    let mut c = Conn::new(true, 100_000, now());
+    let mut out = vec![];
+    c.pump(&mut out);
+    for len in [32_741, 3_259, 36_000, 3_000, 36_000] {
+        out.clear();
+        c.on_recv_data(&vec![7; len], false, now());
+        c.pump(&mut out);
+        assert!(out.contains(&Cmd::RecvOnce(100_000 - len)), "{out:?}");
+        c.on_send(Ok(len), vec![7; len], now());
+        c.pump(&mut out);
+    }
 }
 
 #[test]
@@ -219,11 +242,13 @@ fn multishot_receive_is_cancelled_at_the_cap_and_rearmed_after_draining() {
     let mut c = Conn::new(true, 100, now());
     let mut out = vec![];
     c.pump(&mut out);
-    // Interactive first, so the receive is multishot.
-    c.on_recv_data(b"hi", false, now());
-    c.pump(&mut out);
-    c.on_send(Ok(2), b"hi".to_vec(), now());
-    c.pump(&mut out);
+    // Interactive first (two small receives), so the receive is multishot.
+    for _ in 0..2 {
+        c.on_recv_data(b"hi", false, now());
+        c.pump(&mut out);
+        c.on_send(Ok(2), b"hi".to_vec(), now());
+        c.pump(&mut out);
+    }
     out.clear();
     c.on_recv_data(&[1; 60], true, now());
     c.pump(&mut out);
@@ -286,11 +311,17 @@ fn after_backpressure_receives_are_bounded_one_shots_until_all_is_sent() {
     out.clear();
     c.on_send(Ok(60), vec![3; 60], now());
     c.pump(&mut out);
-    // Everything held has gone out: still bounded, until a small
-    // receive arrives with nothing held.
+    // Everything held has gone out: still bounded, until two small
+    // receives in a row arrive with nothing held.
     assert_eq!(out, vec![Cmd::RecvOnce(100)]);
     out.clear();
     c.on_recv_data(b"x", false, now());
+    c.pump(&mut out);
+    assert!(out.contains(&Cmd::RecvOnce(99)), "{out:?}");
+    c.on_send(Ok(1), b"x".to_vec(), now());
+    c.pump(&mut out);
+    out.clear();
+    c.on_recv_data(b"y", false, now());
     c.pump(&mut out);
     assert!(out.contains(&Cmd::Recv(99)), "{out:?}");
 }
@@ -607,11 +638,14 @@ fn interactive_and_draining_connections_copy_instead_of_lending() {
     let mut c = Conn::new(true, 100_000, now()).lending(true);
     let mut out = vec![];
     c.pump(&mut out);
-    c.on_recv_lent(b"ping".to_vec(), 4, false, now());
-    c.pump(&mut out);
-    c.on_send(Ok(4), Vec::new(), now());
-    c.pump(&mut out);
-    // A small receive made it interactive: multishot, quiet sends, copies.
+    for _ in 0..2 {
+        assert!(c.lends_next_receive());
+        c.on_recv_lent(b"ping".to_vec(), 4, false, now());
+        c.pump(&mut out);
+        c.on_send(Ok(4), Vec::new(), now());
+        c.pump(&mut out);
+    }
+    // Two small receives made it interactive: multishot, quiet sends, copies.
     assert!(!c.lends_next_receive());
     let mut d = Conn::new(false, 1024, now()).lending(true);
     d.pump(&mut out);
