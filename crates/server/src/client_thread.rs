@@ -38,7 +38,9 @@ pub(crate) fn serve(
     if config.verbose {
         tracing::info!("client connected from {peer}");
     }
-    let _ = stream.set_nodelay(true);
+    if !crate::sys::ACCEPTED_INHERIT_NODELAY {
+        let _ = stream.set_nodelay(true);
+    }
     let idle = config.idle_timeout;
     let _ = wake.prepare(stream);
     // An idle client shows as a wait that times out for the whole idle

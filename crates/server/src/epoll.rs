@@ -299,7 +299,9 @@ impl<'a> Worker<'a> {
         if self.verbose {
             tracing::info!("client connected from {peer}");
         }
-        let _ = stream.set_nodelay(true);
+        if !crate::sys::ACCEPTED_INHERIT_NODELAY {
+            let _ = stream.set_nodelay(true);
+        }
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1

@@ -131,3 +131,24 @@ fn listen(addr: SocketAddr, reuseport: bool) -> Result<TcpListener, ListenError>
     socket.listen(BACKLOG).map_err(err)?;
     Ok(socket.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_have_nodelay() {
+        // The models set TCP_NODELAY per accepted socket only where it is
+        // not inherited from the listener; either way it must be on.
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(listener) = bind(addr.parse().unwrap()) else {
+                continue; // no IPv6 loopback here
+            };
+            let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            if crate::sys::ACCEPTED_INHERIT_NODELAY {
+                assert!(accepted.nodelay().unwrap(), "{addr}: not inherited");
+            }
+        }
+    }
+}

@@ -41,10 +41,19 @@ pub(crate) const REUSE_PORT: bool = cfg!(unix);
 /// `accept` (Linux); elsewhere the server connects to itself.
 pub(crate) const SHUTDOWN_WAKES_ACCEPT: bool = cfg!(target_os = "linux");
 
+/// Whether an accepted socket inherits `TCP_NODELAY` from its listener
+/// (Linux copies the listener's options into every socket it accepts), so
+/// [`set_listener_options`] sets it once there and the models skip the
+/// `setsockopt` per connection: under churn it was the completion model's
+/// only system call per connection outside its ring. Elsewhere each
+/// accepted socket gets it.
+pub(crate) const ACCEPTED_INHERIT_NODELAY: bool = cfg!(target_os = "linux");
+
 /// The options every listener gets before it binds. On Unix SO_REUSEADDR
 /// only lets a restarted server bind over TIME_WAIT connections; it never
 /// lets two listeners share a port. On Windows it would, so it is left off
-/// there, as is `SO_REUSEPORT`, which Windows does not have.
+/// there, as is `SO_REUSEPORT`, which Windows does not have. On Linux,
+/// `TCP_NODELAY` for every socket it accepts ([`ACCEPTED_INHERIT_NODELAY`]).
 pub(crate) fn set_listener_options(
     socket: &socket2::Socket,
     reuse_port: bool,
@@ -55,6 +64,9 @@ pub(crate) fn set_listener_options(
         if reuse_port {
             socket.set_reuse_port(true)?;
         }
+    }
+    if ACCEPTED_INHERIT_NODELAY {
+        socket.set_nodelay(true)?;
     }
     #[cfg(not(unix))]
     let _ = (socket, reuse_port);

@@ -125,7 +125,9 @@ impl Client {
         if self.verbose {
             tracing::info!("client connected from {peer}");
         }
-        let _ = stream.set_nodelay(true);
+        if !crate::sys::ACCEPTED_INHERIT_NODELAY {
+            let _ = stream.set_nodelay(true);
+        }
         let result = ::tokio::select! {
             r = self.echo(&mut stream, peer) => r,
             // The drain deadline passed. Dropping the stream on return

@@ -652,7 +652,9 @@ impl Worker<'_> {
             drop(socket);
             return;
         }
-        let _ = socket.set_nodelay();
+        if !crate::sys::ACCEPTED_INHERIT_NODELAY {
+            let _ = socket.set_nodelay();
+        }
         let peer = if self.config.verbose {
             socket.peer_addr().ok()
         } else {
