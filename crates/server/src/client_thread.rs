@@ -38,9 +38,7 @@ pub(crate) fn serve(
     if config.verbose {
         tracing::info!("client connected from {peer}");
     }
-    if !crate::sys::ACCEPTED_INHERIT_NODELAY {
-        let _ = stream.set_nodelay(true);
-    }
+    crate::sys::nodelay_if_not_inherited(|| stream.set_nodelay(true));
     let idle = config.idle_timeout;
     let _ = wake.prepare(stream);
     // An idle client shows as a wait that times out for the whole idle

@@ -299,9 +299,7 @@ impl<'a> Worker<'a> {
         if self.verbose {
             tracing::info!("client connected from {peer}");
         }
-        if !crate::sys::ACCEPTED_INHERIT_NODELAY {
-            let _ = stream.set_nodelay(true);
-        }
+        crate::sys::nodelay_if_not_inherited(|| stream.set_nodelay(true));
         let slot = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1

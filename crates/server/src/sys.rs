@@ -49,6 +49,15 @@ pub(crate) const SHUTDOWN_WAKES_ACCEPT: bool = cfg!(target_os = "linux");
 /// accepted socket gets it.
 pub(crate) const ACCEPTED_INHERIT_NODELAY: bool = cfg!(target_os = "linux");
 
+/// `TCP_NODELAY` for a socket just accepted, through `set` (each model's
+/// socket type has its own setter), where it did not come from the
+/// listener. Best effort: a socket that refuses it still echoes.
+pub(crate) fn nodelay_if_not_inherited(set: impl FnOnce() -> std::io::Result<()>) {
+    if !ACCEPTED_INHERIT_NODELAY {
+        let _ = set();
+    }
+}
+
 /// The options every listener gets before it binds. On Unix SO_REUSEADDR
 /// only lets a restarted server bind over TIME_WAIT connections; it never
 /// lets two listeners share a port. On Windows it would, so it is left off

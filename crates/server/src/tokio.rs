@@ -125,9 +125,7 @@ impl Client {
         if self.verbose {
             tracing::info!("client connected from {peer}");
         }
-        if !crate::sys::ACCEPTED_INHERIT_NODELAY {
-            let _ = stream.set_nodelay(true);
-        }
+        crate::sys::nodelay_if_not_inherited(|| stream.set_nodelay(true));
         let result = ::tokio::select! {
             r = self.echo(&mut stream, peer) => r,
             // The drain deadline passed. Dropping the stream on return

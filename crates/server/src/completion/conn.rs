@@ -334,7 +334,7 @@ impl<Op: Copy, R> Conn<Op, R> {
     /// Relay bulk input in the kernel (socket → pipe → socket, `splice`),
     /// where the port can ([`Features::relay`](ringport_completion::Features::relay)):
     /// a connection whose one-shot receive brings at least [`RELAY_AT`]
-    /// bytes with nothing held sends what it owes, then moves its bytes
+    /// bytes (owed bytes or not) sends what it owes, then moves its bytes
     /// without copying them, until its peer's FIN or the server's shutdown.
     pub fn relaying(mut self, on: bool) -> Self {
         self.relay = Relay::Off { allowed: on };

@@ -652,9 +652,7 @@ impl Worker<'_> {
             drop(socket);
             return;
         }
-        if !crate::sys::ACCEPTED_INHERIT_NODELAY {
-            let _ = socket.set_nodelay();
-        }
+        crate::sys::nodelay_if_not_inherited(|| socket.set_nodelay());
         let peer = if self.config.verbose {
             socket.peer_addr().ok()
         } else {
