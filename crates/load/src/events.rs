@@ -98,13 +98,15 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, id: u64, now: Instant) -> Conn {
+    /// A connection whose send buffer has room for `prefault` bytes, its
+    /// pages already touched (see [`Config::send_buffer_at_start`]).
+    fn new(stream: TcpStream, id: u64, now: Instant, prefault: usize) -> Conn {
         Conn {
             stream,
             id,
             state: State::Connecting { since: now },
             plan: Plan::new(id),
-            buf: Vec::new(),
+            buf: touched(prefault),
             base: 0,
             generated: 0,
             written: 0,
@@ -203,6 +205,13 @@ fn classify(e: &io::Error) -> ErrorKind {
     }
 }
 
+/// An empty vector with room for `bytes`, every page of it written once.
+fn touched(bytes: usize) -> Vec<u8> {
+    let mut v = vec![1u8; bytes];
+    v.clear();
+    v
+}
+
 /// The thread's connections and everything needed to drive them.
 struct Driver<'a> {
     config: &'a Config,
@@ -237,7 +246,9 @@ pub(crate) fn worker(
                 live: 0,
                 exchanging: 0,
                 rec,
-                scratch: vec![0u8; READ_CHUNK],
+                // Written, not just allocated: calloc's pages are first touched by the
+                // first read otherwise, inside the measured window.
+                scratch: vec![1u8; READ_CHUNK],
             };
             d.connect_all(&ids, threads)?;
             Ok(d)
@@ -327,7 +338,8 @@ impl Driver<'_> {
             .map_err(Self::register_error)?
         {
             Ok(stream) => {
-                self.conns.push(Some(Conn::new(stream, id, now)));
+                let prefault = config.send_buffer_at_start();
+                self.conns.push(Some(Conn::new(stream, id, now, prefault)));
                 Ok(true)
             }
             Err(e) => {
