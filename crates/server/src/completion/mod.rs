@@ -299,6 +299,8 @@ struct Submit<'a> {
     relay: &'a mut Option<Relay>,
     /// The worker's count of relaying connections.
     relays: &'a mut usize,
+    /// The worker's open connections, relaying or not.
+    open: usize,
     token: Token,
     stats: &'a Stats,
 }
@@ -378,6 +380,7 @@ impl conn::Io for Submit<'_> {
     }
 
     fn relay_start(&mut self, capacity: usize, min: usize) -> Option<usize> {
+        let capacity = relay_share(capacity, min, (*self.relays + 1).max(self.open));
         let relay = Relay::new(capacity).ok().filter(|r| r.capacity() >= min)?;
         let (_, socket, _) = self.parts();
         socket.set_nonblocking(true).ok()?;
@@ -423,6 +426,8 @@ struct Worker<'a> {
     echoed: u64,
     /// Connections of this worker relaying in the kernel now.
     relays: usize,
+    /// Connections this worker accepted and has not closed yet.
+    open: usize,
     stopping: Option<Instant>,
     /// The drain deadline passed and every connection was aborted.
     forced: bool,
@@ -430,6 +435,30 @@ struct Worker<'a> {
     /// clock read per batch, not per completion), and when to sweep next.
     now: Instant,
     sweep: Option<IdleSweep>,
+}
+
+/// The kernel memory one worker's relay pipes may pin in all: a pipe holds
+/// up to its capacity in pages that stay referenced until the peer reads
+/// its echo. Found at 1000 connections × 1 MiB (docs/BENCHMARKS.md): with a
+/// 256 KiB pipe each, the pages a relay keeps in flight outgrew what the
+/// page allocator recycles while still hot, and the peer read its echoes at
+/// 0.7× the rate it did with 64 KiB pipes (on a VM that hands freed memory
+/// back to its host, every page allocated cold costs a host fault). Half
+/// the kernel's default per-user pipe budget (`fs/pipe-user-pages-soft`,
+/// 64 MiB), so that two workers of an unprivileged server stay within it.
+const RELAY_BUDGET: usize = 32 << 20;
+
+/// The pipe capacity for a relay that asks for `asked` bytes (at least
+/// `min`), on a worker that may relay for `sharers` connections: its share
+/// of [`RELAY_BUDGET`], a power of two (the kernel rounds a pipe's size up
+/// to one), never below `min` nor above `asked`.
+fn relay_share(asked: usize, min: usize, sharers: usize) -> usize {
+    let share = RELAY_BUDGET / sharers.max(1);
+    let share = match share.checked_ilog2() {
+        Some(log) => 1usize << log,
+        None => 0,
+    };
+    share.min(asked).max(min)
 }
 
 /// The batch a worker with `relays` relaying connections waits for, and
@@ -474,6 +503,7 @@ fn worker(
         stats,
         echoed: 0,
         relays: 0,
+        open: 0,
         stopping: None,
         forced: false,
         now: Instant::now(),
@@ -683,6 +713,7 @@ impl Worker<'_> {
         )
         .lending(features.lent_sends)
         .relaying(relay);
+        self.open += 1;
         let token = self.hub.conns.insert(Entry {
             conn,
             socket: Some(socket),
@@ -775,6 +806,9 @@ impl Worker<'_> {
         let Some(mut e) = self.hub.conns.remove(token) else {
             return;
         };
+        // On a shared port another worker may close what this one accepted
+        // (nothing is relayed there, so the count does not matter).
+        self.open = self.open.saturating_sub(1);
         e.conn.on_close();
         debug_assert!(e.conn.is_finished());
         crate::reclaim::freed(e.conn.capacity());
@@ -797,6 +831,7 @@ impl Worker<'_> {
             socket: &mut e.socket,
             relay: &mut e.relay,
             relays: &mut self.relays,
+            open: self.open,
             token,
             stats: self.stats,
         });
@@ -807,6 +842,23 @@ impl Worker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_pipes_share_the_budget_and_stay_between_the_bounds() {
+        const K: usize = 1024;
+        // Few connections: each gets what it asks for.
+        assert_eq!(relay_share(256 * K, 64 * K, 1), 256 * K);
+        assert_eq!(relay_share(256 * K, 64 * K, 128), 256 * K);
+        // More: a power-of-two share of the budget.
+        assert_eq!(relay_share(256 * K, 64 * K, 129), 128 * K);
+        assert_eq!(relay_share(256 * K, 64 * K, 300), 64 * K);
+        // Never below the smallest pipe worth relaying through.
+        assert_eq!(relay_share(256 * K, 64 * K, 1000), 64 * K);
+        assert_eq!(relay_share(256 * K, 64 * K, usize::MAX), 64 * K);
+        // Never above what was asked for.
+        assert_eq!(relay_share(64 * K, 64 * K, 1), 64 * K);
+        assert_eq!(relay_share(1 << 20, 64 * K, 0), 1 << 20);
+    }
 
     #[test]
     fn batches_while_relaying_one_completion_per_relay() {
