@@ -550,6 +550,11 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
     for n in &plan.cpus.notes {
         on_event(Event::Warning(n.clone()));
     }
+    if machine.returns_free_memory {
+        let n = "this VM hands the memory it frees back to its host (virtio-balloon free page reporting): a page allocated again then costs a host fault that no CPU or steal figure shows, so cells that move much memory (large messages, many connections) vary more here than their interference says".to_string();
+        on_event(Event::Warning(n.clone()));
+        notes.push(n);
+    }
     let preflight = preflight(&plan.cpus.pinned(), std::time::Duration::from_secs(1));
     if let Some(n) = preflight
         .as_ref()

@@ -708,6 +708,7 @@ mod tests {
                 allowed_cpus: "0-1".into(),
                 kernel: "Linux 6.1".into(),
                 memory: "1.0 GiB".into(),
+                returns_free_memory: false,
             },
             config: ConfigRecord {
                 command: "ringport bench".into(),

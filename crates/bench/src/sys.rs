@@ -32,6 +32,11 @@ pub struct Machine {
     pub kernel: String,
     /// Physical memory, such as `23.5 GiB`.
     pub memory: String,
+    /// This machine is a VM that hands the memory it frees back to its
+    /// host (virtio-balloon free page reporting), so that a page allocated
+    /// again costs a fault in the host as well, which no CPU or steal
+    /// figure shows.
+    pub returns_free_memory: bool,
 }
 
 /// Describe this machine.
@@ -47,6 +52,7 @@ pub fn machine() -> Machine {
             || UNAVAILABLE.into(),
             |kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0),
         ),
+        returns_free_memory: imp::returns_free_memory(),
     }
 }
 
@@ -293,6 +299,20 @@ mod imp {
     pub fn memory_kib() -> Option<u64> {
         let info = std::fs::read_to_string("/proc/meminfo").ok()?;
         kib_field(&info, "MemTotal:")
+    }
+
+    /// Is a virtio balloon bound here that reports free pages to the host?
+    /// Its `features` file is one character per feature bit, and bit 5 is
+    /// `VIRTIO_BALLOON_F_REPORTING` (virtio 1.2, 5.5.3).
+    pub fn returns_free_memory() -> bool {
+        const REPORTING: usize = 5;
+        let Ok(devices) = std::fs::read_dir("/sys/bus/virtio/drivers/virtio_balloon") else {
+            return false;
+        };
+        devices.flatten().any(|d| {
+            std::fs::read_to_string(d.path().join("features"))
+                .is_ok_and(|f| f.as_bytes().get(REPORTING) == Some(&b'1'))
+        })
     }
 
     /// The number in a `/proc` line such as `VmHWM:     1234 kB`.
@@ -677,6 +697,9 @@ mod unmeasured {
     }
     pub fn memory_kib() -> Option<u64> {
         None
+    }
+    pub fn returns_free_memory() -> bool {
+        false
     }
     pub fn allowed_cpus() -> Option<CpuSet> {
         None
