@@ -440,10 +440,11 @@ struct Worker<'a> {
 /// The kernel memory one worker's relay pipes may pin in all: a pipe holds
 /// up to its capacity in pages that stay referenced until the peer reads
 /// its echo. Found at 1000 connections × 1 MiB (docs/BENCHMARKS.md): with a
-/// 256 KiB pipe each, the pages a relay keeps in flight outgrew what the
-/// page allocator recycles while still hot, and the peer read its echoes at
-/// 0.7× the rate it did with 64 KiB pipes (on a VM that hands freed memory
-/// back to its host, every page allocated cold costs a host fault). Half
+/// 256 KiB pipe each, the peer read its echoes at 0.59× the rate it did
+/// with 64 KiB pipes (medians of 11), at the same server CPU. Most likely
+/// the pages a relay keeps in flight outgrew what the page allocator
+/// recycles while still hot: on a VM that hands freed memory back to its
+/// host, a page allocated cold costs a host fault, paid by the peer. Half
 /// the kernel's default per-user pipe budget (`fs/pipe-user-pages-soft`,
 /// 64 MiB), so that two workers of an unprivileged server stay within it.
 const RELAY_BUDGET: usize = 32 << 20;
