@@ -71,11 +71,11 @@ pub struct Sample {
     pub note: Option<String>,
 }
 
-/// Loopback source addresses a churn run connects from, each with its own
+/// Loopback source addresses a run connects from, each with its own
 /// ephemeral port range.
-const CHURN_SOURCES: u8 = 32;
-/// Runs started so far by this process, so that each churn run connects
-/// from addresses no run before it used.
+const LOAD_SOURCES: u8 = 32;
+/// Runs started so far by this process, so that each run connects from
+/// addresses no run before it used.
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 
 /// Seed of the message bytes. Fixed, so every target gets the same bytes.
@@ -95,16 +95,20 @@ fn load_config(
     c.stop = StopWhen::Duration(duration);
     c.rate = plan.rate;
     c.per_connection = cell.per_connection;
-    if cell.per_connection.is_some() && addr.ip().is_loopback() && addr.is_ipv4() {
-        // Every closed connection leaves its client end in TIME_WAIT for a
-        // minute, and `connect` then searches a port range full of them:
-        // from one source address that search, not the server, limits
-        // churn (on a 2-vCPU VM at ~14k connections/s, with 45% of the
-        // load's CPU in `__inet_hash_connect`), and each run would inherit
-        // the earlier runs' TIME_WAIT. Fresh addresses of its own per run
-        // start every run from the same empty state.
+    if addr.ip().is_loopback() && addr.is_ipv4() {
+        // Every run, warm-up and measured alike, connects from loopback
+        // addresses no earlier run used, so that none starts from the state
+        // another run left in the kernel:
+        // - the TCP metrics cache, keyed by source and destination address:
+        //   a 64 KiB run from 127.0.0.1 right after epoll's 64 KiB run from
+        //   it began with ~1 s at a seventh of its rate (p99 13-31 ms
+        //   against 5 ms from fresh addresses, completion model, 2-vCPU VM);
+        // - with churn, the TIME_WAIT sockets of closed connections: from one
+        //   source address `connect` searches a port range full of them, and
+        //   that search, not the server, limits churn (~14k connections/s,
+        //   45% of the load's CPU in `__inet_hash_connect`).
         if let Some(ips) =
-            sys::loopback_sources(NEXT_RUN.fetch_add(1, Ordering::Relaxed), CHURN_SOURCES)
+            sys::loopback_sources(NEXT_RUN.fetch_add(1, Ordering::Relaxed), LOAD_SOURCES)
         {
             c.source_ips = ips;
         }
