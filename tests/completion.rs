@@ -285,6 +285,42 @@ mod relay {
     }
 
     #[test]
+    fn relays_on_a_crowded_worker_share_the_pipe_budget_and_stay_exact() {
+        // One worker with 300 connections open: each relay's share of the
+        // worker's pipe budget is the smallest pipe (64 KiB), not 256 KiB.
+        crate::util::raise_own_open_files(1024);
+        let server = Server::start("completion", &["--workers", "1"]);
+        let idle: Vec<_> = (0..300).map(|_| server.connect()).collect();
+        // The server has accepted them all once one of them echoes.
+        let mut probe = server.connect();
+        probe.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        probe.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        probe.read_exact(&mut back).expect("an echo within 30 s");
+        assert_eq!(&back, b"ping");
+        const EACH: usize = 4 << 20;
+        let handles: Vec<_> = (0..6u8)
+            .map(|i| {
+                let s = server.connect();
+                let chunk = [65_536, 100_003, 1 << 20][i as usize % 3];
+                std::thread::spawn(move || {
+                    let data = pattern(EACH, i);
+                    let back = echo_then_eof(&s, &data, chunk);
+                    assert!(back == data, "connection {i}: {} bytes back, differ", back.len());
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        drop(idle);
+        drop(probe);
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+        assert!(out.contains("6 relayed in the kernel"), "summary: {out}");
+    }
+
+    #[test]
     fn interactive_echoes_go_on_beside_relayed_transfers() {
         // One worker: while it relays it batches its waits (up to 500 µs),
         // and a small ping-pong on the same worker must keep going.
