@@ -99,10 +99,9 @@ fn load_config(
         // Every run, warm-up and measured alike, connects from loopback
         // addresses no earlier run used, so that none starts from the state
         // another run left in the kernel:
-        // - the TCP metrics cache, keyed by source and destination address:
-        //   a 64 KiB run from 127.0.0.1 right after epoll's 64 KiB run from
-        //   it began with ~1 s at a seventh of its rate (p99 13-31 ms
-        //   against 5 ms from fresh addresses, completion model, 2-vCPU VM);
+        // - the TCP metrics cache, keyed by source and destination address,
+        //   from which a new connection takes its first RTT estimate,
+        //   congestion window and reordering (`ip tcp_metrics`);
         // - with churn, the TIME_WAIT sockets of closed connections: from one
         //   source address `connect` searches a port range full of them, and
         //   that search, not the server, limits churn (~14k connections/s,
