@@ -293,7 +293,9 @@ mod relay {
         let idle: Vec<_> = (0..300).map(|_| server.connect()).collect();
         // The server has accepted them all once one of them echoes.
         let mut probe = server.connect();
-        probe.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         probe.write_all(b"ping").unwrap();
         let mut back = [0u8; 4];
         probe.read_exact(&mut back).expect("an echo within 30 s");
@@ -306,7 +308,11 @@ mod relay {
                 std::thread::spawn(move || {
                     let data = pattern(EACH, i);
                     let back = echo_then_eof(&s, &data, chunk);
-                    assert!(back == data, "connection {i}: {} bytes back, differ", back.len());
+                    assert!(
+                        back == data,
+                        "connection {i}: {} bytes back, differ",
+                        back.len()
+                    );
                 })
             })
             .collect();
