@@ -252,17 +252,17 @@ mod relay {
         back
     }
 
-    #[test]
-    fn bulk_connections_are_relayed_and_every_byte_comes_back_then_eof() {
-        let server = Server::start("completion", &[]);
-        const EACH: usize = 8 << 20;
-        let handles: Vec<_> = (0..4u8)
-            .map(|i| {
+    /// One connection per entry of `chunks`, all at once: each writes `each`
+    /// bytes in writes of its chunk size, then the FIN, and must read back
+    /// exactly what it wrote, then the server's EOF.
+    fn echo_each_then_eof(server: &Server, each: usize, chunks: &[usize]) {
+        let handles: Vec<_> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, &chunk)| {
                 let s = server.connect();
-                // Odd-sized writes, so pieces straddle every boundary.
-                let chunk = [65_536, 100_003, 1 << 20, 40_000][i as usize];
                 std::thread::spawn(move || {
-                    let data = pattern(EACH, i);
+                    let data = pattern(each, i as u8);
                     let back = echo_then_eof(&s, &data, chunk);
                     assert!(
                         back == data,
@@ -275,6 +275,14 @@ mod relay {
         for h in handles {
             h.join().unwrap();
         }
+    }
+
+    #[test]
+    fn bulk_connections_are_relayed_and_every_byte_comes_back_then_eof() {
+        let server = Server::start("completion", &[]);
+        const EACH: usize = 8 << 20;
+        // Odd-sized writes, so pieces straddle every boundary.
+        echo_each_then_eof(&server, EACH, &[65_536, 100_003, 1 << 20, 40_000]);
         let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
         assert_eq!(status.code(), Some(0), "{out}");
         assert!(
@@ -301,24 +309,8 @@ mod relay {
         probe.read_exact(&mut back).expect("an echo within 30 s");
         assert_eq!(&back, b"ping");
         const EACH: usize = 4 << 20;
-        let handles: Vec<_> = (0..6u8)
-            .map(|i| {
-                let s = server.connect();
-                let chunk = [65_536, 100_003, 1 << 20][i as usize % 3];
-                std::thread::spawn(move || {
-                    let data = pattern(EACH, i);
-                    let back = echo_then_eof(&s, &data, chunk);
-                    assert!(
-                        back == data,
-                        "connection {i}: {} bytes back, differ",
-                        back.len()
-                    );
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+        let chunks = [65_536, 100_003, 1 << 20];
+        echo_each_then_eof(&server, EACH, &[chunks, chunks].concat());
         drop(idle);
         drop(probe);
         let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
