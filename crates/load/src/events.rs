@@ -98,15 +98,15 @@ struct Conn {
 }
 
 impl Conn {
-    /// A connection whose send buffer has room for `prefault` bytes, its
-    /// pages already touched (see [`Config::send_buffer_at_start`]).
-    fn new(stream: TcpStream, id: u64, now: Instant, prefault: usize) -> Conn {
+    /// A connection whose send buffer is `buf` (empty, its pages already
+    /// touched: see [`Config::send_buffer_at_start`]), connecting since `now`.
+    fn new(stream: TcpStream, id: u64, now: Instant, buf: Vec<u8>) -> Conn {
         Conn {
             stream,
             id,
             state: State::Connecting { since: now },
             plan: Plan::new(id),
-            buf: touched(prefault),
+            buf,
             base: 0,
             generated: 0,
             written: 0,
@@ -302,7 +302,7 @@ impl Driver<'_> {
                 }
                 let id = ids[issued];
                 issued += 1;
-                if self.start_connect(id, now)? {
+                if self.start_connect(id)? {
                     pending += 1;
                 }
             }
@@ -331,15 +331,19 @@ impl Driver<'_> {
 
     /// Start connection `id`'s non-blocking connect and register it. False
     /// when the connect failed at once, which is counted here.
-    fn start_connect(&mut self, id: u64, now: Instant) -> Result<bool, LoadError> {
+    fn start_connect(&mut self, id: u64) -> Result<bool, LoadError> {
         let config = self.config;
         let token = Token(self.conns.len());
+        // Touched before the connect starts, so that the time it takes (up
+        // to seconds for a thousand 1 MiB buffers on a VM) is in no
+        // connect's latency or timeout.
+        let buf = touched(config.send_buffer_at_start());
+        let now = Instant::now();
         match connect_registered(config, self.poll.registry(), id, token)
             .map_err(Self::register_error)?
         {
             Ok(stream) => {
-                let prefault = config.send_buffer_at_start();
-                self.conns.push(Some(Conn::new(stream, id, now, prefault)));
+                self.conns.push(Some(Conn::new(stream, id, now, buf)));
                 Ok(true)
             }
             Err(e) => {
