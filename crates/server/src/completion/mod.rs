@@ -299,7 +299,8 @@ struct Submit<'a> {
     relay: &'a mut Option<Relay>,
     /// The worker's count of relaying connections.
     relays: &'a mut usize,
-    /// The worker's open connections, relaying or not.
+    /// The worker's open connections, relaying or not, this one included:
+    /// the relay pipes' budget is shared among them.
     open: usize,
     token: Token,
     stats: &'a Stats,
@@ -380,7 +381,9 @@ impl conn::Io for Submit<'_> {
     }
 
     fn relay_start(&mut self, capacity: usize, min: usize) -> Option<usize> {
-        let capacity = relay_share(capacity, min, (*self.relays + 1).max(self.open));
+        // `open` counts this connection and every relaying one (relays are
+        // never on a shared port, where another worker may close them).
+        let capacity = relay_share(capacity, min, self.open);
         let relay = Relay::new(capacity).ok().filter(|r| r.capacity() >= min)?;
         let (_, socket, _) = self.parts();
         socket.set_nonblocking(true).ok()?;
