@@ -497,3 +497,102 @@ fn a_server_cpu_cap_holds_the_server_to_its_share_and_is_recorded() {
     assert_eq!(caps(), before, "bench removes its cgroup");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An echo server (Python, threads) that holds each echo of a connection's
+/// first `slow_s` seconds for 50 ms, then echoes at once.
+fn slow_starting_server(name: &str, slow_s: f64) -> String {
+    let script = format!(
+        r#"import socket, sys, threading, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(64)
+def serve(c):
+    born = time.monotonic()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        if time.monotonic() - born < {slow_s}:
+            time.sleep(0.05)
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#
+    );
+    format!("{name}=exec python3 -c '{script}' {{port}}")
+}
+
+#[test]
+fn a_run_that_starts_slowly_after_its_warm_up_is_flagged_and_not_claimed() {
+    if std::process::Command::new("python3")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: needs python3; skipped");
+        return;
+    }
+    let dir = out_dir("slow-start");
+    // Every connection, the warm-up's and then the measured run's, is slow
+    // for its first 0.7 s: the first 0.5 s interval of the measured run
+    // goes at a few dozen messages/s, the later ones at thousands.
+    let slow = slow_starting_server("slow", 0.7);
+    let (status, out, err) = run(&[
+        "bench",
+        "--sizes",
+        "64",
+        "--out",
+        dir.to_str().unwrap(),
+        "--models",
+        "epoll",
+        "--server",
+        &slow,
+        "--baseline",
+        "epoll",
+        "--connections",
+        "2",
+        "--duration",
+        "3s",
+        "--warmup",
+        "1s",
+        "--reps",
+        "1",
+        "--retries",
+        "0",
+    ]);
+    assert!(
+        status.success(),
+        "a slow start is doubtful, not a failure: {out}{err}"
+    );
+    let json = results(&dir);
+    let row = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "slow")
+        .expect("the slow server's row")
+        .clone();
+    assert_eq!(row["slow_starts"], 1, "{row:#}");
+    assert_eq!(row["clean"], true, "every echo was right: {row:#}");
+    assert!(
+        row["notes"].to_string().contains("SLOW START: in 1 of 1"),
+        "{row:#}"
+    );
+    assert!(out.contains("**SLOW START** (1 of 1 reps)"), "{out}");
+    let verdict = out.lines().next().unwrap_or("");
+    assert!(!verdict.contains("slow handled"), "no claim: {out}");
+    assert!(
+        out.contains("slow at 2 connections × 64 B (a slow start in 1 of 1 repetition(s))"),
+        "named in the verdict: {out}"
+    );
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",slow_starts"),
+        "{csv}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -255,18 +255,13 @@ fn bar_label(
 
 /// What the whiskers and the marks mean, in the legend.
 const WHISKERS: &str =
-    "whiskers: interval of the median · pale, ⚠: disturbed or failed, see the table";
+    "whiskers: interval of the median · pale, ⚠: disturbed, slow to start or failed, see the table";
 const LATENCY_NOTE: &str =
-    "solid: p50 · pale: p99, whiskers: its interval · ⚠: disturbed or failed · log scale";
-
-/// The cell's figures are doubtful: disturbed by other work, or not clean.
-fn doubtful(r: &Row) -> bool {
-    r.disturbed || !r.clean
-}
+    "solid: p50 · pale: p99, whiskers: its interval · ⚠: disturbed, slow to start or failed · log scale";
 
 /// A bar's value label, marked when the cell is doubtful.
 fn label(value: String, r: &Row) -> String {
-    if doubtful(r) {
+    if r.doubtful() {
         format!("⚠ {value}")
     } else {
         value
@@ -359,7 +354,7 @@ fn draw_throughput(results: &Results, svg: &mut String) -> Result<(), Box<dyn st
             let mid = (x0 + x1) / 2.0;
             match row.and_then(|r| Some((r, r.median(Figure::MsgsPerSec)?))) {
                 Some((r, v)) => {
-                    let fill = if doubtful(r) {
+                    let fill = if r.doubtful() {
                         color(mi).mix(0.4).filled()
                     } else {
                         color(mi).filled()

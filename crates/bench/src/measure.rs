@@ -59,6 +59,8 @@ pub struct Sample {
     pub attempts: usize,
     /// Still above the interference threshold after every retry.
     pub disturbed: bool,
+    /// The measured window began at under half the rate of the rest of it.
+    pub slow_start: Option<SlowStart>,
     /// Failed connections (mismatches included).
     pub errors: u64,
     /// Connections whose echo differed from what was sent.
@@ -69,6 +71,75 @@ pub struct Sample {
     /// Something a reader must know about this run, such as a server that
     /// had to be killed.
     pub note: Option<String>,
+}
+
+/// A measured run that began slowly: its first interval (one
+/// [`STEADY_INTERVALS`]th of the window) verified messages at under
+/// [`SLOW_START_RATIO`] of the median rate of the later intervals. The
+/// warm-up did not bring it to a steady state, so its msgs/s and p99 mix a
+/// start with the steady run that the cell is meant to show. Seen on a VM
+/// that hands freed memory back to its host (docs/BENCHMARKS.md): the run
+/// after another server's spent its first ~0.75 s at a seventh of its
+/// rate, at four times its later p99.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowStart {
+    /// Length of the first interval, seconds.
+    pub first_s: f64,
+    /// Its msgs/s over the median msgs/s of the later intervals.
+    pub rate_ratio: f64,
+    /// Its p99, microseconds.
+    pub first_p99_us: u64,
+    /// The median p99 of the later intervals, microseconds.
+    pub later_p99_us: u64,
+}
+
+/// Intervals the measured window is cut into to tell a slow start (runs of
+/// 0.6 s and more).
+pub(crate) const STEADY_INTERVALS: u32 = 6;
+/// Shorter intervals are not judged: a run this short is mostly its own
+/// start (threads, connects, first touches), whatever the server does.
+const STEADY_MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// A first interval below this share of the later rate is a slow start.
+/// Between steady intervals on this noisy VM the rate moves by 20–30%.
+const SLOW_START_RATIO: f64 = 0.5;
+
+/// Whether the series of a measured run shows a slow start. Only when its
+/// median latency is under a fifth of an interval: a closed loop's first
+/// interval loses about one latency to filling the pipeline, which is no
+/// slow start. `None` when steady, or when it cannot tell.
+fn slow_start(
+    series: &[ringport_load::IntervalStat],
+    interval: Duration,
+    p50_us: u64,
+) -> Option<SlowStart> {
+    let interval_s = interval.as_secs_f64();
+    if interval_s <= 0.0 || p50_us as f64 * 5.0 > interval_s * 1e6 {
+        return None;
+    }
+    let (first, rest) = series.split_first()?;
+    // The last interval may be a sliver past the window's end.
+    let mut later: Vec<&ringport_load::IntervalStat> = rest
+        .iter()
+        .zip(series)
+        .filter(|(s, before)| s.t - before.t >= interval_s * 0.5)
+        .map(|(s, _)| s)
+        .collect();
+    if later.len() < 2 {
+        return None;
+    }
+    let rates: Vec<f64> = later.iter().map(|s| s.msgs_per_sec).collect();
+    let later_rate = crate::stats::median(&rates).filter(|&r| r > 0.0)?;
+    let rate_ratio = first.msgs_per_sec / later_rate;
+    if rate_ratio >= SLOW_START_RATIO {
+        return None;
+    }
+    later.sort_by_key(|s| s.p99_us);
+    Some(SlowStart {
+        first_s: first.t,
+        rate_ratio,
+        first_p99_us: first.p99_us,
+        later_p99_us: later[(later.len() - 1) / 2].p99_us,
+    })
 }
 
 /// Loopback source addresses a run connects from, each with its own
@@ -198,9 +269,11 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .map_or_else(Vec::new, |c| c.cpus().to_vec());
     let pinned = plan.cpus.pinned();
     let capped = plan.server_cpu_cap.is_some();
+    let mut measured = load_config(plan, target, cell, server.addr, plan.duration);
+    let interval = plan.duration / STEADY_INTERVALS;
+    measured.interval = (interval >= STEADY_MIN_INTERVAL).then_some(interval);
     let before = Counters::read(pid, &server_cpus, &pinned, capped);
-    let report = ringport_load::run(&load_config(plan, target, cell, server.addr, plan.duration))
-        .map_err(load_err)?;
+    let report = ringport_load::run(&measured).map_err(load_err)?;
     let after = Counters::read(pid, &server_cpus, &pinned, capped);
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
@@ -249,6 +322,9 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     sample.errors = report.errors + warm_errors;
     sample.mismatches = report.mismatches + warm_mismatches;
     sample.server_failed = server_failed;
+    sample.slow_start = measured
+        .interval
+        .and_then(|i| slow_start(&report.series, i, report.latency_us.p50));
     sample.note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(sample)
 }
@@ -315,5 +391,63 @@ fn figures(
         client_cpu_pct: client.map(|c| c / wall / client_cpus as f64 * 100.0),
         host_steal_pct: steal.filter(|_| pinned_cpus > 0).map(of_pinned),
         ..Sample::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringport_load::IntervalStat;
+
+    fn series(rates: &[f64], p99s: &[u64]) -> Vec<IntervalStat> {
+        rates
+            .iter()
+            .zip(p99s)
+            .enumerate()
+            .map(|(i, (&r, &p99_us))| IntervalStat {
+                t: 0.5 * (i + 1) as f64,
+                messages: (r * 0.5) as u64,
+                msgs_per_sec: r,
+                p99_us,
+                p99_corrected_us: None,
+            })
+            .collect()
+    }
+
+    const HALF_S: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn a_first_interval_at_a_seventh_of_the_rest_is_a_slow_start() {
+        let s = series(
+            &[3_600.0, 24_000.0, 26_000.0, 25_000.0, 27_000.0, 22_000.0],
+            &[35_000, 6_000, 5_000, 5_500, 7_000, 5_200],
+        );
+        let slow = slow_start(&s, HALF_S, 2_500).expect("a slow start");
+        assert_eq!(slow.first_s, 0.5);
+        assert!((slow.rate_ratio - 3_600.0 / 25_000.0).abs() < 1e-9);
+        assert_eq!((slow.first_p99_us, slow.later_p99_us), (35_000, 5_500));
+    }
+
+    #[test]
+    fn steady_runs_and_runs_it_cannot_judge_are_not_slow_starts() {
+        // Noise between intervals is not a slow start.
+        let steady = series(&[18_000.0, 25_000.0, 21_000.0, 26_000.0], &[9_000; 4]);
+        assert_eq!(slow_start(&steady, HALF_S, 2_500), None);
+        // A closed loop whose latency is a good part of an interval fills
+        // its pipeline in the first one: not judged.
+        let filling = series(&[400.0, 1_500.0, 1_400.0, 1_500.0], &[900_000; 4]);
+        assert_eq!(slow_start(&filling, HALF_S, 700_000), None);
+        // Too few intervals, a sliver at the end, nothing measured later.
+        let short = series(&[100.0, 20_000.0], &[1_000; 2]);
+        assert_eq!(slow_start(&short, HALF_S, 1_000), None);
+        let mut sliver = series(&[100.0, 20_000.0], &[1_000; 2]);
+        sliver.push(IntervalStat {
+            t: 1.01,
+            ..sliver[1].clone()
+        });
+        assert_eq!(slow_start(&sliver, HALF_S, 1_000), None);
+        let idle = series(&[0.0, 0.0, 0.0], &[0; 3]);
+        assert_eq!(slow_start(&idle, HALF_S, 0), None);
+        assert_eq!(slow_start(&[], HALF_S, 0), None);
     }
 }

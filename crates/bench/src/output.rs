@@ -97,6 +97,7 @@ fn csv_columns(r: &Row) -> Vec<(String, String)> {
     for f in Figure::APPENDED {
         c.push((f.key().into(), real(r.median(f))));
     }
+    c.push(("slow_starts".into(), r.slow_starts.to_string()));
     c
 }
 
@@ -209,7 +210,7 @@ pub fn table(results: &Results) -> Table {
     let mut marks = Marks::default();
     let lines = rows
         .iter()
-        .map(|r| (row_cells(r, base, &mut marks), r.disturbed || !r.clean))
+        .map(|r| (row_cells(r, base, &mut marks), r.doubtful()))
         .collect();
     Table {
         header,
@@ -226,6 +227,7 @@ struct Marks {
     client_bound: bool,
     steal: bool,
     disturbed: bool,
+    slow_start: bool,
     churn: bool,
 }
 
@@ -294,6 +296,13 @@ fn row_notes(r: &Row, marks: &mut Marks) -> Vec<String> {
     } else if r.retried > 0 {
         notes.push(format!("{} run(s) retried", r.retried));
     }
+    if r.slow_starts > 0 {
+        marks.slow_start = true;
+        notes.push(format!(
+            "**SLOW START** ({} of {} reps)",
+            r.slow_starts, r.reps
+        ));
+    }
     if r.serialized {
         marks.serialized = true;
         notes.push("serialized".to_string());
@@ -328,6 +337,7 @@ fn row_notes(r: &Row, marks: &mut Marks) -> Vec<String> {
         if !n.starts_with("ECHO MISMATCH")
             && !n.starts_with("connection errors")
             && !n.starts_with("DISTURBED")
+            && !n.starts_with("SLOW START")
         {
             notes.push(n.replace('|', "\\|").replace('\n', " "));
         }
@@ -405,6 +415,13 @@ fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) 
         let _ = writeln!(
             s,
             "- Some cells were disturbed by other work on the pinned CPUs: consider re-running on a quiet system."
+        );
+    }
+    if marks.slow_start {
+        let _ = writeln!(
+            s,
+            "- **SLOW START**: in these repetitions the first 1/{} of the measured run verified messages at under half the rate of the rest: the warm-up did not reach a steady state, so the cell's msgs/s and p99 include a start, and no claim is made from it. results.json's notes give each one's rate and p99; a longer --warmup may help.",
+            crate::measure::STEADY_INTERVALS
         );
     }
     if marks.na {
@@ -493,7 +510,7 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
     let Some(base_row) = in_cell.iter().find(|r| r.model == base && r.reps > 0) else {
         return CellVerdict::NoBaseline;
     };
-    if base_row.disturbed || !base_row.clean {
+    if base_row.doubtful() {
         return CellVerdict::NoBaseline;
     }
     let load_bound = in_cell.iter().any(|r| {
@@ -503,7 +520,7 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
     let mut claims = Vec::new();
     let mut msgs_claimed = false;
     for r in in_cell {
-        if r.model == base || r.reps == 0 || r.disturbed || !r.clean {
+        if r.model == base || r.reps == 0 || r.doubtful() {
             continue;
         }
         // Above one connection a serialized server measures its queue.
@@ -549,7 +566,7 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
 fn unclean_sentences(rows: &[Row]) -> Vec<String> {
     let doubtful: Vec<String> = rows
         .iter()
-        .filter(|r| r.reps > 0 && (r.disturbed || !r.clean))
+        .filter(|r| r.reps > 0 && r.doubtful())
         .map(|r| {
             let why = if r.mismatches > 0 {
                 "mismatched echoes".to_string()
@@ -557,6 +574,11 @@ fn unclean_sentences(rows: &[Row]) -> Vec<String> {
                 format!("{} connection errors", r.errors)
             } else if r.disturbed {
                 format!("{:.0}% interference", r.interference_pct.unwrap_or(0.0))
+            } else if r.slow_starts > 0 {
+                format!(
+                    "a slow start in {} of {} repetition(s)",
+                    r.slow_starts, r.reps
+                )
             } else {
                 "a run failed".to_string()
             };
@@ -890,14 +912,18 @@ serialized reps errors mismatches clean notes";
         let mut disturbed = with("epoll", 64, [90.0, 95.0, 99.0], [5.0, 5.0, 5.0]);
         disturbed.disturbed = true;
         disturbed.interference_pct = Some(22.0);
+        // Faster beyond the noise, but one repetition began slowly.
+        let mut slow = with("slow", 64, [130.0, 131.0, 133.0], [7.0, 7.1, 7.2]);
+        slow.slow_starts = 1;
         let rows = vec![
             with("tokio", 1, [100.0, 101.0, 102.0], [10.0, 10.1, 10.2]),
             with("fast", 1, [99.0, 101.5, 103.0], [9.9, 10.0, 10.3]),
             with("tokio", 64, [100.0, 101.0, 102.0], [10.0, 10.1, 10.2]),
             with("fast", 64, [130.0, 131.0, 133.0], [7.0, 7.1, 7.2]),
             disturbed,
+            slow,
         ];
-        let mut r = results(rows, &["tokio", "fast", "epoll"]);
+        let mut r = results(rows, &["tokio", "fast", "epoll", "slow"]);
         r.config.reps = 3;
         let v = verdict(&r);
         assert!(
@@ -917,12 +943,18 @@ serialized reps errors mismatches clean notes";
             "{v}"
         );
         assert!(
-            !v.contains("epoll handled"),
-            "no claim from a disturbed cell: {v}"
+            !v.contains("epoll handled") && !v.contains("slow handled"),
+            "no claim from a disturbed cell, nor from one that began slowly: {v}"
+        );
+        assert!(
+            v.contains("slow at 64 connections × 64 B (a slow start in 1 of 3 repetition(s))"),
+            "{v}"
         );
         let table = table_markdown(&r);
         assert!(
-            table.contains("**DISTURBED** (22% interference)"),
+            table.contains("**DISTURBED** (22% interference)")
+                && table.contains("**SLOW START** (1 of 3 reps)")
+                && table.contains("the warm-up did not reach a steady state"),
             "{table}"
         );
         assert!(table.contains("| ≈ ("), "{table}");

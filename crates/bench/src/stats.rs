@@ -18,7 +18,7 @@
 
 use crate::figure::{Figure, Kind};
 use crate::matrix::{Cell, Run, Target};
-use crate::measure::Sample;
+use crate::measure::{Sample, SlowStart};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// The model every ratio is taken against when it is in the run.
@@ -71,6 +71,10 @@ pub struct Row {
     pub disturbed: bool,
     /// Runs repeated because they were disturbed, over all repetitions.
     pub retried: usize,
+    /// Repetitions whose measured window began at under half its later
+    /// rate ([`SlowStart`](crate::measure::SlowStart)): the cell's
+    /// figures mix a start with the steady run, so they are doubtful.
+    pub slow_starts: usize,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -150,6 +154,12 @@ impl Row {
 /// figure's median, the spread of the [`Figure::KEPT`] ones, the baseline
 /// and the [`Figure::RATIOS`], the run's quality, the repetitions of the
 impl Row {
+    /// Its figures are doubtful: a repetition was disturbed or began
+    /// slowly, or the row is not clean. No claim is made from it.
+    pub fn doubtful(&self) -> bool {
+        self.disturbed || self.slow_starts > 0 || !self.clean
+    }
+
     /// The cell of the matrix this row is of.
     pub fn cell(&self) -> Cell {
         Cell {
@@ -203,6 +213,7 @@ impl Serialize for Row {
         for f in Figure::APPENDED {
             m.serialize_entry(f.key(), &median(f))?;
         }
+        m.serialize_entry("slow_starts", &self.slow_starts)?;
         m.end()
     }
 }
@@ -353,6 +364,10 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
     let errors = samples.iter().map(|s| s.errors).sum();
     let mismatches = samples.iter().map(|s| s.mismatches).sum();
     let disturbed_reps = samples.iter().filter(|s| s.disturbed).count();
+    let slow: Vec<&SlowStart> = samples
+        .iter()
+        .filter_map(|s| s.slow_start.as_ref())
+        .collect();
     let figures = Figure::ALL.map(|f| Summary::of(f, &samples));
     Row {
         model: target.name().to_string(),
@@ -369,6 +384,7 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             .reduce(f64::max),
         disturbed: disturbed_reps > 0,
         retried: samples.iter().map(|s| s.attempts.saturating_sub(1)).sum(),
+        slow_starts: slow.len(),
         serialized: target.serialized(),
         reps,
         errors,
@@ -378,14 +394,20 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             && errors == 0
             && mismatches == 0
             && !samples.iter().any(|s| s.server_failed),
-        notes: row_notes(outcomes, errors, mismatches, disturbed_reps),
+        notes: row_notes(outcomes, errors, mismatches, disturbed_reps, &slow),
     }
 }
 
 /// The notes of a row, each once, in this order: what the runs said (or why
 /// they could not run), then wrong echoes or failed connections, then
-/// disturbed repetitions.
-fn row_notes(outcomes: &[&Outcome], errors: u64, mismatches: u64, disturbed: usize) -> Vec<String> {
+/// disturbed repetitions, then slow starts.
+fn row_notes(
+    outcomes: &[&Outcome],
+    errors: u64,
+    mismatches: u64,
+    disturbed: usize,
+    slow: &[&SlowStart],
+) -> Vec<String> {
     let mut notes: Vec<String> = Vec::new();
     let mut note = |n: &str| {
         if !notes.iter().any(|x| x == n) {
@@ -413,7 +435,34 @@ fn row_notes(outcomes: &[&Outcome], errors: u64, mismatches: u64, disturbed: usi
             "DISTURBED: {disturbed} of {reps} repetition(s) stayed above the interference threshold after retries"
         ));
     }
+    if !slow.is_empty() {
+        note(&slow_start_note(
+            slow,
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+        ));
+    }
     notes
+}
+
+/// What a row's slow starts were: how many, and each one's first interval.
+fn slow_start_note(slow: &[&SlowStart], reps: usize) -> String {
+    let each: Vec<String> = slow
+        .iter()
+        .map(|s| {
+            format!(
+                "{:.0}% of the later rate, p99 {:.1} against {:.1} ms",
+                s.rate_ratio * 100.0,
+                s.first_p99_us as f64 / 1e3,
+                s.later_p99_us as f64 / 1e3
+            )
+        })
+        .collect();
+    format!(
+        "SLOW START: in {} of {reps} repetition(s) the first {:.2} s of the measured run went slowly ({}); the warm-up did not reach a steady state, so msgs/s and p99 include the start (a longer --warmup may help)",
+        slow.len(),
+        slow[0].first_s,
+        each.join("; ")
+    )
 }
 
 #[cfg(test)]
