@@ -13,6 +13,17 @@ fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// The row of results.json for the server called `name`.
+fn row_of(json: &serde_json::Value, name: &str) -> serde_json::Value {
+    json["results"]
+        .as_array()
+        .expect("results.json has its rows")
+        .iter()
+        .find(|r| r["model"] == name)
+        .unwrap_or_else(|| panic!("no row for {name} in {json:#}"))
+        .clone()
+}
+
 fn results(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json is written");
     serde_json::from_str(&text).expect("results.json is JSON")
@@ -278,13 +289,7 @@ fn the_same_server_entered_twice_is_within_noise() {
     );
     assert!(status.success(), "{out}{err}");
     let json = results(&dir);
-    let row_b = json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == "b")
-        .expect("b's row")
-        .clone();
+    let row_b = row_of(&json, "b");
     assert_eq!(row_b["baseline"], "a", "{json:#}");
     let ci = row_b["msgs_per_sec_ratio_ci"]
         .as_array()
@@ -339,13 +344,7 @@ fn an_outside_server_that_crashes_mid_run_is_reported_clearly() {
         "a failed cell fails the bench: {out}{err}"
     );
     let json = results(&dir);
-    let row = json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == "crash")
-        .expect("the crashed server's row")
-        .clone();
+    let row = row_of(&json, "crash");
     assert_eq!(row["clean"], false, "{row:#}");
     assert!(row["errors"].as_u64().unwrap() >= 1, "{row:#}");
     assert!(
@@ -573,13 +572,7 @@ fn a_run_that_starts_slowly_after_its_warm_up_is_flagged_and_not_claimed() {
         "a slow start is doubtful, not a failure: {out}{err}"
     );
     let json = results(&dir);
-    let row = json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["model"] == "slow")
-        .expect("the slow server's row")
-        .clone();
+    let row = row_of(&json, "slow");
     assert_eq!(row["slow_starts"], 1, "{row:#}");
     assert_eq!(row["clean"], true, "every echo was right: {row:#}");
     assert!(

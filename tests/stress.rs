@@ -279,6 +279,49 @@ fn the_warmup_is_excluded_from_every_count() {
     assert_eq!(json["warmup_s"], 0.3, "{json}");
 }
 
+/// In a closed loop with one message in flight, a connection's latencies
+/// are disjoint stretches of the measured run: their sum cannot exceed
+/// connections × elapsed (Little's law). The events engine once started a
+/// message's clock when its thread's batch of readiness began, not when the
+/// message was written, and so counted the load's own time for the turns
+/// before it: the mean came out ~1.5× the bound at 64 connections × 64 KiB.
+#[test]
+fn latency_is_never_more_than_the_connections_had_time_for() {
+    let server = Server::start("epoll", &[]);
+    for (engine, conns) in [("events", "200"), ("threads", "16")] {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &[
+                "-c",
+                conns,
+                "--size",
+                "65536",
+                "-d",
+                "1s",
+                "--warmup",
+                "200ms",
+                "--threads",
+                "1",
+                "--engine",
+                engine,
+            ],
+        );
+        assert!(status.success(), "{engine}: {json}{err}");
+        let verified = json["messages_verified"].as_f64().unwrap();
+        let elapsed_us = json["elapsed_s"].as_f64().unwrap() * 1e6;
+        let mean_us = json["latency_us"]["mean"].as_f64().unwrap();
+        let conns: f64 = conns.parse().unwrap();
+        assert!(verified > conns, "{engine}: {json}");
+        // 2% for the histogram's 3 significant digits and µs rounding.
+        let bound = conns * elapsed_us / verified;
+        assert!(
+            mean_us <= bound * 1.02,
+            "{engine}: mean latency {mean_us:.0} µs, but {conns} connections over {elapsed_us:.0} µs \
+             for {verified} messages allow at most {bound:.0} µs each: {json}"
+        );
+    }
+}
+
 /// An echo server that also reports a digest of each connection's stream at EOF.
 fn start_recording_server() -> (SocketAddr, mpsc::Receiver<(u64, usize, IpAddr)>) {
     let (tx, rx) = mpsc::channel();

@@ -101,7 +101,7 @@ pub(crate) const STEADY_INTERVALS: u32 = 6;
 const STEADY_MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// A first interval below this share of the later rate is a slow start.
 /// Between steady intervals on this noisy VM the rate moves by 20–30%.
-const SLOW_START_RATIO: f64 = 0.5;
+pub(crate) const SLOW_START_RATIO: f64 = 0.5;
 
 /// Whether the series of a measured run shows a slow start. Only when its
 /// median latency is under a fifth of an interval: a closed loop's first

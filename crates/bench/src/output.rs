@@ -420,8 +420,9 @@ fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) 
     if marks.slow_start {
         let _ = writeln!(
             s,
-            "- **SLOW START**: in these repetitions the first 1/{} of the measured run verified messages at under half the rate of the rest: the warm-up did not reach a steady state, so the cell's msgs/s and p99 include a start, and no claim is made from it. results.json's notes give each one's rate and p99; a longer --warmup may help.",
-            crate::measure::STEADY_INTERVALS
+            "- **SLOW START**: in these repetitions the first 1/{} of the measured run verified messages at under {:.0}% of the rate of the rest: the warm-up did not reach a steady state, so the cell's msgs/s and p99 include a start, and no claim is made from it. results.json's notes give each one's rate and p99; a longer --warmup may help.",
+            crate::measure::STEADY_INTERVALS,
+            crate::measure::SLOW_START_RATIO * 100.0
         );
     }
     if marks.na {
