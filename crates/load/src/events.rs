@@ -806,7 +806,7 @@ impl OpenLoop {
 
 /// One connection's turn: read and verify, queue what is due, write; and
 /// once everything asked is verified, the close check. `now` is when the
-/// thread's batch of readiness began; `plan_at` as in [`Events::turn`].
+/// thread's batch of readiness began; `plan_at` as in [`Driver::turn`].
 fn turn(
     conn: &mut Conn,
     config: &Config,
@@ -1049,8 +1049,8 @@ fn drop_verified(conn: &mut Conn) {
 
 /// Queue what the plan says is due, up to the pipeline depth (and, with
 /// churn, this connection's share). `plan_now` is the instant the plan is
-/// asked at: the turn's own clock, or, for a turn started by a due message this thread
-/// noticed late, when it was due.
+/// asked at: the turn's own clock, or, for a turn started by a due message
+/// this thread noticed late, when it was due.
 fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, plan_now: Instant) {
     let share = config.per_connection.unwrap_or(u64::MAX);
     while !conn.finished() && conn.in_flight.len() < config.pipeline && conn.sent_here < share {
