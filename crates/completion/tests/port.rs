@@ -444,3 +444,84 @@ fn idle_receive_buffers_are_given_back_but_a_lent_one_is_kept_and_reuse_is_exact
     port.close(socket, 3);
     let _ = next(&mut port, OpKind::Close);
 }
+
+/// io_uring reports `POLLRDHUP` to every poll, whatever it asks for. A wait
+/// for room on a full socket whose peer has sent its FIN and stopped reading
+/// must still wait for room: it once completed at once, every time it was
+/// armed, and a relay spun on it at full speed.
+#[test]
+fn a_write_wait_after_the_peers_fin_waits_for_room() {
+    use ringport_completion::{Interest, Relay};
+    let mut port = Port::new(&PortConfig::default()).unwrap();
+    if !port.features().relay {
+        // Readiness waits exist only for the kernel relay (io_uring).
+        return;
+    }
+    let (mut client, socket) = accepted(&mut port);
+    client.set_nonblocking(true).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut relay = Relay::new(1 << 20).unwrap();
+    // The client writes and never reads; the server relays its bytes back
+    // until its socket is full.
+    let chunk = vec![0x5au8; 64 * 1024];
+    let (mut sent, mut held) = (0usize, 0usize);
+    let deadline = Instant::now() + WAIT;
+    let full = loop {
+        assert!(Instant::now() < deadline, "the server's socket never filled");
+        match client.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("client write: {e}"),
+        }
+        if let Ok(n) = relay.fill(&socket, relay.capacity() - held) {
+            held += n;
+        }
+        match relay.drain(&socket, held) {
+            Ok(n) => held -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && held > 0 => break held,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("drain: {e}"),
+        }
+    };
+    assert!(full > 0 && sent > 0);
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+
+    port.poll(&socket, 9, Interest::Write);
+    let mut batch = Vec::new();
+    for _ in 0..5 {
+        port.wait(&mut batch, Some(Duration::from_millis(100)), None)
+            .unwrap();
+        for c in batch.drain(..) {
+            assert_ne!(
+                c.kind,
+                OpKind::Ready,
+                "a write wait completed on a full socket: {:?}",
+                c.result
+            );
+            let _ = port.release(c);
+        }
+    }
+    // The peer reads: room appears, and the wait completes.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0usize;
+    let deadline = Instant::now() + WAIT;
+    let c = loop {
+        assert!(Instant::now() < deadline, "no room within {WAIT:?}");
+        match client.read(&mut buf) {
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("client read: {e}"),
+        }
+        port.wait(&mut batch, Some(Duration::from_millis(10)), None)
+            .unwrap();
+        if let Some(i) = batch.iter().position(|c| c.kind == OpKind::Ready) {
+            break batch.swap_remove(i);
+        }
+    };
+    assert!(got > 0);
+    assert_eq!(c.token, 9);
+    assert!(!c.more, "a readiness wait completes once");
+    c.result.as_ref().expect("the wait succeeds");
+    assert!(relay.drain(&socket, full).unwrap() > 0, "room to drain into");
+}

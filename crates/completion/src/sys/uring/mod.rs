@@ -40,7 +40,7 @@ use bufring::{BufRing, Group};
 pub(crate) use relay::Relay;
 pub(crate) use setup::probe;
 use setup::{build_ring, unavailable};
-use slab::{OpBuf, Record, Slab};
+use slab::{Arm, OpBuf, Poll, Record, Slab};
 
 use crate::{Completion, Features, Interest, OpId, OpKind, PortConfig, Token, UnavailableError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -73,12 +73,25 @@ const QUIET_LINK_UD: u64 = u64::MAX - 1;
 /// receives of interactive connections, one per completion.
 const BULK_BUF_SIZE: usize = 64 * 1024;
 const BULK_BUFS: u16 = 64;
+/// The timeout of a batching wait that has none of its own (see `wait`).
+const BATCH_WAIT_LIMIT: Duration = Duration::from_secs(3600);
 /// How long a dropped port waits for the kernel to hand back its buffers.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
 /// A multiple of every page size Linux uses (4, 16 or 64 KiB): receive
 /// buffers start on such a boundary, and what `madvise` is given is rounded
 /// down to it, so it never reaches past them whatever the page size.
 const PAGE: usize = 64 * 1024;
+
+/// Whether a readiness wait's CQE goes to the caller (`Port::poll_answer`).
+enum PollAnswer {
+    /// It is the caller's completion, as any other.
+    Pass,
+    /// It is the caller's last completion, but the record stays until the
+    /// kernel's final CQE.
+    PassAndKeep,
+    /// Not the caller's.
+    Keep,
+}
 
 /// Where the bytes of a completion live.
 #[derive(Debug)]
@@ -564,24 +577,83 @@ impl Port {
     }
 
     pub(crate) fn poll(&mut self, fd: RawFd, token: Token, interest: Interest) -> OpId {
-        let ud = self.insert(Record {
-            token,
-            kind: OpKind::Ready,
-            buf: OpBuf::None,
-            quiet: None,
-            cancelled: false,
-        });
         // Errors and hang-ups are always reported, whatever is asked.
         let mask = match interest {
             Interest::Read => libc::POLLIN | libc::POLLRDHUP,
             Interest::Write => libc::POLLOUT,
-        };
-        let e = opcode::PollAdd::new(types::Fd(fd), mask as u32)
-            .build()
-            .user_data(ud);
+        } as u32;
+        let ud = self.insert(Record {
+            token,
+            kind: OpKind::Ready,
+            buf: OpBuf::Poll(Poll {
+                fd,
+                mask,
+                arm: Arm::OneShot,
+            }),
+            quiet: None,
+            cancelled: false,
+        });
+        let e = opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(ud);
         // SAFETY: a poll points at no memory.
         unsafe { self.push(e) };
         OpId(ud)
+    }
+
+    /// What to do with a readiness wait's CQE (`res`, `more`): `Pass` it on
+    /// as the caller's completion, or keep it from the caller.
+    ///
+    /// io_uring reports `POLLRDHUP` (and errors and hang-ups) to every poll,
+    /// whatever it asked for (`IO_POLL_UNMASK` in the kernel). So once the
+    /// peer has sent its FIN, a one-shot wait for `POLLOUT` on a socket that
+    /// stays full completes at once each time it is armed, and a relay
+    /// whose peer stopped reading would wait, find the socket still full,
+    /// and wait again, for ever, at full speed. A one-shot wait that comes
+    /// back with nothing asked for is therefore armed again, under the same
+    /// `user_data`, as a multishot wait, which is edge-triggered: after the
+    /// report of the state at arming (ignored), it completes only when the
+    /// socket is woken again (ACKs free room, an error, a reset). Its first
+    /// completion with what was asked for is the caller's; the rest of the
+    /// multishot is cancelled here, and its final CQE dropped.
+    fn poll_answer(&mut self, ud: u64, res: i32, more: bool) -> PollAnswer {
+        let Some(rec) = self.ops.lookup(ud) else {
+            return PollAnswer::Pass;
+        };
+        let cancelled = rec.cancelled;
+        let OpBuf::Poll(poll) = &mut rec.buf else {
+            return PollAnswer::Pass;
+        };
+        let always = (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) as u32;
+        let answers = res < 0 || (res as u32) & (poll.mask | always) != 0;
+        match (poll.arm, more) {
+            (Arm::OneShot, false) if !answers && !cancelled => {
+                poll.arm = Arm::Edge;
+                let e = opcode::PollAdd::new(types::Fd(poll.fd), poll.mask)
+                    .multi(true)
+                    .build()
+                    .user_data(ud);
+                // SAFETY: a poll points at no memory.
+                unsafe { self.push(e) };
+                PollAnswer::Keep
+            }
+            (Arm::OneShot, _) => PollAnswer::Pass,
+            // Nothing asked for yet, or cancelled by the caller: the
+            // cancel's final CQE is the caller's.
+            (Arm::Edge, true) if !answers || cancelled => PollAnswer::Keep,
+            (Arm::Edge, true) => {
+                poll.arm = Arm::Answered;
+                // SAFETY: a cancel points at no memory.
+                unsafe { self.push(opcode::AsyncCancel::new(ud).build().user_data(CANCEL_UD)) };
+                PollAnswer::PassAndKeep
+            }
+            // The multishot ended by itself (an error, or the kernel
+            // stopped it), or on the caller's cancel.
+            (Arm::Edge, false) => PollAnswer::Pass,
+            (Arm::Answered, true) => PollAnswer::Keep,
+            (Arm::Answered, false) => {
+                self.remove(ud);
+                PollAnswer::Keep
+            }
+        }
     }
 
     pub(crate) fn cancel(&mut self, op: OpId) {
@@ -634,6 +706,16 @@ impl Port {
                 _ if quiet == 0 => timeout,
                 Some(t) => Some(t.min(self.config.quiet_grace)),
                 None => Some(self.config.quiet_grace),
+            };
+            // With `min_wait` and no timeout the kernel ends the wait when
+            // `min_wait` runs out, events or not (ETIME): a worker with
+            // nothing to do would wake every `min_wait` for ever. With a
+            // timeout, it waits past `min_wait` for the first event. So a
+            // batching wait always has one; a long one, that only means
+            // "wait again".
+            let timeout = match (timeout, min_wait) {
+                (None, Some(_)) => Some(BATCH_WAIT_LIMIT),
+                (t, _) => t,
             };
             let ts;
             let mut args = types::SubmitArgs::new();
@@ -690,6 +772,11 @@ impl Port {
             if res == -libc::EAGAIN && self.resend(ud) {
                 continue;
             }
+            let answered = match self.poll_answer(ud, res, more) {
+                PollAnswer::Keep => continue,
+                PollAnswer::Pass => false,
+                PollAnswer::PassAndKeep => true,
+            };
             let result = if res < 0 {
                 Err(io::Error::from_raw_os_error(-res))
             } else {
@@ -720,7 +807,7 @@ impl Port {
                         buf = self.end_lent(group, bid, len, &result);
                     }
                     OpBuf::Wake(_) => self.wake_armed = false,
-                    OpBuf::None | OpBuf::Ring(_) => {}
+                    OpBuf::None | OpBuf::Ring(_) | OpBuf::Poll(_) => {}
                 }
             }
             out.push(Completion {
@@ -728,7 +815,9 @@ impl Port {
                 op: OpId(ud),
                 kind,
                 result,
-                more,
+                // An answered wait's completion is the caller's last, while
+                // the port keeps its record until the kernel's final CQE.
+                more: more && !answered,
                 accepted: None,
                 buf,
             });

@@ -115,8 +115,11 @@ pub(crate) fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
             format!("this kernel lacks IORING_OP_{name}"),
         )));
     }
-    features.relay = probe.is_supported(opcode::PollAdd::CODE);
     features.multishot_accept = multishot_accept_works(&mut ring);
+    // A relay's readiness waits fall back on multishot polls (5.13+) where
+    // one-shot ones cannot wait (`Port::poll_answer`); a working multishot
+    // accept (5.19+) says the kernel has them.
+    features.relay = probe.is_supported(opcode::PollAdd::CODE) && features.multishot_accept;
     match BufRing::new(&ring, Group::Small, 8, 64) {
         Ok(b) => {
             features.provided_buffers = true;

@@ -25,6 +25,31 @@ pub(super) enum OpBuf {
     },
     /// The eventfd read's target; held only so the kernel has somewhere to write.
     Wake(#[allow(dead_code)] Box<[u8; 8]>),
+    /// A readiness wait: no memory, but what `reap` needs to arm it again.
+    Poll(Poll),
+}
+
+/// A readiness wait (`OpKind::Ready`) on socket `fd` for the events in
+/// `mask`, and how it is armed now.
+pub(super) struct Poll {
+    pub(super) fd: RawFd,
+    pub(super) mask: u32,
+    pub(super) arm: Arm,
+}
+
+/// How a readiness wait is armed in the kernel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Arm {
+    /// One-shot, as asked: its completion is the caller's.
+    OneShot,
+    /// Multishot and edge-triggered, under the same `user_data`: a one-shot
+    /// wait came back with nothing the caller asked for (see
+    /// `Port::poll_answer`). Only a completion that has what was asked for
+    /// goes to the caller.
+    Edge,
+    /// Multishot, already answered: the caller has its completion and the
+    /// kernel is cancelling the rest; its final CQE is dropped.
+    Answered,
 }
 
 pub(super) struct Record {
