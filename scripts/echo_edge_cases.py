@@ -6,8 +6,9 @@ Linux, where `ringport stress` cannot express them: one message larger than
 any buffer, a half-close, and clients that reset mid-echo.
 
 Usage: echo_edge_cases.py HOST:PORT CHECK...   with CHECK among big, half,
-reset, slow. With SERVER_PID set in the environment, `slow` also checks the
-server's resident memory (/proc/PID/status; a Wine process is a Linux one).
+reset, slow, stall. With SERVER_PID set in the environment, `slow` also
+checks the server's resident memory (/proc/PID/status; a Wine process is a
+Linux one), and `stall` its CPU time (and wineserver's, where one runs).
 Exits non-zero on the first failure. Talks to ADDR only (give it loopback).
 """
 import os
@@ -129,12 +130,105 @@ def slow(addr):
     print(f"slow reader: stalled after {sent >> 20} MiB{memory}; others still served")
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stall_pattern(i, start, n):
+    # Each connection's own stream: a byte sent to the wrong one is caught.
+    block = bytes((j * 131 + i * 7) & 0xFF for j in range(251))
+    rot = block[start % 251:] + block[:start % 251]
+    reps = n // 251 + 2
+    return (rot * reps)[:n]
+
+
+def stall(addr, per_state=20, flood=4 << 20, window=2.0):
+    # Peers that stop moving must cost the server nothing: PER_STATE peers
+    # flood up to 4 MiB and half-close without reading, as many flood and
+    # stay open, as many half-close at once and never read. The server's
+    # (and wineserver's) CPU is read over WINDOW seconds, then every peer
+    # reads and must get back every byte it sent, then end of stream.
+    pid = os.environ.get("SERVER_PID")
+    peers = []
+    for i, state in enumerate(["half"] * per_state + ["paused"] * per_state + ["finned"] * per_state):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.settimeout(TIMEOUT)
+        s.connect(addr)
+        s.setblocking(False)
+        if state == "finned":
+            s.shutdown(socket.SHUT_WR)
+        peers.append({"s": s, "state": state, "i": i, "sent": 0, "read": 0, "eof": False})
+    floods = [p for p in peers if p["state"] != "finned"]
+    still, deadline = time.time(), time.time() + TIMEOUT
+    while time.time() - still < 0.5 and time.time() < deadline:
+        moved = False
+        for p in floods:
+            want = min(flood - p["sent"], 1 << 16)
+            if want <= 0:
+                continue
+            try:
+                n = p["s"].send(stall_pattern(p["i"], p["sent"], want))
+                p["sent"] += n
+                moved = moved or n > 0
+            except BlockingIOError:
+                pass
+        if moved:
+            still = time.time()
+        else:
+            time.sleep(0.02)
+    for p in peers:
+        if p["state"] == "half":
+            p["s"].shutdown(socket.SHUT_WR)
+    time.sleep(1)
+    pids = [pid] if pid else []
+    try:
+        pids += os.popen("pgrep -x wineserver").read().split()
+    except OSError:
+        pass
+    before = {q: cpu_seconds(q) for q in pids}
+    t0 = time.time()
+    time.sleep(window)
+    busy = {q: (cpu_seconds(q) - before[q]) / (time.time() - t0) for q in pids}
+    for q, b in busy.items():
+        assert b <= 0.05, f"process {q} used {b:.1%} of a core while no peer could move"
+    for p in peers:
+        if p["state"] == "paused":
+            p["s"].shutdown(socket.SHUT_WR)
+    deadline = time.time() + 2 * TIMEOUT
+    while any(not p["eof"] for p in peers):
+        assert time.time() < deadline, "stall: peers still owed bytes after reading for 120 s"
+        moved = False
+        for p in peers:
+            if p["eof"]:
+                continue
+            try:
+                chunk = p["s"].recv(1 << 18)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                assert p["read"] == p["sent"], f"stall: peer {p['i']} ({p['state']}) got EOF after {p['read']} of {p['sent']} bytes"
+                p["eof"] = True
+                p["s"].close()
+                continue
+            assert chunk == stall_pattern(p["i"], p["read"], len(chunk)), f"stall: peer {p['i']} got wrong bytes at {p['read']}"
+            p["read"] += len(chunk)
+            moved = True
+        if not moved:
+            time.sleep(0.005)
+    sent = sum(p["sent"] for p in peers) >> 20
+    cpu = ", ".join(f"pid {q} {b:.1%}" for q, b in busy.items()) or "not measured (no SERVER_PID)"
+    print(f"stall: {len(peers)} stalled peers ({sent} MiB sent): CPU {cpu}; then every byte came back")
+
+
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     host, port = sys.argv[1].rsplit(":", 1)
     addr = (host.strip("[]"), int(port))
-    checks = {"big": big, "half": half, "reset": reset, "slow": slow}
+    checks = {"big": big, "half": half, "reset": reset, "slow": slow, "stall": stall}
     for name in sys.argv[2:]:
         checks[name](addr)
 

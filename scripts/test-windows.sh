@@ -2,7 +2,8 @@
 # The Windows leg: cross-build ringport for x86_64-pc-windows-gnu, run the
 # completion port's contract tests on IOCP under Wine, then serve with the
 # Windows build (completion model, IOCP) and drive it from the Linux build:
-# 100 connections x 500 messages, a 1 MiB message, a half-close, resets, the
+# 100 connections x 500 messages, a 1 MiB message, a half-close, resets,
+# 60 peers stalled in three states (the server must not spin on them), the
 # Windows client, and a Ctrl-C shutdown. Every other model the binary offers
 # gets a shorter pass. All traffic stays on 127.0.0.1.
 #
@@ -174,8 +175,8 @@ edge() {
 step "completion (IOCP): Linux ringport stress, 100 connections x 500 messages"
 start_server completion
 stress completion 100 500
-step "completion (IOCP): a 1 MiB message, a half-close, resets, a client that never reads"
-edge completion big half reset slow
+step "completion (IOCP): a 1 MiB message, a half-close, resets, a client that never reads, stalled peers"
+edge completion big half reset slow stall
 step "completion (IOCP): the Windows ringport client"
 out=$(timeout 120 wine "$WIN_DIR/ringport.exe" client "$ADDR" --message "hello from Windows" \
     </dev/null 2>"$WORK/client.err") || {

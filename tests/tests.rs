@@ -16,4 +16,5 @@ mod hdrlog;
 mod limits;
 mod memory;
 mod misbehave;
+mod stall;
 mod stress;

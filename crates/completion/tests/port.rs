@@ -467,7 +467,10 @@ fn a_write_wait_after_the_peers_fin_waits_for_room() {
     let (mut sent, mut held) = (0usize, 0usize);
     let deadline = Instant::now() + WAIT;
     let full = loop {
-        assert!(Instant::now() < deadline, "the server's socket never filled");
+        assert!(
+            Instant::now() < deadline,
+            "the server's socket never filled"
+        );
         match client.write(&chunk) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -523,5 +526,8 @@ fn a_write_wait_after_the_peers_fin_waits_for_room() {
     assert_eq!(c.token, 9);
     assert!(!c.more, "a readiness wait completes once");
     c.result.as_ref().expect("the wait succeeds");
-    assert!(relay.drain(&socket, full).unwrap() > 0, "room to drain into");
+    assert!(
+        relay.drain(&socket, full).unwrap() > 0,
+        "room to drain into"
+    );
 }

@@ -593,7 +593,9 @@ impl Port {
             quiet: None,
             cancelled: false,
         });
-        let e = opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(ud);
+        let e = opcode::PollAdd::new(types::Fd(fd), mask)
+            .build()
+            .user_data(ud);
         // SAFETY: a poll points at no memory.
         unsafe { self.push(e) };
         OpId(ud)
