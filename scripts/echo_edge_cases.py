@@ -185,7 +185,7 @@ def stall(addr, per_state=20, flood=4 << 20, window=2.0):
     time.sleep(1)
     pids = [pid] if pid else []
     try:
-        pids += os.popen("pgrep -x wineserver").read().split()
+        pids += os.popen("pgrep wineserver").read().split()
     except OSError:
         pass
     before = {q: cpu_seconds(q) for q in pids}
