@@ -18,7 +18,7 @@
 
 use crate::config::Config;
 use crate::net;
-use crate::outcome::ErrorKind;
+use crate::outcome::{classify, ErrorKind};
 use crate::schedule::{Next, Plan, Schedule, Workload};
 use crate::start::{Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
@@ -192,17 +192,6 @@ enum ReadEnd {
     Drained,
     /// The server closed its side.
     Eof,
-}
-
-fn classify(e: &io::Error) -> ErrorKind {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted => ErrorKind::Reset,
-        io::ErrorKind::ConnectionRefused => ErrorKind::ConnectFailed,
-        io::ErrorKind::TimedOut => ErrorKind::Timeout,
-        _ => ErrorKind::Other,
-    }
 }
 
 /// An empty vector with room for `bytes`, every page of it written once.
