@@ -1,9 +1,11 @@
 //! What the parts of a run report to each other and to the caller: why a
-//! connection failed, and one interval of the series. A leaf module, so
+//! connection failed (and which kind a socket error is, one mapping for
+//! both engines), and one interval of the series. A leaf module, so
 //! that the counters (`stats`) and the report (`report`) both use these
 //! without using each other.
 
 use serde::Serialize;
+use std::io;
 
 /// Why a connection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -53,6 +55,25 @@ impl ErrorKind {
     }
 }
 
+/// The kind of failure a socket error is, for both engines.
+///
+/// `WouldBlock` is a timeout: it is what a blocking socket's read or write
+/// timeout returns on Unix (`TimedOut` on Windows). A non-blocking socket
+/// also returns it when there is nothing to do, which is no failure at all,
+/// so the event-driven engine handles it before it classifies anything.
+/// `ConnectionRefused` is a failed connect, as [`ErrorKind::ConnectFailed`]
+/// says, whichever call reports it.
+pub(crate) fn classify(e: &io::Error) -> ErrorKind {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => ErrorKind::Reset,
+        io::ErrorKind::ConnectionRefused => ErrorKind::ConnectFailed,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Other,
+    }
+}
+
 /// One interval of the `--interval` series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IntervalStat {
@@ -66,4 +87,25 @@ pub struct IntervalStat {
     pub p99_us: u64,
     /// 99th percentile of corrected latency (open loop only; null otherwise).
     pub p99_corrected_us: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_errors_map_to_the_same_kind_in_both_engines() {
+        let kind = |k: io::ErrorKind| classify(&io::Error::from(k));
+        assert_eq!(kind(io::ErrorKind::ConnectionReset), ErrorKind::Reset);
+        assert_eq!(kind(io::ErrorKind::BrokenPipe), ErrorKind::Reset);
+        assert_eq!(kind(io::ErrorKind::ConnectionAborted), ErrorKind::Reset);
+        assert_eq!(
+            kind(io::ErrorKind::ConnectionRefused),
+            ErrorKind::ConnectFailed
+        );
+        // A blocking socket's timeout, on Unix and on Windows.
+        assert_eq!(kind(io::ErrorKind::WouldBlock), ErrorKind::Timeout);
+        assert_eq!(kind(io::ErrorKind::TimedOut), ErrorKind::Timeout);
+        assert_eq!(kind(io::ErrorKind::InvalidInput), ErrorKind::Other);
+    }
 }

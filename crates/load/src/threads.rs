@@ -11,7 +11,7 @@
 
 use crate::config::Config;
 use crate::net;
-use crate::outcome::ErrorKind;
+use crate::outcome::{classify, ErrorKind};
 use crate::schedule::{Next, Plan};
 use crate::start::{Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
@@ -96,17 +96,6 @@ fn connect(config: &Config, id: u64) -> io::Result<TcpStream> {
     stream.set_read_timeout(Some(config.timeout))?;
     stream.set_write_timeout(Some(config.timeout))?;
     Ok(stream)
-}
-
-fn classify(e: &io::Error) -> ErrorKind {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted => ErrorKind::Reset,
-        // What a socket timeout looks like on Unix and on Windows.
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ErrorKind::Timeout,
-        _ => ErrorKind::Other,
-    }
 }
 
 /// One blocking connection and what it needs to read.

@@ -1,7 +1,15 @@
 //! The result of a run: counters, latency percentiles, and how to print them
 //! (a table for people, JSON and CSV for programs).
 //!
+//! This module holds what a run measured and whether it was clean; the JSON
+//! form is theirs, through `serde`. The two other forms have a module each:
+//! the summary for people (`text`, [`Report::to_text`] and
+//! [`latency_table`]) and the one-row CSV ([`Report::to_csv`]).
+//!
 //! JSON keys are a contract: later versions add keys and never rename them.
+
+mod csv;
+mod text;
 
 pub use crate::outcome::{ErrorKind, IntervalStat};
 use crate::stats::Totals;
@@ -9,7 +17,7 @@ use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+pub use text::latency_table;
 
 /// Percentiles asked for with `--percentiles`, as `(percentile, microseconds)`
 /// in ascending order. Serialized as a map whose keys are the percentiles
@@ -344,323 +352,6 @@ impl Report {
             .collect();
         kinds.join(", ")
     }
-
-    /// The end-of-run check's line, when there is something to say.
-    fn write_end_check(&self, s: &mut String) {
-        if self.close_grace_s == 0.0 {
-            let _ = writeln!(
-                *s,
-                "end check        skipped (--close-grace 0): bytes after the last echo were not looked for"
-            );
-        } else if self.close_not_seen > 0 || self.close_by_reset > 0 {
-            let mut parts = Vec::new();
-            if self.close_not_seen > 0 {
-                parts.push(format!(
-                    "{} did not close within {}s of the client's half-close, so bytes after that were not looked for",
-                    self.close_not_seen, self.close_grace_s
-                ));
-            }
-            if self.close_by_reset > 0 {
-                parts.push(format!(
-                    "{} {} reset instead of closed after the last echo",
-                    self.close_by_reset,
-                    if self.close_by_reset == 1 {
-                        "was"
-                    } else {
-                        "were"
-                    }
-                ));
-            }
-            let _ = writeln!(
-                *s,
-                "end check        note: of the connections checked, {}",
-                parts.join("; ")
-            );
-        }
-    }
-
-    /// The latency percentiles, from send and (open loop) from schedule.
-    fn write_latency_table(&self, s: &mut String) {
-        s.push_str(&latency_table(
-            &self.latency_us,
-            self.latency_corrected_us.as_ref(),
-        ));
-    }
-
-    /// The human-readable summary: a few labelled lines and a latency table.
-    pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        let mode = match self.rate {
-            Some(r) => format!("open loop at {r} msgs/s"),
-            None => "closed loop".to_string(),
-        };
-        let _ = writeln!(
-            s,
-            "run              {} engine, {} thread{}, {mode}, pipeline {}",
-            self.engine,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" },
-            self.pipeline
-        );
-        let _ = write!(
-            s,
-            "connections      {} asked, {} opened, {} completed, {} failed",
-            self.connections,
-            self.connections_opened,
-            self.connections_completed,
-            self.connections_failed
-        );
-        if self.connections_failed > 0 {
-            let _ = write!(s, " ({})", self.error_kinds());
-        }
-        let _ = writeln!(s);
-        let _ = write!(s, "messages         ");
-        if let Some(n) = self.messages_scheduled {
-            let _ = write!(s, "{n} scheduled, ");
-        }
-        let _ = write!(
-            s,
-            "{} sent, {} verified, {} mismatched",
-            self.messages_sent, self.messages_verified, self.mismatches
-        );
-        if let Some(n) = self.messages_never_sent.filter(|n| *n > 0) {
-            let _ = write!(s, ", {n} never sent");
-        }
-        let _ = writeln!(s);
-        if let Some(seed) = self.seed {
-            let _ = writeln!(
-                s,
-                "payload          random bytes, seed {seed} (repeat with --seed {seed})"
-            );
-        }
-        if self.warmup_s > 0.0 {
-            let _ = writeln!(
-                s,
-                "warm-up          {:.3} s, {} messages (not counted)",
-                self.warmup_s, self.warmup_messages
-            );
-        }
-        if self.messages_unsent > 0 {
-            let _ = writeln!(
-                s,
-                "unsent           {} messages were due but never sent: the server fell behind the rate",
-                self.messages_unsent
-            );
-        }
-        if let Some(lost) = self.messages_lost().filter(|n| *n > 0) {
-            let _ = writeln!(
-                s,
-                "never sent       {lost} scheduled messages: their connections failed first"
-            );
-        }
-        let _ = write!(s, "errors           {}", self.errors);
-        if self.errors > 0 {
-            let _ = write!(s, " ({})", self.error_kinds());
-        }
-        let _ = writeln!(s);
-        self.write_end_check(&mut s);
-        let _ = writeln!(
-            s,
-            "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
-            self.elapsed_s, self.msgs_per_sec, self.mb_per_sec
-        );
-        self.write_churn(&mut s);
-        self.write_latency_table(&mut s);
-        s
-    }
-
-    /// Churn: connections per second and how long their connects took.
-    fn write_churn(&self, s: &mut String) {
-        let (Some(n), Some(per_sec), Some(c)) = (
-            self.per_connection,
-            self.connections_per_sec,
-            self.connect_latency_us.as_ref(),
-        ) else {
-            return;
-        };
-        let _ = writeln!(
-            s,
-            "churn            {n} messages per connection: {} connections closed and replaced, {per_sec:.0} connections/s",
-            self.connections_cycled
-        );
-        let _ = writeln!(
-            s,
-            "connect (us)     p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} connects)",
-            c.p50, c.p90, c.p99, c.p999, c.max, c.count
-        );
-    }
-
-    /// The report as one CSV header line and one value line. Nested values
-    /// are flattened with `_`: `latency_us_p99`, `latency_us_p99.99`,
-    /// `errors_by_kind_reset`. The series is not included (see the JSON).
-    pub fn to_csv(&self) -> String {
-        let mut cols = self.csv_counters();
-        // Absent values are empty cells, so that closed- and open-loop files
-        // share one header and can be concatenated.
-        latency_csv(&mut cols, "latency_us", &self.latency_us, true);
-        match &self.latency_corrected_us {
-            Some(c) => latency_csv(&mut cols, "latency_corrected_us", c, true),
-            None => latency_csv(&mut cols, "latency_corrected_us", &self.latency_us, false),
-        }
-        for (k, n) in &self.errors_by_kind {
-            cols.push((format!("errors_by_kind_{}", k.name()), n.to_string()));
-        }
-        cols.extend(self.csv_settings());
-        cols.extend(self.csv_churn());
-        let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
-        format!("{}\n{}\n", keys.join(","), values.join(","))
-    }
-
-    /// The CSV columns before the latencies: connections, messages and
-    /// bytes counted, and the rates.
-    fn csv_counters(&self) -> Vec<(String, String)> {
-        let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
-        vec![
-            ("connections".into(), self.connections.to_string()),
-            (
-                "connections_opened".into(),
-                self.connections_opened.to_string(),
-            ),
-            (
-                "connections_completed".into(),
-                self.connections_completed.to_string(),
-            ),
-            (
-                "connections_failed".into(),
-                self.connections_failed.to_string(),
-            ),
-            ("messages_scheduled".into(), opt(self.messages_scheduled)),
-            ("messages_sent".into(), self.messages_sent.to_string()),
-            (
-                "messages_verified".into(),
-                self.messages_verified.to_string(),
-            ),
-            ("mismatches".into(), self.mismatches.to_string()),
-            ("errors".into(), self.errors.to_string()),
-            ("bytes_sent".into(), self.bytes_sent.to_string()),
-            ("bytes_received".into(), self.bytes_received.to_string()),
-            ("elapsed_s".into(), format!("{:.6}", self.elapsed_s)),
-            ("msgs_per_sec".into(), format!("{:.3}", self.msgs_per_sec)),
-            ("mb_per_sec".into(), format!("{:.6}", self.mb_per_sec)),
-        ]
-    }
-
-    /// The CSV columns after the latencies and errors: how the run was set
-    /// up, and what its end and warm-up came to.
-    /// The churn columns, last so that files without them still line up;
-    /// empty cells without churn.
-    fn csv_churn(&self) -> Vec<(String, String)> {
-        let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
-        let mut cols = vec![
-            ("per_connection".into(), opt(self.per_connection)),
-            (
-                "connections_cycled".into(),
-                self.connections_cycled.to_string(),
-            ),
-            (
-                "connections_per_sec".into(),
-                self.connections_per_sec
-                    .map_or(String::new(), |r| format!("{r:.3}")),
-            ),
-        ];
-        match &self.connect_latency_us {
-            Some(c) => latency_csv(&mut cols, "connect_latency_us", c, true),
-            None => latency_csv(&mut cols, "connect_latency_us", &self.latency_us, false),
-        }
-        cols
-    }
-
-    fn csv_settings(&self) -> Vec<(String, String)> {
-        let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
-        vec![
-            ("engine".into(), self.engine.to_string()),
-            ("threads".into(), self.threads.to_string()),
-            ("pipeline".into(), self.pipeline.to_string()),
-            (
-                "rate".into(),
-                self.rate.map_or(String::new(), |r| r.to_string()),
-            ),
-            ("messages_unsent".into(), self.messages_unsent.to_string()),
-            ("messages_never_sent".into(), opt(self.messages_never_sent)),
-            ("close_grace_s".into(), format!("{:.6}", self.close_grace_s)),
-            ("close_not_seen".into(), self.close_not_seen.to_string()),
-            ("close_by_reset".into(), self.close_by_reset.to_string()),
-            ("warmup_s".into(), format!("{:.6}", self.warmup_s)),
-            ("warmup_messages".into(), self.warmup_messages.to_string()),
-            ("connect_s".into(), format!("{:.6}", self.connect_s)),
-            (
-                "seed".into(),
-                self.seed.map_or(String::new(), |s| s.to_string()),
-            ),
-        ]
-    }
-}
-
-/// The latency table of a summary: a header of percentiles, a row from
-/// send and, when there is one, a row from schedule. Shared by `stress`
-/// and `merge`, so that both print the same shape.
-pub fn latency_table(send: &Latency, schedule: Option<&Latency>) -> String {
-    let mut s = String::new();
-    let mut rows = vec![("from send", send)];
-    if let Some(c) = schedule {
-        rows.push(("from schedule", c));
-    }
-    let header = send.columns();
-    let width = header
-        .iter()
-        .map(|(n, _)| n.len())
-        .chain(
-            rows.iter()
-                .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
-        )
-        .max()
-        .unwrap_or(4)
-        + 2;
-    let _ = write!(s, "latency (us)    ");
-    for (name, _) in &header {
-        let _ = write!(s, "{name:>width$}");
-    }
-    let _ = writeln!(s);
-    for (label, l) in rows {
-        let _ = write!(s, "  {label:<14}");
-        for (_, v) in l.columns() {
-            let _ = write!(s, "{v:>width$}");
-        }
-        let _ = writeln!(s);
-    }
-    s
-}
-
-/// The CSV columns of one latency, named `<prefix>_p50` and so on; all
-/// empty when the run has no such latency (`present` false), so that every
-/// report has the same columns.
-fn latency_csv(cols: &mut Vec<(String, String)>, prefix: &str, l: &Latency, present: bool) {
-    let mut put = |name: &str, v: String| cols.push((format!("{prefix}_{name}"), v));
-    let v = |x: u64| {
-        if present {
-            x.to_string()
-        } else {
-            String::new()
-        }
-    };
-    put("p50", v(l.p50));
-    put("p90", v(l.p90));
-    put("p99", v(l.p99));
-    put("p999", v(l.p999));
-    put("max", v(l.max));
-    put("min", v(l.min));
-    put(
-        "mean",
-        if present {
-            format!("{:.3}", l.mean)
-        } else {
-            String::new()
-        },
-    );
-    put("count", v(l.count));
-    for (p, x) in &l.percentiles.0 {
-        put(&format!("p{}", percentile_key(*p)), v(*x));
-    }
 }
 
 #[cfg(test)]
@@ -698,7 +389,7 @@ mod tests {
         assert_eq!(l.percentiles.get(99.99), Some(0));
     }
 
-    fn report(corrected: bool) -> Report {
+    pub(super) fn report(corrected: bool) -> Report {
         let mut config = crate::Config::new("127.0.0.1:1".parse().unwrap());
         config.percentiles = vec![99.99];
         if corrected {
@@ -719,35 +410,5 @@ mod tests {
                 asked: None,
             },
         )
-    }
-
-    #[test]
-    fn csv_has_one_header_and_one_row_of_equal_width() {
-        for corrected in [false, true] {
-            let csv = report(corrected).to_csv();
-            let lines: Vec<&str> = csv.lines().collect();
-            assert_eq!(lines.len(), 2, "{csv}");
-            assert_eq!(
-                lines[0].split(',').count(),
-                lines[1].split(',').count(),
-                "{csv}"
-            );
-            assert!(lines[0].contains("latency_us_p99.99"), "{csv}");
-            assert!(lines[0].contains("latency_corrected_us_p99.99"), "{csv}");
-            assert!(lines[0].contains("errors_by_kind_early_close"), "{csv}");
-        }
-        // Closed and open runs share the header, so their files concatenate.
-        assert_eq!(
-            report(false).to_csv().lines().next(),
-            report(true).to_csv().lines().next()
-        );
-    }
-
-    #[test]
-    fn the_table_shows_asked_percentiles_and_the_corrected_row() {
-        let text = report(true).to_text();
-        assert!(text.contains("p99.99"), "{text}");
-        assert!(text.contains("from schedule"), "{text}");
-        assert!(!report(false).to_text().contains("from schedule"));
     }
 }

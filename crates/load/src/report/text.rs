@@ -1,0 +1,200 @@
+//! The report for people: a few labelled lines and a latency table, the
+//! summary that `stress` prints (and whose table `merge` shares).
+
+use super::{Latency, Report};
+use std::fmt::Write as _;
+
+impl Report {
+    /// The end-of-run check's line, when there is something to say.
+    fn write_end_check(&self, s: &mut String) {
+        if self.close_grace_s == 0.0 {
+            let _ = writeln!(
+                *s,
+                "end check        skipped (--close-grace 0): bytes after the last echo were not looked for"
+            );
+        } else if self.close_not_seen > 0 || self.close_by_reset > 0 {
+            let mut parts = Vec::new();
+            if self.close_not_seen > 0 {
+                parts.push(format!(
+                    "{} did not close within {}s of the client's half-close, so bytes after that were not looked for",
+                    self.close_not_seen, self.close_grace_s
+                ));
+            }
+            if self.close_by_reset > 0 {
+                parts.push(format!(
+                    "{} {} reset instead of closed after the last echo",
+                    self.close_by_reset,
+                    if self.close_by_reset == 1 {
+                        "was"
+                    } else {
+                        "were"
+                    }
+                ));
+            }
+            let _ = writeln!(
+                *s,
+                "end check        note: of the connections checked, {}",
+                parts.join("; ")
+            );
+        }
+    }
+
+    /// The latency percentiles, from send and (open loop) from schedule.
+    fn write_latency_table(&self, s: &mut String) {
+        s.push_str(&latency_table(
+            &self.latency_us,
+            self.latency_corrected_us.as_ref(),
+        ));
+    }
+
+    /// The human-readable summary: a few labelled lines and a latency table.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let mode = match self.rate {
+            Some(r) => format!("open loop at {r} msgs/s"),
+            None => "closed loop".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "run              {} engine, {} thread{}, {mode}, pipeline {}",
+            self.engine,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.pipeline
+        );
+        let _ = write!(
+            s,
+            "connections      {} asked, {} opened, {} completed, {} failed",
+            self.connections,
+            self.connections_opened,
+            self.connections_completed,
+            self.connections_failed
+        );
+        if self.connections_failed > 0 {
+            let _ = write!(s, " ({})", self.error_kinds());
+        }
+        let _ = writeln!(s);
+        let _ = write!(s, "messages         ");
+        if let Some(n) = self.messages_scheduled {
+            let _ = write!(s, "{n} scheduled, ");
+        }
+        let _ = write!(
+            s,
+            "{} sent, {} verified, {} mismatched",
+            self.messages_sent, self.messages_verified, self.mismatches
+        );
+        if let Some(n) = self.messages_never_sent.filter(|n| *n > 0) {
+            let _ = write!(s, ", {n} never sent");
+        }
+        let _ = writeln!(s);
+        if let Some(seed) = self.seed {
+            let _ = writeln!(
+                s,
+                "payload          random bytes, seed {seed} (repeat with --seed {seed})"
+            );
+        }
+        if self.warmup_s > 0.0 {
+            let _ = writeln!(
+                s,
+                "warm-up          {:.3} s, {} messages (not counted)",
+                self.warmup_s, self.warmup_messages
+            );
+        }
+        if self.messages_unsent > 0 {
+            let _ = writeln!(
+                s,
+                "unsent           {} messages were due but never sent: the server fell behind the rate",
+                self.messages_unsent
+            );
+        }
+        if let Some(lost) = self.messages_lost().filter(|n| *n > 0) {
+            let _ = writeln!(
+                s,
+                "never sent       {lost} scheduled messages: their connections failed first"
+            );
+        }
+        let _ = write!(s, "errors           {}", self.errors);
+        if self.errors > 0 {
+            let _ = write!(s, " ({})", self.error_kinds());
+        }
+        let _ = writeln!(s);
+        self.write_end_check(&mut s);
+        let _ = writeln!(
+            s,
+            "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
+            self.elapsed_s, self.msgs_per_sec, self.mb_per_sec
+        );
+        self.write_churn(&mut s);
+        self.write_latency_table(&mut s);
+        s
+    }
+
+    /// Churn: connections per second and how long their connects took.
+    fn write_churn(&self, s: &mut String) {
+        let (Some(n), Some(per_sec), Some(c)) = (
+            self.per_connection,
+            self.connections_per_sec,
+            self.connect_latency_us.as_ref(),
+        ) else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "churn            {n} messages per connection: {} connections closed and replaced, {per_sec:.0} connections/s",
+            self.connections_cycled
+        );
+        let _ = writeln!(
+            s,
+            "connect (us)     p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} connects)",
+            c.p50, c.p90, c.p99, c.p999, c.max, c.count
+        );
+    }
+}
+
+/// The latency table of a summary: a header of percentiles, a row from
+/// send and, when there is one, a row from schedule. Shared by `stress`
+/// and `merge`, so that both print the same shape.
+pub fn latency_table(send: &Latency, schedule: Option<&Latency>) -> String {
+    let mut s = String::new();
+    let mut rows = vec![("from send", send)];
+    if let Some(c) = schedule {
+        rows.push(("from schedule", c));
+    }
+    let header = send.columns();
+    let width = header
+        .iter()
+        .map(|(n, _)| n.len())
+        .chain(
+            rows.iter()
+                .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
+        )
+        .max()
+        .unwrap_or(4)
+        + 2;
+    let _ = write!(s, "latency (us)    ");
+    for (name, _) in &header {
+        let _ = write!(s, "{name:>width$}");
+    }
+    let _ = writeln!(s);
+    for (label, l) in rows {
+        let _ = write!(s, "  {label:<14}");
+        for (_, v) in l.columns() {
+            let _ = write!(s, "{v:>width$}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::tests::report;
+
+    #[test]
+    fn the_table_shows_asked_percentiles_and_the_corrected_row() {
+        let text = report(true).to_text();
+        assert!(text.contains("p99.99"), "{text}");
+        assert!(text.contains("from schedule"), "{text}");
+        assert!(!report(false).to_text().contains("from schedule"));
+    }
+}
