@@ -1,10 +1,61 @@
-//! Helpers: start `ringport` as a child process, wait with bounds, make payloads.
+//! Helpers: start `ringport` as a child process, wait with bounds, make
+//! payloads; and the one list of server models the per-model tests are
+//! generated from.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The one list of server models. `for_each_model!(callback)` expands to
+/// `callback!(blocking, threaded, epoll, tokio, completion)`, so a file
+/// generates its own per-model tests (one `#[test]` per model, which fails
+/// on its own) from this list and nothing else: a new model gets every
+/// per-model test by being added here. `every_model_and_completion_flag_is_stalled`
+/// (tests/stall.rs) checks this list against the models the binary offers.
+macro_rules! for_each_model {
+    ($callback:ident) => {
+        $callback! { blocking, threaded, epoll, tokio, completion }
+    };
+}
+
+/// The models of `for_each_model!` that serve clients at the same time:
+/// all but `blocking`, which by design serves them one after the other.
+/// Tests that hold many clients open at once are generated from this one.
+/// `the_concurrent_models_are_every_model_but_blocking` keeps the two in step.
+macro_rules! for_each_concurrent_model {
+    ($callback:ident) => {
+        $callback! { threaded, epoll, tokio, completion }
+    };
+}
+
+/// The two lists above as names, for tests that need them at run time.
+macro_rules! model_names {
+    ($($model:ident),* $(,)?) => {
+        &[$(stringify!($model)),*]
+    };
+}
+
+/// Every server model (`for_each_model!`), as names.
+pub const MODELS: &[&str] = for_each_model!(model_names);
+/// The models that serve clients at the same time (`for_each_concurrent_model!`).
+pub const CONCURRENT_MODELS: &[&str] = for_each_concurrent_model!(model_names);
+
+#[test]
+fn the_concurrent_models_are_every_model_but_blocking() {
+    let rest: Vec<&str> = MODELS
+        .iter()
+        .copied()
+        .filter(|m| !CONCURRENT_MODELS.contains(m))
+        .collect();
+    assert_eq!(
+        rest,
+        ["blocking"],
+        "{MODELS:?} against {CONCURRENT_MODELS:?}"
+    );
+    assert!(CONCURRENT_MODELS.iter().all(|m| MODELS.contains(m)));
+}
 
 /// Every wait in the tests is bounded by this; generous for a loaded 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(30);
