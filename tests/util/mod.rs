@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 /// `callback!(blocking, threaded, epoll, tokio, completion)`, so a file
 /// generates its own per-model tests (one `#[test]` per model, which fails
 /// on its own) from this list and nothing else: a new model gets every
-/// per-model test by being added here. `every_model_and_completion_flag_is_stalled`
-/// (tests/stall.rs) checks this list against the models the binary offers.
+/// per-model test by being added here.
+/// `stall::every_model_and_completion_flag_is_stalled_above` checks that
+/// this list is exactly the models the binary offers.
 macro_rules! for_each_model {
     ($callback:ident) => {
         $callback! { blocking, threaded, epoll, tokio, completion }
