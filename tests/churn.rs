@@ -5,49 +5,58 @@
 use crate::stress::stress_json;
 use crate::util::{run, Server};
 
-/// Every model that serves many clients at once, plus the blocking one,
-/// which serves them one after the other (churn is its natural load).
-const MODELS: &[&str] = &["blocking", "threaded", "epoll", "tokio", "completion"];
+/// One test per model of `for_each_model!`: every model that serves many
+/// clients at once, and the blocking one, which serves them one after the
+/// other (churn is its natural load).
+macro_rules! churn_tests {
+    ($($model:ident),* $(,)?) => {$(
+        mod $model {
+            #[test]
+            fn each_connection_is_replaced_after_its_share() {
+                super::each_connection_is_replaced_after_its_share(stringify!($model))
+            }
+        }
+    )*};
+}
 
-#[test]
-fn each_connection_is_replaced_after_its_share_on_every_model() {
-    for model in MODELS {
-        let server = Server::start(model, &[]);
-        let addr = server.addr.to_string();
-        // 30 messages per slot, 4 per connection: 8 connections per slot
-        // (7 of 4 and one of 2), 7 of them replaced.
-        let (status, json, err) = stress_json(
-            &addr,
-            &[
-                "-c",
-                "4",
-                "-n",
-                "30",
-                "--per-connection",
-                "4",
-                "--size",
-                "100",
-                "--no-progress",
-            ],
-        );
-        assert!(status.success(), "{model}: {json:#}\n{err}");
-        assert_eq!(json["messages_verified"], 120, "{model}: {json:#}");
-        assert_eq!(json["connections_opened"], 32, "{model}: {json:#}");
-        assert_eq!(json["connections_completed"], 4, "{model}: {json:#}");
-        assert_eq!(json["connections_cycled"], 28, "{model}: {json:#}");
-        assert_eq!(json["per_connection"], 4, "{model}: {json:#}");
-        assert_eq!(
-            json["connect_latency_us"]["count"], 28,
-            "{model}: every replacement connect is timed: {json:#}"
-        );
-        assert!(
-            json["connections_per_sec"].as_f64().unwrap() > 0.0,
-            "{model}: {json:#}"
-        );
-        // The close check ran on each: the server closed every one.
-        assert_eq!(json["close_not_seen"], 0, "{model}: {json:#}");
-        assert_eq!(json["errors"], 0, "{model}: {json:#}");
-    }
+for_each_model!(churn_tests);
+
+fn each_connection_is_replaced_after_its_share(model: &str) {
+    let server = Server::start(model, &[]);
+    let addr = server.addr.to_string();
+    // 30 messages per slot, 4 per connection: 8 connections per slot
+    // (7 of 4 and one of 2), 7 of them replaced.
+    let (status, json, err) = stress_json(
+        &addr,
+        &[
+            "-c",
+            "4",
+            "-n",
+            "30",
+            "--per-connection",
+            "4",
+            "--size",
+            "100",
+            "--no-progress",
+        ],
+    );
+    assert!(status.success(), "{model}: {json:#}\n{err}");
+    assert_eq!(json["messages_verified"], 120, "{model}: {json:#}");
+    assert_eq!(json["connections_opened"], 32, "{model}: {json:#}");
+    assert_eq!(json["connections_completed"], 4, "{model}: {json:#}");
+    assert_eq!(json["connections_cycled"], 28, "{model}: {json:#}");
+    assert_eq!(json["per_connection"], 4, "{model}: {json:#}");
+    assert_eq!(
+        json["connect_latency_us"]["count"], 28,
+        "{model}: every replacement connect is timed: {json:#}"
+    );
+    assert!(
+        json["connections_per_sec"].as_f64().unwrap() > 0.0,
+        "{model}: {json:#}"
+    );
+    // The close check ran on each: the server closed every one.
+    assert_eq!(json["close_not_seen"], 0, "{model}: {json:#}");
+    assert_eq!(json["errors"], 0, "{model}: {json:#}");
 }
 
 #[test]

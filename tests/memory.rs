@@ -40,26 +40,31 @@ const GIVEN_BACK_WITHIN: u64 = 16 << 20;
 /// doubled for a loaded 2-core machine.
 const GIVE_BACK_WAIT: Duration = Duration::from_secs(10);
 
-#[test]
-fn slow_readers_memory_is_bounded_and_given_back_threaded() {
-    slow_readers_memory_is_bounded_and_given_back("threaded", &[]);
+/// One test per model of `for_each_concurrent_model!` (200 slow readers at
+/// once: the blocking model would serve one of them at a time).
+macro_rules! memory_tests {
+    ($($model:ident),* $(,)?) => {$(
+        mod $model {
+            #[test]
+            fn slow_readers_memory_is_bounded_and_given_back() {
+                let model = stringify!($model);
+                super::slow_readers_memory_is_bounded_and_given_back(model, super::flags(model));
+            }
+        }
+    )*};
 }
 
-#[test]
-fn slow_readers_memory_is_bounded_and_given_back_epoll() {
-    slow_readers_memory_is_bounded_and_given_back("epoll", &[]);
-}
+for_each_concurrent_model!(memory_tests);
 
-#[test]
-fn slow_readers_memory_is_bounded_and_given_back_tokio() {
-    slow_readers_memory_is_bounded_and_given_back("tokio", &[]);
-}
-
-#[test]
-fn slow_readers_memory_is_bounded_and_given_back_completion() {
-    // The port's buffers: a flooding client would otherwise be relayed in
-    // the kernel, and its bytes never enter the server's memory.
-    slow_readers_memory_is_bounded_and_given_back("completion", &["--no-relay"]);
+/// The flags each model's memory test runs with.
+fn flags(model: &str) -> &'static [&'static str] {
+    match model {
+        // The port's buffers: a flooding client would otherwise be relayed
+        // in the kernel, and its bytes never enter the server's memory
+        // (that case is the test below).
+        "completion" => &["--no-relay"],
+        _ => &[],
+    }
 }
 
 #[test]

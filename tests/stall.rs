@@ -8,43 +8,51 @@
 //! * **finned idle**: shut the write side down at once, then never read.
 //!
 //! Each peer has an 8 KiB receive buffer, so its server fills up early.
-//! Every model runs, and the completion model with every flag set that
-//! changes how it waits or moves bytes; a test checks that the list below
-//! covers every model the binary offers and every completion flag its help
-//! names, so a new one is not left out.
+//! Every model of `for_each_model!` (tests/util) runs, and the completion
+//! model with every flag set that changes how it waits or moves bytes; a
+//! test checks that the model list is the binary's own and that the flag
+//! sets cover every completion flag its help names, so a new one is not
+//! left out.
 
 #![cfg(target_os = "linux")]
 
-use crate::util::{cpu_time, raise_own_open_files, run, Server, WAIT};
+use crate::util::{cpu_time, raise_own_open_files, run, Server, MODELS, WAIT};
 use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Generate one test per (model, flags), and the list they cover.
-macro_rules! stall_tests {
-    ($($name:ident: $model:literal $(, $flag:literal)*;)*) => {
+/// One test per model of `for_each_model!`, named after the model.
+macro_rules! stall_model_tests {
+    ($($model:ident),* $(,)?) => {$(
+        #[test]
+        fn $model() {
+            stalled_peers_cost_no_cpu_then_get_every_byte(stringify!($model), &[])
+        }
+    )*};
+}
+
+for_each_model!(stall_model_tests);
+
+/// One test per completion flag set, and the list of them.
+macro_rules! completion_flag_tests {
+    ($($name:ident: $($flag:literal),+;)*) => {
         $(
             #[test]
             fn $name() {
-                stalled_peers_cost_no_cpu_then_get_every_byte($model, &[$($flag),*])
+                stalled_peers_cost_no_cpu_then_get_every_byte("completion", &[$($flag),+])
             }
         )*
-        /// Every (model, flags) above.
-        const COVERED: &[(&str, &[&str])] = &[$(($model, &[$($flag),*])),*];
+        /// Every completion flag set above (each model runs without flags too).
+        const COMPLETION_FLAG_SETS: &[&[&str]] = &[$(&[$($flag),+]),*];
     };
 }
 
-stall_tests! {
-    blocking: "blocking";
-    threaded: "threaded";
-    epoll: "epoll";
-    tokio: "tokio";
-    completion: "completion";
-    completion_coalesce_0: "completion", "--coalesce", "0";
-    completion_coalesce_100us: "completion", "--coalesce", "100us";
-    completion_no_relay: "completion", "--no-relay";
+completion_flag_tests! {
+    completion_coalesce_0: "--coalesce", "0";
+    completion_coalesce_100us: "--coalesce", "100us";
+    completion_no_relay: "--no-relay";
 }
 
 /// Connections in each state; `RINGPORT_STALL_CONNECTIONS` sets another
@@ -306,8 +314,9 @@ fn stalled_peers_cost_no_cpu_then_get_every_byte(model: &str, flags: &[&str]) {
     read_back(&mut peers, &what);
 }
 
-/// The list above covers every model the binary offers, and every flag
-/// that the help of `serve` says is the completion model's.
+/// The models stalled above are the one list of `for_each_model!`, and it
+/// is exactly the models the binary offers; the flag sets above cover every
+/// flag that the help of `serve` says is the completion model's.
 #[test]
 fn every_model_and_completion_flag_is_stalled_above() {
     let (_, _, err) = run(&["serve", "--model", "?"]);
@@ -316,10 +325,22 @@ fn every_model_and_completion_flag_is_stalled_above() {
         .nth(1)
         .expect("the unknown-model error lists the models");
     let models = models.split(" (").next().unwrap_or(models);
-    for model in models.split(',').map(str::trim).filter(|m| *m != "auto") {
+    let offered: Vec<&str> = models
+        .split(',')
+        .map(str::trim)
+        .filter(|m| *m != "auto")
+        .collect();
+    for model in &offered {
         assert!(
-            COVERED.iter().any(|(m, _)| *m == model),
-            "tests/stall.rs does not stall the {model} model"
+            MODELS.contains(model),
+            "the binary offers the {model} model, which for_each_model! in tests/util does not list"
+        );
+    }
+    for model in MODELS {
+        assert!(
+            offered.contains(model),
+            "for_each_model! in tests/util lists the {model} model, which the binary does not offer \
+             (it offers {offered:?})"
         );
     }
     let (_, help, _) = run(&["serve", "--help"]);
@@ -333,9 +354,9 @@ fn every_model_and_completion_flag_is_stalled_above() {
         if line.starts_with("Completion model") {
             let f = flag.clone().expect("a flag before its help");
             assert!(
-                COVERED
+                COMPLETION_FLAG_SETS
                     .iter()
-                    .any(|(m, fl)| *m == "completion" && fl.contains(&f.as_str())),
+                    .any(|fl| fl.contains(&f.as_str())),
                 "tests/stall.rs does not stall the completion model with {f}"
             );
         }

@@ -613,9 +613,7 @@ fn works_against_socat_as_an_independent_echo_server() {
         .stdin(std::process::Stdio::null())
         .spawn();
     let Ok(child) = child else {
-        eprintln!(
-            "note: socat is not installed (apt-get install socat); skipping the socat echo test"
-        );
+        crate::util::skip_or_fail("socat is not installed (apt-get install socat)");
         return;
     };
     let _socat = Socat(child);

@@ -1,9 +1,11 @@
 //! Integration tests over real loopback sockets, compiled as one binary.
 //!
-//! `echo.rs` holds the per-model suite: every test there runs once for every
-//! server model through `model_tests!`, so a new model gets the whole suite
-//! by adding one line.
+//! The server models are listed once, in `util` (`for_each_model!` and its
+//! concurrent subset); every per-model test (`echo.rs`, `churn.rs`,
+//! `limits.rs`, `memory.rs`, `stall.rs`) is generated from that list, one
+//! `#[test]` per model, so a new model gets them all by adding one word there.
 
+#[macro_use]
 mod util;
 
 mod bench;

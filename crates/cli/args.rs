@@ -213,9 +213,39 @@ mod tests {
             prop_assert_eq!(d.as_micros() as u64, n * unit.1);
         }
 
+        /// Any text, and text shaped like a duration (a number, maybe a
+        /// fraction, maybe a unit, maybe more parts), is either a duration
+        /// of at most a year that reads back the same from its canonical
+        /// form, or an error of one line that quotes the input as given.
         #[test]
-        fn any_text_is_a_duration_or_an_error(s in ".{0,20}") {
-            let _ = duration(&s);
+        fn any_text_is_a_duration_or_an_error(
+            s in prop_oneof![
+                ".{0,20}",
+                " ?[0-9]{1,12}(\\.[0-9]{0,3})?(ns|us|ms|s|m|min|h|d|w|y|years|parsecs)?( ?[0-9]{1,3}(ms|s|m))? ?",
+            ]
+        ) {
+            match duration(&s) {
+                Ok(d) => {
+                    prop_assert!(d <= MAX_DURATION, "{s:?} gave {d:?}, over a year");
+                    let canonical = humantime::format_duration(d).to_string();
+                    prop_assert_eq!(
+                        duration(&canonical),
+                        Ok(d),
+                        "{:?} gave {:?}, whose canonical form {:?} does not read back",
+                        s,
+                        d,
+                        canonical
+                    );
+                }
+                Err(e) => {
+                    prop_assert!(!e.contains('\n'), "{s:?}: not one line: {e}");
+                    prop_assert!(e.contains(&format!("'{s}'")), "{s:?}: does not quote the input: {e}");
+                    prop_assert!(
+                        e.contains("not a duration") || e.contains("too long"),
+                        "{s:?}: says neither what is wrong nor what to write: {e}"
+                    );
+                }
+            }
         }
     }
 

@@ -1,10 +1,94 @@
-//! Helpers: start `ringport` as a child process, wait with bounds, make payloads.
+//! Helpers: start `ringport` as a child process, wait with bounds, make
+//! payloads; the one list of server models the per-model tests are
+//! generated from; and the rule for a test that cannot run here.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The one list of server models. `for_each_model!(callback)` expands to
+/// `callback!(blocking, threaded, epoll, tokio, completion)`, so a file
+/// generates its own per-model tests (one `#[test]` per model, which fails
+/// on its own) from this list and nothing else: a new model gets every
+/// per-model test by being added here.
+/// `stall::every_model_and_completion_flag_is_stalled_above` checks that
+/// this list is exactly the models the binary offers.
+macro_rules! for_each_model {
+    ($callback:ident) => {
+        $callback! { blocking, threaded, epoll, tokio, completion }
+    };
+}
+
+/// The models of `for_each_model!` that serve clients at the same time:
+/// all but `blocking`, which by design serves them one after the other.
+/// Tests that hold many clients open at once are generated from this one.
+/// `the_concurrent_models_are_every_model_but_blocking` keeps the two in step.
+macro_rules! for_each_concurrent_model {
+    ($callback:ident) => {
+        $callback! { threaded, epoll, tokio, completion }
+    };
+}
+
+/// The two lists above as names, for tests that need them at run time.
+macro_rules! model_names {
+    ($($model:ident),* $(,)?) => {
+        &[$(stringify!($model)),*]
+    };
+}
+
+/// Every server model (`for_each_model!`), as names.
+pub const MODELS: &[&str] = for_each_model!(model_names);
+/// The models that serve clients at the same time (`for_each_concurrent_model!`).
+pub const CONCURRENT_MODELS: &[&str] = for_each_concurrent_model!(model_names);
+
+#[test]
+fn the_concurrent_models_are_every_model_but_blocking() {
+    let rest: Vec<&str> = MODELS
+        .iter()
+        .copied()
+        .filter(|m| !CONCURRENT_MODELS.contains(m))
+        .collect();
+    assert_eq!(
+        rest,
+        ["blocking"],
+        "{MODELS:?} against {CONCURRENT_MODELS:?}"
+    );
+    assert!(CONCURRENT_MODELS.iter().all(|m| MODELS.contains(m)));
+}
+
+/// A test that cannot run here because something is missing.
+///
+/// Without `CI` in the environment (or with it empty) this prints `note: WHY; skipped` and
+/// returns, and the caller returns too: a developer's machine need not have
+/// every tool. With `CI` set it panics, naming what is missing and how to
+/// install it, because `.ci/run` installs every tool these tests need
+/// (socat, chromium, taskset from util-linux, python3, the PyPI
+/// `hdrhistogram` package in the venv named by `RINGPORT_TEST_PYTHON`), so
+/// a missing one in CI is a broken CI, not a reason to pass.
+///
+/// Only for what can be installed. What the machine is, rather than what
+/// is installed on it, is not a failure anywhere and goes to [`skip`]
+/// instead: a single CPU, no IPv6 loopback, or no cgroup CPU controller
+/// that this user may write (whether a container delegates the controller
+/// is up to whoever runs it; no package and no step of `.ci/run` can
+/// change it without root, and failing there would fail CI on every
+/// unprivileged runner for something no commit can fix).
+pub fn skip_or_fail(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!(
+            "{why}; CI is set, and .ci/run installs this, so the test fails instead of skipping"
+        );
+    }
+    eprintln!("note: {why}; skipped (this fails where CI is set)");
+}
+
+/// A test that cannot run because of what this machine is (see
+/// [`skip_or_fail`] for what may only be skipped): prints a note, under CI too.
+pub fn skip(why: &str) {
+    eprintln!("note: {why}; skipped");
+}
 
 /// Every wait in the tests is bounded by this; generous for a loaded 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(30);
