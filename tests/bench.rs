@@ -210,7 +210,10 @@ fn a_busy_loop_on_the_server_cpu_is_measured_and_the_cell_retried_or_flagged() {
         .output()
         .is_err()
     {
-        crate::util::skip_or_fail("taskset is not installed (apt-get install util-linux)");
+        crate::util::skip_or_fail(
+            "util-linux",
+            "taskset is not installed (apt-get install util-linux)",
+        );
         return;
     }
     // Another process spinning on the server's CPU for the whole bench.
@@ -405,6 +408,7 @@ fn report_html_is_one_self_contained_page_that_renders_in_chromium() {
         })
     else {
         crate::util::skip_or_fail(
+            "chromium",
             "chromium is not installed (apt-get install chromium), so report.html was not \
              opened in a browser",
         );
@@ -543,6 +547,7 @@ fn a_run_that_starts_slowly_after_its_warm_up_is_flagged_and_not_claimed() {
         .is_err()
     {
         crate::util::skip_or_fail(
+            "python3",
             "python3 is not installed (apt-get install python3): the slow-starting server is a Python script",
         );
         return;

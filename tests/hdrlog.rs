@@ -94,7 +94,7 @@ fn the_hdr_log_decodes_with_the_pypi_package_and_agrees_with_the_json() {
     let python = match python_with_hdrh() {
         Ok(p) => p,
         Err(why) => {
-            crate::util::skip_or_fail(&why);
+            crate::util::skip_or_fail("hdrhistogram", &why);
             return;
         }
     };

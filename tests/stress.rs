@@ -613,7 +613,7 @@ fn works_against_socat_as_an_independent_echo_server() {
         .stdin(std::process::Stdio::null())
         .spawn();
     let Ok(child) = child else {
-        crate::util::skip_or_fail("socat is not installed (apt-get install socat)");
+        crate::util::skip_or_fail("socat", "socat is not installed (apt-get install socat)");
         return;
     };
     let _socat = Socat(child);
