@@ -17,6 +17,7 @@
 //! | `server.rs`       | start a server, wait until it accepts, stop it         |
 //! | `measure.rs`      | one run: warm-up, measured load, CPU and memory samples |
 //! | `figure.rs`       | the per-run figures, declared once                     |
+//! | `order_stats.rs`  | medians, their intervals, ratios: pure arithmetic      |
 //! | `stats.rs`        | one row per target and cell, with spreads and ratios   |
 //! | `output/`         | results.csv, the table, the verdict, summary.md        |
 //! | `report.rs`       | report.html                                            |
@@ -31,6 +32,7 @@ pub mod figure;
 pub mod files;
 pub mod matrix;
 pub mod measure;
+pub mod order_stats;
 pub mod output;
 mod plan;
 mod preflight;

@@ -128,7 +128,7 @@ fn slow_start(
         return None;
     }
     let rates: Vec<f64> = later.iter().map(|s| s.msgs_per_sec).collect();
-    let later_rate = crate::stats::median(&rates).filter(|&r| r > 0.0)?;
+    let later_rate = crate::order_stats::median(&rates).filter(|&r| r > 0.0)?;
     let rate_ratio = first.msgs_per_sec / later_rate;
     if rate_ratio >= SLOW_START_RATIO {
         return None;

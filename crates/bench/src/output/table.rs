@@ -4,7 +4,8 @@
 
 use super::{CLIENT_BOUND_PCT, STEAL_NOTE_PCT};
 use crate::figure::Figure;
-use crate::stats::{self, baseline, Row, PREFERRED_BASELINE};
+use crate::order_stats::{order_coverage, within_noise, CONFIDENCE, NOISE_THRESHOLD};
+use crate::stats::{baseline, Row, PREFERRED_BASELINE};
 use crate::{Results, UNAVAILABLE};
 use std::fmt::Write as _;
 
@@ -43,7 +44,7 @@ pub fn ratio_text(ratio: Option<f64>, ci: Option<[f64; 2]>) -> Option<String> {
     let x = ratio?;
     Some(match ci {
         None => format!("{x:.2}× (1 rep)"),
-        Some([lo, hi]) if stats::within_noise(x, ci) => format!("≈ ({lo:.2}–{hi:.2})"),
+        Some([lo, hi]) if within_noise(x, ci) => format!("≈ ({lo:.2}–{hi:.2})"),
         Some([lo, hi]) => format!("{x:.2}× ({lo:.2}–{hi:.2})"),
     })
 }
@@ -250,20 +251,20 @@ fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) 
         let _ = writeln!(
             s,
             "- vs {base}: the median relative to {base}'s on the same load, with its interval (from both medians' intervals). **≈**: within noise, the interval includes no difference or the ratio is within {:.0}% of 1; only the others are results.",
-            stats::NOISE_THRESHOLD * 100.0
+            NOISE_THRESHOLD * 100.0
         );
     } else if !base.is_empty() {
         let _ = writeln!(
             s,
             "- vs {base}: {PREFERRED_BASELINE} is not in this run, so ratios are to {base}, the first model, on the same load, with their interval. **≈**: within noise (the interval includes no difference, or the ratio is within {:.0}% of 1).",
-            stats::NOISE_THRESHOLD * 100.0
+            NOISE_THRESHOLD * 100.0
         );
     }
     if reps >= 2 {
         let _ = writeln!(
             s,
             "- Each figure is the median of {reps} repetitions; **±** is its confidence interval, distribution-free: at 95% from 6 repetitions on, and below that the lowest to the highest run ({:.0}% confidence at {reps}). Latency is from a message's first byte written to its last byte verified.",
-            stats::order_coverage(reps, 1).min(stats::CONFIDENCE) * 100.0
+            order_coverage(reps, 1).min(CONFIDENCE) * 100.0
         );
     } else {
         let _ = writeln!(

@@ -6,7 +6,8 @@
 use super::CLIENT_BOUND_PCT;
 use crate::figure::Figure;
 use crate::matrix::Cell;
-use crate::stats::{self, baseline, Row};
+use crate::order_stats::{within_noise, NOISE_THRESHOLD};
+use crate::stats::{baseline, Row};
 use crate::Results;
 
 fn cell_name(r: &Row) -> String {
@@ -65,7 +66,7 @@ pub fn verdict(results: &Results) -> String {
     }
     sentences.push(format!(
         "Differences within noise (an interval that includes no difference, or under {:.0}%) are not claimed.",
-        stats::NOISE_THRESHOLD * 100.0
+        NOISE_THRESHOLD * 100.0
     ));
     sentences.join(" ")
 }
@@ -104,7 +105,7 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
         let mut parts = Vec::new();
         let msgs = r.figure(Figure::MsgsPerSec);
         if let (Some(x), Some([lo, hi])) = (msgs.ratio, msgs.ratio_ci) {
-            if !stats::within_noise(x, Some([lo, hi])) {
+            if !within_noise(x, Some([lo, hi])) {
                 parts.push(format!(
                     "handled {x:.2}× {base}'s messages/s ({lo:.2}–{hi:.2})"
                 ));
@@ -113,7 +114,7 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
         }
         let cpu = r.figure(Figure::ServerCpu);
         if let (Some(x), Some([lo, hi])) = (cpu.ratio, cpu.ratio_ci) {
-            if !stats::within_noise(x, Some([lo, hi])) {
+            if !within_noise(x, Some([lo, hi])) {
                 parts.push(format!(
                     "needed {x:.2}× {base}'s CPU per message ({lo:.2}–{hi:.2})"
                 ));
