@@ -18,6 +18,7 @@
 //! | `measure.rs`      | one run: warm-up, measured load, CPU and memory samples |
 //! | `figure.rs`       | the per-run figures, declared once                     |
 //! | `order_stats.rs`  | medians, their intervals, ratios: pure arithmetic      |
+//! | `notes.rs`        | a row's notes, typed, and the one place they become text |
 //! | `stats.rs`        | one row per target and cell, with spreads and ratios   |
 //! | `output/`         | results.csv, the table, the verdict, summary.md        |
 //! | `report.rs`       | report.html                                            |
@@ -32,6 +33,7 @@ pub mod figure;
 pub mod files;
 pub mod matrix;
 pub mod measure;
+pub mod notes;
 pub mod order_stats;
 pub mod output;
 mod plan;

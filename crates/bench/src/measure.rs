@@ -285,8 +285,7 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
             .filter(|&(_, &n)| n > 0)
             .map(|(kind, n)| format!("{n} {}", kind.name()))
             .collect();
-        // Not "connection errors: …", which the table leaves out beside its
-        // own error count: the kinds are what that count does not say.
+        // The kinds are what the row's error count does not say.
         notes.push(format!("errors by kind: {}", kinds.join(", ")));
     }
     if warm_errors > 0 {

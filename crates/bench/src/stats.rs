@@ -11,6 +11,7 @@
 use crate::figure::{Figure, Kind};
 use crate::matrix::{Cell, Run, Target};
 use crate::measure::{Sample, SlowStart};
+use crate::notes::Note;
 use crate::order_stats::{median, median_ci, median_interval, ratio_with_ci};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -69,7 +70,7 @@ pub struct Row {
     /// Every repetition ran and every echo was verified.
     pub clean: bool,
     /// What went wrong or needs saying, one entry per distinct note.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 /// One figure of one row, over its repetitions.
@@ -299,75 +300,52 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             && errors == 0
             && mismatches == 0
             && !samples.iter().any(|s| s.server_failed),
-        notes: row_notes(outcomes, errors, mismatches, disturbed_reps, &slow),
+        notes: notes_of_runs(outcomes, errors, mismatches, disturbed_reps, &slow),
     }
 }
 
 /// The notes of a row, each once, in this order: what the runs said (or why
 /// they could not run), then wrong echoes or failed connections, then
 /// disturbed repetitions, then slow starts.
-fn row_notes(
+fn notes_of_runs(
     outcomes: &[&Outcome],
     errors: u64,
     mismatches: u64,
     disturbed: usize,
     slow: &[&SlowStart],
-) -> Vec<String> {
-    let mut notes: Vec<String> = Vec::new();
-    let mut note = |n: &str| {
-        if !notes.iter().any(|x| x == n) {
-            notes.push(n.to_string());
+) -> Vec<Note> {
+    let mut notes: Vec<Note> = Vec::new();
+    let mut note = |n: Note| {
+        if !notes.contains(&n) {
+            notes.push(n);
         }
     };
     for o in outcomes {
         match o {
-            Err(why) => note(why),
+            Err(why) => note(Note::Run(why.clone())),
             Ok(s) => {
                 if let Some(n) = &s.note {
-                    note(n);
+                    note(Note::Run(n.clone()));
                 }
             }
         }
     }
+    let reps = outcomes.iter().filter(|o| o.is_ok()).count();
     if mismatches > 0 {
-        note("ECHO MISMATCH: the server returned bytes that were not sent");
+        note(Note::EchoMismatch);
     } else if errors > 0 {
-        note("connection errors: see errors");
+        note(Note::ConnectionErrors);
     }
     if disturbed > 0 {
-        let reps = outcomes.iter().filter(|o| o.is_ok()).count();
-        note(&format!(
-            "DISTURBED: {disturbed} of {reps} repetition(s) stayed above the interference threshold after retries"
-        ));
+        note(Note::Disturbed { disturbed, reps });
     }
     if !slow.is_empty() {
-        note(&slow_start_note(
-            slow,
-            outcomes.iter().filter(|o| o.is_ok()).count(),
-        ));
+        note(Note::SlowStart {
+            starts: slow.iter().map(|s| **s).collect(),
+            reps,
+        });
     }
     notes
-}
-
-/// What a row's slow starts were: how many, and each one's first interval.
-fn slow_start_note(slow: &[&SlowStart], reps: usize) -> String {
-    let each: Vec<String> = slow
-        .iter()
-        .map(|s| {
-            format!(
-                "{:.0}% of the later rate, p99 {:.1} against {:.1} ms",
-                s.rate_ratio * 100.0,
-                s.first_p99_us as f64 / 1e3,
-                s.later_p99_us as f64 / 1e3
-            )
-        })
-        .collect();
-    format!(
-        "SLOW START: in {} of {reps} repetition(s) the first {:.2} s of the measured run went slowly ({}); the warm-up did not reach a steady state, so msgs/s and p99 include the start (a longer --warmup may help)",
-        slow.len(),
-        slow[0].first_s,
-        each.join("; ")
-    )
 }
 
 #[cfg(test)]
@@ -445,7 +423,7 @@ mod tests {
         let rows = aggregate(&targets, &cells, &runs, 1, None);
         assert_eq!((rows[0].errors, rows[0].mismatches), (2, 1));
         assert!(!rows[0].clean);
-        assert!(rows[0].notes[0].contains("MISMATCH"));
+        assert!(rows[0].notes[0].to_string().contains("MISMATCH"));
     }
 
     #[test]

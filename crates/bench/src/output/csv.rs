@@ -3,6 +3,7 @@
 //! so the header and the lines come from one list ([`csv_columns`]).
 
 use crate::figure::{Figure, Kind};
+use crate::notes::Note;
 use crate::stats::Row;
 
 /// One line per row, under a header; a missing figure is an empty field.
@@ -57,7 +58,16 @@ fn csv_columns(r: &Row) -> Vec<(String, String)> {
         ("errors".into(), r.errors.to_string()),
         ("mismatches".into(), r.mismatches.to_string()),
         ("clean".into(), r.clean.to_string()),
-        ("notes".into(), csv_field(&r.notes.join("; "))),
+        (
+            "notes".into(),
+            csv_field(
+                &r.notes
+                    .iter()
+                    .map(Note::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        ),
     ]);
     for f in Figure::KEPT {
         let (key, x) = (f.key(), r.figure(f));

@@ -4,6 +4,7 @@
 
 use super::{CLIENT_BOUND_PCT, STEAL_NOTE_PCT};
 use crate::figure::Figure;
+use crate::notes::Note;
 use crate::order_stats::{order_coverage, within_noise, CONFIDENCE, NOISE_THRESHOLD};
 use crate::stats::{baseline, Row, PREFERRED_BASELINE};
 use crate::{Results, UNAVAILABLE};
@@ -130,7 +131,7 @@ struct Marks {
 
 /// One row of the table.
 fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
-    let notes = row_notes(r, marks);
+    let notes = notes_column(r, marks);
     let ran = r.reps > 0;
     let mut na = |v: Option<String>| -> String {
         match v {
@@ -182,7 +183,7 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
 
 /// The notes column of a row: its marks, then what went wrong, then the
 /// row's own notes less those the marks already say.
-fn row_notes(r: &Row, marks: &mut Marks) -> Vec<String> {
+fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
     let mut notes = Vec::new();
     if r.disturbed {
         marks.disturbed = true;
@@ -231,12 +232,13 @@ fn row_notes(r: &Row, marks: &mut Marks) -> Vec<String> {
         notes.push(format!("**{} errors**", r.errors - r.mismatches));
     }
     for n in &r.notes {
-        if !n.starts_with("ECHO MISMATCH")
-            && !n.starts_with("connection errors")
-            && !n.starts_with("DISTURBED")
-            && !n.starts_with("SLOW START")
-        {
-            notes.push(n.replace('|', "\\|").replace('\n', " "));
+        match n {
+            Note::Run(text) => notes.push(text.replace('|', "\\|").replace('\n', " ")),
+            // The marks and counts above already say these.
+            Note::EchoMismatch
+            | Note::ConnectionErrors
+            | Note::Disturbed { .. }
+            | Note::SlowStart { .. } => {}
         }
     }
     notes
