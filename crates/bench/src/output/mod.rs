@@ -3,12 +3,14 @@
 //! table printed at the end. One module per concern: the CSV, the table and
 //! its footnotes, the verdict, and `summary.md` that puts them together.
 
+mod columns;
 mod csv;
 mod summary;
 mod table;
 mod verdict;
 
 pub use crate::stats::{baseline, PREFERRED_BASELINE};
+pub use columns::{Align, Column, COLUMNS};
 pub use csv::{csv_header, to_csv};
 pub use summary::{default_out_dir, summary_markdown, utc_timestamp};
 pub use table::{ratio_text, table, table_markdown, with_spread, Table};

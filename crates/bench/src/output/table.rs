@@ -2,6 +2,7 @@
 //! `summary.md` (and, as cells, in `report.html`): one line per row, its
 //! notes column, and the footnotes that explain just the marks it used.
 
+use super::columns::{Column, COLUMNS};
 use super::{CLIENT_BOUND_PCT, STEAL_NOTE_PCT};
 use crate::figure::Figure;
 use crate::notes::Note;
@@ -57,7 +58,7 @@ fn interference_limit(results: &Results) -> f64 {
 
 /// The table, as cells of text (Markdown emphasis allowed), and its footnotes.
 pub struct Table {
-    /// Column names.
+    /// Column titles, those of [`COLUMNS`].
     pub header: Vec<String>,
     /// One line per row of the results, and whether its figures are doubtful.
     pub rows: Vec<(Vec<String>, bool)>,
@@ -69,10 +70,8 @@ pub struct Table {
 pub fn table_markdown(results: &Results) -> String {
     let t = table(results);
     let mut s = format!("| {} |\n", t.header.join(" | "));
-    let _ = writeln!(
-        s,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    );
+    let separator: Vec<&str> = COLUMNS.iter().map(Column::separator).collect();
+    let _ = writeln!(s, "|{}|", separator.join("|"));
     for (cols, _) in &t.rows {
         let _ = writeln!(s, "| {} |", cols.join(" | "));
     }
@@ -88,23 +87,7 @@ pub fn table(results: &Results) -> Table {
     let rows = &results.results;
     let (base, base_is_tokio) =
         baseline(&results.config.models, results.config.baseline.as_deref()).unwrap_or(("", false));
-    let header: Vec<String> = [
-        "model".to_string(),
-        "conns".into(),
-        "size".into(),
-        "msgs/s".into(),
-        format!("vs {base}"),
-        format!("CPU/msg vs {base}"),
-        "MB/s".into(),
-        "p50 µs".into(),
-        "p99 µs".into(),
-        "server CPU s per M msgs".into(),
-        "server peak RSS MiB".into(),
-        "client CPU %".into(),
-        "interference %".into(),
-        "notes".into(),
-    ]
-    .into();
+    let header: Vec<String> = COLUMNS.iter().map(|c| c.title_for(base)).collect();
     let mut marks = Marks::default();
     let lines = rows
         .iter()
@@ -157,7 +140,8 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
         x.median.map(|v| with_spread(text(v), x.median, x.ci))
     };
     let plain = |f: Figure, text: fn(f64) -> String| r.median(f).map(text);
-    let cols = [
+    // One cell per column of the registry, in its order.
+    let cols: [String; COLUMNS.len()] = [
         r.model.clone(),
         r.connections.to_string(),
         match r.per_connection {
