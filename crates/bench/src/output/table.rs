@@ -361,6 +361,21 @@ mod tests {
     }
 
     #[test]
+    fn the_header_and_separator_come_from_the_registry_as_they_were() {
+        let r = results(vec![row("tokio", 1, Some(200.0))], &["tokio"]);
+        let table = table_markdown(&r);
+        let mut lines = table.lines();
+        assert_eq!(
+            lines.next(),
+            Some("| model | conns | size | msgs/s | vs tokio | CPU/msg vs tokio | MB/s | p50 µs | p99 µs | server CPU s per M msgs | server peak RSS MiB | client CPU % | interference % | notes |")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        );
+    }
+
+    #[test]
     fn numbers_are_grouped_by_thousands() {
         assert_eq!(grouped(1_234_567.4), "1,234,567");
         assert_eq!(grouped(999.0), "999");

@@ -1,6 +1,7 @@
 //! Loopback source addresses for the load (Linux): each run connects from
-//! addresses of its own, so that no run finds the ports of a previous one
-//! still in TIME_WAIT.
+//! addresses of its own, so that none starts from the kernel state another
+//! run left behind (the TCP metrics cache, TIME_WAIT sockets; see
+//! `measure.rs`).
 
 /// Linux routes all of 127.0.0.0/8 to `lo`: run `run` takes
 /// 127.A.B.1 to 127.A.B.n, with A.B counting runs from 0.1 and
