@@ -56,7 +56,7 @@ pub struct Row {
     /// Runs repeated because they were disturbed, over all repetitions.
     pub retried: usize,
     /// Repetitions whose measured window began at under half its later
-    /// rate ([`SlowStart`](crate::measure::SlowStart)): the cell's
+    /// rate ([`SlowStart`]): the cell's
     /// figures mix a start with the steady run, so they are doubtful.
     pub slow_starts: usize,
     /// The server handles one client at a time; the others wait their turn.
