@@ -2,7 +2,7 @@
 //! `summary.md` (and, as cells, in `report.html`): one line per row, its
 //! notes column, and the footnotes that explain just the marks it used.
 
-use super::columns::{Column, COLUMNS};
+use super::columns::{Column, COLUMNS, VS_BASE};
 use super::{CLIENT_BOUND_PCT, STEAL_NOTE_PCT};
 use crate::figure::Figure;
 use crate::notes::Note;
@@ -232,17 +232,19 @@ fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
 fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) -> Vec<String> {
     let rows = &results.results;
     let mut s = String::new();
+    // The ratio's footnote names its column as the table titles it.
+    let vs = VS_BASE.title_for(base);
     let reps = results.config.reps;
     if base_is_tokio {
         let _ = writeln!(
             s,
-            "- vs {base}: the median relative to {base}'s on the same load, with its interval (from both medians' intervals). **≈**: within noise, the interval includes no difference or the ratio is within {:.0}% of 1; only the others are results.",
+            "- {vs}: the median relative to {base}'s on the same load, with its interval (from both medians' intervals). **≈**: within noise, the interval includes no difference or the ratio is within {:.0}% of 1; only the others are results.",
             NOISE_THRESHOLD * 100.0
         );
     } else if !base.is_empty() {
         let _ = writeln!(
             s,
-            "- vs {base}: {PREFERRED_BASELINE} is not in this run, so ratios are to {base}, the first model, on the same load, with their interval. **≈**: within noise (the interval includes no difference, or the ratio is within {:.0}% of 1).",
+            "- {vs}: {PREFERRED_BASELINE} is not in this run, so ratios are to {base}, the first model, on the same load, with their interval. **≈**: within noise (the interval includes no difference, or the ratio is within {:.0}% of 1).",
             NOISE_THRESHOLD * 100.0
         );
     }
