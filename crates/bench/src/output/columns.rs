@@ -2,11 +2,10 @@
 //! meaning, and the `results.csv` (and `results.json`) keys it shows. The
 //! Markdown header and separator, the HTML table's cell classes,
 //! `report.html`'s key to the columns and the title the ratio's footnote
-//! gives its column all come from here, and a test
-//! holds every key named here to the CSV header, so none of them can drift
-//! from the others. The CSV's own columns and their order are a contract
-//! kept by `csv.rs` from the figures (`figure.rs`); this list only points
-//! into it.
+//! gives its column all come from here, and a test holds every key named
+//! here to the CSV header, so none of them can drift from the others. The
+//! CSV's own columns and their order are a contract kept by `csv.rs` from
+//! the figures (`figure.rs`); this list only points into it.
 
 /// How a column's cells are aligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
