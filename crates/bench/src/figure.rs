@@ -115,7 +115,7 @@ figures! {
 impl Figure {
     /// The figures whose every repetition and spread a row also reports:
     /// `<key>_min`, `<key>_max`, `<key>_ci` (the 95% confidence interval of
-    /// the median; see `stats.rs`) and `<key>_reps`, in this order of columns.
+    /// the median; see `order_stats.rs`) and `<key>_reps`, in this order of columns.
     pub const KEPT: [Figure; 3] = [Figure::MsgsPerSec, Figure::ServerCpu, Figure::P99];
 
     /// The figures a row compares to the baseline's, with the key of that

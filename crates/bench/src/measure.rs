@@ -128,7 +128,7 @@ fn slow_start(
         return None;
     }
     let rates: Vec<f64> = later.iter().map(|s| s.msgs_per_sec).collect();
-    let later_rate = crate::stats::median(&rates).filter(|&r| r > 0.0)?;
+    let later_rate = crate::order_stats::median(&rates).filter(|&r| r > 0.0)?;
     let rate_ratio = first.msgs_per_sec / later_rate;
     if rate_ratio >= SLOW_START_RATIO {
         return None;
@@ -285,8 +285,7 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
             .filter(|&(_, &n)| n > 0)
             .map(|(kind, n)| format!("{n} {}", kind.name()))
             .collect();
-        // Not "connection errors: …", which the table leaves out beside its
-        // own error count: the kinds are what that count does not say.
+        // The kinds are what the row's error count does not say.
         notes.push(format!("errors by kind: {}", kinds.join(", ")));
     }
     if warm_errors > 0 {

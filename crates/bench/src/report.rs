@@ -4,25 +4,20 @@
 //! `<style>` element: the page fetches nothing, runs no script, and can be
 //! mailed or archived as one file.
 
-use crate::output::{self, Table};
+use crate::output::{self, Align, Table, COLUMNS};
 use crate::Results;
 use std::fmt::Write as _;
 
-/// What each column means, for the page's key.
-const COLUMNS: [(&str, &str); 13] = [
-    ("conns, size", "the load: concurrent connections, and bytes per message"),
-    ("msgs/s", "echoes verified byte for byte per second, the median of the repetitions; ± is the confidence interval of that median (95% from 6 repetitions; with fewer, the lowest to the highest run, whose confidence the notes give)"),
-    ("vs baseline", "msgs/s over the baseline model's in the same cell, with its interval (from both medians' intervals); ≈ means within noise, not a result"),
-    ("CPU/msg vs baseline", "the server's CPU per message over the baseline's (below 1: cheaper), with its interval; ≈ means within noise"),
-    ("MB/s", "verified echo bytes per second, 10^6 bytes"),
-    ("p50 µs, p99 µs", "latency from a message's first byte written to its last byte verified; p99 carries the interval of its median"),
-    ("server CPU s per M msgs", "user + system CPU the server process spent per million messages: the cost of the architecture (equal to µs per message)"),
-    ("server peak RSS MiB", "the server's peak resident memory"),
-    ("client CPU %", "how busy the load generator's CPUs were; at 90% and above the load may be what limits msgs/s"),
-    ("interference %", "the share of the pinned CPUs that went to neither the server nor the load: other processes and host steal. Disturbed runs are repeated; cells that stay disturbed are marked"),
-    ("notes", "serialized (one client at a time), client-bound?, DISTURBED, errors and mismatches, servers that failed"),
-    ("pale bars, ⚠", "on the charts: a cell whose figures are doubtful (disturbed or not clean)"),
-    ("whiskers", "on the charts: the interval of the median, as in the table"),
+/// What the charts' marks mean, after the columns in the page's key.
+const CHART_KEY: [(&str, &str); 2] = [
+    (
+        "pale bars, ⚠",
+        "on the charts: a cell whose figures are doubtful (disturbed or not clean)",
+    ),
+    (
+        "whiskers",
+        "on the charts: the interval of the median, as in the table",
+    ),
 ];
 
 /// The page.
@@ -51,8 +46,12 @@ pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> Strin
         let _ = writeln!(s, "<figure>{}</figure>", strip_xml_declaration(svg));
     }
     s.push_str("<h2>How to read the columns</h2>\n<dl>\n");
-    for (name, what) in COLUMNS {
-        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(name), esc(what));
+    let columns = COLUMNS.iter().map(|c| (c.title_for("baseline"), c.meaning));
+    let charts = CHART_KEY
+        .iter()
+        .map(|&(name, what)| (name.to_string(), what));
+    for (name, what) in columns.chain(charts) {
+        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(&name), esc(what));
     }
     s.push_str("</dl>\n");
     machine_html(&mut s, results);
@@ -140,9 +139,9 @@ fn table_html(s: &mut String, t: &Table) {
     for (cols, doubtful) in &t.rows {
         let class = if *doubtful { " class=\"doubtful\"" } else { "" };
         let _ = write!(s, "<tr{class}>");
-        for (i, c) in cols.iter().enumerate() {
+        for (c, column) in cols.iter().zip(COLUMNS) {
             let text = emphasis(&esc(&c.replace("\\|", "|")));
-            if i == 0 || i + 1 == cols.len() {
+            if column.align == Align::Left {
                 let _ = write!(s, "<td class=\"text\">{text}</td>");
             } else {
                 let _ = write!(s, "<td>{text}</td>");

@@ -1,0 +1,248 @@
+//! The verdict: what a bench shows, in plain words, at the top of
+//! `summary.md` and `report.html` and printed at the end. Only differences
+//! that survive the noise are claimed, and the cells that could not be
+//! measured cleanly are named instead.
+
+use super::CLIENT_BOUND_PCT;
+use crate::figure::Figure;
+use crate::matrix::Cell;
+use crate::order_stats::{within_noise, NOISE_THRESHOLD};
+use crate::stats::{baseline, Row};
+use crate::Results;
+
+fn cell_name(r: &Row) -> String {
+    let unit = if r.connections == 1 {
+        "connection"
+    } else {
+        "connections"
+    };
+    match r.per_connection {
+        Some(n) => format!(
+            "{} {unit} × {} B, replaced after {n} message{}",
+            r.connections,
+            r.size,
+            if n == 1 { "" } else { "s" }
+        ),
+        None => format!("{} {unit} × {} B", r.connections, r.size),
+    }
+}
+
+/// What the run shows, in plain words: only the differences that survive
+/// the noise, and which cells could not be measured cleanly.
+pub fn verdict(results: &Results) -> String {
+    let rows = &results.results;
+    let (base, _) =
+        baseline(&results.config.models, results.config.baseline.as_deref()).unwrap_or(("", false));
+    let mut sentences: Vec<String> = Vec::new();
+    if results.config.reps < 2 {
+        sentences.push(
+            "With one repetition there is no spread, so no difference can be told from noise: run with --reps 3 or more before reading anything into the ratios.".into(),
+        );
+    }
+    let mut cells: Vec<Cell> = Vec::new();
+    for r in rows {
+        if !cells.contains(&r.cell()) {
+            cells.push(r.cell());
+        }
+    }
+    let mut quiet_cells = Vec::new();
+    for &cell in &cells {
+        let in_cell: Vec<&Row> = rows.iter().filter(|r| r.cell() == cell).collect();
+        match cell_verdict(&in_cell, base) {
+            CellVerdict::Claims(sentence) => sentences.push(sentence),
+            CellVerdict::WithinNoise(name) if results.config.reps >= 2 => quiet_cells.push(name),
+            CellVerdict::WithinNoise(_) | CellVerdict::NoBaseline => {}
+        }
+    }
+    if !quiet_cells.is_empty() {
+        sentences.push(format!(
+            "At {} every model measured cleanly is within noise of {base}.",
+            quiet_cells.join(" and at ")
+        ));
+    }
+    sentences.extend(unclean_sentences(rows));
+    if sentences.is_empty() {
+        sentences.push(format!("No model could be compared with {base}."));
+    }
+    sentences.push(format!(
+        "Differences within noise (an interval that includes no difference, or under {:.0}%) are not claimed.",
+        NOISE_THRESHOLD * 100.0
+    ));
+    sentences.join(" ")
+}
+
+/// What one cell shows against the baseline.
+enum CellVerdict {
+    /// A sentence of the differences that survive the noise.
+    Claims(String),
+    /// None do; the cell's name.
+    WithinNoise(String),
+    /// The baseline did not run cleanly here: nothing can be compared.
+    NoBaseline,
+}
+
+fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
+    let Some(base_row) = in_cell.iter().find(|r| r.model == base && r.reps > 0) else {
+        return CellVerdict::NoBaseline;
+    };
+    if base_row.doubtful() {
+        return CellVerdict::NoBaseline;
+    }
+    let load_bound = in_cell.iter().any(|r| {
+        r.median(Figure::ClientCpu)
+            .is_some_and(|p| p >= CLIENT_BOUND_PCT)
+    });
+    let mut claims = Vec::new();
+    let mut msgs_claimed = false;
+    for r in in_cell {
+        if r.model == base || r.reps == 0 || r.doubtful() {
+            continue;
+        }
+        // Above one connection a serialized server measures its queue.
+        if r.serialized && r.connections > 1 {
+            continue;
+        }
+        let mut parts = Vec::new();
+        let msgs = r.figure(Figure::MsgsPerSec);
+        if let (Some(x), Some([lo, hi])) = (msgs.ratio, msgs.ratio_ci) {
+            if !within_noise(x, Some([lo, hi])) {
+                parts.push(format!(
+                    "handled {x:.2}× {base}'s messages/s ({lo:.2}–{hi:.2})"
+                ));
+                msgs_claimed = true;
+            }
+        }
+        let cpu = r.figure(Figure::ServerCpu);
+        if let (Some(x), Some([lo, hi])) = (cpu.ratio, cpu.ratio_ci) {
+            if !within_noise(x, Some([lo, hi])) {
+                parts.push(format!(
+                    "needed {x:.2}× {base}'s CPU per message ({lo:.2}–{hi:.2})"
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            claims.push(format!("{} {}", r.model, parts.join(" and ")));
+        }
+    }
+    let name = cell_name(base_row);
+    if claims.is_empty() {
+        return CellVerdict::WithinNoise(name);
+    }
+    let caveat = if msgs_claimed && load_bound {
+        " (the load was near its limit there, so msgs/s may understate the fastest servers)"
+    } else {
+        ""
+    };
+    CellVerdict::Claims(format!("At {name}, {}{caveat}.", claims.join("; ")))
+}
+
+/// The sentences that name the cells not measured cleanly, and those that
+/// did not run.
+fn unclean_sentences(rows: &[Row]) -> Vec<String> {
+    let doubtful: Vec<String> = rows
+        .iter()
+        .filter(|r| r.reps > 0 && r.doubtful())
+        .map(|r| {
+            let why = if r.mismatches > 0 {
+                "mismatched echoes".to_string()
+            } else if r.errors > 0 {
+                format!("{} connection errors", r.errors)
+            } else if r.disturbed {
+                format!("{:.0}% interference", r.interference_pct.unwrap_or(0.0))
+            } else if r.slow_starts > 0 {
+                format!(
+                    "a slow start in {} of {} repetition(s)",
+                    r.slow_starts, r.reps
+                )
+            } else {
+                "a run failed".to_string()
+            };
+            format!("{} at {} ({why})", r.model, cell_name(r))
+        })
+        .collect();
+    let not_run: Vec<String> = rows
+        .iter()
+        .filter(|r| r.reps == 0)
+        .map(|r| format!("{} at {}", r.model, cell_name(r)))
+        .collect();
+    let mut out = Vec::new();
+    if !doubtful.is_empty() {
+        out.push(format!(
+            "Not measured cleanly, so left out of the claims above: {}.",
+            doubtful.join("; ")
+        ));
+    }
+    if !not_run.is_empty() {
+        out.push(format!("Did not run: {}.", not_run.join("; ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::fixtures::{results, row};
+    use crate::output::table_markdown;
+
+    #[test]
+    fn the_verdict_claims_only_what_survives_the_noise_and_names_doubtful_cells() {
+        let with = |model: &str, conns: usize, msgs: [f64; 3], cpu: [f64; 3]| {
+            let mut r = Row {
+                reps: 3,
+                ..row(model, conns, Some(msgs[1]))
+            };
+            r.figure_mut(Figure::MsgsPerSec).reps = msgs.to_vec();
+            r.figure_mut(Figure::ServerCpu).reps = cpu.to_vec();
+            r
+        };
+        let mut disturbed = with("epoll", 64, [90.0, 95.0, 99.0], [5.0, 5.0, 5.0]);
+        disturbed.disturbed = true;
+        disturbed.interference_pct = Some(22.0);
+        // Faster beyond the noise, but one repetition began slowly.
+        let mut slow = with("slow", 64, [130.0, 131.0, 133.0], [7.0, 7.1, 7.2]);
+        slow.slow_starts = 1;
+        let rows = vec![
+            with("tokio", 1, [100.0, 101.0, 102.0], [10.0, 10.1, 10.2]),
+            with("fast", 1, [99.0, 101.5, 103.0], [9.9, 10.0, 10.3]),
+            with("tokio", 64, [100.0, 101.0, 102.0], [10.0, 10.1, 10.2]),
+            with("fast", 64, [130.0, 131.0, 133.0], [7.0, 7.1, 7.2]),
+            disturbed,
+            slow,
+        ];
+        let mut r = results(rows, &["tokio", "fast", "epoll", "slow"]);
+        r.config.reps = 3;
+        let v = verdict(&r);
+        assert!(
+            v.contains("At 64 connections × 64 B, fast handled 1.30× tokio's messages/s")
+                && v.contains("needed 0.70× tokio's CPU per message"),
+            "{v}"
+        );
+        assert!(
+            v.contains(
+                "At 1 connection × 64 B every model measured cleanly is within noise of tokio"
+            ),
+            "{v}"
+        );
+        assert!(
+            v.contains("Not measured cleanly")
+                && v.contains("epoll at 64 connections × 64 B (22% interference)"),
+            "{v}"
+        );
+        assert!(
+            !v.contains("epoll handled") && !v.contains("slow handled"),
+            "no claim from a disturbed cell, nor from one that began slowly: {v}"
+        );
+        assert!(
+            v.contains("slow at 64 connections × 64 B (a slow start in 1 of 3 repetition(s))"),
+            "{v}"
+        );
+        let table = table_markdown(&r);
+        assert!(
+            table.contains("**DISTURBED** (22% interference)")
+                && table.contains("**SLOW START** (1 of 3 reps)")
+                && table.contains("the warm-up did not reach a steady state"),
+            "{table}"
+        );
+        assert!(table.contains("| ≈ ("), "{table}");
+    }
+}

@@ -1,0 +1,246 @@
+//! The plan of a bench: which CPUs the server and the load run on
+//! ([`CpuPlan`]), and everything else the flags decide ([`Plan`]), checked
+//! before anything runs.
+
+use crate::cpus::{self, CpuSet};
+use crate::matrix::{self, Cell, Target};
+use crate::sys::{self, CpuCap, UNAVAILABLE};
+use crate::BenchError;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which CPUs the server and the load run on, and how many threads each gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuPlan {
+    /// The server's CPUs; `None` where pinning is unavailable.
+    pub server: Option<CpuSet>,
+    /// The load's CPUs; `None` where pinning is unavailable.
+    pub client: Option<CpuSet>,
+    /// `--workers` for the server: one per server CPU.
+    pub server_workers: usize,
+    /// Load threads: one per client CPU.
+    pub load_threads: usize,
+    /// Caveats for the reader, such as CPUs shared by both sides.
+    pub notes: Vec<String>,
+}
+
+impl CpuPlan {
+    /// Every CPU either side is pinned to, once each, in order.
+    pub fn pinned(&self) -> Vec<usize> {
+        self.server
+            .iter()
+            .chain(self.client.iter())
+            .flat_map(|c| c.cpus().iter().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Resolve `--server-cpus` and `--client-cpus` against the CPUs this
+    /// process may use; either left out takes the default split (first half
+    /// for the server, the rest for the load).
+    pub fn new(server: Option<CpuSet>, client: Option<CpuSet>) -> Result<CpuPlan, BenchError> {
+        match sys::allowed_cpus() {
+            Some(allowed) => Self::with_allowed(&allowed, server, client),
+            None => {
+                // No pinning: the lists, if given, still size the two sides.
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let server_workers = server.as_ref().map_or((n / 2).max(1), |s| s.len().max(1));
+                let load_threads = client
+                    .as_ref()
+                    .map_or((n - n / 2).max(1), |c| c.len().max(1));
+                Ok(CpuPlan {
+                    server: None,
+                    client: None,
+                    server_workers,
+                    load_threads,
+                    notes: vec![format!(
+                        "CPU pinning: {UNAVAILABLE}; server and load share every CPU"
+                    )],
+                })
+            }
+        }
+    }
+
+    fn with_allowed(
+        allowed: &CpuSet,
+        server: Option<CpuSet>,
+        client: Option<CpuSet>,
+    ) -> Result<CpuPlan, BenchError> {
+        let (def_server, def_client) = cpus::default_split(allowed);
+        let check = |flag: &str,
+                     set: Option<CpuSet>,
+                     default: CpuSet|
+         -> Result<CpuSet, BenchError> {
+            let Some(set) = set else { return Ok(default) };
+            if set.is_empty() {
+                return Err(BenchError::Config(format!("{flag} names no CPU")));
+            }
+            let missing = set.difference(allowed);
+            if !missing.is_empty() {
+                return Err(BenchError::Config(format!(
+                    "{flag} {set}: CPU {missing} is not available to this process (it may use {allowed})"
+                )));
+            }
+            Ok(set)
+        };
+        let server = check("--server-cpus", server, def_server)?;
+        let client = check("--client-cpus", client, def_client)?;
+        let mut notes = Vec::new();
+        let shared = server.intersection(&client);
+        if !shared.is_empty() {
+            notes.push(format!(
+                "server and load share CPU {shared}: each steals time from the other, so figures understate the server"
+            ));
+        }
+        Ok(CpuPlan {
+            server_workers: server.len(),
+            load_threads: client.len(),
+            server: Some(server),
+            client: Some(client),
+            notes,
+        })
+    }
+}
+
+/// Everything a bench needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The `ringport` binary whose `serve` runs the models.
+    pub exe: PathBuf,
+    /// Models and outside servers, in table order.
+    pub targets: Vec<Target>,
+    /// Connection counts of the matrix.
+    pub connections: Vec<usize>,
+    /// Message sizes of the matrix, bytes.
+    pub sizes: Vec<usize>,
+    /// Churn: also run every cell with connections replaced after this
+    /// many messages each.
+    pub per_connection: Option<u64>,
+    /// Length of each measured load.
+    pub duration: Duration,
+    /// Length of the discarded load before each measured one.
+    pub warmup: Duration,
+    /// Open loop: total messages per second, paced; `None` is a closed loop
+    /// (as fast as the server answers).
+    pub rate: Option<f64>,
+    /// Repetitions of the whole matrix.
+    pub reps: usize,
+    /// CPUs and thread counts.
+    pub cpus: CpuPlan,
+    /// Every server held to a share of its CPUs (`--server-cpu-cap`), so
+    /// that it, not the load, is the limit.
+    pub server_cpu_cap: Option<std::sync::Arc<CpuCap>>,
+    /// An echo slower than this fails its connection (stretched by the
+    /// duration for servers that serve one client at a time).
+    pub timeout: Duration,
+    /// How long a server may take to start accepting.
+    pub ready_timeout: Duration,
+    /// How long a server may take to exit after SIGTERM before it is killed.
+    pub stop_timeout: Duration,
+    /// The command line, for the record.
+    pub command_line: String,
+    /// A run whose interference (see [`crate::measure::Sample::interference_pct`])
+    /// is above this percentage of the pinned CPUs is disturbed: it is run
+    /// again, up to `retries` times, and flagged if it stays so.
+    pub max_interference_pct: f64,
+    /// How many times a disturbed run is repeated.
+    pub retries: usize,
+    /// The target every ratio is taken against; `None`: tokio when it
+    /// runs, else the first target.
+    pub baseline: Option<String>,
+}
+
+impl Plan {
+    /// The cells of the matrix, in table order.
+    pub fn cells(&self) -> Vec<Cell> {
+        matrix::cells(&self.connections, &self.sizes, self.per_connection)
+    }
+
+    /// How many server runs the bench makes.
+    pub fn total_runs(&self) -> usize {
+        self.reps * self.cells().len() * self.targets.len()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BenchError> {
+        let bad = |m: &str| Err(BenchError::Config(m.into()));
+        if self.targets.is_empty() {
+            return bad("nothing to bench: give --models or --server");
+        }
+        if self.connections.is_empty() || self.connections.contains(&0) {
+            return bad("--connections needs numbers of at least 1");
+        }
+        if self.sizes.is_empty() || self.sizes.contains(&0) {
+            return bad("--sizes needs sizes of at least 1 byte");
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return bad("--rate must be a positive number of messages per second");
+        }
+        if self.reps == 0 {
+            return bad("--reps must be at least 1");
+        }
+        if self.duration.is_zero() {
+            return bad("--duration must be longer than 0");
+        }
+        if !(self.max_interference_pct.is_finite()
+            && self.max_interference_pct > 0.0
+            && self.max_interference_pct <= 100.0)
+        {
+            return bad(
+                "--max-interference must be a percentage above 0 and at most 100, such as 5",
+            );
+        }
+        if let Some(b) = &self.baseline {
+            if !self.targets.iter().any(|t| t.name() == b) {
+                return Err(BenchError::Config(format!(
+                    "--baseline {b} is not in this bench: name one of {}",
+                    self.targets
+                        .iter()
+                        .map(Target::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let mut names: Vec<&str> = self.targets.iter().map(Target::name).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(BenchError::Config(format!(
+                "'{}' is named twice (a model and a --server may not share a name)",
+                w[0]
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(s: &str) -> CpuSet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn two_cpus_default_to_server_0_and_client_1() {
+        let p = CpuPlan::with_allowed(&set("0-1"), None, None).unwrap();
+        assert_eq!(p.server, Some(set("0")));
+        assert_eq!(p.client, Some(set("1")));
+        assert_eq!((p.server_workers, p.load_threads), (1, 1));
+        assert!(p.notes.is_empty());
+    }
+
+    #[test]
+    fn cpus_outside_the_allowed_set_are_refused() {
+        let err = CpuPlan::with_allowed(&set("0-1"), Some(set("0,5")), None).unwrap_err();
+        assert!(err.to_string().contains("CPU 5"), "{err}");
+    }
+
+    #[test]
+    fn overlapping_sets_run_with_a_note() {
+        let p = CpuPlan::with_allowed(&set("0-3"), Some(set("0-1")), Some(set("1-3"))).unwrap();
+        assert_eq!((p.server_workers, p.load_threads), (2, 3));
+        assert!(p.notes[0].contains("share CPU 1"), "{:?}", p.notes);
+    }
+}

@@ -1,0 +1,189 @@
+//! What `/proc` (and `/sys`) say (Linux): the machine's description, the
+//! CPU time and peak memory of a process tree, and the time each CPU spent
+//! in each state. The parsing is kept apart from the reading so that it can
+//! be tested on fixed text.
+
+use super::{CpuTimes, ProcessCpu};
+use std::collections::HashMap;
+
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+pub fn kernel() -> Option<String> {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    Some(format!("Linux {}", r.trim()))
+}
+
+pub fn memory_kib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    kib_field(&info, "MemTotal:")
+}
+
+/// Is a virtio balloon bound here that reports free pages to the host?
+/// Its `features` file is one character per feature bit, and bit 5 is
+/// `VIRTIO_BALLOON_F_REPORTING` (virtio 1.2, 5.5.3).
+pub fn returns_free_memory() -> bool {
+    const REPORTING: usize = 5;
+    let Ok(devices) = std::fs::read_dir("/sys/bus/virtio/drivers/virtio_balloon") else {
+        return false;
+    };
+    devices.flatten().any(|d| {
+        std::fs::read_to_string(d.path().join("features"))
+            .is_ok_and(|f| f.as_bytes().get(REPORTING) == Some(&b'1'))
+    })
+}
+
+/// The number in a `/proc` line such as `VmHWM:     1234 kB`.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// `(ppid, utime + stime in ticks)` from `/proc/PID/stat`.
+fn stat(pid: u32) -> Option<(u32, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// The command name (field 2) may hold spaces and parentheses, so the
+/// fields are counted from the last `)`.
+pub(super) fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid(4) … utime(14) stime(15).
+    let ppid = f.get(1)?.parse().ok()?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((ppid, utime, stime))
+}
+
+/// `pid` and every live descendant. An outside server may be a shell
+/// that forked the real one, so its figures must cover the whole tree.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, _, _)) = stat(p) {
+                children.entry(ppid).or_default().push(p);
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(c) = children.get(&out[i]) {
+            out.extend(c);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf reads a constant and touches no memory.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then_some(hz as f64)
+}
+
+pub fn tree_cpu_split(pid: u32) -> Option<CpuTimes> {
+    let hz = clock_ticks()?;
+    // The root must be readable; a descendant that exited meanwhile is skipped.
+    let (_, u, s) = stat(pid)?;
+    let (mut user, mut system) = (u, s);
+    for (_, u, s) in tree(pid)[1..].iter().filter_map(|&p| stat(p)) {
+        user += u;
+        system += s;
+    }
+    Some(CpuTimes {
+        user: user as f64 / hz,
+        system: system as f64 / hz,
+    })
+}
+
+/// `pick` chooses from a CPU's /proc/stat fields (user nice system idle
+/// iowait irq softirq steal …); the result is summed over `cpus`, in seconds.
+pub fn cpus_ticks(cpus: &[usize], pick: fn(&[u64]) -> Option<u64>) -> Option<f64> {
+    let hz = clock_ticks()?;
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut total = 0u64;
+    for &cpu in cpus {
+        let name = format!("cpu{cpu}");
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&name))?;
+        total += pick(&fields(line)?)?;
+    }
+    Some(total as f64 / hz)
+}
+
+/// The numbers of one /proc/stat CPU line, its name skipped.
+pub(super) fn fields(line: &str) -> Option<Vec<u64>> {
+    line.split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect()
+}
+
+pub fn process_cpu_seconds() -> Option<Vec<ProcessCpu>> {
+    let hz = clock_ticks()?;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let name = text
+            .find('(')
+            .zip(text.rfind(')'))
+            .map_or("?", |(a, b)| &text[a + 1..b.max(a + 1)]);
+        if let Some((_, u, s)) = parse_stat(&text) {
+            out.push(ProcessCpu {
+                pid,
+                name: name.to_string(),
+                seconds: (u + s) as f64 / hz,
+            });
+        }
+    }
+    Some(out)
+}
+
+pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
+    let hwm = |p: u32| {
+        let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        kib_field(&s, "VmHWM:")
+    };
+    let root = hwm(pid)?;
+    Some(root + tree(pid)[1..].iter().filter_map(|&p| hwm(p)).sum::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        let line =
+            "4242 (my (odd) srv) S 17 4242 17 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_stat(line), Some((17, 250, 75)));
+    }
+
+    #[test]
+    fn busy_time_leaves_out_idle_and_iowait() {
+        let f = fields("cpu0 10 1 5 1000 70 2 3 4 0 0").unwrap();
+        assert_eq!(crate::sys::busy_ticks(&f), Some(10 + 1 + 5 + 2 + 3));
+        assert_eq!(f.get(7), Some(&4));
+    }
+}
