@@ -18,6 +18,13 @@ pub use verdict::verdict;
 
 /// A client using this much of its CPUs may be what limits the figures.
 const CLIENT_BOUND_PCT: f64 = 90.0;
+
+/// True when the load used so much of its CPUs that it, not the server,
+/// may be what limits the row's msgs/s (`client-bound?` in the table).
+pub(crate) fn client_bound(r: &crate::stats::Row) -> bool {
+    r.median(crate::figure::Figure::ClientCpu)
+        .is_some_and(|p| p >= CLIENT_BOUND_PCT)
+}
 /// Above this share of the pinned CPUs taken by the hypervisor, a cell's
 /// figures say more about the host than about the server.
 const STEAL_NOTE_PCT: f64 = 5.0;
@@ -103,6 +110,13 @@ pub(crate) mod fixtures {
                 baseline: None,
                 notes: vec![],
                 server_cpu_cap_pct: None,
+                cpu_split: crate::CpuSplit {
+                    server_cpus: 1,
+                    client_cpus: 1,
+                    chosen_by: crate::SplitChoice::Default,
+                    no_better_split: true,
+                    reason: crate::cpus::default_split_reason(2),
+                },
             },
             results: rows,
         }
