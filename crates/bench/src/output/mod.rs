@@ -138,6 +138,21 @@ mod tests {
         for k in ["cpu_model", "cores", "kernel", "memory"] {
             assert!(v["machine"].get(k).is_some(), "machine.{k}");
         }
+        // The split is added next to the lists it explains, never in their place.
+        for k in [
+            "server_cpus",
+            "client_cpus",
+            "server_workers",
+            "load_threads",
+        ] {
+            assert!(v["config"].get(k).is_some(), "config.{k}");
+        }
+        let split = &v["config"]["cpu_split"];
+        assert_eq!(split["server_cpus"], 1, "{split}");
+        assert_eq!(split["client_cpus"], 1, "{split}");
+        assert_eq!(split["chosen_by"], "default", "{split}");
+        assert_eq!(split["no_better_split"], true, "{split}");
+        assert!(split["reason"].as_str().is_some_and(|r| !r.is_empty()));
         let keys = [
             "model",
             "connections",
