@@ -79,6 +79,24 @@ fn bench_writes_all_five_files_with_the_documented_keys() {
         assert!(json["machine"].get(k).is_some(), "machine.{k}: {json}");
     }
     assert!(json["config"].is_object(), "{json}");
+    // The split used and why: the load gets at least as many CPUs as the
+    // server (a third for the server from three CPUs on).
+    let split = &json["config"]["cpu_split"];
+    let (server, client) = (
+        split["server_cpus"].as_u64().expect("a count"),
+        split["client_cpus"].as_u64().expect("a count"),
+    );
+    assert!(server >= 1 && client >= server, "{split:#}");
+    assert!(
+        split["chosen_by"] == "default" || split["chosen_by"] == "unpinned",
+        "{split:#}"
+    );
+    let reason = split["reason"].as_str().expect("a reason");
+    assert!(!reason.is_empty(), "{split:#}");
+    assert!(
+        json["config"]["notes"].to_string().contains("CPU split: "),
+        "the notes say which split was used: {json:#}"
+    );
     let rows = json["results"].as_array().expect("results is a list");
     assert_eq!(rows.len(), 1, "{json}");
     for k in ROW_KEYS {
@@ -254,6 +272,12 @@ fn a_busy_loop_on_the_server_cpu_is_measured_and_the_cell_retried_or_flagged() {
         "a disturbed run is run again: {json:#}"
     );
     assert_eq!(row["disturbed"], true, "{json:#}");
+    assert_eq!(
+        json["config"]["cpu_split"]["chosen_by"], "flags",
+        "--server-cpus and --client-cpus override the default split: {json:#}"
+    );
+    assert_eq!(json["config"]["server_cpus"], "0", "{json:#}");
+    assert_eq!(json["config"]["client_cpus"], "1", "{json:#}");
     assert!(out.contains("DISTURBED"), "flagged in the table: {out}");
     assert!(
         out.contains("Not measured cleanly") && out.contains("interference"),

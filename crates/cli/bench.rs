@@ -44,7 +44,7 @@ pub struct Args {
     /// Repetitions of the whole matrix, interleaved; figures are medians with their spread [default: 3].
     #[arg(long, value_name = "N")]
     reps: Option<usize>,
-    /// CPUs for the server, such as 0 or 0-3 [default: the first half].
+    /// CPUs for the server, such as 0 or 0-3 [default: the first third, at least one].
     #[arg(long, value_name = "LIST")]
     server_cpus: Option<CpuSet>,
     /// CPUs for the load [default: the rest].

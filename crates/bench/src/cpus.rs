@@ -118,20 +118,51 @@ impl fmt::Display for CpuSet {
     }
 }
 
-/// Split the CPUs this process may use: the first half for the server, the
-/// rest for the load, so the load gets the extra CPU of an odd count (the
-/// client must not be the bottleneck). On a 2-CPU machine this is server `0`,
-/// client `1`. With one CPU both share it, and the caller should say so.
+/// The server's share of the CPUs by default: one in this many (at least
+/// one CPU). On loopback a message costs the load about as much CPU as the
+/// server, or more: issue 32 measured ringport's load at 1.7–2× the epoll
+/// server's CPU per message, and a zero-copy server needs even less. An
+/// even split therefore makes the load the limit in every busy cell; with a
+/// third for the server the load has at least twice the server's CPUs from
+/// three CPUs on.
+pub const SERVER_SHARE: usize = 3;
+
+/// How many of `n` CPUs the default split gives the server: a third, at
+/// least one, and never all of them when there are two or more.
+pub fn default_server_count(n: usize) -> usize {
+    if n <= 1 {
+        return n;
+    }
+    (n / SERVER_SHARE).clamp(1, n - 1)
+}
+
+/// Split the CPUs this process may use: the first third (at least one) for
+/// the server, the rest for the load, since the load spends as much CPU per
+/// message as the server or more (see [`SERVER_SHARE`]). On a 2-CPU machine
+/// this is server `0`, client `1`, the only split there is; on 4, `0` and
+/// `1-3`; on 16, `0-4` and `5-15`. With one CPU both share it, and the
+/// caller should say so.
 pub fn default_split(allowed: &CpuSet) -> (CpuSet, CpuSet) {
     let n = allowed.len();
     if n <= 1 {
         return (allowed.clone(), allowed.clone());
     }
-    let half = n / 2;
+    let server = default_server_count(n);
     (
-        CpuSet(allowed.0[..half].to_vec()),
-        CpuSet(allowed.0[half..].to_vec()),
+        CpuSet(allowed.0[..server].to_vec()),
+        CpuSet(allowed.0[server..].to_vec()),
     )
+}
+
+/// Why the default split is what it is, in one line for the notes.
+pub fn default_split_reason(n: usize) -> String {
+    match n {
+        0 | 1 => "one CPU: the server and the load share it".to_string(),
+        2 => "default split: with 2 CPUs the only split is one for the server and one for the load, so busy cells may be bound by the load; --server-cpu-cap PCT makes the server the limit".to_string(),
+        _ => format!(
+            "default split: a third of the {n} CPUs for the server (at least one), the rest for the load, because on loopback the load spends about as much CPU per message as the server or more (1.7–2× the epoll server's), so an even split would make the load the limit"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -166,13 +197,23 @@ mod tests {
     }
 
     #[test]
-    fn bigger_machines_split_in_halves_with_the_odd_one_to_the_client() {
-        let (s, c) = default_split(&set("0-7"));
-        assert_eq!((s.to_string(), c.to_string()), ("0-3".into(), "4-7".into()));
-        let (s, c) = default_split(&set("0-2"));
-        assert_eq!((s.to_string(), c.to_string()), ("0".into(), "1-2".into()));
-        let (s, c) = default_split(&set("2"));
-        assert_eq!((s.to_string(), c.to_string()), ("2".into(), "2".into()));
+    fn bigger_machines_give_the_server_a_third_and_the_load_the_rest() {
+        let split = |s: &str| {
+            let (a, b) = default_split(&set(s));
+            (a.to_string(), b.to_string())
+        };
+        assert_eq!(split("0-2"), ("0".into(), "1-2".into()));
+        assert_eq!(split("0-3"), ("0".into(), "1-3".into()));
+        assert_eq!(split("0-5"), ("0-1".into(), "2-5".into()));
+        assert_eq!(split("0-7"), ("0-1".into(), "2-7".into()));
+        assert_eq!(split("0-15"), ("0-4".into(), "5-15".into()));
+        assert_eq!(split("2"), ("2".into(), "2".into()));
+        // The allowed CPUs need not start at 0 nor be contiguous.
+        assert_eq!(split("2-3,8"), ("2".into(), "3,8".into()));
+        for n in 3..=256 {
+            let s = default_server_count(n);
+            assert!(s >= 1 && n - s >= 2 * s, "{n}: {s} + {}", n - s);
+        }
     }
 
     #[test]

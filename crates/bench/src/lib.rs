@@ -13,7 +13,7 @@
 //! | `run.rs`          | orchestration: every run, retries, aggregation         |
 //! | `results.rs`      | what results.json holds: machine, settings, rows       |
 //! | `matrix.rs`       | targets, cells, the interleaved schedule, `--server` specs |
-//! | `cpus.rs`         | CPU lists (`0-3,6`) and the server/client split        |
+//! | `cpus.rs`         | CPU lists (`0-3,6`) and the default server/load split  |
 //! | `server.rs`       | start a server, wait until it accepts, stop it         |
 //! | `measure.rs`      | one run: warm-up, measured load, CPU and memory samples |
 //! | `figure.rs`       | the per-run figures, declared once                     |
@@ -48,7 +48,7 @@ mod sys;
 pub use cpus::CpuSet;
 pub use figure::Figure;
 pub use matrix::{Cell, Target};
-pub use plan::{CpuPlan, Plan};
+pub use plan::{CpuPlan, CpuSplit, Plan, SplitChoice};
 pub use preflight::Preflight;
 pub use results::{ConfigRecord, OutsideServer, Results};
 pub use run::{run, Event};

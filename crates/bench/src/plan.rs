@@ -6,6 +6,7 @@ use crate::cpus::{self, CpuSet};
 use crate::matrix::{self, Cell, Target};
 use crate::sys::{self, CpuCap, UNAVAILABLE};
 use crate::BenchError;
+use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +23,38 @@ pub struct CpuPlan {
     pub load_threads: usize,
     /// Caveats for the reader, such as CPUs shared by both sides.
     pub notes: Vec<String>,
+    /// How the split was chosen, and why.
+    pub split: CpuSplit,
+}
+
+/// Who chose the CPU split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitChoice {
+    /// Neither `--server-cpus` nor `--client-cpus`: [`cpus::default_split`].
+    Default,
+    /// One or both of the flags.
+    Flags,
+    /// No pinning here: the counts size the two sides' threads only.
+    Unpinned,
+}
+
+/// The split of the CPUs between the server and the load, as
+/// `results.json` records it (`config.cpu_split`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuSplit {
+    /// How many CPUs (or, unpinned, workers) the server got.
+    pub server_cpus: usize,
+    /// How many CPUs (or, unpinned, threads) the load got.
+    pub client_cpus: usize,
+    /// Who chose it.
+    pub chosen_by: SplitChoice,
+    /// True when this process may use at most two CPUs: one for each side
+    /// is then the only split, and no other can take the load off the
+    /// limit (only `--server-cpu-cap` can).
+    pub no_better_split: bool,
+    /// Why, in one line.
+    pub reason: String,
 }
 
 impl CpuPlan {
@@ -37,19 +70,37 @@ impl CpuPlan {
     }
 
     /// Resolve `--server-cpus` and `--client-cpus` against the CPUs this
-    /// process may use; either left out takes the default split (first half
-    /// for the server, the rest for the load).
+    /// process may use. Neither given: the default split (a third for the
+    /// server, the rest for the load, see [`cpus::default_split`]). One
+    /// given: the other side gets the allowed CPUs it leaves, or, when it
+    /// leaves none, its side of the default split.
     pub fn new(server: Option<CpuSet>, client: Option<CpuSet>) -> Result<CpuPlan, BenchError> {
         match sys::allowed_cpus() {
             Some(allowed) => Self::with_allowed(&allowed, server, client),
             None => {
                 // No pinning: the lists, if given, still size the two sides.
                 let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let server_workers = server.as_ref().map_or((n / 2).max(1), |s| s.len().max(1));
+                let def_server = cpus::default_server_count(n).max(1);
+                let server_workers = server.as_ref().map_or(def_server, |s| s.len().max(1));
                 let load_threads = client
                     .as_ref()
-                    .map_or((n - n / 2).max(1), |c| c.len().max(1));
+                    .map_or((n - def_server).max(1), |c| c.len().max(1));
+                let reason = if server.is_some() || client.is_some() {
+                    "--server-cpus/--client-cpus sized the two sides; no pinning here".to_string()
+                } else {
+                    format!(
+                        "no pinning here; sized as the {}",
+                        cpus::default_split_reason(n)
+                    )
+                };
                 Ok(CpuPlan {
+                    split: CpuSplit {
+                        server_cpus: server_workers,
+                        client_cpus: load_threads,
+                        chosen_by: SplitChoice::Unpinned,
+                        no_better_split: n <= 2,
+                        reason,
+                    },
                     server: None,
                     client: None,
                     server_workers,
@@ -84,8 +135,37 @@ impl CpuPlan {
             }
             Ok(set)
         };
+        let chosen_by = if server.is_none() && client.is_none() {
+            SplitChoice::Default
+        } else {
+            SplitChoice::Flags
+        };
+        let given = match (&server, &client) {
+            (Some(_), Some(_)) => "--server-cpus and --client-cpus as given",
+            (Some(_), None) => "--server-cpus as given, the load on the CPUs it leaves",
+            (None, Some(_)) => "--client-cpus as given, the server on the CPUs it leaves",
+            (None, None) => "",
+        };
+        // One side given: the other takes what it leaves, if anything.
+        let rest = |given: &Option<CpuSet>, default: CpuSet| match given {
+            Some(g) if !allowed.difference(g).is_empty() => allowed.difference(g),
+            _ => default,
+        };
+        let def_client = rest(&server, def_client);
+        let def_server = rest(&client, def_server);
         let server = check("--server-cpus", server, def_server)?;
         let client = check("--client-cpus", client, def_client)?;
+        let reason = match chosen_by {
+            SplitChoice::Default => cpus::default_split_reason(allowed.len()),
+            _ => given.to_string(),
+        };
+        let split = CpuSplit {
+            server_cpus: server.len(),
+            client_cpus: client.len(),
+            chosen_by,
+            no_better_split: allowed.len() <= 2,
+            reason,
+        };
         let mut notes = Vec::new();
         let shared = server.intersection(&client);
         if !shared.is_empty() {
@@ -99,6 +179,7 @@ impl CpuPlan {
             server: Some(server),
             client: Some(client),
             notes,
+            split,
         })
     }
 }
@@ -229,6 +310,46 @@ mod tests {
         assert_eq!(p.client, Some(set("1")));
         assert_eq!((p.server_workers, p.load_threads), (1, 1));
         assert!(p.notes.is_empty());
+        assert_eq!(p.split.chosen_by, SplitChoice::Default);
+        assert!(p.split.no_better_split);
+        assert!(p.split.reason.contains("only split"), "{}", p.split.reason);
+    }
+
+    #[test]
+    fn the_default_split_gives_the_load_two_thirds() {
+        for (allowed, server, client) in [
+            ("0-3", "0", "1-3"),
+            ("0-7", "0-1", "2-7"),
+            ("0-15", "0-4", "5-15"),
+        ] {
+            let p = CpuPlan::with_allowed(&set(allowed), None, None).unwrap();
+            assert_eq!(p.server, Some(set(server)), "{allowed}");
+            assert_eq!(p.client, Some(set(client)), "{allowed}");
+            assert_eq!(p.server_workers, set(server).len());
+            assert_eq!(p.load_threads, set(client).len());
+            assert_eq!(p.split.chosen_by, SplitChoice::Default);
+            assert!(!p.split.no_better_split);
+            assert!(p.split.reason.contains("a third"), "{}", p.split.reason);
+        }
+    }
+
+    #[test]
+    fn the_flags_override_the_default_split() {
+        let p = CpuPlan::with_allowed(&set("0-7"), Some(set("0-3")), Some(set("4-7"))).unwrap();
+        assert_eq!((p.server, p.client), (Some(set("0-3")), Some(set("4-7"))));
+        assert_eq!(p.split.chosen_by, SplitChoice::Flags);
+        assert_eq!((p.split.server_cpus, p.split.client_cpus), (4, 4));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        // One flag: the other side gets the CPUs it leaves, never overlapping.
+        let p = CpuPlan::with_allowed(&set("0-7"), Some(set("0-3")), None).unwrap();
+        assert_eq!((p.server, p.client), (Some(set("0-3")), Some(set("4-7"))));
+        let p = CpuPlan::with_allowed(&set("0-3"), None, Some(set("2-3"))).unwrap();
+        assert_eq!((p.server, p.client), (Some(set("0-1")), Some(set("2-3"))));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        // A flag that takes every CPU leaves the other side its default.
+        let p = CpuPlan::with_allowed(&set("0-2"), Some(set("0-2")), None).unwrap();
+        assert_eq!(p.client, Some(set("1-2")));
+        assert!(p.notes[0].contains("share CPU 1-2"), "{:?}", p.notes);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::cpus::CpuSet;
 use crate::matrix::Target;
+use crate::plan::CpuSplit;
 use crate::preflight::Preflight;
 use crate::stats::Row;
 use crate::sys::{Machine, UNAVAILABLE};
@@ -61,6 +62,8 @@ pub struct ConfigRecord {
     /// The share of their CPUs every server was held to, percent
     /// (`--server-cpu-cap`); `None`: not held.
     pub server_cpu_cap_pct: Option<u32>,
+    /// How the CPUs were split between the server and the load, and why.
+    pub cpu_split: CpuSplit,
 }
 
 /// A `--server` as recorded.
@@ -133,6 +136,7 @@ impl ConfigRecord {
             preflight,
             notes,
             server_cpu_cap_pct: plan.server_cpu_cap.as_ref().map(|c| c.percent()),
+            cpu_split: plan.cpus.split.clone(),
         }
     }
 }

@@ -98,7 +98,8 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
     // The descriptor limit is already raised: the `ringport` binary lifts it
     // to the hard limit at start (servers inherit it), and the load engine
     // checks it against the connections it is asked for.
-    let mut notes = plan.cpus.notes.clone();
+    let mut notes = vec![split_note(&plan.cpus)];
+    notes.extend(plan.cpus.notes.iter().cloned());
     if let Some(cap) = &plan.server_cpu_cap {
         notes.push(format!(
             "every server was held to {}% of its CPUs by a cgroup quota (--server-cpu-cap), so that it, not the load, is the limit",
@@ -142,6 +143,22 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
             plan.baseline.as_deref(),
         ),
     })
+}
+
+/// The split used and why, in one line for the notes.
+fn split_note(cpus: &crate::CpuPlan) -> String {
+    let side = |set: &Option<crate::CpuSet>| {
+        set.as_ref()
+            .map_or_else(|| "any CPU".to_string(), |s| format!("CPU {s}"))
+    };
+    format!(
+        "CPU split: server on {} ({} worker(s)), load on {} ({} thread(s)); {}",
+        side(&cpus.server),
+        cpus.server_workers,
+        side(&cpus.client),
+        cpus.load_threads,
+        cpus.split.reason
+    )
 }
 
 /// Every run of the interleaved schedule, in order. A server that cannot

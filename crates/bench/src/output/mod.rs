@@ -18,6 +18,13 @@ pub use verdict::verdict;
 
 /// A client using this much of its CPUs may be what limits the figures.
 const CLIENT_BOUND_PCT: f64 = 90.0;
+
+/// True when the load used so much of its CPUs that it, not the server,
+/// may be what limits the row's msgs/s (`client-bound?` in the table).
+pub(crate) fn client_bound(r: &crate::stats::Row) -> bool {
+    r.median(crate::figure::Figure::ClientCpu)
+        .is_some_and(|p| p >= CLIENT_BOUND_PCT)
+}
 /// Above this share of the pinned CPUs taken by the hypervisor, a cell's
 /// figures say more about the host than about the server.
 const STEAL_NOTE_PCT: f64 = 5.0;
@@ -103,6 +110,13 @@ pub(crate) mod fixtures {
                 baseline: None,
                 notes: vec![],
                 server_cpu_cap_pct: None,
+                cpu_split: crate::CpuSplit {
+                    server_cpus: 1,
+                    client_cpus: 1,
+                    chosen_by: crate::SplitChoice::Default,
+                    no_better_split: true,
+                    reason: crate::cpus::default_split_reason(2),
+                },
             },
             results: rows,
         }
@@ -124,6 +138,21 @@ mod tests {
         for k in ["cpu_model", "cores", "kernel", "memory"] {
             assert!(v["machine"].get(k).is_some(), "machine.{k}");
         }
+        // The split is added next to the lists it explains, never in their place.
+        for k in [
+            "server_cpus",
+            "client_cpus",
+            "server_workers",
+            "load_threads",
+        ] {
+            assert!(v["config"].get(k).is_some(), "config.{k}");
+        }
+        let split = &v["config"]["cpu_split"];
+        assert_eq!(split["server_cpus"], 1, "{split}");
+        assert_eq!(split["client_cpus"], 1, "{split}");
+        assert_eq!(split["chosen_by"], "default", "{split}");
+        assert_eq!(split["no_better_split"], true, "{split}");
+        assert!(split["reason"].as_str().is_some_and(|r| !r.is_empty()));
         let keys = [
             "model",
             "connections",

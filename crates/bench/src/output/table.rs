@@ -199,9 +199,7 @@ fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
             .map_or_else(|| UNAVAILABLE.to_string(), |v| format!("{v:.1}"));
         notes.push(format!("churn: {per_sec} conns/s, {cpu} µs CPU/conn"));
     }
-    if r.median(Figure::ClientCpu)
-        .is_some_and(|p| p >= CLIENT_BOUND_PCT)
-    {
+    if super::client_bound(r) {
         marks.client_bound = true;
         notes.push("client-bound?".to_string());
     }

@@ -3,12 +3,12 @@
 //! that survive the noise are claimed, and the cells that could not be
 //! measured cleanly are named instead.
 
-use super::CLIENT_BOUND_PCT;
+use super::{client_bound, CLIENT_BOUND_PCT};
 use crate::figure::Figure;
 use crate::matrix::Cell;
 use crate::order_stats::{within_noise, NOISE_THRESHOLD};
 use crate::stats::{baseline, Row};
-use crate::Results;
+use crate::{Results, UNAVAILABLE};
 
 fn cell_name(r: &Row) -> String {
     let unit = if r.connections == 1 {
@@ -60,6 +60,7 @@ pub fn verdict(results: &Results) -> String {
             quiet_cells.join(" and at ")
         ));
     }
+    sentences.extend(load_bound_sentences(results, &cells));
     sentences.extend(unclean_sentences(rows));
     if sentences.is_empty() {
         sentences.push(format!("No model could be compared with {base}."));
@@ -88,10 +89,7 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
     if base_row.doubtful() {
         return CellVerdict::NoBaseline;
     }
-    let load_bound = in_cell.iter().any(|r| {
-        r.median(Figure::ClientCpu)
-            .is_some_and(|p| p >= CLIENT_BOUND_PCT)
-    });
+    let load_bound = in_cell.iter().any(|r| client_bound(r));
     let mut claims = Vec::new();
     let mut msgs_claimed = false;
     for r in in_cell {
@@ -134,6 +132,75 @@ fn cell_verdict(in_cell: &[&Row], base: &str) -> CellVerdict {
         ""
     };
     CellVerdict::Claims(format!("At {name}, {}{caveat}.", claims.join("; ")))
+}
+
+/// One sentence per group of cells where the load, not the server, was the
+/// limit (`client-bound?` in the table): what their msgs/s means, and what
+/// would make the server the limit. Cells are grouped by which targets were
+/// load-bound in them, so that a bench where every busy cell is says it once.
+fn load_bound_sentences(results: &Results, cells: &[Cell]) -> Vec<String> {
+    let rows = &results.results;
+    // (targets, cell names), in table order.
+    let mut groups: Vec<(Vec<&str>, Vec<String>)> = Vec::new();
+    for &cell in cells {
+        let in_cell: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.cell() == cell && r.reps > 0 && !r.doubtful())
+            .collect();
+        let bound: Vec<&str> = in_cell
+            .iter()
+            .filter(|r| client_bound(r))
+            .map(|r| r.model.as_str())
+            .collect();
+        if bound.is_empty() {
+            continue;
+        }
+        let name = cell_name(in_cell[0]);
+        match groups.iter_mut().find(|(m, _)| *m == bound) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((bound, vec![name])),
+        }
+    }
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let c = &results.config;
+    let had = if c.client_cpus == UNAVAILABLE {
+        String::new()
+    } else {
+        format!(" (it had CPU {})", c.client_cpus)
+    };
+    let fix = match (c.cpu_split.no_better_split, c.server_cpu_cap_pct) {
+        (true, None) => "on this machine no split of the CPUs helps (one for the server and one for the load is the only one), so to make the server the limit cap it with --server-cpu-cap PCT (such as 50)".to_string(),
+        (true, Some(p)) => format!(
+            "on this machine no split of the CPUs helps (one for the server and one for the load is the only one), so to make the server the limit cap it lower than --server-cpu-cap {p}"
+        ),
+        (false, None) => format!(
+            "to make the server the limit, give the load more CPUs with --client-cpus{had} or cap the server with --server-cpu-cap PCT"
+        ),
+        (false, Some(p)) => format!(
+            "to make the server the limit, give the load more CPUs with --client-cpus{had} or cap the server lower than --server-cpu-cap {p}"
+        ),
+    };
+    groups
+        .iter()
+        .map(|(models, names)| {
+            format!(
+                "At {} the load used {CLIENT_BOUND_PCT:.0}% or more of its CPUs with {} (client-bound? in the table): there msgs/s measures the load generator, not the server, while the server's CPU per message is still valid; {fix}.",
+                names.join(" and at "),
+                list(models)
+            )
+        })
+        .collect()
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 /// The sentences that name the cells not measured cleanly, and those that
@@ -244,5 +311,79 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("| ≈ ("), "{table}");
+    }
+
+    /// Rows of three repetitions; `bound` rows had the load at 99%.
+    fn bound_rows(cells: &[(usize, &[(&str, bool)])]) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for &(conns, models) in cells {
+            for &(model, bound) in models {
+                let mut r = Row {
+                    reps: 3,
+                    ..row(model, conns, Some(100.0))
+                };
+                r.figure_mut(Figure::MsgsPerSec).reps = vec![99.0, 100.0, 101.0];
+                r.figure_mut(Figure::ServerCpu).reps = vec![3.4, 3.5, 3.6];
+                if bound {
+                    r.figure_mut(Figure::ClientCpu).median = Some(99.0);
+                }
+                rows.push(r);
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn load_bound_cells_are_explained_once_per_group() {
+        let all: &[(&str, bool)] = &[("tokio", true), ("epoll", true)];
+        let rows = bound_rows(&[
+            (1, &[("tokio", false), ("epoll", false)]),
+            (64, all),
+            (1000, all),
+        ]);
+        let mut r = results(rows, &["tokio", "epoll"]);
+        r.config.reps = 3;
+        r.config.connections = vec![1, 64, 1000];
+        r.config.server_cpus = "0-1".into();
+        r.config.client_cpus = "2-7".into();
+        r.config.cpu_split.no_better_split = false;
+        let v = verdict(&r);
+        let expected = "At 64 connections × 64 B and at 1000 connections × 64 B the load used 90% or more of its CPUs with tokio and epoll (client-bound? in the table): there msgs/s measures the load generator, not the server, while the server's CPU per message is still valid; to make the server the limit, give the load more CPUs with --client-cpus (it had CPU 2-7) or cap the server with --server-cpu-cap PCT.";
+        assert!(v.contains(expected), "{v}");
+        assert_eq!(v.matches("client-bound? in the table").count(), 1, "{v}");
+        assert!(!v.contains("no split"), "{v}");
+        let table = table_markdown(&r);
+        assert!(table.contains("client-bound?"), "the tag stays: {table}");
+    }
+
+    #[test]
+    fn on_two_cpus_the_verdict_says_no_split_helps_and_suggests_the_cap() {
+        let rows = bound_rows(&[(64, &[("tokio", true), ("epoll", false)])]);
+        let mut r = results(rows, &["tokio", "epoll"]);
+        r.config.reps = 3;
+        // The fixture is a 2-CPU machine: server 0, load 1.
+        assert!(r.config.cpu_split.no_better_split);
+        let v = verdict(&r);
+        assert!(
+            v.contains("At 64 connections × 64 B the load used 90% or more of its CPUs with tokio (client-bound? in the table): there msgs/s measures the load generator, not the server")
+                && v.contains("no split of the CPUs helps")
+                && v.contains("--server-cpu-cap PCT (such as 50)"),
+            "{v}"
+        );
+        r.config.server_cpu_cap_pct = Some(50);
+        let v = verdict(&r);
+        assert!(v.contains("cap it lower than --server-cpu-cap 50"), "{v}");
+    }
+
+    #[test]
+    fn no_load_bound_cell_no_explanation() {
+        let rows = bound_rows(&[(64, &[("tokio", false), ("epoll", false)])]);
+        let mut r = results(rows, &["tokio", "epoll"]);
+        r.config.reps = 3;
+        let v = verdict(&r);
+        assert!(
+            !v.contains("client-bound?") && !v.contains("--server-cpu-cap"),
+            "{v}"
+        );
     }
 }
