@@ -68,7 +68,7 @@ impl Io for Vec<Cmd> {
     fn close(&mut self) {
         self.push(Cmd::Close);
     }
-    // These tests never allow a relay (`relay.rs` tests it).
+    // These tests never allow a relay (`relay_sim.rs` tests it).
     fn relay_start(&mut self, _: usize, _: usize) -> Option<usize> {
         None
     }
