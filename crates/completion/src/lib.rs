@@ -2,7 +2,7 @@
 //! completions in batches.
 //!
 //! This is the article's I/O Completion Port, made portable. On Linux it is
-//! io_uring (`sys/uring.rs`); on Windows it is IOCP (`sys/iocp/`). The server's
+//! io_uring (`sys/uring/`); on Windows it is IOCP (`sys/iocp/`). The server's
 //! connection state machine is written once over this API.
 //!
 //! # The contract every backend provides
