@@ -423,7 +423,12 @@ impl Port {
                 if let Ok(raw) = c.result {
                     // The backend hands the new socket over exactly once,
                     // here; from now on it is owned.
-                    c.accepted = Some(Socket(sys::accepted_socket(raw as RawSocket)));
+                    // SAFETY: an accept's successful result is the socket
+                    // the kernel made for it, open and owned by nobody; this
+                    // loop sees each completion once, and `result` is reset
+                    // below so it is never taken again.
+                    let socket = unsafe { sys::accepted_socket(raw as RawSocket) };
+                    c.accepted = Some(Socket(socket));
                     c.result = Ok(0);
                 }
             }

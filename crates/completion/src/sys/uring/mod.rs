@@ -324,7 +324,11 @@ impl Port {
         };
         match &c.buf {
             CompletionBuf::Provided { group, bid, len } => {
-                self.ring(*group).map_or(&[], |r| r.slice(*bid, *len))
+                // SAFETY: `c` holds buffer `bid`, filled with `len` bytes:
+                // its CQE handed it over, and only `release`, which takes
+                // `c`, gives it back to the kernel.
+                self.ring(*group)
+                    .map_or(&[], |r| unsafe { r.slice(*bid, *len) })
             }
             CompletionBuf::Owned(v) => &v[..n.min(v.len())],
             CompletionBuf::None => &[],

@@ -184,7 +184,9 @@ impl Port {
             return CompletionBuf::Owned(Vec::new());
         };
         let rest = match result {
-            Ok(n) if *n > 0 && *n < len => ring.slice(bid, len).to_vec(),
+            // SAFETY: the send that just ended held buffer `bid` (lent by
+            // a receive's completion); it goes back only below.
+            Ok(n) if *n > 0 && *n < len => unsafe { ring.slice(bid, len) }.to_vec(),
             _ => Vec::new(),
         };
         ring.take_back(bid);
@@ -203,7 +205,9 @@ impl Port {
             let Some(ring) = self.ring_mut(group) else {
                 return false;
             };
-            let copy = ring.slice(bid, len).to_vec();
+            // SAFETY: the send that found the socket full holds buffer
+            // `bid` (lent by a receive's completion); it goes back below.
+            let copy = unsafe { ring.slice(bid, len) }.to_vec();
             ring.take_back(bid);
             let rec = self.lookup(ud).expect("looked up above");
             rec.buf = OpBuf::Send(copy);
