@@ -51,13 +51,13 @@ use bufring::{BufRing, Group};
 pub(crate) use relay::Relay;
 pub(crate) use setup::probe;
 use setup::{build_ring, unavailable};
-use slab::{Arm, OpBuf, Poll, Record, Slab};
+use slab::{OpBuf, Record, Slab};
 
-use crate::{Completion, Features, Interest, OpId, OpKind, PortConfig, Token, UnavailableError};
+use crate::{Completion, Features, OpId, OpKind, PortConfig, UnavailableError};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

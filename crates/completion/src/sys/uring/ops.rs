@@ -6,7 +6,12 @@
 //! contract every call here states it keeps. Readiness waits are in
 //! `readiness.rs`; the completions come back through `reap.rs`.
 
-use super::*;
+use super::bufring::{BufRing, Group};
+use super::slab::{OpBuf, Record};
+use super::{CompletionBuf, Port, QUIET_LINK_UD};
+use crate::{Completion, OpId, OpKind, Token};
+use io_uring::{opcode, squeue, types};
+use std::os::fd::RawFd;
 
 impl Port {
     pub(crate) fn accept(&mut self, listener: RawFd, token: Token) -> OpId {

@@ -6,7 +6,11 @@
 //! operations because of that extra state (`slab::Arm`) and because the
 //! reap path asks it about every readiness CQE.
 
-use super::*;
+use super::slab::{Arm, OpBuf, Poll, Record};
+use super::{Port, CANCEL_UD};
+use crate::{Interest, OpId, OpKind, Token};
+use io_uring::{opcode, types};
+use std::os::fd::RawFd;
 
 /// Whether a readiness wait's CQE goes to the caller (`Port::poll_answer`).
 pub(super) enum PollAnswer {

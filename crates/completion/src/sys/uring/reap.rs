@@ -6,8 +6,14 @@
 //! the caller the CQEs that are not theirs (cancels, the quiet sends'
 //! linked NOPs, readiness re-arms).
 
+use super::bufring::Group;
 use super::readiness::PollAnswer;
-use super::*;
+use super::slab::OpBuf;
+use super::{CompletionBuf, Port, BATCH_WAIT_LIMIT, CANCEL_UD, QUIET_LINK_UD};
+use crate::{Completion, OpId};
+use io_uring::{cqueue, types};
+use std::io;
+use std::time::Duration;
 
 impl Port {
     pub(crate) fn wait(

@@ -91,10 +91,10 @@ const RELAY_ROUNDS: usize = 4;
 
 impl<Op: Copy, R> Conn<Op, R> {
     /// Everything owed through the port is out and nothing is in flight:
-    /// start relaying, the pipe empty so the bytes stay in order. False
-    /// when no pipe could be had: the connection receives through the port
-    /// again, and never asks for a relay again.
-    pub(super) fn start_relay(&mut self, io: &mut impl Io<Op = Op, Received = R>) -> bool {
+    /// start relaying, the pipe empty so the bytes stay in order. When no
+    /// pipe could be had, the connection receives through the port again,
+    /// and never asks for a relay again.
+    pub(super) fn start_relay(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
         self.relay = match io.relay_start(self.max_buffered.min(RELAY_PIPE_MAX), RELAY_PIPE_MIN) {
             Some(capacity) => Relay::On {
                 held: 0,
@@ -104,7 +104,6 @@ impl<Op: Copy, R> Conn<Op, R> {
             },
             None => Relay::Off { allowed: false },
         };
-        self.is_relay_on()
     }
 
     /// Whether bytes are going through the pipe.
