@@ -2,7 +2,7 @@
 //! completions in batches.
 //!
 //! This is the article's I/O Completion Port, made portable. On Linux it is
-//! io_uring (`sys/uring.rs`); on Windows it is IOCP (`sys/iocp/`). The server's
+//! io_uring (`sys/uring/`); on Windows it is IOCP (`sys/iocp/`). The server's
 //! connection state machine is written once over this API.
 //!
 //! # The contract every backend provides
@@ -423,7 +423,12 @@ impl Port {
                 if let Ok(raw) = c.result {
                     // The backend hands the new socket over exactly once,
                     // here; from now on it is owned.
-                    c.accepted = Some(Socket(sys::accepted_socket(raw as RawSocket)));
+                    // SAFETY: an accept's successful result is the socket
+                    // the kernel made for it, open and owned by nobody; this
+                    // loop sees each completion once, and `result` is reset
+                    // below so it is never taken again.
+                    let socket = unsafe { sys::accepted_socket(raw as RawSocket) };
+                    c.accepted = Some(Socket(socket));
                     c.result = Ok(0);
                 }
             }

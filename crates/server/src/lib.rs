@@ -8,7 +8,7 @@
 //! |--------------|----------------------|---------------------------|
 //! | `blocking`   | `blocking.rs`        | server (one client at a time) |
 //! | `threaded`   | `threaded.rs`        | client                    |
-//! | `epoll`      | `epoll.rs`           | worker (readiness loop)   |
+//! | `epoll`      | `epoll/`             | worker (readiness loop)   |
 //! | `tokio`      | `tokio.rs`           | worker (tokio runtime)    |
 //! | `completion` | `completion/`        | worker (a completion port)|
 #![deny(missing_docs, rust_2018_idioms)]

@@ -21,9 +21,14 @@ pub(crate) fn into_raw(s: socket2::Socket) -> RawFd {
     std::os::fd::IntoRawFd::into_raw_fd(s)
 }
 
-pub(crate) fn accepted_socket(fd: RawFd) -> socket2::Socket {
-    // SAFETY: an accept's completion hands over the descriptor the kernel
-    // made, which nothing else owns, exactly once (`Port::wait`).
+/// Take ownership of the descriptor an accept's completion carries.
+///
+/// # Safety
+///
+/// `fd` must be an open socket that nothing else owns or will close: the
+/// one an accept's completion hands over, taken exactly once.
+pub(crate) unsafe fn accepted_socket(fd: RawFd) -> socket2::Socket {
+    // SAFETY: the caller passes an open socket nobody else owns.
     unsafe { socket2::Socket::from_raw_fd(fd) }
 }
 

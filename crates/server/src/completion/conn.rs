@@ -6,18 +6,22 @@
 //! starts the next operations through the driver's [`Io`]. So the same code
 //! runs over a ring per thread or a shared IOCP port, and tests can feed it
 //! any sequence of partial completions, short sends and errors. `Conn` holds
-//! everything a connection is: its three states, its buffers, the ids of its
+//! everything a connection is: its states, its buffers, the ids of its
 //! operations in flight and when a byte last moved. The driver only moves
-//! operations and completions.
+//! operations and completions. This file holds the states and the events;
+//! what they start is chosen in `pump.rs`, and the kernel relay, a second
+//! way of moving bytes, lives in `relay.rs`.
 //!
-//! Three enums, each variant carrying its data:
+//! Its states are enums, each variant carrying its data:
 //! * [`Life`]: echoing, half-closed by the peer, draining for shutdown,
 //!   lingering after the FIN, ending (cancelling), closing, closed.
-//! * [`Recv`] and [`Send`]: what is in flight, with its id; a send carries
-//!   its offset and length, and the rest of a short send waits in its own
-//!   variant until `pump` sends it.
+//! * [`Recv`] and [`Send`]: what is in flight, with its id, or being
+//!   cancelled; a send carries its offset and length, and the rest of a
+//!   short send waits in its own variant until `pump` sends it.
 //! * [`Intake`]: how input is taken: bounded one-shot receives, multishot,
 //!   or paused by backpressure.
+//! * The kernel relay's, in [`relay`]: whether bytes go through a pipe,
+//!   and the readiness wait that moves them.
 //!
 //! The invariants it keeps:
 //! * recv → send → recv: received bytes are queued, and at most one send is in
@@ -53,8 +57,12 @@
 //!   [`Conn::abort`] is the forced path (drain deadline, idle timeout).
 
 use crate::reclaim;
+use relay::{Relay, RELAY_AT};
 use ringport_completion::Interest;
 use std::io;
+
+mod pump;
+mod relay;
 use std::time::Instant;
 
 /// The operations a connection starts, submitted by the driver.
@@ -163,65 +171,11 @@ enum Send<Op, R> {
     Rest { buf: Vec<u8>, offset: usize },
     /// A send of `buf[offset..]` is in flight; `len` is the whole buffer's,
     /// memory that stays held until the send completes.
-    InFlight {
-        op: Op,
-        offset: usize,
-        len: usize,
-        cancelling: bool,
-    },
-}
-
-/// Whether the bytes go through a kernel relay: socket → pipe → socket with
-/// `splice`, never copied into the server's memory. For bulk traffic only:
-/// a relayed message costs two system calls and a readiness wait each way,
-/// more than a small message's copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Relay<Op> {
-    /// Through the port's buffers. `allowed`: the port and the server let
-    /// this connection relay, and no attempt to start one failed.
-    Off { allowed: bool },
-    /// A bulk receive arrived: receive no more, send what is owed, then
-    /// relay.
-    Wanted,
-    /// Relaying: `held` bytes are in the pipe of `capacity`; `wait` is
-    /// the readiness wait in flight, if any; `flow` whether input is still
-    /// taken.
-    On {
-        held: usize,
-        capacity: usize,
-        wait: Wait<Op>,
-        flow: Flow,
-    },
-}
-
-/// Whether a relaying connection still moves input into its pipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    /// Both ways: fill from the socket, drain to it.
-    Both,
-    /// Only drain what the pipe holds, then go back to the port's
-    /// receives: `splice` could not go on (it found the end of stream, or
-    /// stopped at urgent data, which only a receive skips), and the port
-    /// tells end of stream from the rest for certain.
-    Leaving,
-}
-
-/// A relaying connection's readiness wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait<Op> {
-    /// None in flight.
-    Idle,
-    /// Waiting for bytes to fill the pipe with.
-    Readable(Op),
-    /// Waiting for room to drain the pipe into.
-    Writable(Op),
-    /// A wait for this just completed: the next move must make progress.
-    /// Readiness that no move can use would otherwise wake the connection
-    /// again at once, for ever (urgent data stops `splice` at its mark while
-    /// the socket stays readable).
-    Ready(Interest),
-    /// The wait in flight is being cancelled.
-    Cancelling,
+    InFlight { op: Op, offset: usize, len: usize },
+    /// The send in flight (of `buf[offset..]`, `len` long) is being
+    /// cancelled: the connection is ending. It still completes, and holds
+    /// its buffer until then.
+    Cancelling { offset: usize, len: usize },
 }
 
 /// How the connection takes input.
@@ -280,23 +234,6 @@ pub struct Conn<Op, R> {
 /// them, never is.
 const INTERACTIVE: usize = 4096;
 
-/// A one-shot receive at least this large marks a connection as bulk: it is
-/// relayed from then on, where it may be. Whether anything was held before
-/// it does not matter: a bulk sender whose peer reads slowly is always owed
-/// something, and would otherwise never be relayed. Half
-/// the bulk ring's buffer: a bulk sender's write arrives in 64 KiB pieces on
-/// loopback, and a 16 KiB ping-pong (which a relay does not pay for) never
-/// fills one.
-const RELAY_AT: usize = 32 * 1024;
-/// The largest pipe a relay asks for (the kernel's default limit for
-/// unprivileged users, `fs/pipe-max-size`), and the smallest it uses: with
-/// less, each move costs more system calls than the copy it saves.
-const RELAY_PIPE_MAX: usize = 1024 * 1024;
-const RELAY_PIPE_MIN: usize = 64 * 1024;
-/// Moves a relaying connection makes, each way, before it lets the others
-/// run (it then waits for readiness, which is at once if bytes remain).
-const RELAY_ROUNDS: usize = 4;
-
 /// A new connection's buffers are allocated lazily and freed when idle, so
 /// an idle connection costs only this struct.
 const KEEP_SPARE_UP_TO: usize = 64 * 1024;
@@ -344,7 +281,7 @@ impl<Op: Copy, R> Conn<Op, R> {
     /// Whether bytes are going through a kernel relay (for tests).
     #[cfg(test)]
     pub fn is_relaying(&self) -> bool {
-        matches!(self.relay, Relay::On { .. })
+        self.is_relay_on()
     }
 
     /// A receive brought `len` bytes; `once`: it was one-shot; `owed`: bytes
@@ -384,17 +321,9 @@ impl<Op: Copy, R> Conn<Op, R> {
             Send::Idle => 0,
             Send::Rest { ref buf, offset } => buf.len() - offset,
             Send::Lent { len, .. } => len,
-            Send::InFlight { offset, len, .. } => len - offset,
+            Send::InFlight { offset, len, .. } | Send::Cancelling { offset, len } => len - offset,
         };
         self.queued.len() + sending + self.relayed()
-    }
-
-    /// Bytes in the relay's pipe.
-    fn relayed(&self) -> usize {
-        match self.relay {
-            Relay::On { held, .. } => held,
-            _ => 0,
-        }
     }
 
     /// Bytes the buffers hold for the peer: queued plus the whole buffer of
@@ -410,7 +339,7 @@ impl<Op: Copy, R> Conn<Op, R> {
             Send::Idle => 0,
             Send::Rest { ref buf, .. } => buf.len(),
             Send::Lent { len, .. } => len,
-            Send::InFlight { len, .. } => len,
+            Send::InFlight { len, .. } | Send::Cancelling { len, .. } => len,
         }
     }
 
@@ -437,14 +366,8 @@ impl<Op: Copy, R> Conn<Op, R> {
     /// True while any operation of this connection is in flight.
     pub fn has_ops_in_flight(&self) -> bool {
         !matches!(self.recv, Recv::Idle)
-            || matches!(self.send, Send::InFlight { .. })
-            || matches!(
-                self.relay,
-                Relay::On {
-                    wait: Wait::Readable(_) | Wait::Writable(_) | Wait::Cancelling,
-                    ..
-                }
-            )
+            || matches!(self.send, Send::InFlight { .. } | Send::Cancelling { .. })
+            || self.relay_wait_in_flight()
             || matches!(self.life, Life::Closing(_))
     }
 
@@ -539,7 +462,7 @@ impl<Op: Copy, R> Conn<Op, R> {
     /// The send in flight finished at `now`: `buf` is its buffer back.
     pub fn on_send(&mut self, result: io::Result<usize>, mut buf: Vec<u8>, now: Instant) {
         let offset = match std::mem::replace(&mut self.send, Send::Idle) {
-            Send::InFlight { offset, .. } => offset,
+            Send::InFlight { offset, .. } | Send::Cancelling { offset, .. } => offset,
             other => {
                 debug_assert!(false, "a send completed with none in flight");
                 self.send = other;
@@ -585,31 +508,6 @@ impl<Op: Copy, R> Conn<Op, R> {
         }
     }
 
-    /// A relaying connection's readiness wait completed at `now`.
-    pub fn on_ready(&mut self, result: io::Result<usize>, now: Instant) {
-        match &mut self.relay {
-            Relay::On { wait, .. } => match *wait {
-                Wait::Readable(_) => *wait = Wait::Ready(Interest::Read),
-                Wait::Writable(_) => *wait = Wait::Ready(Interest::Write),
-                Wait::Cancelling => *wait = Wait::Idle,
-                Wait::Idle | Wait::Ready(_) => {
-                    debug_assert!(false, "a readiness wait completed with none in flight");
-                    return;
-                }
-            },
-            _ => {
-                debug_assert!(false, "a readiness wait completed with none in flight");
-                return;
-            }
-        }
-        match result {
-            // What it was ready for (or its error) is for the next move to find.
-            Ok(_) => self.last_active = now,
-            Err(e) if ringport_completion::is_cancelled(&e) => {}
-            Err(_) => self.fail(EndReason::Error),
-        }
-    }
-
     /// The close finished.
     pub fn on_close(&mut self) {
         self.life = match self.life {
@@ -651,360 +549,6 @@ impl<Op: Copy, R> Conn<Op, R> {
             self.send = Send::Idle;
         }
     }
-
-    /// Start what the connection needs next. The driver calls it after
-    /// every event (and once to start a new connection).
-    pub fn pump(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
-        match self.life {
-            Life::Closing(_) | Life::Closed(_) => {}
-            Life::Ending(why) => self.pump_ending(why, io),
-            Life::Open | Life::HalfClosed(_) | Life::Draining
-                if matches!(self.relay, Relay::On { .. }) =>
-            {
-                self.pump_relay(io);
-                // Relaying ended (the pipe is empty: on through the port),
-                // or a move failed (cancel, close).
-                if !matches!(self.relay, Relay::On { .. }) || self.is_ending() {
-                    self.pump(io);
-                }
-            }
-            Life::Draining => self.pump_draining(io),
-            Life::Lingering => self.arm_to_drop(io),
-            Life::Open | Life::HalfClosed(_) => self.pump_echoing(io),
-        }
-    }
-
-    /// Echoing (or half-closed, sending what is owed).
-    fn pump_echoing(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
-        // Backpressure with hysteresis: stop at the cap, resume once half of
-        // it has drained, so a slow reader does not cost one tiny receive per
-        // send completion. Starting the next send moves bytes from the queue
-        // into its buffer, so it changes nothing here.
-        let held = self.held();
-        if held >= self.max_buffered {
-            self.intake = Intake::Paused;
-        } else if self.intake == Intake::Paused && held <= self.resume_at {
-            self.intake = Self::fresh_intake(self.multishot);
-        }
-        let half_closed = matches!(self.life, Life::HalfClosed(_));
-        if half_closed && matches!(self.relay, Relay::Wanted) {
-            self.relay = Relay::Off { allowed: false };
-        }
-        let wanted = matches!(self.relay, Relay::Wanted);
-        match self.recv {
-            Recv::Idle if !half_closed && !wanted && self.intake != Intake::Paused => {
-                let once = matches!(self.intake, Intake::Bounded { .. });
-                let op = io.recv(self.max_buffered - held, once);
-                self.recv = Recv::Armed {
-                    op,
-                    multishot: self.multishot && !once,
-                };
-            }
-            Recv::Armed {
-                op,
-                multishot: true,
-            } if self.intake == Intake::Paused => {
-                io.cancel(op);
-                self.recv = Recv::Cancelling;
-            }
-            _ => {}
-        }
-        // A send may be quiet while the peer's next bytes (or FIN) will
-        // complete the armed receive anyway and bring the send's completion
-        // along. Not when paused: then only the send's completion resumes.
-        let quiet = matches!(self.recv, Recv::Armed { .. })
-            && !half_closed
-            && self.intake != Intake::Paused;
-        self.send_next(io, quiet);
-        if wanted && self.is_idle() {
-            // Everything owed is out and nothing is in flight: the pipe
-            // starts empty, so the bytes stay in order.
-            self.relay = match io.relay_start(self.max_buffered.min(RELAY_PIPE_MAX), RELAY_PIPE_MIN)
-            {
-                Some(capacity) => Relay::On {
-                    held: 0,
-                    capacity,
-                    wait: Wait::Idle,
-                    flow: Flow::Both,
-                },
-                None => Relay::Off { allowed: false },
-            };
-            if matches!(self.relay, Relay::On { .. }) {
-                return self.pump(io);
-            }
-            // No relay: receive through the port again.
-            return self.pump_echoing(io);
-        }
-        if let Life::HalfClosed(why) = self.life {
-            if self.is_idle() {
-                // Everything owed has been sent: close, and the peer sees EOF
-                // right after its last byte.
-                self.life = Life::Closing(why);
-                io.close();
-            }
-        }
-        if self.queued.is_empty()
-            && matches!(self.send, Send::Idle)
-            && self.queued.capacity() > KEEP_SPARE_UP_TO
-        {
-            reclaim::freed(self.queued.capacity());
-            self.queued = Vec::new();
-        }
-    }
-
-    /// Relaying: drain the pipe into the socket, fill it from the socket,
-    /// until one of them would block, then wait for that. Once the server
-    /// is draining, or `splice` cannot go on ([`Flow::Leaving`]), only
-    /// drain; with the pipe empty then, stop relaying (the caller goes on
-    /// through the port, which finds the peer's FIN itself).
-    fn pump_relay(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
-        let Relay::On {
-            held,
-            capacity,
-            wait,
-            flow,
-        } = self.relay
-        else {
-            return;
-        };
-        let set = |held, wait, flow| Relay::On {
-            held,
-            capacity,
-            wait,
-            flow,
-        };
-        let reading = self.life == Life::Open && flow == Flow::Both;
-        let woke_for = match wait {
-            Wait::Readable(op) if !reading => {
-                // Draining began: no more input to relay.
-                io.cancel(op);
-                self.relay = set(held, Wait::Cancelling, flow);
-                return;
-            }
-            // A wait is in flight: its completion brings the next move.
-            Wait::Readable(_) | Wait::Writable(_) | Wait::Cancelling => return,
-            Wait::Ready(interest) => Some(interest),
-            Wait::Idle => None,
-        };
-        let Some((held, wait, flow)) = self.relay_moves(io, held, capacity, flow, woke_for) else {
-            return;
-        };
-        self.relay = set(held, wait, flow);
-        let reading = self.life == Life::Open && flow == Flow::Both;
-        if !reading && held == 0 && matches!(wait, Wait::Idle) {
-            io.relay_end();
-            self.relay = Relay::Off { allowed: false };
-        }
-    }
-
-    /// One turn of a relaying connection's moves, from `held` bytes in
-    /// the pipe: what it holds after, the wait to arm, and the flow. `None`
-    /// when a move failed (the connection is failing).
-    fn relay_moves(
-        &mut self,
-        io: &mut impl Io<Op = Op, Received = R>,
-        mut held: usize,
-        capacity: usize,
-        mut flow: Flow,
-        woke_for: Option<Interest>,
-    ) -> Option<(usize, Wait<Op>, Flow)> {
-        let mut reading = self.life == Life::Open && flow == Flow::Both;
-        let mut moved = false;
-        let mut rounds = 0;
-        let wait = loop {
-            if held > 0 {
-                match io.drain(held) {
-                    Ok(0) => {
-                        self.relay_failed(held, capacity, flow);
-                        return None;
-                    }
-                    Ok(n) => {
-                        held -= n;
-                        moved = true;
-                        self.echoed += n as u64;
-                        if held > 0 {
-                            // Short: the socket is full now; the next
-                            // drain says so.
-                            continue;
-                        }
-                    }
-                    // Also right after the socket said writable: TCP
-                    // reports room before its memory accounting lets a
-                    // splice in (seen here), and the ACKs that free it
-                    // are on their way, so wait again.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        break Wait::Writable(io.poll(Interest::Write));
-                    }
-                    Err(_) => {
-                        self.relay_failed(held, capacity, flow);
-                        return None;
-                    }
-                }
-            }
-            if !reading {
-                break Wait::Idle;
-            }
-            if rounds == RELAY_ROUNDS {
-                // Let the other connections run; bytes waiting make the
-                // readiness wait complete at once.
-                break Wait::Readable(io.poll(Interest::Read));
-            }
-            rounds += 1;
-            match io.fill(capacity - held) {
-                Ok(n) if n > 0 => {
-                    held += n;
-                    moved = true;
-                }
-                // The end of stream, or readable but nothing `splice` can
-                // take: leave it to the port's receives.
-                Ok(_) => (flow, reading) = (Flow::Leaving, false),
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && woke_for == Some(Interest::Read)
-                        && !moved =>
-                {
-                    (flow, reading) = (Flow::Leaving, false);
-                }
-                // Nothing to read, or the pipe has no free slot left (it
-                // holds page pieces, so it can fill before `capacity`
-                // bytes): either way the next drain or readiness moves on.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    break Wait::Readable(io.poll(Interest::Read));
-                }
-                Err(_) => {
-                    self.relay_failed(held, capacity, flow);
-                    return None;
-                }
-            }
-        };
-        Some((held, wait, flow))
-    }
-
-    /// A move failed (reset, broken pipe): what the pipe holds is lost with
-    /// the connection.
-    fn relay_failed(&mut self, held: usize, capacity: usize, flow: Flow) {
-        self.relay = Relay::On {
-            held,
-            capacity,
-            wait: Wait::Idle,
-            flow,
-        };
-        self.fail(EndReason::Error);
-    }
-
-    /// Draining for shutdown: cancel the receive, send what is owed, FIN.
-    fn pump_draining(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
-        if let Recv::Armed { op, .. } = self.recv {
-            io.cancel(op);
-            self.recv = Recv::Cancelling;
-        }
-        // Bytes the kernel delivered before the cancel landed were read by
-        // the server, so they are owed too and go out in order.
-        self.send_next(io, false);
-        if self.is_idle() {
-            self.life = Life::Lingering;
-            reclaim::freed(self.spare.as_ref().map_or(0, Vec::capacity));
-            self.spare = None;
-            io.shutdown_write();
-            self.arm_to_drop(io);
-        }
-    }
-
-    /// Lingering: receive (and drop) until end of stream; a receive that
-    /// ended without it (the buffer ring ran dry) is armed again.
-    fn arm_to_drop(&mut self, io: &mut impl Io<Op = Op, Received = R>) {
-        if let Recv::Idle = self.recv {
-            let op = io.recv(self.max_buffered, false);
-            self.recv = Recv::Armed {
-                op,
-                multishot: self.multishot,
-            };
-        }
-    }
-
-    /// Ending: cancel whatever is in flight, close once nothing is.
-    fn pump_ending(&mut self, why: EndReason, io: &mut impl Io<Op = Op, Received = R>) {
-        if let Recv::Armed { op, .. } = self.recv {
-            io.cancel(op);
-            self.recv = Recv::Cancelling;
-        }
-        match self.send {
-            Send::InFlight {
-                op,
-                ref mut cancelling,
-                ..
-            } => {
-                if !*cancelling {
-                    *cancelling = true;
-                    io.cancel(op);
-                }
-            }
-            Send::Lent { .. } => {
-                if let Send::Lent { received, .. } = std::mem::replace(&mut self.send, Send::Idle) {
-                    io.release(received);
-                }
-            }
-            Send::Idle | Send::Rest { .. } => {}
-        }
-        if let Relay::On {
-            wait: ref mut wait @ (Wait::Readable(_) | Wait::Writable(_)),
-            ..
-        } = self.relay
-        {
-            if let Wait::Readable(op) | Wait::Writable(op) = *wait {
-                io.cancel(op);
-            }
-            *wait = Wait::Cancelling;
-        }
-        if !self.has_ops_in_flight() {
-            self.life = Life::Closing(why);
-            io.close();
-        }
-    }
-
-    /// Nothing in flight, nothing owed.
-    fn is_idle(&self) -> bool {
-        matches!(self.send, Send::Idle)
-            && self.queued.is_empty()
-            && matches!(self.recv, Recv::Idle)
-            && !matches!(self.relay, Relay::On { .. })
-    }
-
-    /// Start the next send if none is in flight: a short send's rest, or
-    /// everything queued. `quiet_ok`: the connection's next event is coming
-    /// anyway; the send is then quiet unless bytes wait behind it.
-    fn send_next(&mut self, io: &mut impl Io<Op = Op, Received = R>, quiet_ok: bool) {
-        let (buf, offset) = match std::mem::replace(&mut self.send, Send::Idle) {
-            Send::Lent { received, len } => {
-                let op = io.send_received(received);
-                self.send = Send::InFlight {
-                    op,
-                    offset: 0,
-                    len,
-                    cancelling: false,
-                };
-                return;
-            }
-            Send::Rest { buf, offset } => (buf, offset),
-            Send::Idle if !self.queued.is_empty() => {
-                let next = self.spare.take().unwrap_or_default();
-                (std::mem::replace(&mut self.queued, next), 0)
-            }
-            other => {
-                self.send = other;
-                return;
-            }
-        };
-        let len = buf.len();
-        let quiet = quiet_ok && self.queued.is_empty();
-        let op = io.send(buf, offset, quiet);
-        self.send = Send::InFlight {
-            op,
-            offset,
-            len,
-            cancelling: false,
-        };
-    }
 }
 
 /// Make room in `queued` for `more` bytes, never growing past `room`
@@ -1022,4 +566,4 @@ mod tests;
 mod prop;
 
 #[cfg(test)]
-mod relay;
+mod relay_sim;

@@ -438,7 +438,9 @@ impl Port {
         let prepared = self.shared.accept_ex(listener).and_then(|f| {
             // The accept socket must match the listener's family; socket2
             // makes it overlapped and not inheritable.
-            let family = with_socket(listener, |s| s.local_addr())?.domain();
+            // SAFETY: `listener` is the caller's open listener, which it
+            // keeps open while its accepts are posted (`Port::accept`).
+            let family = unsafe { with_socket(listener, |s| s.local_addr()) }?.domain();
             let s =
                 socket2::Socket::new(family, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
             Ok((f, s.into_raw_socket() as SOCKET))
@@ -607,7 +609,14 @@ impl Drop for Port {
 }
 
 /// Run `f` on a socket we do not own, without closing it afterwards.
-pub(crate) fn with_socket<T>(socket: SOCKET, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
+///
+/// # Safety
+///
+/// `socket` must be an open socket, and stay open until this returns.
+pub(crate) unsafe fn with_socket<T>(
+    socket: SOCKET,
+    f: impl FnOnce(socket2::SockRef<'_>) -> T,
+) -> T {
     // SAFETY: the caller keeps `socket` open for the duration of this call;
     // a BorrowedSocket never closes what it borrows.
     let borrowed = unsafe { BorrowedSocket::borrow_raw(socket as std::os::windows::io::RawSocket) };
@@ -626,8 +635,13 @@ pub(crate) fn into_raw(s: socket2::Socket) -> SOCKET {
     s.into_raw_socket() as SOCKET
 }
 
-pub(crate) fn accepted_socket(socket: SOCKET) -> socket2::Socket {
-    // SAFETY: an accept's completion hands over the socket it made, which
-    // nothing else owns, exactly once (`Port::wait`).
+/// Take ownership of the socket an accept's completion carries.
+///
+/// # Safety
+///
+/// `socket` must be an open socket that nothing else owns or will close:
+/// the one an accept's completion hands over, taken exactly once.
+pub(crate) unsafe fn accepted_socket(socket: SOCKET) -> socket2::Socket {
+    // SAFETY: the caller passes an open socket nobody else owns.
     unsafe { socket2::Socket::from_raw_socket(socket as std::os::windows::io::RawSocket) }
 }

@@ -158,10 +158,18 @@ impl BufRing {
         self.buf_size
     }
 
-    pub(super) fn slice(&self, bid: u16, len: usize) -> &[u8] {
+    /// The first `len` bytes of buffer `bid` (checked to lie within it).
+    ///
+    /// # Safety
+    ///
+    /// Buffer `bid` must be one the kernel handed over in a CQE with at
+    /// least `len` bytes written, and not yet given back
+    /// ([`take_back`](Self::take_back)): otherwise the kernel may be
+    /// writing it while the slice lives.
+    pub(super) unsafe fn slice(&self, bid: u16, len: usize) -> &[u8] {
         assert!(bid < self.entries && len <= self.buf_size);
-        // SAFETY: the kernel wrote `len` bytes into buffer `bid` and handed it
-        // to us in a CQE; it will not touch it again until we push it back.
+        // SAFETY: in bounds (asserted); the caller holds buffer `bid`, which
+        // the kernel filled and will not touch again until it is pushed back.
         unsafe { std::slice::from_raw_parts(self.bufs.add(bid as usize * self.buf_size), len) }
     }
 
