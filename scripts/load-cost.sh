@@ -112,7 +112,8 @@ def tcpkali_one(conns, size, run):
     # Same bytes, same total rate, no verification: a reference, not a rival.
     srv, addr = start_server("epoll")
     msg = tempfile.NamedTemporaryFile(delete=False)
-    msg.write(os.urandom(size))
+    # Letters only: tcpkali reads escapes (\\, \\{...}) in a message file.
+    msg.write(bytes(97 + b % 26 for b in os.urandom(size)))
     msg.close()
     per_conn = max(1, rate(size) // conns)
     cmd = ["taskset", "-c", "1", TCPKALI, "-c", str(conns), "-w", "1", "-r", str(per_conn),
