@@ -17,11 +17,13 @@
 use super::echo::{self, ReadEnd};
 use crate::config::Config;
 use crate::outcome::{classify, ErrorKind};
+use crate::payload::Messages;
 use crate::schedule::{Next, Plan, Workload};
 use crate::stats::{Ending, Recorder};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A message sent and not yet verified.
@@ -65,6 +67,8 @@ pub(super) struct Conn {
     pub(super) id: u64,
     pub(super) state: State,
     pub(super) plan: Plan,
+    /// The thread's payload, its block made once.
+    messages: Arc<Messages>,
     /// Bytes of the messages not yet verified; `buf[0]` is stream offset `base`.
     pub(super) buf: Vec<u8>,
     pub(super) base: u64,
@@ -87,12 +91,19 @@ pub(super) struct Conn {
 impl Conn {
     /// A connection whose send buffer is `buf` (empty, its pages already
     /// touched: see [`Config::send_buffer_at_start`]), connecting since `now`.
-    pub(super) fn new(stream: TcpStream, id: u64, now: Instant, buf: Vec<u8>) -> Conn {
+    pub(super) fn new(
+        stream: TcpStream,
+        id: u64,
+        now: Instant,
+        buf: Vec<u8>,
+        messages: Arc<Messages>,
+    ) -> Conn {
         Conn {
             stream,
             id,
             state: State::Connecting { since: now },
             plan: Plan::new(id),
+            messages,
             buf,
             base: 0,
             generated: 0,
@@ -326,9 +337,8 @@ fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, pl
             Next::Send { intended, measured } => {
                 conn.sent_here += 1;
                 let start = conn.generated;
-                config
-                    .payload
-                    .write_message(conn.id + 1, conn.plan.sent, &mut conn.buf);
+                conn.messages
+                    .write(conn.id + 1, conn.plan.sent, &mut conn.buf);
                 conn.generated = conn.base + conn.buf.len() as u64;
                 conn.in_flight.push_back(InFlight {
                     start,

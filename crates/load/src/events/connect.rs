@@ -99,7 +99,8 @@ impl Driver<'_> {
             .map_err(Self::register_error)?
         {
             Ok(stream) => {
-                self.conns.push(Some(Conn::new(stream, id, now, buf)));
+                self.conns
+                    .push(Some(Conn::new(stream, id, now, buf, self.messages.clone())));
                 Ok(true)
             }
             Err(e) => {
