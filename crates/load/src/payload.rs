@@ -2,16 +2,17 @@
 //! pseudo-random bytes of a fixed size (`--size`).
 //!
 //! Sized payloads are cut from one block of pseudo-random bytes made once
-//! per run ([`Messages`]): message `k` of connection `c` is the block from
-//! an offset that depends on `(seed, c, k)`, XORed word by word with a
-//! 64-bit key of `(seed, c, k)`. Making and checking a message then runs at
-//! memory speed (a copy), where generating every byte of every message took
-//! an eighth of the load's time at 64 KiB. The block and the keys come from
-//! SplitMix64, written out here rather than taken from `rand`, because
-//! `rand` does not promise that a seeded small generator yields the same
-//! bytes across its versions, and `--seed` promises exactly that: the same
-//! seed sends the same bytes, on any machine, in any release since the
-//! block came in (the byte stream changed then; see docs/STRESS.md).
+//! per run ([`Messages`]): message `k` of connection `c` is the 8 bytes of
+//! a 64-bit key of `(seed, c, k)`, then the block from an offset that the
+//! key chooses. So a message can be sent straight from the block (and its
+//! key), and checked against it, at memory speed, where generating every
+//! byte of every message took an eighth of the load's time at 64 KiB. The
+//! block and the keys come from SplitMix64, written out here rather than
+//! taken from `rand`, because `rand` does not promise that a seeded small
+//! generator yields the same bytes across its versions, and `--seed`
+//! promises exactly that: the same seed sends the same bytes, on any
+//! machine, in any release since the block came in (the byte stream changed
+//! then; see docs/STRESS.md).
 
 /// The largest message the client sends; larger sizes are refused up front.
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
@@ -37,7 +38,10 @@ pub enum Payload {
 
 /// How much longer than a message the block is: the room for the
 /// messages' offsets into it.
-const SPREAD: usize = 4096;
+const SPREAD: usize = 64 * 1024;
+
+/// The bytes of a sized message's head: its key.
+const HEAD: usize = 8;
 
 /// A payload ready to write many messages: for a sized payload, its block,
 /// made once. Engines make one per thread (or share one) before the start.
@@ -46,6 +50,41 @@ pub struct Messages {
     payload: Payload,
     /// Sized payloads: `len + SPREAD` bytes, a pure function of the seed.
     block: Vec<u8>,
+}
+
+/// Where the bytes of one sized message are: the head (its key's bytes,
+/// or as many as the message has), then `body` bytes of the block from `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    head: [u8; HEAD],
+    head_len: u8,
+    from: usize,
+    body: usize,
+}
+
+impl Cut {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.head_len as usize + self.body
+    }
+
+    /// Never: an empty message is refused up front.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message's bytes from `rel` on, up to the end of the head or of
+    /// the message: one contiguous piece, empty at the end. `block` is
+    /// [`Messages::block`].
+    pub fn piece<'a>(&'a self, block: &'a [u8], rel: usize) -> &'a [u8] {
+        let head = self.head_len as usize;
+        if rel < head {
+            &self.head[rel..head]
+        } else {
+            let rel = (rel - head).min(self.body);
+            &block[self.from + rel..self.from + self.body]
+        }
+    }
 }
 
 impl Messages {
@@ -70,48 +109,49 @@ impl Messages {
         &self.payload
     }
 
+    /// The block that [`Cut`]s point into.
+    pub fn block(&self) -> &[u8] {
+        &self.block
+    }
+
+    /// Where message `k` (from 1) of connection `conn` (from 1) is, for a
+    /// sized payload; `None` for the text template, which has to be written
+    /// out ([`Messages::write`]).
+    pub fn cut(&self, conn: u64, k: u64) -> Option<Cut> {
+        let Payload::Sized { len, seed } = self.payload else {
+            return None;
+        };
+        let key = message_seed(seed, conn, k);
+        let head_len = len.min(HEAD);
+        Some(Cut {
+            head: key.to_le_bytes(),
+            head_len: head_len as u8,
+            from: (finalize(key) % SPREAD as u64) as usize,
+            body: len - head_len,
+        })
+    }
+
     /// Append message `k` (from 1) of connection `conn` (from 1) to `out`:
     /// exactly [`Payload::write_message`]'s bytes.
     pub fn write(&self, conn: u64, k: u64, out: &mut Vec<u8>) {
-        match &self.payload {
-            Payload::Template(text) => {
+        match (&self.payload, self.cut(conn, k)) {
+            (_, Some(cut)) => {
+                let head = cut.piece(&self.block, 0);
+                out.reserve(head.len() + cut.body);
+                out.extend_from_slice(head);
+                out.extend_from_slice(cut.piece(&self.block, head.len()));
+            }
+            (Payload::Template(text), None) => {
                 use std::io::Write;
                 write!(out, "{k}. Thread {conn} - {text}").expect("writing to a Vec cannot fail");
             }
-            Payload::Sized { len, seed } => {
-                let key = message_seed(*seed, conn, k);
-                let from = (finalize(key) % SPREAD as u64) as usize;
-                out.reserve(*len);
-                // Copy a piece, then XOR it while it is still in the
-                // cache: one pass over memory, no zeroing first.
-                for piece in self.block[from..from + len].chunks(PIECE) {
-                    let at = out.len();
-                    out.extend_from_slice(piece);
-                    xor_key(&mut out[at..], key);
-                }
-            }
+            (Payload::Sized { .. }, None) => unreachable!("a sized payload always has a cut"),
         }
     }
 }
 
-/// The bytes copied and XORed at a time; a multiple of 8, so that every
-/// piece starts at a key boundary.
-const PIECE: usize = 4096;
-
 /// Distinguishes the block's seed from a message key's.
 const BLOCK_TAG: u64 = 0x626c_6f63_6b00_0001;
-
-/// XOR `bytes` with `key`'s little-endian bytes, repeated from the first.
-fn xor_key(bytes: &mut [u8], key: u64) {
-    let mut words = bytes.chunks_exact_mut(8);
-    for w in &mut words {
-        let v = u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ key;
-        w.copy_from_slice(&v.to_le_bytes());
-    }
-    for (b, k) in words.into_remainder().iter_mut().zip(key.to_le_bytes()) {
-        *b ^= k;
-    }
-}
 
 impl Payload {
     /// Append message `k` (from 1) of connection `conn` (from 1) to `out`.
@@ -212,22 +252,54 @@ mod tests {
         assert_eq!(p.message(1, 1), p.message(1, 1));
         assert_eq!(finalize(0x9e37_79b9_7f4a_7c15), 0xe220_a839_7b1d_cdaf);
         // Spelled out from the definition...
-        let mut block = vec![0u8; 8 + SPREAD];
-        SplitMix64::new(finalize(42 ^ BLOCK_TAG)).fill(&mut block);
         let key = message_seed(42, 1, 1);
+        assert_eq!(p.message(1, 1), key.to_le_bytes());
+        let q = Payload::Sized { len: 24, seed: 42 };
+        let mut block = vec![0u8; 24 + SPREAD];
+        SplitMix64::new(finalize(42 ^ BLOCK_TAG)).fill(&mut block);
         let from = (finalize(key) % SPREAD as u64) as usize;
-        let want: Vec<u8> = block[from..from + 8]
-            .iter()
-            .zip(key.to_le_bytes())
-            .map(|(b, k)| b ^ k)
-            .collect();
-        assert_eq!(p.message(1, 1), want);
+        let mut want = key.to_le_bytes().to_vec();
+        want.extend_from_slice(&block[from..from + 16]);
+        assert_eq!(q.message(1, 1), want);
         // ... and as literal bytes, which no refactoring may change.
-        assert_eq!(p.message(1, 1), PINNED);
+        assert_eq!(q.message(1, 1), PINNED);
     }
 
-    /// `Payload::Sized { len: 8, seed: 42 }.message(1, 1)`.
-    const PINNED: [u8; 8] = [34, 189, 49, 68, 204, 197, 212, 151];
+    /// `Payload::Sized { len: 24, seed: 42 }.message(1, 1)`.
+    const PINNED: [u8; 24] = [
+        211, 188, 156, 155, 55, 144, 61, 57, 245, 71, 118, 38, 137, 59, 26, 90, 198, 5, 254, 157,
+        219, 231, 14, 143,
+    ];
+
+    #[test]
+    fn pieces_spell_the_message() {
+        for len in [1, 7, 8, 9, 100, 5000] {
+            let p = Payload::Sized { len, seed: 3 };
+            let m = Messages::new(&p);
+            let cut = m.cut(2, 9).unwrap();
+            for start in [0, 1, 7, 8, 9, len / 2, len - 1, len] {
+                let mut got = Vec::new();
+                let mut rel = start;
+                loop {
+                    let piece = cut.piece(m.block(), rel);
+                    if piece.is_empty() {
+                        break;
+                    }
+                    got.extend_from_slice(piece);
+                    rel += piece.len();
+                }
+                assert_eq!(
+                    got,
+                    p.message(2, 9)[start.min(len)..],
+                    "len {len} from {start}"
+                );
+            }
+        }
+        assert_eq!(
+            Messages::new(&Payload::Template("x".into())).cut(1, 1),
+            None
+        );
+    }
 
     #[test]
     fn many_messages_match_one_at_a_time() {
