@@ -50,7 +50,7 @@ pub use config::{
 };
 pub use engine::run;
 pub use hdrlog::HdrLog;
-pub use payload::{Payload, MAX_MESSAGE_SIZE};
+pub use payload::{Messages, Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};
 pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report};
 pub use sys::raise_fd_limit;

@@ -12,6 +12,7 @@
 use crate::config::Config;
 use crate::net;
 use crate::outcome::{classify, ErrorKind};
+use crate::payload::Messages;
 use crate::schedule::{Next, Plan};
 use crate::start::{Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
@@ -45,6 +46,8 @@ pub(crate) fn worker(
             None
         }
     };
+    // The payload's block is made before the start, not inside the run.
+    let messages = Messages::new(&config.payload);
     rec.tick(Instant::now());
     let Some(w) = shared.start(config) else {
         return Err(LoadError::Config("the run was abandoned".into()));
@@ -55,6 +58,7 @@ pub(crate) fn worker(
         let mut conn = Conn {
             stream: &mut stream,
             scratch: vec![0u8; 64 * 1024],
+            messages: &messages,
             read_timeout: config.timeout,
             last_verified: None,
         };
@@ -102,6 +106,8 @@ fn connect(config: &Config, id: u64) -> io::Result<TcpStream> {
 struct Conn<'a> {
     stream: &'a mut TcpStream,
     scratch: Vec<u8>,
+    /// The payload, its block made once.
+    messages: &'a Messages,
     /// The read timeout set on the socket now, to set it only when it changes.
     read_timeout: Duration,
     /// When the last message came back verified.
@@ -161,7 +167,7 @@ impl Conn<'_> {
                 }
             };
             msg.clear();
-            config.payload.write_message(id + 1, plan.sent, &mut msg);
+            self.messages.write(id + 1, plan.sent, &mut msg);
             let queued = Instant::now();
             self.stream.write_all(&msg).map_err(|e| classify(&e))?;
             rec.sent(measured, msg.len() as u64);

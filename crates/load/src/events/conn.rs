@@ -17,11 +17,13 @@
 use super::echo::{self, ReadEnd};
 use crate::config::Config;
 use crate::outcome::{classify, ErrorKind};
+use crate::payload::{Cut, Messages};
 use crate::schedule::{Next, Plan, Workload};
 use crate::stats::{Ending, Recorder};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A message sent and not yet verified.
@@ -34,6 +36,10 @@ pub(super) struct InFlight {
     /// When it was due (corrected latency starts here; `queued` in a closed loop).
     pub(super) intended: Instant,
     pub(super) measured: bool,
+    /// A sized message: where its bytes are (its key and a run of the
+    /// thread's block), sent and checked from there. `None`: a template
+    /// message, written out in the connection's buffer.
+    pub(super) cut: Option<Cut>,
 }
 
 /// Where a connection is in its life.
@@ -65,7 +71,11 @@ pub(super) struct Conn {
     pub(super) id: u64,
     pub(super) state: State,
     pub(super) plan: Plan,
-    /// Bytes of the messages not yet verified; `buf[0]` is stream offset `base`.
+    /// The thread's payload, its block made once.
+    pub(super) messages: Arc<Messages>,
+    /// Template messages: the bytes of the messages not yet verified;
+    /// `buf[0]` is stream offset `base`. Sized messages are not written
+    /// out: they are sent and checked from the block.
     pub(super) buf: Vec<u8>,
     pub(super) base: u64,
     pub(super) generated: u64,
@@ -87,12 +97,19 @@ pub(super) struct Conn {
 impl Conn {
     /// A connection whose send buffer is `buf` (empty, its pages already
     /// touched: see [`Config::send_buffer_at_start`]), connecting since `now`.
-    pub(super) fn new(stream: TcpStream, id: u64, now: Instant, buf: Vec<u8>) -> Conn {
+    pub(super) fn new(
+        stream: TcpStream,
+        id: u64,
+        now: Instant,
+        buf: Vec<u8>,
+        messages: Arc<Messages>,
+    ) -> Conn {
         Conn {
             stream,
             id,
             state: State::Connecting { since: now },
             plan: Plan::new(id),
+            messages,
             buf,
             base: 0,
             generated: 0,
@@ -326,10 +343,15 @@ fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, pl
             Next::Send { intended, measured } => {
                 conn.sent_here += 1;
                 let start = conn.generated;
-                config
-                    .payload
-                    .write_message(conn.id + 1, conn.plan.sent, &mut conn.buf);
-                conn.generated = conn.base + conn.buf.len() as u64;
+                let cut = conn.messages.cut(conn.id + 1, conn.plan.sent);
+                match &cut {
+                    Some(cut) => conn.generated += cut.len() as u64,
+                    None => {
+                        conn.messages
+                            .write(conn.id + 1, conn.plan.sent, &mut conn.buf);
+                        conn.generated = conn.base + conn.buf.len() as u64;
+                    }
+                }
                 conn.in_flight.push_back(InFlight {
                     start,
                     end: conn.generated,
@@ -343,6 +365,7 @@ fn refill(conn: &mut Conn, config: &Config, w: &Workload, rec: &mut Recorder, pl
                     queued: Instant::now(),
                     intended,
                     measured,
+                    cut,
                 });
             }
             Next::Wait(_) => break,

@@ -8,6 +8,7 @@ use super::{Driver, SWEEP};
 use crate::config::Config;
 use crate::net;
 use crate::outcome::ErrorKind;
+use crate::payload::Payload;
 use crate::schedule::{Next, Workload};
 use crate::stats::Ending;
 use crate::LoadError;
@@ -93,13 +94,18 @@ impl Driver<'_> {
         // Touched before the connect starts, so that the time it takes (up
         // to seconds for a thousand 1 MiB buffers on a VM) is in no
         // connect's latency or timeout.
-        let buf = touched(config.send_buffer_at_start());
+        // Sized messages are sent from the thread's block: no buffer.
+        let buf = match config.payload {
+            Payload::Sized { .. } => Vec::new(),
+            Payload::Template(_) => touched(config.send_buffer_at_start()),
+        };
         let now = Instant::now();
         match connect_registered(config, self.poll.registry(), id, token)
             .map_err(Self::register_error)?
         {
             Ok(stream) => {
-                self.conns.push(Some(Conn::new(stream, id, now, buf)));
+                self.conns
+                    .push(Some(Conn::new(stream, id, now, buf, self.messages.clone())));
                 Ok(true)
             }
             Err(e) => {

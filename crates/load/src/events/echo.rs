@@ -5,7 +5,7 @@
 use super::conn::{Conn, Reading};
 use crate::outcome::{classify, ErrorKind};
 use crate::stats::Recorder;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
 /// Bytes read per `read` call.
@@ -65,10 +65,15 @@ pub(super) fn read(
 /// Compare echoed bytes, all of them owed, with what was sent at the same
 /// place in the stream; what matched is verified.
 fn verify(conn: &mut Conn, got: &[u8]) -> Result<(), ErrorKind> {
-    let from = (conn.verified - conn.base) as usize;
-    let sent = &conn.buf[from..from + got.len()];
-    if sent != got {
-        let at = sent.iter().zip(got).position(|(a, b)| a != b).unwrap_or(0);
+    let mismatch = match conn.in_flight.front() {
+        Some(m) if m.cut.is_some() => verify_cuts(conn, got),
+        _ => {
+            let from = (conn.verified - conn.base) as usize;
+            let sent = &conn.buf[from..from + got.len()];
+            (sent != got).then(|| first_difference(sent, got))
+        }
+    };
+    if let Some(at) = mismatch {
         tracing::debug!(
             "connection {}: echo mismatch at stream offset {}",
             conn.id + 1,
@@ -79,6 +84,41 @@ fn verify(conn: &mut Conn, got: &[u8]) -> Result<(), ErrorKind> {
     // What was owed and matched is verified, even when more follows.
     conn.verified += got.len() as u64;
     Ok(())
+}
+
+/// Sized messages: compare `got`, from stream offset `verified`, with the
+/// pieces of the messages in flight there (their keys and the block), in
+/// place. The offset into `got` of the first wrong byte, if any.
+fn verify_cuts(conn: &Conn, got: &[u8]) -> Option<usize> {
+    let block = conn.messages.block();
+    let mut pos = conn.verified;
+    let mut checked = 0;
+    for m in &conn.in_flight {
+        if checked == got.len() {
+            break;
+        }
+        if m.end <= pos {
+            continue;
+        }
+        // A run is all sized or all template messages.
+        let cut = m.cut.as_ref()?;
+        while checked < got.len() && pos < m.end {
+            let piece = cut.piece(block, (pos - m.start) as usize);
+            let n = piece.len().min(got.len() - checked);
+            let echo = &got[checked..checked + n];
+            if piece[..n] != *echo {
+                return Some(checked + first_difference(&piece[..n], echo));
+            }
+            checked += n;
+            pos += n as u64;
+        }
+    }
+    None
+}
+
+/// Where two slices of the same length first differ.
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(0)
 }
 
 /// Record every message now verified to its end, in order.
@@ -107,7 +147,8 @@ fn complete_verified(
 
 /// Free the buffer of verified bytes when that is cheap or worth it.
 fn drop_verified(conn: &mut Conn) {
-    if conn.verified == conn.generated {
+    if conn.verified == conn.generated || conn.buf.is_empty() {
+        // (Sized messages have no buffer: its base just follows.)
         // Everything sent came back: start the buffer afresh, no copying.
         conn.buf.clear();
         conn.base = conn.verified;
@@ -125,8 +166,14 @@ fn drop_verified(conn: &mut Conn) {
 /// edge will bring the connection back).
 pub(super) fn write(conn: &mut Conn, rec: &mut Recorder) -> Result<(), ErrorKind> {
     while conn.written < conn.generated {
-        let from = (conn.written - conn.base) as usize;
-        match conn.stream.write(&conn.buf[from..]) {
+        let sent = match conn.in_flight.front() {
+            Some(m) if m.cut.is_some() => write_cuts(conn),
+            _ => {
+                let from = (conn.written - conn.base) as usize;
+                conn.stream.write(&conn.buf[from..])
+            }
+        };
+        match sent {
             Ok(0) => return Err(ErrorKind::Reset),
             Ok(n) => conn.written += n as u64,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -143,3 +190,44 @@ pub(super) fn write(conn: &mut Conn, rec: &mut Recorder) -> Result<(), ErrorKind
     }
     Ok(())
 }
+
+/// The most pieces one vectored write gathers.
+const MAX_PIECES: usize = 64;
+
+/// Sized messages: one vectored write of the unwritten pieces of the
+/// messages queued (their keys and runs of the block), with no copy.
+fn write_cuts(conn: &mut Conn) -> io::Result<usize> {
+    let block = conn.messages.block();
+    let mut pieces = [IoSlice::new(&[]); MAX_PIECES];
+    let mut n = 0;
+    let mut pos = conn.written;
+    'messages: for m in conn.in_flight.range(conn.in_flight_written..) {
+        let Some(cut) = m.cut.as_ref() else { break };
+        while pos < m.end {
+            if n == MAX_PIECES {
+                break 'messages;
+            }
+            let piece = cut.piece(block, (pos - m.start) as usize);
+            pieces[n] = IoSlice::new(piece);
+            n += 1;
+            pos += piece.len() as u64;
+        }
+    }
+    let pieces = &pieces[..n];
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    if total <= SMALL_WRITE {
+        // A few small pieces: one plain write from the stack costs less
+        // than the kernel's import of an iovec array.
+        let mut bytes = [0u8; SMALL_WRITE];
+        let mut at = 0;
+        for p in pieces {
+            bytes[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        return conn.stream.write(&bytes[..at]);
+    }
+    conn.stream.write_vectored(pieces)
+}
+
+/// Pieces up to this many bytes in all are copied and written plainly.
+const SMALL_WRITE: usize = 2048;

@@ -25,6 +25,7 @@ mod open_loop;
 
 use crate::config::Config;
 use crate::outcome::ErrorKind;
+use crate::payload::Messages;
 use crate::schedule::Workload;
 use crate::start::{Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
@@ -33,6 +34,7 @@ use conn::{Conn, Outcome, Reading, State};
 use mio::{Events, Poll};
 use open_loop::{OpenLoop, TIMER};
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often timeouts are checked and finished connections noticed.
@@ -48,6 +50,8 @@ struct Driver<'a> {
     exchanging: usize,
     rec: Recorder,
     scratch: Vec<u8>,
+    /// The payload, its block made once for the thread's connections.
+    messages: Arc<Messages>,
 }
 
 /// Run connections `ids` on this thread.
@@ -75,6 +79,7 @@ pub(crate) fn worker(
                 // Written, not just allocated: calloc's pages are first touched by the
                 // first read otherwise, inside the measured window.
                 scratch: vec![1u8; echo::READ_CHUNK],
+                messages: Arc::new(Messages::new(&config.payload)),
             };
             d.connect_all(&ids, threads)?;
             Ok(d)
