@@ -164,6 +164,23 @@ fn flood(peers: &mut [Peer]) {
     }
 }
 
+/// How many of process `pid`'s threads are running or waiting for a CPU
+/// (state `R` in `/proc/PID/task/TID/stat`).
+fn runnable_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // The state follows the command name, which may hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("R")
+        })
+        .count()
+}
+
 /// Every peer reads everything it is owed, checking each byte, until the
 /// server's end of stream. Paused peers first shut their write side down,
 /// so that the server's echo has an end. The peers now take larger windows,
@@ -281,17 +298,22 @@ fn stalled_peers_cost_no_cpu_then_get_every_byte(model: &str, flags: &[&str]) {
         "{what}: the server took no bytes at all"
     );
     // Let what is in flight settle (the last FINs, and on a loaded machine
-    // bytes still on their way): until the server's CPU time stands still
-    // for half a second, for at most 10 s. A server that spins never
+    // bytes still on their way): until, twice in a row half a second apart,
+    // the server's CPU time stood still and none of its threads was
+    // runnable, for at most 20 s. CPU time alone is not enough: on a busy
+    // machine a server with work left may wait that long for a CPU, and
+    // then do the work inside the window. A server that spins never
     // settles, and then fails below.
-    let settle_by = Instant::now() + Duration::from_secs(10);
-    let mut last = cpu_time(pid);
-    while Instant::now() < settle_by {
+    let settle_by = Instant::now() + Duration::from_secs(20);
+    let (mut last, mut quiet) = (cpu_time(pid), 0);
+    while quiet < 2 && Instant::now() < settle_by {
         std::thread::sleep(Duration::from_millis(500));
         let now = cpu_time(pid);
-        if now == last {
-            break;
-        }
+        quiet = if now == last && runnable_threads(pid) == 0 {
+            quiet + 1
+        } else {
+            0
+        };
         last = now;
     }
 
