@@ -130,10 +130,12 @@ impl Report {
             );
         }
         if let Some(lost) = self.messages_lost().filter(|n| *n > 0) {
-            let _ = writeln!(
-                s,
-                "never sent       {lost} scheduled messages: their connections failed first"
-            );
+            let why = if self.interrupted {
+                "the run was interrupted first"
+            } else {
+                "their connections failed first"
+            };
+            let _ = writeln!(s, "never sent       {lost} scheduled messages: {why}");
         }
         let _ = write!(s, "errors           {}", self.errors);
         if self.errors > 0 {
