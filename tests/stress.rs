@@ -670,8 +670,11 @@ fn a_closed_port_is_counted_as_connect_failed() {
 #[cfg(unix)]
 mod interrupted {
     use crate::util::{ringport, wait_with_timeout, Server, WAIT};
-    use std::path::PathBuf;
+    use std::io::Read;
+    use std::path::{Path, PathBuf};
     use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     fn scratch(name: &str) -> PathBuf {
@@ -787,5 +790,96 @@ mod interrupted {
         );
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(scratch_dir);
+    }
+
+    /// Spawn `ringport stress ADDR --no-progress --json DIR/report.json
+    /// ARGS...` with its stdout and stderr in files in DIR.
+    fn spawn(dir: &Path, addr: &str, args: &[&str]) -> std::process::Child {
+        ringport()
+            .args(["stress", addr, "--no-progress", "--json"])
+            .arg(dir.join("report.json"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn sigint(child: &std::process::Child) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    }
+
+    /// What the child wrote so far, stdout then stderr.
+    fn output(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("stdout")).unwrap_or_default()
+            + &std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+    }
+
+    #[test]
+    fn sigint_in_the_warm_up_reports_that_nothing_was_measured() {
+        let server = Server::start("epoll", &[]);
+        let dir = scratch("warmup");
+        let addr = server.addr.to_string();
+        let mut child = spawn(&dir, &addr, &["-c", "4", "-d", "30s", "--warmup", "60s"]);
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(child.try_wait().unwrap().is_none(), "{}", output(&dir));
+        sigint(&child);
+        let status = wait_with_timeout(&mut child, WAIT).expect("exits after SIGINT");
+        let text = output(&dir);
+        assert_eq!(status.code(), Some(130), "{text}");
+        assert!(
+            text.contains("INTERRUPTED before measuring began"),
+            "{text}"
+        );
+        let report = std::fs::read_to_string(dir.join("report.json")).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&report)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}): {report}\n{text}"));
+        assert_eq!(json["interrupted"], true, "{json}");
+        assert_eq!(json["interrupted_after_s"], 0.0, "{json}");
+        assert_eq!(json["messages_verified"], 0, "{json}");
+        assert_eq!(json["errors"], 0, "{json}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_second_sigint_exits_at_once_without_a_report() {
+        // A server that reads and never echoes: after the first SIGINT the
+        // run waits for the echoes in flight (up to --timeout).
+        let got_bytes = Arc::new(AtomicBool::new(false));
+        let got = got_bytes.clone();
+        let addr = super::spawn_server(move |mut s| {
+            let mut buf = [0u8; 4096];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                got.store(true, Ordering::SeqCst);
+            }
+        });
+        let dir = scratch("twice");
+        let args = ["-c", "2", "-d", "30s", "--timeout", "60s"];
+        let mut child = spawn(&dir, &addr.to_string(), &args);
+        let started = Instant::now();
+        while !got_bytes.load(Ordering::SeqCst) {
+            assert!(started.elapsed() < WAIT, "nothing sent: {}", output(&dir));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sigint(&child);
+        // The first signal was handled: the run stops, and waits.
+        while !output(&dir).contains("stopping") {
+            assert!(
+                started.elapsed() < WAIT,
+                "no stopping line: {}",
+                output(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(child.try_wait().unwrap().is_none(), "{}", output(&dir));
+        sigint(&child);
+        let status = wait_with_timeout(&mut child, WAIT).expect("exits after a second SIGINT");
+        let text = output(&dir);
+        assert_eq!(status.code(), Some(130), "{text}");
+        assert!(text.contains("second signal"), "{text}");
+        assert!(!text.contains("INTERRUPTED after"), "no report: {text}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
