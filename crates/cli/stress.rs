@@ -4,7 +4,7 @@
 //! This module only turns flags into a [`Config`], shows progress while the
 //! run goes on, and writes the report where it was asked to go.
 
-use crate::{args, UsageError};
+use crate::{args, signals, UsageError};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringport_load::{
@@ -15,7 +15,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,6 +153,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         announce_start(at);
     }
 
+    // Ctrl-C (SIGINT) or SIGTERM ends the run early; it is still reported.
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    {
+        let interrupt = config.interrupt.clone();
+        let stopped_by = stopped_by.clone();
+        signals::on_stop(move |sig| {
+            stopped_by.store(sig, Ordering::SeqCst);
+            interrupt.trigger();
+            crate::out::eprintln_quiet!(
+                "\nringport stress: signal {sig}: stopping; the report of what ran follows (again to exit at once)"
+            );
+        })?;
+    }
+
     let show_progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| new_bar(&config));
     if config.interval.is_some() {
@@ -179,6 +193,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             crate::out::eprintln_quiet!("ringport: {e}");
             unwritten.push(e);
         }
+    }
+    if report.interrupted {
+        // The run did less than it was asked: never a success. The status
+        // is the signal's, as a shell reports a process it ended.
+        let sig = match stopped_by.load(Ordering::SeqCst) {
+            0 => 2,
+            sig => sig,
+        };
+        crate::out::eprintln_quiet!(
+            "ringport: INTERRUPTED by signal {sig}: the run did less than it was asked; the report covers the part that ran"
+        );
+        return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
     }
     let problems = report.problems();
     if problems.is_empty() {

@@ -165,6 +165,9 @@ pub struct Config {
     pub per_connection: Option<u64>,
     /// Counters a caller may read while the run goes on (for a progress bar).
     pub progress: Option<Arc<Progress>>,
+    /// Ends the run early when triggered (Ctrl-C in `ringport stress`);
+    /// the report then says `interrupted`.
+    pub interrupt: crate::Interrupt,
     /// Receives each interval as it completes (requires `interval`).
     pub on_interval: Option<IntervalSink>,
     /// Write an HdrHistogram interval log here: one interval per `interval`,
@@ -199,6 +202,7 @@ impl Config {
             close_grace: DEFAULT_CLOSE_GRACE,
             per_connection: None,
             progress: None,
+            interrupt: crate::Interrupt::new(),
             on_interval: None,
             hdr_log: None,
             start_at: None,

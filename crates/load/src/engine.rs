@@ -95,6 +95,10 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             elapsed,
             connect,
             measure_start: wall_start,
+            interrupted_after: config
+                .interrupt
+                .triggered_at()
+                .map(|at| at.saturating_duration_since(measure_start)),
             threads: threads as u64,
             series,
             asked,
@@ -122,7 +126,7 @@ fn start_line(
                 late.as_secs_f64()
             );
         }
-        wait_until(at);
+        wait_until(at, &config.interrupt);
     }
     if !shared.gate.arrive() {
         unreachable!("only this thread abandons the gate");
@@ -135,13 +139,13 @@ fn start_line(
 /// Sleep until the wall clock reads `at`. The clock is read again after
 /// every nap of at most half a second, so a clock that is stepped (NTP)
 /// while waiting is followed, and a signal's default action (Ctrl-C ends
-/// the process) is never held up.
-fn wait_until(at: SystemTime) {
+/// the process, or interrupts the run) is never held up.
+fn wait_until(at: SystemTime, interrupt: &crate::Interrupt) {
     while let Ok(left) = at.duration_since(SystemTime::now()) {
-        if left.is_zero() {
+        if left.is_zero() || interrupt.is_triggered() {
             break;
         }
-        std::thread::sleep(left.min(Duration::from_millis(500)));
+        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }
 

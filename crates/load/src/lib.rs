@@ -32,6 +32,7 @@ mod config;
 mod engine;
 mod events;
 pub mod hdrlog;
+mod interrupt;
 pub mod merge;
 mod net;
 mod outcome;
@@ -50,6 +51,7 @@ pub use config::{
 };
 pub use engine::run;
 pub use hdrlog::HdrLog;
+pub use interrupt::Interrupt;
 pub use payload::{Messages, Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};
 pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report};

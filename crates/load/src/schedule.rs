@@ -84,7 +84,7 @@ impl Clock {
 }
 
 /// What one run asks of every connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Workload {
     /// The run's clock.
     pub clock: Clock,
@@ -92,6 +92,8 @@ pub struct Workload {
     pub schedule: Option<Schedule>,
     /// Measured messages per connection, or `None` to run until `clock.end`.
     pub count: Option<u64>,
+    /// Once triggered, every connection is finished: nothing more is sent.
+    pub interrupt: crate::Interrupt,
 }
 
 impl Workload {
@@ -168,6 +170,12 @@ impl Plan {
 
     /// Decide what to do at `now`. A `Send` is taken: the next call moves on.
     pub fn next(&mut self, w: &Workload, now: Instant) -> Next {
+        if w.interrupt.is_triggered() {
+            // Stopped from outside: what was not sent is neither unsent
+            // (the server did not fall behind) nor lost; the report says
+            // the run was interrupted.
+            return Next::Finished { unsent: 0 };
+        }
         let intended = match &w.schedule {
             None => now,
             Some(s) => w.clock.t0 + s.offset(self.conn, self.next_slot),
@@ -246,6 +254,7 @@ mod tests {
     fn closed_loop_counts_only_messages_after_the_warmup() {
         let t0 = Instant::now();
         let w = Workload {
+            interrupt: crate::Interrupt::new(),
             clock: Clock::new(t0, ms(100), None),
             schedule: None,
             count: Some(2),
@@ -288,6 +297,7 @@ mod tests {
     fn closed_loop_stops_at_the_end() {
         let t0 = Instant::now();
         let w = Workload {
+            interrupt: crate::Interrupt::new(),
             clock: Clock::new(t0, Duration::ZERO, Some(ms(10))),
             schedule: None,
             count: None,
@@ -304,6 +314,7 @@ mod tests {
     fn open_loop_waits_for_the_due_time_then_sends_late_messages_at_once() {
         let t0 = Instant::now();
         let w = Workload {
+            interrupt: crate::Interrupt::new(),
             clock: Clock::new(t0, Duration::ZERO, None),
             schedule: Schedule::new(100.0, 2),
             count: Some(3),
@@ -335,6 +346,7 @@ mod tests {
     fn open_loop_reports_what_it_could_not_send_before_the_end() {
         let t0 = Instant::now();
         let w = Workload {
+            interrupt: crate::Interrupt::new(),
             clock: Clock::new(t0, ms(20), Some(ms(100))),
             schedule: Schedule::new(100.0, 1),
             count: None,
@@ -380,7 +392,7 @@ mod tests {
         #[test]
         fn a_closed_loop_with_a_count_sends_exactly_the_count(count in 0u64..50, warm in 0u64..50) {
             let t0 = Instant::now();
-            let w = Workload { clock: Clock::new(t0, ms(warm), None), schedule: None, count: Some(count) };
+            let w = Workload { interrupt: crate::Interrupt::new(), clock: Clock::new(t0, ms(warm), None), schedule: None, count: Some(count) };
             let mut p = Plan::new(0);
             let mut measured = 0;
             for step in 0..200u64 {
@@ -402,7 +414,7 @@ mod tests {
             warm in 0u64..100, dur in 1u64..300, stall_at in 0u64..400,
         ) {
             let t0 = Instant::now();
-            let w = Workload {
+            let w = Workload { interrupt: crate::Interrupt::new(),
                 clock: Clock::new(t0, ms(warm), Some(ms(dur))),
                 schedule: Schedule::new(rate, conns),
                 count: None,

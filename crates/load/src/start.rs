@@ -104,6 +104,7 @@ pub(crate) fn workload(config: &Config, t0: Instant) -> Workload {
             .rate
             .and_then(|r| Schedule::new(r, config.connections as u64)),
         count,
+        interrupt: config.interrupt.clone(),
     }
 }
 

@@ -174,9 +174,9 @@ impl Driver<'_> {
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
-        if w.clock.end.is_some_and(|e| now >= e) {
-            // The window closed during the check: the slot is done, and a
-            // new connection would carry nothing.
+        if w.clock.end.is_some_and(|e| now >= e) || w.interrupt.is_triggered() {
+            // The window closed (or the run was interrupted) during the
+            // check: the slot is done, and a new connection would carry nothing.
             if let Next::Finished { unsent } = conn.plan.next(w, now) {
                 self.rec.unsent(unsent);
             }

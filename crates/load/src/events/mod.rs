@@ -195,7 +195,7 @@ impl Driver<'_> {
     /// Fail connections whose oldest echo is overdue, let idle ones notice
     /// that the run has ended, and end close checks whose grace is over.
     fn sweep(&mut self, w: &Workload, now: Instant) {
-        let ended = w.clock.end.is_some_and(|e| now >= e);
+        let ended = w.clock.end.is_some_and(|e| now >= e) || w.interrupt.is_triggered();
         for k in 0..self.conns.len() {
             let Some(conn) = self.conns[k].as_ref() else {
                 continue;

@@ -22,6 +22,12 @@ impl Report {
         }
         cols.extend(self.csv_settings());
         cols.extend(self.csv_churn());
+        cols.push(("interrupted".into(), self.interrupted.to_string()));
+        cols.push((
+            "interrupted_after_s".into(),
+            self.interrupted_after_s
+                .map_or(String::new(), |t| format!("{t:.6}")),
+        ));
         let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
         format!("{}\n{}\n", keys.join(","), values.join(","))
     }

@@ -213,6 +213,17 @@ pub struct Report {
     pub seed: Option<u64>,
     /// Per-interval figures with `--interval`; empty otherwise.
     pub series: Vec<IntervalStat>,
+    /// True when the run was stopped early (Ctrl-C or SIGTERM in `ringport
+    /// stress`): the figures cover the part that ran, and the run did less
+    /// than it was asked.
+    pub interrupted: bool,
+    /// When it was interrupted, in seconds from the start of measuring
+    /// (0 if during the connects or the warm-up); null if it was not.
+    pub interrupted_after_s: Option<f64>,
+    /// The measured length asked for (`--duration`), for the summary's
+    /// interrupted line; null for a count.
+    #[serde(skip)]
+    pub(crate) duration_asked_s: Option<f64>,
 }
 
 /// What the engine hands over to build a report.
@@ -224,6 +235,9 @@ pub(crate) struct Measured<'a> {
     pub connect: std::time::Duration,
     /// When measuring began, by the wall clock.
     pub measure_start: std::time::SystemTime,
+    /// How long after the start of measuring the run was interrupted
+    /// (zero if before it), or `None` if it was not.
+    pub interrupted_after: Option<std::time::Duration>,
     pub threads: u64,
     pub series: Vec<IntervalStat>,
     /// Measured messages asked for, where the run asks for a number.
@@ -287,6 +301,12 @@ impl Report {
             measure_start_unix_s: crate::hdrlog::unix_seconds(m.measure_start),
             seed: config.payload.seed(),
             series: m.series,
+            interrupted: m.interrupted_after.is_some(),
+            interrupted_after_s: m.interrupted_after.map(|d| d.as_secs_f64()),
+            duration_asked_s: match config.stop {
+                crate::StopWhen::Duration(d) => Some(d.as_secs_f64()),
+                crate::StopWhen::Count(_) => None,
+            },
         }
     }
 
@@ -405,6 +425,7 @@ mod tests {
                 elapsed: std::time::Duration::from_secs(1),
                 connect: std::time::Duration::ZERO,
                 measure_start: std::time::SystemTime::now(),
+                interrupted_after: None,
                 threads: 1,
                 series: Vec::new(),
                 asked: None,

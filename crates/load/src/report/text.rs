@@ -47,9 +47,31 @@ impl Report {
         ));
     }
 
+    /// The summary's first line when the run was interrupted, such as
+    /// `INTERRUPTED after 3.2 s of 10 s: the figures cover the part that ran`.
+    pub fn interrupted_line(&self) -> Option<String> {
+        let after = self.interrupted_after_s?;
+        if after <= 0.0 {
+            return Some(
+                "INTERRUPTED before measuring began (while connecting or warming up): nothing was measured"
+                    .to_string(),
+            );
+        }
+        let of = match self.duration_asked_s {
+            Some(d) => format!(" of {d} s"),
+            None => String::new(),
+        };
+        Some(format!(
+            "INTERRUPTED after {after:.1} s{of}: the figures cover the part that ran"
+        ))
+    }
+
     /// The human-readable summary: a few labelled lines and a latency table.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
+        if let Some(line) = self.interrupted_line() {
+            let _ = writeln!(s, "{line}");
+        }
         let mode = match self.rate {
             Some(r) => format!("open loop at {r} msgs/s"),
             None => "closed loop".to_string(),
@@ -108,10 +130,12 @@ impl Report {
             );
         }
         if let Some(lost) = self.messages_lost().filter(|n| *n > 0) {
-            let _ = writeln!(
-                s,
-                "never sent       {lost} scheduled messages: their connections failed first"
-            );
+            let why = if self.interrupted {
+                "the run was interrupted first"
+            } else {
+                "their connections failed first"
+            };
+            let _ = writeln!(s, "never sent       {lost} scheduled messages: {why}");
         }
         let _ = write!(s, "errors           {}", self.errors);
         if self.errors > 0 {
