@@ -52,7 +52,7 @@ pub use engine::run;
 pub use hdrlog::HdrLog;
 pub use payload::{Messages, Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};
-pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report};
+pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report, Spread};
 pub use sys::raise_fd_limit;
 
 /// Errors that stop a run before it starts.
