@@ -88,7 +88,8 @@ impl Report {
         ]
     }
 
-    /// The churn columns, last so that files without them still line up;
+    /// The churn columns, after the settings (only the spread comes after
+    /// them: columns are added at the end, so older files still line up);
     /// empty cells without churn.
     fn csv_churn(&self) -> Vec<(String, String)> {
         let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
