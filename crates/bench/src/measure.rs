@@ -61,6 +61,9 @@ pub struct Sample {
     pub disturbed: bool,
     /// The measured window began at under half the rate of the rest of it.
     pub slow_start: Option<SlowStart>,
+    /// How evenly the measured run's connections shared it: each one's
+    /// verified msgs/s, summed up (the load report's `per_connection_rate`).
+    pub per_connection_rate: Option<ringport_load::Spread>,
     /// Failed connections (mismatches included).
     pub errors: u64,
     /// Connections whose echo differed from what was sent.
@@ -382,6 +385,7 @@ fn figures(
             after.server_cpus_busy,
         ),
         connections_per_sec: report.connections_per_sec,
+        per_connection_rate: report.per_connection_rate.clone(),
         server_cpu_us_per_connection: report
             .per_connection
             .filter(|_| report.connections_cycled > 0)

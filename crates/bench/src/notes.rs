@@ -33,6 +33,22 @@ pub enum Note {
         /// Of how many repetitions that produced figures.
         reps: usize,
     },
+    /// Repetitions in which the slowest connection verified under half the
+    /// median connection's messages per second: the server starved some
+    /// connections ([`crate::stats::STARVED_RATIO`]).
+    Starved {
+        /// How many did.
+        starved: usize,
+        /// Of how many repetitions that measured it.
+        reps: usize,
+        /// The worst of them (the lowest slowest-to-median ratio): its
+        /// slowest connection's msgs/s,
+        min: f64,
+        /// its median connection's msgs/s,
+        median: f64,
+        /// and its Jain's fairness index.
+        jain: f64,
+    },
 }
 
 impl fmt::Display for Note {
@@ -67,6 +83,16 @@ impl fmt::Display for Note {
                     each.join("; ")
                 )
             }
+            Note::Starved {
+                starved,
+                reps,
+                min,
+                median,
+                jain,
+            } => write!(
+                f,
+                "STARVED: in {starved} of {reps} repetition(s) the slowest connection got under half the median connection's messages/s (worst: {min:.0} against {median:.0} msgs/s, Jain {jain:.3})"
+            ),
         }
     }
 }
@@ -121,6 +147,17 @@ mod tests {
             }
             .to_string(),
             "SLOW START: in 1 of 3 repetition(s) the first 0.25 s of the measured run went slowly (20% of the later rate, p99 4.0 against 1.0 ms); the warm-up did not reach a steady state, so msgs/s and p99 include the start (a longer --warmup may help)"
+        );
+        assert_eq!(
+            Note::Starved {
+                starved: 2,
+                reps: 3,
+                min: 12.4,
+                median: 1040.0,
+                jain: 0.8734
+            }
+            .to_string(),
+            "STARVED: in 2 of 3 repetition(s) the slowest connection got under half the median connection's messages/s (worst: 12 against 1040 msgs/s, Jain 0.873)"
         );
         assert_eq!(
             serde_json::to_string(&vec![Note::EchoMismatch]).unwrap(),

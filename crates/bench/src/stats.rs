@@ -15,6 +15,15 @@ use crate::notes::Note;
 use crate::order_stats::{median, median_ci, median_interval, ratio_with_ci};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// A repetition whose slowest connection verified under this share of the
+/// median connection's messages per second starved it ([`Note::Starved`]).
+pub const STARVED_RATIO: f64 = 0.5;
+
+/// Whether a run's spread over its connections shows one starved.
+pub fn starved(s: &ringport_load::Spread) -> bool {
+    s.min < STARVED_RATIO * s.median
+}
+
 /// The model every ratio is taken against when it is in the run.
 pub const PREFERRED_BASELINE: &str = "tokio";
 
@@ -59,6 +68,17 @@ pub struct Row {
     /// rate ([`SlowStart`]): the cell's
     /// figures mix a start with the steady run, so they are doubtful.
     pub slow_starts: usize,
+    /// How evenly the connections shared each repetition (the load
+    /// report's `per_connection_rate`), the median over the repetitions
+    /// that measured it: the slowest connection's msgs/s,
+    pub per_connection_rate_min: Option<f64>,
+    /// the median connection's msgs/s,
+    pub per_connection_rate_median: Option<f64>,
+    /// and Jain's fairness index (1: perfectly even, 1/n: one got all).
+    pub per_connection_rate_jain: Option<f64>,
+    /// Repetitions whose slowest connection got under [`STARVED_RATIO`] of
+    /// the median connection's msgs/s.
+    pub starved_reps: usize,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -198,6 +218,13 @@ impl Serialize for Row {
             m.serialize_entry(f.key(), &median(f))?;
         }
         m.serialize_entry("slow_starts", &self.slow_starts)?;
+        m.serialize_entry("per_connection_rate_min", &self.per_connection_rate_min)?;
+        m.serialize_entry(
+            "per_connection_rate_median",
+            &self.per_connection_rate_median,
+        )?;
+        m.serialize_entry("per_connection_rate_jain", &self.per_connection_rate_jain)?;
+        m.serialize_entry("starved_reps", &self.starved_reps)?;
         m.end()
     }
 }
@@ -275,6 +302,30 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         .filter_map(|s| s.slow_start.as_ref())
         .collect();
     let figures = Figure::ALL.map(|f| Summary::of(f, &samples));
+    let spreads: Vec<&ringport_load::Spread> = samples
+        .iter()
+        .filter_map(|s| s.per_connection_rate.as_ref())
+        .collect();
+    let spread_median = |f: fn(&ringport_load::Spread) -> f64| {
+        median(&spreads.iter().map(|s| f(s)).collect::<Vec<f64>>())
+    };
+    let starved_runs: Vec<&ringport_load::Spread> =
+        spreads.iter().copied().filter(|s| starved(s)).collect();
+    let starved_note = starved_runs
+        .iter()
+        .min_by(|a, b| {
+            let ratio = |s: &ringport_load::Spread| s.min / s.median.max(f64::MIN_POSITIVE);
+            ratio(a).total_cmp(&ratio(b))
+        })
+        .map(|worst| Note::Starved {
+            starved: starved_runs.len(),
+            reps: spreads.len(),
+            min: worst.min,
+            median: worst.median,
+            jain: worst.jain,
+        });
+    let mut notes = notes_of_runs(outcomes, errors, mismatches, disturbed_reps, &slow);
+    notes.extend(starved_note);
     Row {
         model: target.name().to_string(),
         connections: cell.connections,
@@ -291,6 +342,10 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         disturbed: disturbed_reps > 0,
         retried: samples.iter().map(|s| s.attempts.saturating_sub(1)).sum(),
         slow_starts: slow.len(),
+        per_connection_rate_min: spread_median(|s| s.min),
+        per_connection_rate_median: spread_median(|s| s.median),
+        per_connection_rate_jain: spread_median(|s| s.jain),
+        starved_reps: starved_runs.len(),
         serialized: target.serialized(),
         reps,
         errors,
@@ -300,7 +355,7 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             && errors == 0
             && mismatches == 0
             && !samples.iter().any(|s| s.server_failed),
-        notes: notes_of_runs(outcomes, errors, mismatches, disturbed_reps, &slow),
+        notes,
     }
 }
 
@@ -451,5 +506,60 @@ mod tests {
         assert_eq!(rows[0].errors, 0);
         assert!(!rows[0].clean);
         assert_eq!(rows[0].notes, ["the server exited during the run"]);
+    }
+
+    #[test]
+    fn a_cell_whose_slowest_connection_got_under_half_the_median_is_starved() {
+        let targets = [Target::Model(Model::Threaded)];
+        let cells = [Cell {
+            connections: 8,
+            size: 64,
+            per_connection: None,
+        }];
+        let with = |counts: &[u64]| Sample {
+            per_connection_rate: ringport_load::Spread::from_counts(counts, 1.0),
+            ..sample(5.0)
+        };
+        let run = |rep| Run {
+            rep,
+            cell: 0,
+            target: 0,
+        };
+        let even = [100, 101, 99, 100, 102, 98, 100, 100];
+        let one_starved = [10, 101, 99, 100, 102, 98, 100, 100];
+        let worse = [2, 101, 99, 100, 102, 98, 100, 100];
+        let runs = vec![
+            (run(0), Ok(with(&even))),
+            (run(1), Ok(with(&one_starved))),
+            (run(2), Ok(with(&worse))),
+        ];
+        let rows = aggregate(&targets, &cells, &runs, 3, None);
+        let r = &rows[0];
+        assert_eq!(r.starved_reps, 2);
+        assert_eq!(r.per_connection_rate_min, Some(10.0));
+        assert_eq!(r.per_connection_rate_median, Some(100.0));
+        let Some(Note::Starved {
+            starved,
+            reps,
+            min,
+            median,
+            jain,
+        }) = r.notes.iter().find(|n| matches!(n, Note::Starved { .. }))
+        else {
+            panic!("a starved note: {:?}", r.notes);
+        };
+        assert_eq!((*starved, *reps, *min, *median), (2, 3, 2.0, 100.0));
+        assert!(*jain < 0.95, "{jain}");
+        // Starvation is a finding, not a doubt about the figures.
+        assert!(r.clean && !r.doubtful());
+        let json = serde_json::to_value(r).unwrap();
+        assert_eq!(json["starved_reps"], 2, "{json}");
+        assert_eq!(json["per_connection_rate_min"], 10.0, "{json}");
+        assert!(json["per_connection_rate_jain"].as_f64().unwrap() < 1.0);
+        // An even cell has no note.
+        let runs = vec![(run(0), Ok(with(&even)))];
+        let rows = aggregate(&targets, &cells, &runs, 1, None);
+        assert_eq!(rows[0].starved_reps, 0);
+        assert!(rows[0].notes.is_empty(), "{:?}", rows[0].notes);
     }
 }

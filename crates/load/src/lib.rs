@@ -54,7 +54,7 @@ pub use hdrlog::HdrLog;
 pub use interrupt::Interrupt;
 pub use payload::{Messages, Payload, MAX_MESSAGE_SIZE};
 pub use progress::{Phase, Progress};
-pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report};
+pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report, Spread};
 pub use sys::raise_fd_limit;
 
 /// Errors that stop a run before it starts.

@@ -69,6 +69,10 @@ pub(crate) struct Totals {
     pub connections_cycled: u64,
     /// Churn: how long the connects started in the measured window took.
     pub connect_us: Option<Histogram<u64>>,
+    /// Measured messages verified by each connection asked for, in no
+    /// particular order (churn: by each connection slot, its line of
+    /// connections together); 0 for one that never opened.
+    pub per_connection: Vec<u64>,
 }
 
 impl Totals {
@@ -84,6 +88,7 @@ impl Totals {
         self.close_not_seen += o.close_not_seen;
         self.close_by_reset += o.close_by_reset;
         self.connections_cycled += o.connections_cycled;
+        self.per_connection.extend_from_slice(&o.per_connection);
         if let Some(h) = &o.connect_us {
             self.connect_us
                 .get_or_insert_with(run_histogram)

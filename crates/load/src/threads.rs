@@ -85,6 +85,9 @@ pub(crate) fn worker(
         rec.closed();
     }
     rec.finish();
+    // One connection per thread: its count is the thread's.
+    let verified = rec.totals.messages_verified;
+    rec.totals.per_connection.push(verified);
     Ok(WorkerOut {
         finished: rec.done_at.unwrap_or_else(Instant::now),
         totals: rec.totals,

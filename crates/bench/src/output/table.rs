@@ -110,6 +110,7 @@ struct Marks {
     disturbed: bool,
     slow_start: bool,
     churn: bool,
+    starved: bool,
 }
 
 /// One row of the table.
@@ -189,6 +190,23 @@ fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
         marks.serialized = true;
         notes.push("serialized".to_string());
     }
+    for n in &r.notes {
+        if let Note::Starved {
+            starved,
+            reps,
+            min,
+            median,
+            ..
+        } = n
+        {
+            marks.starved = true;
+            notes.push(format!(
+                "**STARVED** ({starved} of {reps} reps: slowest conn {} of median {} msgs/s)",
+                grouped(*min),
+                grouped(*median)
+            ));
+        }
+    }
     if r.per_connection.is_some() {
         marks.churn = true;
         let per_sec = r
@@ -220,7 +238,8 @@ fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
             Note::EchoMismatch
             | Note::ConnectionErrors
             | Note::Disturbed { .. }
-            | Note::SlowStart { .. } => {}
+            | Note::SlowStart { .. }
+            | Note::Starved { .. } => {}
         }
     }
     notes
@@ -306,6 +325,13 @@ fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) 
             "- **SLOW START**: in these repetitions the first 1/{} of the measured run verified messages at under {:.0}% of the rate of the rest: the warm-up did not reach a steady state, so the cell's msgs/s and p99 include a start, and no claim is made from it. results.json's notes give each one's rate and p99; a longer --warmup may help.",
             crate::measure::STEADY_INTERVALS,
             crate::measure::SLOW_START_RATIO * 100.0
+        );
+    }
+    if marks.starved {
+        let _ = writeln!(
+            s,
+            "- **STARVED**: in these repetitions the slowest connection verified under {:.0}% of the median connection's messages per second: the server did not share itself evenly, so its msgs/s hides connections that waited. results.json gives per_connection_rate_min, _median and _jain (Jain's fairness index: 1 even, 1/n one connection got everything).",
+            crate::stats::STARVED_RATIO * 100.0
         );
     }
     if marks.na {

@@ -6,6 +6,7 @@
 use super::{client_bound, CLIENT_BOUND_PCT};
 use crate::figure::Figure;
 use crate::matrix::Cell;
+use crate::notes::Note;
 use crate::order_stats::{within_noise, NOISE_THRESHOLD};
 use crate::stats::{baseline, Row};
 use crate::{Results, UNAVAILABLE};
@@ -61,6 +62,7 @@ pub fn verdict(results: &Results) -> String {
         ));
     }
     sentences.extend(load_bound_sentences(results, &cells));
+    sentences.extend(starved_sentence(rows));
     sentences.extend(unclean_sentences(rows));
     if sentences.is_empty() {
         sentences.push(format!("No model could be compared with {base}."));
@@ -201,6 +203,39 @@ fn list(items: &[&str]) -> String {
         [one] => (*one).to_string(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
+}
+
+/// The sentence that names the models that starved some of their
+/// connections (a `STARVED` note), cell by cell; none when none did. A
+/// serialized server is left out: one client at a time is its design, and
+/// its row says so.
+fn starved_sentence(rows: &[Row]) -> Option<String> {
+    let each: Vec<String> = rows
+        .iter()
+        .filter(|r| r.reps > 0 && !r.serialized)
+        .filter_map(|r| {
+            r.notes.iter().find_map(|n| match n {
+                Note::Starved {
+                    starved,
+                    reps,
+                    min,
+                    median,
+                    jain,
+                } => Some(format!(
+                    "{} at {} (slowest {min:.0} against a median of {median:.0} msgs/s, Jain {jain:.2}, in {starved} of {reps} repetition(s))",
+                    r.model,
+                    cell_name(r)
+                )),
+                _ => None,
+            })
+        })
+        .collect();
+    (!each.is_empty()).then(|| {
+        format!(
+            "Some connections were starved, their slowest getting under half the median connection's messages/s (STARVED in the table), so those msgs/s are not shared evenly: {}.",
+            each.join("; ")
+        )
+    })
 }
 
 /// The sentences that name the cells not measured cleanly, and those that
@@ -373,6 +408,34 @@ mod tests {
         r.config.server_cpu_cap_pct = Some(50);
         let v = verdict(&r);
         assert!(v.contains("cap it lower than --server-cpu-cap 50"), "{v}");
+    }
+
+    #[test]
+    fn a_model_that_starves_connections_is_named_and_marked() {
+        let rows = bound_rows(&[(64, &[("tokio", false), ("epoll", false)])]);
+        let mut r = results(rows, &["tokio", "epoll"]);
+        r.config.reps = 3;
+        let v = verdict(&r);
+        assert!(!v.contains("starved"), "{v}");
+        r.results[1].starved_reps = 2;
+        r.results[1].notes.push(Note::Starved {
+            starved: 2,
+            reps: 3,
+            min: 12.0,
+            median: 1040.0,
+            jain: 0.874,
+        });
+        let v = verdict(&r);
+        assert!(
+            v.contains("Some connections were starved, their slowest getting under half the median connection's messages/s (STARVED in the table), so those msgs/s are not shared evenly: epoll at 64 connections × 64 B (slowest 12 against a median of 1040 msgs/s, Jain 0.87, in 2 of 3 repetition(s))."),
+            "{v}"
+        );
+        let table = table_markdown(&r);
+        assert!(
+            table.contains("**STARVED** (2 of 3 reps: slowest conn 12 of median 1,040 msgs/s)")
+                && table.contains("did not share itself evenly"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub(super) struct Conn {
     pub(super) in_flight_written: usize,
     /// When the last message came back verified.
     pub(super) last_verified: Option<Instant>,
+    /// Measured messages verified in this slot (churn: by every
+    /// connection of the slot, so not reset when one is replaced).
+    pub(super) measured_verified: u64,
     /// Messages handed to this connection (churn: its share is
     /// `per_connection`, then it is replaced).
     sent_here: u64,
@@ -118,6 +121,7 @@ impl Conn {
             in_flight: VecDeque::new(),
             in_flight_written: 0,
             last_verified: None,
+            measured_verified: 0,
             sent_here: 0,
             retire: false,
         }

@@ -138,6 +138,7 @@ fn complete_verified(
             return Err(ErrorKind::Timeout);
         }
         rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
+        conn.measured_verified += u64::from(m.measured);
         conn.last_verified = Some(now);
         conn.in_flight.pop_front();
         conn.in_flight_written -= 1;

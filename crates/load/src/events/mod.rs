@@ -45,6 +45,9 @@ struct Driver<'a> {
     config: &'a Config,
     poll: Poll,
     conns: Vec<Option<Conn>>,
+    /// Measured messages verified by each of `conns`, noted when it is
+    /// removed (a slot that never opened stays 0).
+    counts: Vec<u64>,
     live: usize,
     /// Connections open and not yet done with their messages.
     exchanging: usize,
@@ -73,6 +76,7 @@ pub(crate) fn worker(
                 config,
                 poll,
                 conns: Vec::with_capacity(ids.len()),
+                counts: vec![0; ids.len()],
                 live: 0,
                 exchanging: 0,
                 rec,
@@ -93,6 +97,13 @@ pub(crate) fn worker(
         .start_series(shared.series.as_ref(), thread, w.clock.measure_start);
     d.run(&w, &ids)?;
     d.rec.finish();
+    // Every connection is done by now; any left would be counted all the same.
+    for (k, conn) in d.conns.iter().enumerate() {
+        if let (Some(c), Some(n)) = (conn, d.counts.get_mut(k)) {
+            *n = c.measured_verified;
+        }
+    }
+    d.rec.totals.per_connection = d.counts;
     let rec = d.rec;
     Ok(WorkerOut {
         finished: rec.done_at.unwrap_or_else(Instant::now),
@@ -304,6 +315,9 @@ impl Driver<'_> {
         let Some(mut conn) = self.conns[k].take() else {
             return;
         };
+        if let Some(n) = self.counts.get_mut(k) {
+            *n = conn.measured_verified;
+        }
         let exchanging = conn.state.exchanging();
         if exchanging {
             self.exchange_ended();

@@ -28,6 +28,7 @@ impl Report {
             self.interrupted_after_s
                 .map_or(String::new(), |t| format!("{t:.6}")),
         ));
+        cols.extend(self.csv_spread());
         let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
         format!("{}\n{}\n", keys.join(","), values.join(","))
     }
@@ -93,7 +94,8 @@ impl Report {
         ]
     }
 
-    /// The churn columns, last so that files without them still line up;
+    /// The churn columns, after the settings (only the spread comes after
+    /// them: columns are added at the end, so older files still line up);
     /// empty cells without churn.
     fn csv_churn(&self) -> Vec<(String, String)> {
         let opt = |v: Option<u64>| v.map_or(String::new(), |n| n.to_string());
@@ -114,6 +116,28 @@ impl Report {
             None => latency_csv(&mut cols, "connect_latency_us", &self.latency_us, false),
         }
         cols
+    }
+}
+
+impl Report {
+    /// The spread over connections, after the churn columns:
+    /// `per_connection_rate_min` and so on; empty cells when there is none.
+    fn csv_spread(&self) -> Vec<(String, String)> {
+        let p = self.per_connection_rate.as_ref();
+        let f = |v: fn(&super::Spread) -> f64| p.map_or(String::new(), |p| format!("{:.3}", v(p)));
+        vec![
+            ("per_connection_rate_min".into(), f(|p| p.min)),
+            ("per_connection_rate_median".into(), f(|p| p.median)),
+            ("per_connection_rate_max".into(), f(|p| p.max)),
+            (
+                "per_connection_rate_jain".into(),
+                p.map_or(String::new(), |p| format!("{:.6}", p.jain)),
+            ),
+            (
+                "per_connection_rate_connections".into(),
+                p.map_or(String::new(), |p| p.connections.to_string()),
+            ),
+        ]
     }
 }
 

@@ -118,6 +118,57 @@ impl Latency {
     }
 }
 
+/// How evenly the connections shared the measured window: each
+/// connection's verified messages per second (churn: each connection
+/// slot's), summed up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    /// The slowest connection, messages per second.
+    pub min: f64,
+    /// The median connection (the mean of the two middle ones when even).
+    pub median: f64,
+    /// The fastest connection.
+    pub max: f64,
+    /// Jain's fairness index, (Σx)² / (n·Σx²): 1 when every connection
+    /// got the same, 1/n when one got everything (1 when none got any).
+    pub jain: f64,
+    /// Connections counted: every connection asked for (churn: every slot).
+    pub connections: u64,
+}
+
+impl Spread {
+    /// The spread of `counts` messages over `secs` seconds; `None` for no
+    /// connections.
+    pub fn from_counts(counts: &[u64], secs: f64) -> Option<Spread> {
+        if counts.is_empty() {
+            return None;
+        }
+        let secs = secs.max(1e-9);
+        let mut x: Vec<f64> = counts.iter().map(|c| *c as f64 / secs).collect();
+        x.sort_by(f64::total_cmp);
+        let n = x.len();
+        let median = if n % 2 == 1 {
+            x[n / 2]
+        } else {
+            (x[n / 2 - 1] + x[n / 2]) / 2.0
+        };
+        let sum: f64 = x.iter().sum();
+        let squares: f64 = x.iter().map(|v| v * v).sum();
+        let jain = if squares > 0.0 {
+            sum * sum / (n as f64 * squares)
+        } else {
+            1.0
+        };
+        Some(Spread {
+            min: x[0],
+            median,
+            max: x[n - 1],
+            jain,
+            connections: n as u64,
+        })
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -224,6 +275,9 @@ pub struct Report {
     /// interrupted line; null for a count.
     #[serde(skip)]
     pub(crate) duration_asked_s: Option<f64>,
+    /// How evenly the connections shared the measured window (each one's
+    /// verified messages per second); null when there were none.
+    pub per_connection_rate: Option<Spread>,
 }
 
 /// What the engine hands over to build a report.
@@ -307,6 +361,7 @@ impl Report {
                 crate::StopWhen::Duration(d) => Some(d.as_secs_f64()),
                 crate::StopWhen::Count(_) => None,
             },
+            per_connection_rate: Spread::from_counts(&t.per_connection, secs),
         }
     }
 
@@ -407,6 +462,23 @@ mod tests {
         let l = Latency::from_histogram(&crate::stats::run_histogram(), &[99.99]);
         assert_eq!(l.max, 0);
         assert_eq!(l.percentiles.get(99.99), Some(0));
+    }
+
+    #[test]
+    fn the_spread_of_even_connections_is_fair_and_of_one_starved_is_not() {
+        let even = Spread::from_counts(&[100, 100, 100, 100], 2.0).unwrap();
+        assert_eq!((even.min, even.median, even.max), (50.0, 50.0, 50.0));
+        assert!((even.jain - 1.0).abs() < 1e-12);
+        assert_eq!(even.connections, 4);
+        // One connection got everything: 1/n.
+        let one = Spread::from_counts(&[0, 0, 0, 400], 1.0).unwrap();
+        assert!((one.jain - 0.25).abs() < 1e-12);
+        assert_eq!(one.median, 0.0);
+        let starved = Spread::from_counts(&[10, 100, 110, 90, 100], 1.0).unwrap();
+        assert_eq!((starved.min, starved.median), (10.0, 100.0));
+        assert!(starved.jain < 0.95 && starved.jain > 0.8, "{starved:?}");
+        assert_eq!(Spread::from_counts(&[], 1.0), None);
+        assert_eq!(Spread::from_counts(&[0, 0], 1.0).unwrap().jain, 1.0);
     }
 
     pub(super) fn report(corrected: bool) -> Report {

@@ -148,6 +148,13 @@ impl Report {
             "elapsed          {:.3} s, {:.0} msgs/s, {:.2} MB/s",
             self.elapsed_s, self.msgs_per_sec, self.mb_per_sec
         );
+        if let Some(p) = &self.per_connection_rate {
+            let _ = writeln!(
+                s,
+                "per connection   min {:.0}  median {:.0}  max {:.0} msgs/s  Jain {:.3}",
+                p.min, p.median, p.max, p.jain
+            );
+        }
         self.write_churn(&mut s);
         self.write_latency_table(&mut s);
         s
@@ -220,5 +227,16 @@ mod tests {
         assert!(text.contains("p99.99"), "{text}");
         assert!(text.contains("from schedule"), "{text}");
         assert!(!report(false).to_text().contains("from schedule"));
+    }
+
+    #[test]
+    fn the_summary_shows_the_spread_over_connections() {
+        let mut r = report(false);
+        r.per_connection_rate = crate::Spread::from_counts(&[10, 100, 110, 90, 100], 1.0);
+        let text = r.to_text();
+        assert!(
+            text.contains("per connection   min 10  median 100  max 110 msgs/s  Jain 0.834"),
+            "{text}"
+        );
     }
 }
