@@ -10,7 +10,7 @@ use super::bufring::Group;
 use super::readiness::PollAnswer;
 use super::slab::OpBuf;
 use super::{CompletionBuf, Port, BATCH_WAIT_LIMIT, CANCEL_UD, QUIET_LINK_UD};
-use crate::{Completion, OpId};
+use crate::{Completion, OpId, OpKind};
 use io_uring::{cqueue, types};
 use std::io;
 use std::time::Duration;
@@ -123,21 +123,23 @@ impl Port {
             if res == -libc::EAGAIN && self.resend(ud) {
                 continue;
             }
-            let answered = match self.poll_answer(ud, res, more) {
-                PollAnswer::Keep => continue,
-                PollAnswer::Pass => false,
-                PollAnswer::PassAndKeep => true,
-            };
-            let result = if res < 0 {
-                Err(io::Error::from_raw_os_error(-res))
-            } else {
-                Ok(res as usize)
-            };
             let Some(rec) = self.lookup(ud) else { continue };
             let (token, kind) = (rec.token, rec.kind);
             let group = match rec.buf {
                 OpBuf::Ring(g) => g,
                 _ => Group::Small,
+            };
+            // Only a readiness wait's CQE may be kept from the caller.
+            let answered = kind == OpKind::Ready
+                && match self.poll_answer(ud, res, more) {
+                    PollAnswer::Keep => continue,
+                    PollAnswer::Pass => false,
+                    PollAnswer::PassAndKeep => true,
+                };
+            let result = if res < 0 {
+                Err(io::Error::from_raw_os_error(-res))
+            } else {
+                Ok(res as usize)
             };
             let mut buf = CompletionBuf::None;
             if let Some(bid) = cqueue::buffer_select(flags) {
