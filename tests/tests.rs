@@ -2,7 +2,7 @@
 //!
 //! The server models are listed once, in `util` (`for_each_model!` and its
 //! concurrent subset); every per-model test (`echo.rs`, `churn.rs`,
-//! `limits.rs`, `memory.rs`, `stall.rs`) is generated from that list, one
+//! `limits.rs`, `memory.rs`, and `stall.rs` in `quiet.rs`) is generated from that list, one
 //! `#[test]` per model, so a new model gets them all by adding one word there.
 
 #[macro_use]
@@ -18,5 +18,4 @@ mod hdrlog;
 mod limits;
 mod memory;
 mod misbehave;
-mod stall;
 mod stress;

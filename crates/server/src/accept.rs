@@ -54,11 +54,9 @@ impl AcceptBackoff {
         }
         let now = Instant::now();
         let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
-        // Written out rather than `is_none_or`, which is newer than the MSRV.
-        let log_now = match log.last_log {
-            Some(t) => now.duration_since(t) >= Duration::from_secs(1),
-            None => true,
-        };
+        let log_now = log
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
         if log_now {
             if log.suppressed > 0 {
                 tracing::warn!(
