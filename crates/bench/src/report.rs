@@ -4,7 +4,7 @@
 //! `<style>` element: the page fetches nothing, runs no script, and can be
 //! mailed or archived as one file.
 
-use crate::output::{self, Align, Table, COLUMNS};
+use crate::output::{self, Align, Mark, Table, COLUMNS};
 use crate::Results;
 use std::fmt::Write as _;
 
@@ -46,12 +46,17 @@ pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> Strin
         let _ = writeln!(s, "<figure>{}</figure>", strip_xml_declaration(svg));
     }
     s.push_str("<h2>How to read the columns</h2>\n<dl>\n");
-    let columns = COLUMNS.iter().map(|c| (c.title_for("baseline"), c.meaning));
+    let columns = COLUMNS
+        .iter()
+        .map(|c| (c.title_for("baseline"), c.meaning.to_string()));
+    let marks = Mark::ALL
+        .into_iter()
+        .map(|m| (m.label().to_string(), m.meaning(results)));
     let charts = CHART_KEY
         .iter()
-        .map(|&(name, what)| (name.to_string(), what));
-    for (name, what) in columns.chain(charts) {
-        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(&name), esc(what));
+        .map(|&(name, what)| (name.to_string(), what.to_string()));
+    for (name, what) in columns.chain(marks).chain(charts) {
+        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(&name), esc(&what));
     }
     s.push_str("</dl>\n");
     machine_html(&mut s, results);

@@ -2,7 +2,8 @@
 //! meaning, and the `results.csv` (and `results.json`) keys it shows. The
 //! Markdown header and separator, the HTML table's cell classes,
 //! `report.html`'s key to the columns and the title the ratio's footnote
-//! gives its column all come from here, and a test holds every key named
+//! gives its column all come from here (the marks in the cells come from
+//! `marks.rs`), and a test holds every key named
 //! here to the CSV header, so none of them can drift from the others. The
 //! CSV's own columns and their order are a contract kept by `csv.rs` from
 //! the figures (`figure.rs`); this list only points into it.
@@ -46,14 +47,22 @@ impl Column {
 
 /// The ratio of msgs/s to the baseline's; its footnote names it too.
 pub const VS_BASE: Column = Column {
-        title: "vs {base}",
+    title: "vs {base}",
     align: Align::Right,
-    meaning: "msgs/s over the baseline model's in the same cell, with its interval (from both medians' intervals); ≈ means within noise, not a result",
+    meaning: "msgs/s over the baseline model's on the same load, with its interval (from both medians' intervals); ≈ marks a ratio within noise",
     csv: &[
         "msgs_per_sec_ratio",
         "msgs_per_sec_ratio_ci_lo",
         "msgs_per_sec_ratio_ci_hi",
     ],
+};
+
+/// How much of the pinned CPUs went to others; its footnote names it too.
+pub const INTERFERENCE: Column = Column {
+    title: "interference %",
+    align: Align::Right,
+    meaning: "the share of the pinned CPUs that went to neither the server nor the load: other processes and host steal. Disturbed runs are repeated; cells that stay disturbed are marked DISTURBED",
+    csv: &["interference_pct"],
 };
 
 /// Every column of the table, in order.
@@ -86,7 +95,7 @@ pub const COLUMNS: [Column; 14] = [
     Column {
         title: "CPU/msg vs {base}",
         align: Align::Right,
-        meaning: "the server's CPU per message over the baseline's (below 1: cheaper), with its interval; ≈ means within noise",
+        meaning: "the server's CPU per message over the baseline's (below 1: cheaper), with its interval; ≈ marks a ratio within noise",
         csv: &[
             "server_cpu_ratio",
             "server_cpu_ratio_ci_lo",
@@ -133,16 +142,11 @@ pub const COLUMNS: [Column; 14] = [
         meaning: "how busy the load generator's CPUs were; at 90% and above the load may be what limits msgs/s",
         csv: &["client_cpu_pct"],
     },
-    Column {
-        title: "interference %",
-        align: Align::Right,
-        meaning: "the share of the pinned CPUs that went to neither the server nor the load: other processes and host steal. Disturbed runs are repeated; cells that stay disturbed are marked",
-        csv: &["interference_pct"],
-    },
+    INTERFERENCE,
     Column {
         title: "notes",
         align: Align::Left,
-        meaning: "DISTURBED (still above the interference threshold after retries) or the runs retried, SLOW START (a repetition whose warm-up did not reach a steady state), serialized (one client at a time), churn (connections replaced per second and the server's CPU per connection), client-bound?, steal (the hypervisor's share of the pinned CPUs), errors and mismatches, and what the runs said, such as servers that failed",
+        meaning: "the row's marks (each explained below), the runs retried, errors and mismatches, and what the runs said, such as servers that failed",
         csv: &[
             "notes",
             "disturbed",

@@ -2,11 +2,12 @@
 //! `summary.md` (and, as cells, in `report.html`): one line per row, its
 //! notes column, and the footnotes that explain just the marks it used.
 
-use super::columns::{Column, COLUMNS, VS_BASE};
-use super::{CLIENT_BOUND_PCT, STEAL_NOTE_PCT};
+use super::columns::{Column, COLUMNS, INTERFERENCE, VS_BASE};
+use super::marks::{Mark, Used};
+use super::STEAL_NOTE_PCT;
 use crate::figure::Figure;
 use crate::notes::Note;
-use crate::order_stats::{order_coverage, within_noise, CONFIDENCE, NOISE_THRESHOLD};
+use crate::order_stats::{order_coverage, within_noise, CONFIDENCE};
 use crate::stats::{baseline, Row, PREFERRED_BASELINE};
 use crate::{Results, UNAVAILABLE};
 use std::fmt::Write as _;
@@ -51,11 +52,6 @@ pub fn ratio_text(ratio: Option<f64>, ci: Option<[f64; 2]>) -> Option<String> {
     })
 }
 
-/// A run is disturbed above this much interference unless the plan says otherwise.
-fn interference_limit(results: &Results) -> f64 {
-    results.config.max_interference_pct
-}
-
 /// The table, as cells of text (Markdown emphasis allowed), and its footnotes.
 pub struct Table {
     /// Column titles, those of [`COLUMNS`].
@@ -88,7 +84,7 @@ pub fn table(results: &Results) -> Table {
     let (base, base_is_tokio) =
         baseline(&results.config.models, results.config.baseline.as_deref()).unwrap_or(("", false));
     let header: Vec<String> = COLUMNS.iter().map(|c| c.title_for(base)).collect();
-    let mut marks = Marks::default();
+    let mut marks = Used::default();
     let lines = rows
         .iter()
         .map(|r| (row_cells(r, base, &mut marks), r.doubtful()))
@@ -100,41 +96,31 @@ pub fn table(results: &Results) -> Table {
     }
 }
 
-/// Which marks the table used, so that its footnotes explain just those.
-#[derive(Default)]
-struct Marks {
-    na: bool,
-    serialized: bool,
-    client_bound: bool,
-    steal: bool,
-    disturbed: bool,
-    slow_start: bool,
-    churn: bool,
-    starved: bool,
-}
-
 /// One row of the table.
-fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
+fn row_cells(r: &Row, base: &str, marks: &mut Used) -> Vec<String> {
     let notes = notes_column(r, marks);
     let ran = r.reps > 0;
-    let mut na = |v: Option<String>| -> String {
-        match v {
-            Some(v) => v,
-            None if ran => {
-                marks.na = true;
-                "n/a".into()
-            }
-            None => "—".into(),
-        }
-    };
     let is_base = r.model == base;
-    let ratio_col = |f: Figure| {
+    let mut ratio_col = |f: Figure| {
         if is_base && ran {
             Some("baseline".to_string())
         } else {
-            ratio_text(r.figure(f).ratio, r.figure(f).ratio_ci)
+            let text = ratio_text(r.figure(f).ratio, r.figure(f).ratio_ci)?;
+            if text.starts_with(Mark::WithinNoise.label()) {
+                marks.mark(Mark::WithinNoise);
+            }
+            Some(text)
         }
     };
+    let (vs_msgs, vs_cpu) = (ratio_col(Figure::MsgsPerSec), ratio_col(Figure::ServerCpu));
+    let mut na = |v: Option<String>| -> String {
+        match v {
+            Some(v) => v,
+            None if ran => marks.mark(Mark::NotAvailable),
+            None => marks.mark(Mark::DidNotRun),
+        }
+    };
+
     // The median, with its spread when the row keeps one.
     let spread = |f: Figure, text: fn(f64) -> String| {
         let x = r.figure(f);
@@ -150,8 +136,8 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
             None => r.size.to_string(),
         },
         na(spread(Figure::MsgsPerSec, grouped)),
-        na(ratio_col(Figure::MsgsPerSec)),
-        na(ratio_col(Figure::ServerCpu)),
+        na(vs_msgs),
+        na(vs_cpu),
         na(plain(Figure::MbPerSec, |v| format!("{v:.2}"))),
         na(plain(Figure::P50, |v| format!("{v:.0}"))),
         na(spread(Figure::P99, |v| format!("{v:.0}"))),
@@ -168,27 +154,27 @@ fn row_cells(r: &Row, base: &str, marks: &mut Marks) -> Vec<String> {
 
 /// The notes column of a row: its marks, then what went wrong, then the
 /// row's own notes less those the marks already say.
-fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
+fn notes_column(r: &Row, marks: &mut Used) -> Vec<String> {
     let mut notes = Vec::new();
     if r.disturbed {
-        marks.disturbed = true;
         notes.push(format!(
-            "**DISTURBED** ({:.0}% interference)",
+            "{} ({:.0}% interference)",
+            marks.mark(Mark::Disturbed),
             r.interference_pct.unwrap_or(0.0)
         ));
     } else if r.retried > 0 {
         notes.push(format!("{} run(s) retried", r.retried));
     }
     if r.slow_starts > 0 {
-        marks.slow_start = true;
         notes.push(format!(
-            "**SLOW START** ({} of {} reps)",
-            r.slow_starts, r.reps
+            "{} ({} of {} reps)",
+            marks.mark(Mark::SlowStart),
+            r.slow_starts,
+            r.reps
         ));
     }
     if r.serialized {
-        marks.serialized = true;
-        notes.push("serialized".to_string());
+        notes.push(marks.mark(Mark::Serialized));
     }
     for n in &r.notes {
         if let Note::Starved {
@@ -199,31 +185,29 @@ fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
             ..
         } = n
         {
-            marks.starved = true;
             notes.push(format!(
-                "**STARVED** ({starved} of {reps} reps: slowest conn {} of median {} msgs/s)",
+                "{} ({starved} of {reps} reps: slowest conn {} of median {} msgs/s)",
+                marks.mark(Mark::Starved),
                 grouped(*min),
                 grouped(*median)
             ));
         }
     }
     if r.per_connection.is_some() {
-        marks.churn = true;
         let per_sec = r
             .median(Figure::ConnsPerSec)
             .map_or_else(|| UNAVAILABLE.to_string(), grouped);
         let cpu = r
             .median(Figure::ServerCpuPerConn)
             .map_or_else(|| UNAVAILABLE.to_string(), |v| format!("{v:.1}"));
-        notes.push(format!("churn: {per_sec} conns/s, {cpu} µs CPU/conn"));
+        let churn = marks.mark(Mark::Churn);
+        notes.push(format!("{churn}: {per_sec} conns/s, {cpu} µs CPU/conn"));
     }
     if super::client_bound(r) {
-        marks.client_bound = true;
-        notes.push("client-bound?".to_string());
+        notes.push(marks.mark(Mark::ClientBound));
     }
     if let Some(p) = r.median(Figure::HostSteal).filter(|&p| p >= STEAL_NOTE_PCT) {
-        marks.steal = true;
-        notes.push(format!("steal {p:.0}%"));
+        notes.push(format!("{} {p:.0}%", marks.mark(Mark::Steal)));
     }
     if r.mismatches > 0 {
         notes.push(format!("**{} MISMATCHED**", r.mismatches));
@@ -245,104 +229,50 @@ fn notes_column(r: &Row, marks: &mut Marks) -> Vec<String> {
     notes
 }
 
-/// What the columns and the marks mean.
-fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Marks) -> Vec<String> {
-    let rows = &results.results;
-    let mut s = String::new();
+/// What the columns and the marks mean: the ratio's baseline, how figures
+/// are summed up over repetitions, the interference column, then each mark
+/// the table used ([`Mark`]).
+fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Used) -> Vec<String> {
+    let mut notes = Vec::new();
     // The ratio's footnote names its column as the table titles it.
     let vs = VS_BASE.title_for(base);
-    let reps = results.config.reps;
     if base_is_tokio {
-        let _ = writeln!(
-            s,
-            "- {vs}: the median relative to {base}'s on the same load, with its interval (from both medians' intervals). **≈**: within noise, the interval includes no difference or the ratio is within {:.0}% of 1; only the others are results.",
-            NOISE_THRESHOLD * 100.0
-        );
+        notes.push(format!(
+            "{vs}: {}; the baseline is {base}.",
+            VS_BASE.meaning
+        ));
     } else if !base.is_empty() {
-        let _ = writeln!(
-            s,
-            "- {vs}: {PREFERRED_BASELINE} is not in this run, so ratios are to {base}, the first model, on the same load, with their interval. **≈**: within noise (the interval includes no difference, or the ratio is within {:.0}% of 1).",
-            NOISE_THRESHOLD * 100.0
-        );
+        notes.push(format!(
+            "{vs}: {}; {PREFERRED_BASELINE} is not in this run, so the baseline is {base}, the first model.",
+            VS_BASE.meaning
+        ));
     }
+    let reps = results.config.reps;
     if reps >= 2 {
-        let _ = writeln!(
-            s,
-            "- Each figure is the median of {reps} repetitions; **±** is its confidence interval, distribution-free: at 95% from 6 repetitions on, and below that the lowest to the highest run ({:.0}% confidence at {reps}). Latency is from a message's first byte written to its last byte verified.",
+        notes.push(format!(
+            "Each figure is the median of {reps} repetitions; **±** is its confidence interval, distribution-free: at 95% from 6 repetitions on, and below that the lowest to the highest run ({:.0}% confidence at {reps}). Latency is from a message's first byte written to its last byte verified.",
             order_coverage(reps, 1).min(CONFIDENCE) * 100.0
-        );
+        ));
     } else {
-        let _ = writeln!(
-            s,
-            "- Each figure is one repetition's. Latency is from a message's first byte written to its last byte verified."
+        notes.push(
+            "Each figure is one repetition's. Latency is from a message's first byte written to its last byte verified. (1 rep): with one repetition there is no spread, so no difference can be told from noise; use --reps 3 or more."
+                .to_string(),
         );
     }
-    if reps < 2 {
-        let _ = writeln!(
-            s,
-            "- (1 rep): with one repetition there is no spread, so no difference can be told from noise; use --reps 3 or more."
-        );
-    }
-    let _ = writeln!(
-        s,
-        "- interference: the share of the pinned CPUs that went to neither this server nor the load (other processes, host steal), the worst repetition's. A run above {:.0}% is run again (up to {} time(s)); **DISTURBED** cells stayed above it: their figures are doubtful.",
-        interference_limit(results),
+    notes.push(format!(
+        "{}: {}, the worst repetition's. A run above {:.0}% is run again (up to {} time(s)).",
+        INTERFERENCE.title,
+        INTERFERENCE.meaning,
+        results.config.max_interference_pct,
         results.config.retries
+    ));
+    notes.extend(
+        Mark::ALL
+            .into_iter()
+            .filter(|&m| marks.has(m))
+            .map(|m| m.footnote(results)),
     );
-    if marks.serialized {
-        let _ = writeln!(
-            s,
-            "- serialized: the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server."
-        );
-    }
-    if marks.churn {
-        let _ = writeln!(
-            s,
-            "- churn (size `(N/conn)`): each connection carries N messages, is closed and is replaced by a new one, so the cell measures accepts and closes as much as echoes; conns/s counts the connections replaced, and µs CPU/conn is the server's CPU per connection, its messages included."
-        );
-    }
-    if marks.steal {
-        let _ = writeln!(
-            s,
-            "- steal: the hypervisor took this share of the pinned CPUs during the run (median); above {STEAL_NOTE_PCT:.0}% the figures are unreliable: run again on a quieter host."
-        );
-    }
-    if marks.client_bound {
-        let _ = writeln!(
-            s,
-            "- client-bound?: the load used ≥ {CLIENT_BOUND_PCT:.0}% of its CPUs; the server may be faster than shown."
-        );
-    }
-    if marks.disturbed {
-        let _ = writeln!(
-            s,
-            "- Some cells were disturbed by other work on the pinned CPUs: consider re-running on a quiet system."
-        );
-    }
-    if marks.slow_start {
-        let _ = writeln!(
-            s,
-            "- **SLOW START**: in these repetitions the first 1/{} of the measured run verified messages at under {:.0}% of the rate of the rest: the warm-up did not reach a steady state, so the cell's msgs/s and p99 include a start, and no claim is made from it. results.json's notes give each one's rate and p99; a longer --warmup may help.",
-            crate::measure::STEADY_INTERVALS,
-            crate::measure::SLOW_START_RATIO * 100.0
-        );
-    }
-    if marks.starved {
-        let _ = writeln!(
-            s,
-            "- **STARVED**: in these repetitions the slowest connection verified under {:.0}% of the median connection's messages per second: the server did not share itself evenly, so its msgs/s hides connections that waited. results.json gives per_connection_rate_min, _median and _jain (Jain's fairness index: 1 even, 1/n one connection got everything).",
-            crate::stats::STARVED_RATIO * 100.0
-        );
-    }
-    if marks.na {
-        let _ = writeln!(s, "- n/a: {UNAVAILABLE}, or no echo came back to measure.");
-    }
-    if rows.iter().any(|r| r.reps == 0) {
-        let _ = writeln!(s, "- —: the server did not run; see notes.");
-    }
-    s.lines()
-        .map(|l| l.strip_prefix("- ").unwrap_or(l).to_string())
-        .collect()
+    notes
 }
 
 #[cfg(test)]
@@ -364,7 +294,8 @@ mod tests {
         assert!(table.contains("| vs tokio |"), "{table}");
         assert!(table.contains("| 0.25× (1 rep) |"), "{table}");
         assert!(
-            table.contains("relative to tokio's on the same load"),
+            table.contains("msgs/s over the baseline model's on the same load")
+                && table.contains("the baseline is tokio."),
             "{table}"
         );
     }
