@@ -19,10 +19,10 @@ pub struct Args {
     /// Also run an outside echo server: CMD is run by `sh -c` with {port} replaced by a free port.
     #[arg(long = "server", value_name = "NAME=CMD", value_parser = matrix::parse_server_spec)]
     servers: Vec<Target>,
-    /// Concurrent connections, one cell per value [default: 1,64,1000; --quick: 1,64].
+    /// Concurrent connections, one cell per value [default: 1,64,1000; --quick: 64,1000].
     #[arg(long, short, value_name = "N,...", value_delimiter = ',')]
     connections: Vec<usize>,
-    /// Message sizes in bytes, one cell per value [default: 64,4096; --quick: 64].
+    /// Message sizes in bytes, one cell per value [default: 64,4096; --quick: 64,1048576].
     #[arg(long, value_name = "BYTES,...", value_delimiter = ',')]
     sizes: Vec<usize>,
     /// Length of each measured run [default: 5s; --quick: 1s].
@@ -71,7 +71,11 @@ pub struct Args {
     /// Take every ratio against this model or --server name [default: tokio when it runs, else the first].
     #[arg(long, value_name = "NAME")]
     baseline: Option<String>,
-    /// A small matrix that finishes within a minute on two cores.
+    /// Four cells, one per kind of load where the models differ: 64
+    /// connections × 64 B, 1000 × 64 B, 64 × 64 B replaced after each
+    /// message (churn) and 64 × 1 MiB; 1 s runs, 3 repetitions, about a
+    /// minute and a half on two cores. --connections, --sizes or
+    /// --per-connection make the cells their grid instead.
     #[arg(long)]
     quick: bool,
 }
@@ -121,8 +125,12 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
     } else {
         matrix::Preset::full()
     };
-    let or =
-        |given: Vec<usize>, default: Vec<usize>| if given.is_empty() { default } else { given };
+    // A flag that shapes the cells makes them the grid of the flags.
+    let cells = if a.connections.is_empty() && a.sizes.is_empty() && a.per_connection.is_none() {
+        preset.cells.clone()
+    } else {
+        preset.grid(&a.connections, &a.sizes, a.per_connection)
+    };
     // Without --models every model runs, also next to a --server, since
     // comparing an outside server with ours is what --server is for.
     let mut targets: Vec<Target> = if a.models.is_empty() {
@@ -149,9 +157,7 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
     Ok(Plan {
         exe: std::env::current_exe().context("cannot find the ringport binary to start servers")?,
         targets,
-        connections: or(a.connections, preset.connections),
-        sizes: or(a.sizes, preset.sizes),
-        per_connection: a.per_connection,
+        cells,
         duration: a.duration.unwrap_or(preset.duration),
         warmup: a.warmup.unwrap_or(preset.warmup),
         rate: a.rate,

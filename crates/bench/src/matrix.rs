@@ -51,13 +51,13 @@ pub fn default_models() -> Vec<Model> {
 }
 
 /// The loads a bench runs when its flags do not say: the full matrix, or
-/// `--quick`'s. Each field can be overridden by its flag.
+/// `--quick`'s. Each field can be overridden by its flag; a `--connections`,
+/// `--sizes` or `--per-connection` given makes the cells the grid of the
+/// connections and sizes ([`Preset::grid`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preset {
-    /// Connection counts.
-    pub connections: Vec<usize>,
-    /// Message sizes, bytes.
-    pub sizes: Vec<usize>,
+    /// The cells, in table order.
+    pub cells: Vec<Cell>,
     /// Each measured run.
     pub duration: std::time::Duration,
     /// The discarded load before each.
@@ -70,24 +70,73 @@ impl Preset {
     /// 1, 64 and 1000 connections × 64 and 4096 B, three 5 s repetitions.
     pub fn full() -> Preset {
         Preset {
-            connections: vec![1, 64, 1000],
-            sizes: vec![64, 4096],
+            cells: cells(&[1, 64, 1000], &[64, 4096], None),
             duration: std::time::Duration::from_secs(5),
             warmup: std::time::Duration::from_secs(1),
             reps: 3,
         }
     }
 
-    /// About a minute on two cores: 1 and 64 connections × 64 B, three 1 s
-    /// repetitions, so there is a spread to show.
+    /// About a minute and a half on two cores: one cell for each kind of
+    /// load where the architectures differ, three 1 s repetitions, so there
+    /// is a spread to show.
+    ///
+    /// * 64 connections × 64 B: many small echoes, where a thread per client
+    ///   pays a context switch per message and blocking serves one client;
+    /// * 1000 connections × 64 B: many connections, a thread each for
+    ///   threaded;
+    /// * 64 connections × 64 B, each replaced after 1 message: churn, where
+    ///   accepting and closing is the work and threaded starts a thread per
+    ///   message;
+    /// * 64 connections × 1 MiB: large messages, where the completion model
+    ///   relays in the kernel instead of copying.
     pub fn quick() -> Preset {
+        let cell = |connections, size, per_connection| Cell {
+            connections,
+            size,
+            per_connection,
+        };
         Preset {
-            connections: vec![1, 64],
-            sizes: vec![64],
+            cells: vec![
+                cell(64, 64, None),
+                cell(1000, 64, None),
+                cell(64, 64, Some(1)),
+                cell(64, 1 << 20, None),
+            ],
             duration: std::time::Duration::from_secs(1),
             warmup: std::time::Duration::from_millis(250),
             reps: 3,
         }
+    }
+
+    /// The grid of `connections` × `sizes` (each the preset's own values
+    /// where not given), with churn copies at `per_connection` messages.
+    pub fn grid(
+        &self,
+        connections: &[usize],
+        sizes: &[usize],
+        per_connection: Option<u64>,
+    ) -> Vec<Cell> {
+        let own = |pick: fn(&Cell) -> usize| {
+            let mut v: Vec<usize> = Vec::new();
+            for c in self.cells.iter().filter(|c| c.per_connection.is_none()) {
+                if !v.contains(&pick(c)) {
+                    v.push(pick(c));
+                }
+            }
+            v
+        };
+        let connections = if connections.is_empty() {
+            own(|c| c.connections)
+        } else {
+            connections.to_vec()
+        };
+        let sizes = if sizes.is_empty() {
+            own(|c| c.size)
+        } else {
+            sizes.to_vec()
+        };
+        cells(&connections, &sizes, per_connection)
     }
 }
 
@@ -189,6 +238,30 @@ pub fn substitute_port(command: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_has_one_cell_of_each_kind_and_a_flag_makes_a_grid() {
+        let q = Preset::quick();
+        assert_eq!(q.cells.len(), 4);
+        assert!(q.cells.iter().any(|c| c.per_connection == Some(1)));
+        assert!(q.cells.iter().any(|c| c.connections >= 1000));
+        assert!(q.cells.iter().any(|c| c.size >= 1 << 20));
+        // --sizes 4096 alone: the preset's connections (of its steady
+        // cells), no churn.
+        let g = q.grid(&[], &[4096], None);
+        assert_eq!(
+            g.iter()
+                .map(|c| (c.connections, c.size))
+                .collect::<Vec<_>>(),
+            [(64, 4096), (1000, 4096)]
+        );
+        assert!(g.iter().all(|c| c.per_connection.is_none()));
+        // --per-connection 5 alone: the grid of the preset's values, and
+        // its churn copies.
+        let g = q.grid(&[], &[], Some(5));
+        assert_eq!(g.len(), 8);
+        assert_eq!(Preset::full().cells.len(), 6);
+    }
 
     #[test]
     fn repetitions_are_interleaved_never_back_to_back() {

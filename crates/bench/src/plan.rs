@@ -3,7 +3,7 @@
 //! before anything runs.
 
 use crate::cpus::{self, CpuSet};
-use crate::matrix::{self, Cell, Target};
+use crate::matrix::{Cell, Target};
 use crate::sys::{self, CpuCap, UNAVAILABLE};
 use crate::BenchError;
 use serde::Serialize;
@@ -191,13 +191,9 @@ pub struct Plan {
     pub exe: PathBuf,
     /// Models and outside servers, in table order.
     pub targets: Vec<Target>,
-    /// Connection counts of the matrix.
-    pub connections: Vec<usize>,
-    /// Message sizes of the matrix, bytes.
-    pub sizes: Vec<usize>,
-    /// Churn: also run every cell with connections replaced after this
-    /// many messages each.
-    pub per_connection: Option<u64>,
+    /// The loads, in table order (a preset's, or the grid of the flags:
+    /// [`crate::matrix::Preset`]).
+    pub cells: Vec<Cell>,
     /// Length of each measured load.
     pub duration: Duration,
     /// Length of the discarded load before each measured one.
@@ -235,7 +231,22 @@ pub struct Plan {
 impl Plan {
     /// The cells of the matrix, in table order.
     pub fn cells(&self) -> Vec<Cell> {
-        matrix::cells(&self.connections, &self.sizes, self.per_connection)
+        self.cells.clone()
+    }
+
+    /// Each connection count of the cells, once, in order.
+    pub fn connections(&self) -> Vec<usize> {
+        distinct(self.cells.iter().map(|c| c.connections))
+    }
+
+    /// Each message size of the cells, once, in order.
+    pub fn sizes(&self) -> Vec<usize> {
+        distinct(self.cells.iter().map(|c| c.size))
+    }
+
+    /// The churn cells' messages per connection, where there are any.
+    pub fn per_connection(&self) -> Option<u64> {
+        self.cells.iter().find_map(|c| c.per_connection)
     }
 
     /// How many server runs the bench makes.
@@ -248,10 +259,10 @@ impl Plan {
         if self.targets.is_empty() {
             return bad("nothing to bench: give --models or --server");
         }
-        if self.connections.is_empty() || self.connections.contains(&0) {
+        if self.cells.is_empty() || self.cells.iter().any(|c| c.connections == 0) {
             return bad("--connections needs numbers of at least 1");
         }
-        if self.sizes.is_empty() || self.sizes.contains(&0) {
+        if self.cells.iter().any(|c| c.size == 0) {
             return bad("--sizes needs sizes of at least 1 byte");
         }
         if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
@@ -293,6 +304,17 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// The values of `it`, each once, in the order first seen.
+fn distinct(it: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut v = Vec::new();
+    for x in it {
+        if !v.contains(&x) {
+            v.push(x);
+        }
+    }
+    v
 }
 
 #[cfg(test)]

@@ -118,9 +118,9 @@ impl ConfigRecord {
                     Target::Model(_) => None,
                 })
                 .collect(),
-            connections: plan.connections.clone(),
-            sizes: plan.sizes.clone(),
-            per_connection: plan.per_connection,
+            connections: plan.connections(),
+            sizes: plan.sizes(),
+            per_connection: plan.per_connection(),
             duration_s: plan.duration.as_secs_f64(),
             warmup_s: plan.warmup.as_secs_f64(),
             rate: plan.rate,

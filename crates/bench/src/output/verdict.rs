@@ -11,7 +11,7 @@ use crate::order_stats::{within_noise, NOISE_THRESHOLD};
 use crate::stats::{baseline, Row};
 use crate::{Results, UNAVAILABLE};
 
-fn cell_name(r: &Row) -> String {
+pub(super) fn cell_name(r: &Row) -> String {
     let unit = if r.connections == 1 {
         "connection"
     } else {
@@ -40,6 +40,8 @@ pub fn verdict(results: &Results) -> String {
             "With one repetition there is no spread, so no difference can be told from noise: run with --reps 3 or more before reading anything into the ratios.".into(),
         );
     }
+    // First who wins each kind of cell, then each model against the baseline.
+    sentences.extend(super::winners::winner_sentences(rows));
     let mut cells: Vec<Cell> = Vec::new();
     for r in rows {
         if !cells.contains(&r.cell()) {
