@@ -107,7 +107,7 @@ fn bench_writes_all_five_files_with_the_documented_keys() {
     assert_eq!(rows[0]["serialized"], false, "{json:#}");
     assert!(rows[0]["msgs_per_sec"].as_f64().unwrap() > 0.0, "{json}");
     assert!(
-        out.contains("| threaded | 2 | 64 |"),
+        out.contains("| threaded | 2 | 64 B |"),
         "the table goes to stdout: {out}"
     );
     let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
@@ -153,7 +153,7 @@ fn an_outside_server_runs_the_same_load_under_its_own_name() {
     assert_eq!(models, ["threaded", "mine"], "{json}");
     assert!(rows[1]["msgs_per_sec"].as_f64().unwrap() > 0.0, "{json}");
     assert_eq!(rows[1]["errors"], 0, "{json}");
-    assert!(out.contains("| mine | 2 | 64 |"), "{out}");
+    assert!(out.contains("| mine | 2 | 64 B |"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

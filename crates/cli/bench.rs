@@ -104,7 +104,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let flagged: Vec<String> = results
         .flagged()
-        .map(|r| format!("{} at {} conns × {} B", r.model, r.connections, r.size))
+        .map(|r| {
+            format!(
+                "{} at {} conns × {}",
+                r.model,
+                r.connections,
+                matrix::size_text(r.size)
+            )
+        })
         .collect();
     if flagged.is_empty() {
         Ok(ExitCode::SUCCESS)

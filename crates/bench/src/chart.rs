@@ -164,7 +164,7 @@ fn legend(
     Ok(())
 }
 
-/// "64 conns" and "4096 B" (or "4096 B, 1/conn" for churn) under each
+/// "64 conns" and "4 KiB" (or "4 KiB, 1/conn" for churn) under each
 /// group, in the x label area.
 fn cell_labels<C>(
     root: &Area<'_>,
@@ -179,8 +179,8 @@ where
         let (conns, size) = (cell.connections, cell.size);
         let unit = if conns == 1 { "conn" } else { "conns" };
         let size = match cell.per_connection {
-            Some(n) => format!("{size} B, {n}/conn"),
-            None => format!("{size} B"),
+            Some(n) => format!("{}, {n}/conn", crate::matrix::size_text(size)),
+            None => crate::matrix::size_text(size),
         };
         root.draw(&Text::new(
             format!("{conns} {unit}"),

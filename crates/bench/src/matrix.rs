@@ -140,6 +140,19 @@ impl Preset {
     }
 }
 
+/// A message size as people write it: `64 B`, `4 KiB`, `1 MiB`, `1000 B`
+/// (whole KiB and MiB only; anything else in bytes).
+pub fn size_text(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = KIB * KIB;
+    match bytes {
+        0 => "0 B".to_string(),
+        b if b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} B"),
+    }
+}
+
 /// One point of the load matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cell {
@@ -154,7 +167,7 @@ pub struct Cell {
 
 impl fmt::Display for Cell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} conn × {} B", self.connections, self.size)?;
+        write!(f, "{} conn × {}", self.connections, size_text(self.size))?;
         if let Some(n) = self.per_connection {
             write!(f, ", {n} msg/conn")?;
         }
@@ -238,6 +251,15 @@ pub fn substitute_port(command: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size_text(64), "64 B");
+        assert_eq!(size_text(4096), "4 KiB");
+        assert_eq!(size_text(1 << 20), "1 MiB");
+        assert_eq!(size_text(1000), "1000 B");
+        assert_eq!(size_text(1536), "1536 B");
+    }
 
     #[test]
     fn quick_has_one_cell_of_each_kind_and_a_flag_makes_a_grid() {

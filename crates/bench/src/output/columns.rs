@@ -61,7 +61,7 @@ pub const VS_BASE: Column = Column {
 pub const INTERFERENCE: Column = Column {
     title: "interference %",
     align: Align::Right,
-    meaning: "the share of the pinned CPUs that went to neither the server nor the load: other processes and host steal. Disturbed runs are repeated; cells that stay disturbed are marked DISTURBED",
+    meaning: "the share of the pinned CPUs that went to neither the server nor the load (other processes and host steal), the worst repetition's; disturbed runs are repeated, and cells that stay disturbed are marked DISTURBED",
     csv: &["interference_pct"],
 };
 

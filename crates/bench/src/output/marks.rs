@@ -85,7 +85,7 @@ impl Mark {
     pub fn meaning(self, results: &Results) -> String {
         match self {
             Mark::WithinNoise => format!(
-                "within noise: the ratio's interval includes no difference, or the ratio is within {:.0}% of 1; only the others are results.",
+                "a ratio within noise: its interval includes no difference, or it is within {:.0}% of 1; only the others are results.",
                 NOISE_THRESHOLD * 100.0
             ),
             Mark::Disturbed => format!(
@@ -102,7 +102,7 @@ impl Mark {
                 crate::stats::STARVED_RATIO * 100.0
             ),
             Mark::Serialized => "the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server.".to_string(),
-            Mark::Churn => "(size `(N/conn)`, and in the notes): each connection carries N messages, is closed and is replaced by a new one, so the cell measures accepts and closes as much as echoes; conns/s counts the connections replaced, and µs CPU/conn is the server's CPU per connection, its messages included.".to_string(),
+            Mark::Churn => "marked in size as `(N/conn)` and in the notes: each connection carries N messages, is closed and is replaced by a new one, so the cell measures accepts and closes as much as echoes; conns/s counts the connections replaced, and µs CPU/conn is the server's CPU per connection, its messages included.".to_string(),
             Mark::ClientBound => format!(
                 "the load used ≥ {CLIENT_BOUND_PCT:.0}% of its CPUs; the server may be faster than shown (the verdict says what would fix it)."
             ),

@@ -6,6 +6,7 @@ use super::columns::{Column, COLUMNS, INTERFERENCE, VS_BASE};
 use super::marks::{Mark, Used};
 use super::STEAL_NOTE_PCT;
 use crate::figure::Figure;
+use crate::matrix::size_text;
 use crate::notes::Note;
 use crate::order_stats::{order_coverage, within_noise, CONFIDENCE};
 use crate::stats::{baseline, Row, PREFERRED_BASELINE};
@@ -132,8 +133,8 @@ fn row_cells(r: &Row, base: &str, marks: &mut Used) -> Vec<String> {
         r.model.clone(),
         r.connections.to_string(),
         match r.per_connection {
-            Some(n) => format!("{} ({n}/conn)", r.size),
-            None => r.size.to_string(),
+            Some(n) => format!("{} ({n}/conn)", size_text(r.size)),
+            None => size_text(r.size),
         },
         na(spread(Figure::MsgsPerSec, grouped)),
         na(vs_msgs),
@@ -260,7 +261,7 @@ fn footnotes(results: &Results, base: &str, base_is_tokio: bool, marks: &Used) -
         );
     }
     notes.push(format!(
-        "{}: {}, the worst repetition's. A run above {:.0}% is run again (up to {} time(s)).",
+        "{}: {}. A run above {:.0}% is run again (up to {} time(s)).",
         INTERFERENCE.title,
         INTERFERENCE.meaning,
         results.config.max_interference_pct,

@@ -5,7 +5,7 @@
 
 use super::{client_bound, CLIENT_BOUND_PCT};
 use crate::figure::Figure;
-use crate::matrix::Cell;
+use crate::matrix::{size_text, Cell};
 use crate::notes::Note;
 use crate::order_stats::{within_noise, NOISE_THRESHOLD};
 use crate::stats::{baseline, Row};
@@ -19,12 +19,12 @@ pub(super) fn cell_name(r: &Row) -> String {
     };
     match r.per_connection {
         Some(n) => format!(
-            "{} {unit} × {} B, replaced after {n} message{}",
+            "{} {unit} × {}, replaced after {n} message{}",
             r.connections,
-            r.size,
+            size_text(r.size),
             if n == 1 { "" } else { "s" }
         ),
-        None => format!("{} {unit} × {} B", r.connections, r.size),
+        None => format!("{} {unit} × {}", r.connections, size_text(r.size)),
     }
 }
 
