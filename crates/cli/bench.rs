@@ -50,6 +50,17 @@ pub struct Args {
     /// CPUs for the load [default: the rest].
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<CpuSet>,
+    /// Repeat the matrix with the server on each number of CPUs (one worker
+    /// each) and draw msgs/s and CPU per message against them, with each
+    /// model's knee; a value that leaves the load under twice the server's
+    /// CPUs is skipped and says so (--client-cpus places the load instead).
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        conflicts_with = "server_cpus"
+    )]
+    scale_cpus: Vec<usize>,
     /// Hold every server to PCT percent of its CPUs (a cgroup CPU quota;
     /// Linux, as root), so that the server, not the load, is the limit: for
     /// comparing what servers can do where the load cannot outrun them.
@@ -86,7 +97,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| output::default_out_dir(std::time::SystemTime::now()));
+    let scale = a.scale_cpus.clone();
+    let (client_cpus, cap_pct) = (a.client_cpus.clone(), a.server_cpu_cap);
     let plan = plan_from(a)?;
+    if !scale.is_empty() {
+        return run_scaled(plan, &scale, client_cpus.as_ref(), cap_pct, &out_dir);
+    }
     // Servers started through `sh -c` may be grandchildren that die with
     // nothing else, so an interrupted bench stops them itself.
     signals::on_interrupt(ringport_bench::stop_all_servers)?;
@@ -102,6 +118,93 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         out_dir.display(),
         files::FILES.join(", ")
     );
+    fail_if_flagged(&results)
+}
+
+/// `--scale-cpus`: the plan once per server CPU count this machine can
+/// run, each into `OUT/cpus-N/`, then the scaling files into `OUT`.
+fn run_scaled(
+    plan: Plan,
+    counts: &[usize],
+    client: Option<&CpuSet>,
+    cap_pct: Option<u32>,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use ringport_bench::scale::{self, Scaling, Skipped, Step};
+    let config = |e: ringport_bench::BenchError| anyhow::Error::new(UsageError(e.to_string()));
+    let steps = scale::steps(counts, client).map_err(config)?;
+    let skipped: Vec<Skipped> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Skip { server_cpus, why } => Some(Skipped {
+                server_cpus: *server_cpus,
+                why: why.clone(),
+            }),
+            Step::Run { .. } => None,
+        })
+        .collect();
+    if skipped.len() == steps.len() {
+        let why: Vec<String> = skipped
+            .iter()
+            .map(|k| format!("{}: {}", k.server_cpus, k.why))
+            .collect();
+        return Err(anyhow::Error::new(UsageError(format!(
+            "--scale-cpus: no value can run on this machine ({})",
+            why.join("; ")
+        ))));
+    }
+    for k in &skipped {
+        crate::out::eprintln_quiet!(
+            "ringport bench: --scale-cpus {} skipped: {}",
+            k.server_cpus,
+            k.why
+        );
+    }
+    signals::on_interrupt(ringport_bench::stop_all_servers)?;
+    let mut runs = Vec::new();
+    for step in steps {
+        let Step::Run { server_cpus, cpus } = step else {
+            continue;
+        };
+        let server_cpu_cap = cap_pct
+            .map(|pct| {
+                ringport_bench::CpuCap::new(pct, cpus.server_workers).map_err(|e| {
+                    UsageError(format!(
+                        "--server-cpu-cap {pct}: cannot hold the servers to a share of their CPUs here: {e}"
+                    ))
+                })
+            })
+            .transpose()?
+            .map(std::sync::Arc::new);
+        let plan = Plan {
+            cpus,
+            server_cpu_cap,
+            ..plan.clone()
+        };
+        crate::out::eprintln_quiet!("ringport bench: the server on {server_cpus} CPU(s)");
+        let results = run_with_progress(&plan)?;
+        let dir = out_dir.join(format!("cpus-{server_cpus}"));
+        files::write_all(&results, &dir)?;
+        runs.push((server_cpus, results));
+    }
+    let scaling = Scaling::new(&runs, skipped);
+    scale::write(&scaling, out_dir)?;
+    crate::out::stdout(&scaling.markdown())?;
+    crate::out::eprintln_quiet!(
+        "ringport bench: wrote {} ({}, and each count's files in cpus-N/)",
+        out_dir.display(),
+        scale::FILES.join(", ")
+    );
+    let mut code = ExitCode::SUCCESS;
+    for (_, results) in &runs {
+        code = fail_if_flagged(results)?;
+    }
+    Ok(code)
+}
+
+/// Success, or the error that names every cell with errors, mismatched
+/// echoes or runs that failed.
+fn fail_if_flagged(results: &ringport_bench::Results) -> anyhow::Result<ExitCode> {
     let flagged: Vec<String> = results
         .flagged()
         .map(|r| {

@@ -33,7 +33,7 @@ enum Command {
     /// Load an echo server and verify every byte it echoes.
     Stress(stress::Args),
     /// Run every model side by side on the same load: a table and charts.
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// Add up the --hdr-log files of several `stress` generators exactly.
     Merge(merge::Args),
 }
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Client(a) => client::run(a),
         Command::Stress(a) => stress::run(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(*a),
         Command::Merge(a) => merge::run(a),
     };
     match result {

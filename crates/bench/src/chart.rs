@@ -28,12 +28,12 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(0, 0, 0),
 ];
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const HEIGHT: u32 = 560;
 /// Share of a group's width taken by its bars; the rest separates groups.
 const GROUP_FILL: f64 = 0.8;
 
-fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
@@ -107,14 +107,14 @@ impl<'a> Layout<'a> {
     }
 }
 
-fn err(file: &str) -> impl Fn(Box<dyn std::error::Error + '_>) -> BenchError + '_ {
+pub(crate) fn err(file: &str) -> impl Fn(Box<dyn std::error::Error + '_>) -> BenchError + '_ {
     move |e| BenchError::Chart {
         file: file.to_string(),
         why: e.to_string(),
     }
 }
 
-fn text_style(size: u32, h: HPos, v: VPos) -> TextStyle<'static> {
+pub(crate) fn text_style(size: u32, h: HPos, v: VPos) -> TextStyle<'static> {
     TextStyle::from((FONT, size).into_font())
         .color(&BLACK)
         .pos(Pos::new(h, v))

@@ -41,6 +41,7 @@ mod preflight;
 pub mod report;
 mod results;
 mod run;
+pub mod scale;
 mod server;
 pub mod stats;
 mod sys;

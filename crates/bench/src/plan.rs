@@ -113,7 +113,7 @@ impl CpuPlan {
         }
     }
 
-    fn with_allowed(
+    pub(crate) fn with_allowed(
         allowed: &CpuSet,
         server: Option<CpuSet>,
         client: Option<CpuSet>,

@@ -190,14 +190,16 @@ fn emphasis(s: &str) -> String {
     out
 }
 
-fn strip_xml_declaration(svg: &str) -> &str {
+/// The SVG element of a document, for inlining into a page.
+pub fn strip_xml_declaration(svg: &str) -> &str {
     match svg.find("<svg") {
         Some(i) => &svg[i..],
         None => svg,
     }
 }
 
-const STYLE: &str = "<style>
+/// The stylesheet every page of a bench carries inline.
+pub const STYLE: &str = "<style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 .verdict { font-size: 1.05em; line-height: 1.5; background: #f3f6fa; border-left: 4px solid #0072b2; padding: 0.8em 1em; }
