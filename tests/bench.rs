@@ -70,6 +70,7 @@ fn bench_writes_all_five_files_with_the_documented_keys() {
         "summary.md",
         "chart.svg",
         "latency.svg",
+        "sweep.svg",
         "report.html",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing; stderr: {err}");
@@ -659,7 +660,10 @@ fn scale_cpus_that_no_machine_can_run_exit_2_with_the_reason() {
     let (status, _, err) = run(&["bench", "--scale-cpus", "100000", "--quick"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains("--scale-cpus: no value can run on this machine (100000:"), "{err}");
+    assert!(
+        err.contains("--scale-cpus: no value can run on this machine (100000:"),
+        "{err}"
+    );
     let (status, _, err) = run(&["bench", "--scale-cpus", "1", "--server-cpus", "0"]);
     assert_eq!(status.code(), Some(2), "{err}");
 }

@@ -1,18 +1,19 @@
 //! Writing a bench's results: every file of the results directory, each
 //! made by the module that knows its format (`output` for the JSON, CSV and
-//! Markdown, `chart` for the SVGs, `report` for the page).
+//! Markdown, `chart` and `curves` for the SVGs, `report` for the page).
 
 use crate::output::{summary_markdown, to_csv};
-use crate::{chart, report, BenchError, Results};
+use crate::{chart, curves, report, BenchError, Results};
 use std::path::{Path, PathBuf};
 
 /// The file names inside the output directory.
-pub const FILES: [&str; 6] = [
+pub const FILES: [&str; 7] = [
     "results.json",
     "results.csv",
     "summary.md",
     "chart.svg",
     "latency.svg",
+    "sweep.svg",
     "report.html",
 ];
 
@@ -25,13 +26,15 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
     let json = serde_json::to_string_pretty(results).expect("results serialize") + "\n";
     let throughput = chart::throughput_svg(results)?;
     let latency = chart::latency_svg(results)?;
-    let html = report::html(results, &throughput, &latency);
+    let sweep = curves::sweep_svg(results)?;
+    let html = report::html(results, &[&throughput, &latency, &sweep]);
     let contents = [
         json,
         to_csv(&results.results),
         summary_markdown(results),
         throughput,
         latency,
+        sweep,
         html,
     ];
     let mut paths = Vec::with_capacity(FILES.len());

@@ -29,6 +29,7 @@
 
 pub mod chart;
 pub mod cpus;
+pub mod curves;
 pub mod figure;
 pub mod files;
 pub mod matrix;

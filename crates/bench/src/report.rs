@@ -9,7 +9,7 @@ use crate::Results;
 use std::fmt::Write as _;
 
 /// What the charts' marks mean, after the columns in the page's key.
-const CHART_KEY: [(&str, &str); 2] = [
+const CHART_KEY: [(&str, &str); 4] = [
     (
         "pale bars, ⚠",
         "on the charts: a cell whose figures are doubtful (disturbed or not clean)",
@@ -18,10 +18,18 @@ const CHART_KEY: [(&str, &str); 2] = [
         "whiskers",
         "on the charts: the interval of the median, as in the table",
     ),
+    (
+        "hollow points",
+        "on the curves against connections: a doubtful cell, as pale bars are on the others",
+    ),
+    (
+        "L",
+        "on the curves: the load used so much of its CPUs that it may have been the limit (client-bound? in the table)",
+    ),
 ];
 
 /// The page.
-pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> String {
+pub fn html(results: &Results, charts: &[&str]) -> String {
     let c = &results.config;
     let t = output::table(results);
     let mut s = String::new();
@@ -42,7 +50,7 @@ pub fn html(results: &Results, throughput_svg: &str, latency_svg: &str) -> Strin
         let _ = writeln!(s, "<li>{}</li>", emphasis(&esc(f)));
     }
     s.push_str("</ul>\n<h2>Charts</h2>\n");
-    for svg in [throughput_svg, latency_svg] {
+    for svg in charts {
         let _ = writeln!(s, "<figure>{}</figure>", strip_xml_declaration(svg));
     }
     s.push_str("<h2>How to read the columns</h2>\n<dl>\n");
