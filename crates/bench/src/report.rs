@@ -43,6 +43,7 @@ pub fn html(results: &Results, charts: &[&str]) -> String {
         "<p class=\"verdict\">{}</p>",
         emphasis(&esc(&output::verdict(results)))
     );
+    winners_html(&mut s, results);
     s.push_str("<h2>Results</h2>\n");
     table_html(&mut s, &t);
     s.push_str("<ul class=\"notes\">\n");
@@ -198,6 +199,40 @@ fn emphasis(s: &str) -> String {
     out
 }
 
+/// The map of winners: for each kind of cell, who handled the most
+/// messages/s and who spent the least CPU per message, and by how much.
+fn winners_html(s: &mut String, results: &Results) {
+    use crate::output::winners::{winners, Outcome};
+    let all = winners(&results.results);
+    if all.is_empty() {
+        return;
+    }
+    s.push_str("<h2>Who wins where</h2>\n<div class=\"scroll\"><table class=\"winners\">\n");
+    s.push_str("<tr><th>kind</th><th>cell</th><th>most messages/s</th><th>least server CPU per message</th></tr>\n");
+    let who = |o: &Outcome<'_>, text: String| match o {
+        Outcome::Lead(l) => format!(
+            "<strong>{}</strong> ({:.2}× the next, {}: {:.2}–{:.2})",
+            esc(&l.leaders.join(", ")),
+            l.ratio,
+            esc(l.next),
+            l.ci[0],
+            l.ci[1]
+        ),
+        Outcome::Tie | Outcome::LoadBound => esc(&text),
+    };
+    for w in &all {
+        let _ = writeln!(
+            s,
+            "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td></tr>",
+            esc(w.kind),
+            esc(&w.name),
+            who(&w.msgs, w.msgs_text()),
+            who(&w.cpu, w.cpu_text())
+        );
+    }
+    s.push_str("</table></div>\n");
+}
+
 /// The SVG element of a document, for inlining into a page.
 pub fn strip_xml_declaration(svg: &str) -> &str {
     match svg.find("<svg") {
@@ -226,6 +261,34 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_maps_who_wins_each_kind_of_cell() {
+        use crate::figure::Figure;
+        use crate::output::fixtures::{results, row};
+        let measured = |model: &str, msgs: [f64; 3], cpu: [f64; 3]| {
+            let mut r = row(model, 64, Some(msgs[1]));
+            r.reps = 3;
+            for (f, v) in [(Figure::MsgsPerSec, msgs), (Figure::ServerCpu, cpu)] {
+                r.figure_mut(f).reps = v.to_vec();
+                r.figure_mut(f).median = Some(v[1]);
+            }
+            r
+        };
+        let r = results(
+            vec![
+                measured("threaded", [40.0, 50.0, 60.0], [14.0, 15.0, 16.0]),
+                measured("epoll", [100.0, 110.0, 120.0], [7.0, 7.5, 8.0]),
+            ],
+            &["threaded", "epoll"],
+        );
+        let page = html(&r, &[]);
+        assert!(page.contains("<h2>Who wins where</h2>"), "{page}");
+        assert!(
+            page.contains("<td class=\"text\">small messages</td><td class=\"text\">64 connections × 64 B</td><td class=\"text\"><strong>epoll</strong> (2.20× the next, threaded: 1.67–3.00)</td>"),
+            "{page}"
+        );
+    }
 
     #[test]
     fn text_is_escaped_and_emphasis_is_balanced() {

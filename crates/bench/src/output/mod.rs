@@ -10,7 +10,7 @@ mod marks;
 mod summary;
 mod table;
 mod verdict;
-mod winners;
+pub mod winners;
 
 pub use crate::stats::{baseline, PREFERRED_BASELINE};
 pub use columns::{Align, Column, COLUMNS};

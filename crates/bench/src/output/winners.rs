@@ -27,10 +27,31 @@ pub fn kind(cell: Cell) -> &'static str {
     }
 }
 
-/// One sentence per cell, in table order: its winners on messages/s and
-/// on CPU per message. Cells with fewer than two comparable rows say
-/// nothing.
-pub fn winner_sentences(rows: &[Row]) -> Vec<String> {
+/// Who won one cell, on each question.
+pub struct CellWinners<'a> {
+    /// The kind of load, such as "churn".
+    pub kind: &'static str,
+    /// The cell in words, such as "64 connections × 64 B".
+    pub name: String,
+    /// Most messages/s: the leaders, or why none is named.
+    pub msgs: Outcome<'a>,
+    /// Least server CPU per message.
+    pub cpu: Outcome<'a>,
+}
+
+/// The answer to one question in one cell.
+pub enum Outcome<'a> {
+    /// These models lead, by this much.
+    Lead(Lead<'a>),
+    /// No model leads beyond noise.
+    Tie,
+    /// The load was the limit, so msgs/s measures the load.
+    LoadBound,
+}
+
+/// Each cell's winners, in table order; cells with fewer than two
+/// comparable rows are left out.
+pub fn winners(rows: &[Row]) -> Vec<CellWinners<'_>> {
     let mut cells: Vec<Cell> = Vec::new();
     for r in rows {
         if !cells.contains(&r.cell()) {
@@ -44,7 +65,20 @@ pub fn winner_sentences(rows: &[Row]) -> Vec<String> {
                 .iter()
                 .filter(|r| r.cell() == cell && comparable(r))
                 .collect();
-            cell_sentence(cell, &in_cell)
+            if in_cell.len() < 2 {
+                return None;
+            }
+            let msgs = if in_cell.iter().any(|r| client_bound(r)) {
+                Outcome::LoadBound
+            } else {
+                lead(&in_cell, Figure::MsgsPerSec, true).map_or(Outcome::Tie, Outcome::Lead)
+            };
+            Some(CellWinners {
+                kind: kind(cell),
+                name: super::verdict::cell_name(in_cell[0]),
+                msgs,
+                cpu: lead(&in_cell, Figure::ServerCpu, false).map_or(Outcome::Tie, Outcome::Lead),
+            })
         })
         .collect()
 }
@@ -55,39 +89,52 @@ fn comparable(r: &Row) -> bool {
     r.reps > 0 && !r.doubtful() && !(r.serialized && r.connections > 1)
 }
 
-fn cell_sentence(cell: Cell, rows: &[&Row]) -> Option<String> {
-    if rows.len() < 2 {
-        return None;
+impl CellWinners<'_> {
+    /// The most messages/s, in words.
+    pub fn msgs_text(&self) -> String {
+        match &self.msgs {
+            Outcome::Lead(l) => l.say(
+                "handled the most messages/s",
+                "{ratio} as many as the next, {next}",
+            ),
+            Outcome::Tie => {
+                "no model handled more messages/s than the others beyond noise".to_string()
+            }
+            Outcome::LoadBound => {
+                "the load was the limit, so no model is named for messages/s".to_string()
+            }
+        }
     }
-    let name = super::verdict::cell_name(rows[0]);
-    let mut parts = Vec::new();
-    if rows.iter().any(|r| client_bound(r)) {
-        parts.push("the load was the limit, so no model is named for messages/s".to_string());
-    } else {
-        parts.push(lead(rows, Figure::MsgsPerSec, true).map_or_else(
-            || "no model handled more messages/s than the others beyond noise".to_string(),
-            |l| {
-                l.say(
-                    "handled the most messages/s",
-                    "{ratio} as many as the next, {next}",
-                )
-            },
-        ));
-    }
-    parts.push(lead(rows, Figure::ServerCpu, false).map_or_else(
-        || "no model spent less CPU per message than the others beyond noise".to_string(),
-        |l| {
-            l.say(
+
+    /// The least CPU per message, in words.
+    pub fn cpu_text(&self) -> String {
+        match &self.cpu {
+            Outcome::Lead(l) => l.say(
                 "spent the least server CPU per message",
                 "where the next, {next}, spent {ratio} as much",
+            ),
+            Outcome::Tie | Outcome::LoadBound => {
+                "no model spent less CPU per message than the others beyond noise".to_string()
+            }
+        }
+    }
+}
+
+/// One sentence per cell, in table order: its winners on messages/s and
+/// on CPU per message.
+pub fn winner_sentences(rows: &[Row]) -> Vec<String> {
+    winners(rows)
+        .iter()
+        .map(|w| {
+            format!(
+                "{} ({}): {}; {}.",
+                capitalized(w.kind),
+                w.name,
+                w.msgs_text(),
+                w.cpu_text()
             )
-        },
-    ));
-    Some(format!(
-        "{} ({name}): {}.",
-        capitalized(kind(cell)),
-        parts.join("; ")
-    ))
+        })
+        .collect()
 }
 
 fn capitalized(s: &str) -> String {
@@ -98,11 +145,15 @@ fn capitalized(s: &str) -> String {
 }
 
 /// The leaders of one figure and their lead over the best of the rest.
-struct Lead<'a> {
-    leaders: Vec<&'a str>,
-    next: &'a str,
-    ratio: f64,
-    ci: [f64; 2],
+pub struct Lead<'a> {
+    /// The models within noise of the best, best first.
+    pub leaders: Vec<&'a str>,
+    /// The best of the rest.
+    pub next: &'a str,
+    /// The worst leader's lead over it (above 1).
+    pub ratio: f64,
+    /// That lead's interval.
+    pub ci: [f64; 2],
 }
 
 impl Lead<'_> {
