@@ -9,6 +9,7 @@
 mod util;
 
 mod bench;
+mod capacity;
 mod churn;
 mod cli;
 mod client;

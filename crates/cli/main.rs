@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod args;
 mod bench;
 mod client;
+mod find_rate;
 mod merge;
 mod out;
 mod serve;

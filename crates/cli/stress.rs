@@ -7,6 +7,7 @@
 use crate::{args, signals, UsageError};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringport_load::capacity::Objective;
 use ringport_load::{
     Config, Engine, HdrLog, IntervalSink, IntervalStat, LoadError, Payload, Phase, Progress,
     Report, StopWhen, MAX_MESSAGE_SIZE,
@@ -126,6 +127,20 @@ struct Flags {
     /// No live progress display, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Search for the highest open-loop rate at which --slo holds: steps of
+    /// --duration (at least, and long enough for the percentile) from
+    /// --rate [default: 1000], doubling until it breaks, then bisecting.
+    #[arg(long, requires = "slo", conflicts_with_all = ["count", "per_connection", "csv", "hdr_log", "interval"])]
+    find_rate: bool,
+    /// The objective of --find-rate, such as 'p99<=1ms' or 'p99.9<500us';
+    /// it also breaks on any error or mismatch, and on messages that fell
+    /// behind the schedule.
+    #[arg(long, value_name = "OBJ", requires = "find_rate", value_parser = clap::value_parser!(Objective))]
+    slo: Option<Objective>,
+    /// --find-rate stops when the first failing rate is at most this many
+    /// times the last passing one.
+    #[arg(long, value_name = "X", default_value_t = 1.1, requires = "find_rate")]
+    precision: f64,
 }
 
 fn is_stdout(p: &Option<PathBuf>) -> bool {
@@ -145,6 +160,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Before the run: a report that cannot be written is found now, not
     // after a long run whose figures would then be lost.
     let json_out = a.json.as_deref().map(ReportFile::open).transpose()?;
+    if let Some(objective) = a.slo.clone().filter(|_| a.find_rate) {
+        let search = crate::find_rate::Search {
+            objective,
+            start: a.rate,
+            min_step: a.duration,
+            precision: a.precision,
+        };
+        let stopped_by = stop_on_signal(&config)?;
+        return crate::find_rate::run(config, search, json_out, is_stdout(&a.json), &stopped_by);
+    }
     let csv_out = a.csv.as_deref().map(ReportFile::open).transpose()?;
     if let Some(path) = &a.hdr_log {
         config.hdr_log = Some(Arc::new(open_hdr_log(path)?));
@@ -153,19 +178,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         announce_start(at);
     }
 
-    // Ctrl-C (SIGINT) or SIGTERM ends the run early; it is still reported.
-    let stopped_by = Arc::new(AtomicI32::new(0));
-    {
-        let interrupt = config.interrupt.clone();
-        let stopped_by = stopped_by.clone();
-        signals::on_stop(move |sig| {
-            stopped_by.store(sig, Ordering::SeqCst);
-            interrupt.trigger();
-            crate::out::eprintln_quiet!(
-                "\nringport stress: signal {sig}: stopping; the report of what ran follows (again to exit at once)"
-            );
-        })?;
-    }
+    let stopped_by = stop_on_signal(&config)?;
 
     let show_progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| new_bar(&config));
@@ -220,6 +233,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM ends the run early; it is still reported.
+/// Returns where the signal's number will be.
+fn stop_on_signal(config: &Config) -> anyhow::Result<Arc<AtomicI32>> {
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    let interrupt = config.interrupt.clone();
+    let by = stopped_by.clone();
+    signals::on_stop(move |sig| {
+        by.store(sig, Ordering::SeqCst);
+        interrupt.trigger();
+        crate::out::eprintln_quiet!(
+            "\nringport stress: signal {sig}: stopping; the report of what ran follows (again to exit at once)"
+        );
+    })?;
+    Ok(stopped_by)
+}
+
 /// The load the flags ask for (asking the article's three questions on a
 /// terminal when neither a count nor a duration is given), checked.
 fn config_from(a: &Flags) -> anyhow::Result<Config> {
@@ -227,6 +256,8 @@ fn config_from(a: &Flags) -> anyhow::Result<Config> {
     let mut message = a.message.clone();
     let mut connections = a.connections;
     let stop = match (a.count, a.duration) {
+        // Each step of the search sets its own length.
+        _ if a.find_rate => StopWhen::Duration(Duration::from_secs(1)),
         (Some(n), _) => StopWhen::Count(n),
         (None, Some(d)) => StopWhen::Duration(d),
         (None, None) if std::io::stdin().is_terminal() => {
@@ -365,13 +396,13 @@ fn clock_seed() -> u64 {
 }
 
 /// Where `--json` or `--csv` goes: stdout, or a file opened before the run.
-enum ReportFile {
+pub(crate) enum ReportFile {
     Stdout,
     File(PathBuf, std::fs::File),
 }
 
 impl ReportFile {
-    fn open(path: &Path) -> anyhow::Result<ReportFile> {
+    pub(crate) fn open(path: &Path) -> anyhow::Result<ReportFile> {
         if path == Path::new("-") {
             return Ok(ReportFile::Stdout);
         }
@@ -385,7 +416,7 @@ impl ReportFile {
     }
 
     /// Write and flush; a reader that went away (EPIPE) is not an error.
-    fn write(self, text: &str) -> Result<(), String> {
+    pub(crate) fn write(self, text: &str) -> Result<(), String> {
         match self {
             ReportFile::Stdout => crate::out::stdout(text)
                 .map_err(|e| format!("cannot write the report to stdout: {e}")),

@@ -28,6 +28,7 @@
 //! ```
 #![deny(missing_docs, rust_2018_idioms)]
 
+pub mod capacity;
 mod config;
 mod engine;
 mod events;

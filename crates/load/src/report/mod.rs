@@ -430,7 +430,7 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn hist(values: &[u64]) -> Histogram<u64> {
@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(Spread::from_counts(&[0, 0], 1.0).unwrap().jain, 1.0);
     }
 
-    pub(super) fn report(corrected: bool) -> Report {
+    pub(crate) fn report(corrected: bool) -> Report {
         let mut config = crate::Config::new("127.0.0.1:1".parse().unwrap());
         config.percentiles = vec![99.99];
         if corrected {
