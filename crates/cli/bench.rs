@@ -166,16 +166,7 @@ fn run_scaled(
         let Step::Run { server_cpus, cpus } = step else {
             continue;
         };
-        let server_cpu_cap = cap_pct
-            .map(|pct| {
-                ringport_bench::CpuCap::new(pct, cpus.server_workers).map_err(|e| {
-                    UsageError(format!(
-                        "--server-cpu-cap {pct}: cannot hold the servers to a share of their CPUs here: {e}"
-                    ))
-                })
-            })
-            .transpose()?
-            .map(std::sync::Arc::new);
+        let server_cpu_cap = server_cap(cap_pct, cpus.server_workers)?;
         let plan = Plan {
             cpus,
             server_cpu_cap,
@@ -253,17 +244,7 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
     };
     targets.extend(a.servers);
     let cpus = CpuPlan::new(a.server_cpus, a.client_cpus).map_err(|e| UsageError(e.to_string()))?;
-    let server_cpu_cap = a
-        .server_cpu_cap
-        .map(|pct| {
-            ringport_bench::CpuCap::new(pct, cpus.server_workers).map_err(|e| {
-                UsageError(format!(
-                    "--server-cpu-cap {pct}: cannot hold the servers to a share of their CPUs here: {e}"
-                ))
-            })
-        })
-        .transpose()?
-        .map(std::sync::Arc::new);
+    let server_cpu_cap = server_cap(a.server_cpu_cap, cpus.server_workers)?;
     Ok(Plan {
         exe: std::env::current_exe().context("cannot find the ringport binary to start servers")?,
         targets,
@@ -282,6 +263,23 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
         retries: a.retries,
         baseline: a.baseline,
     })
+}
+
+/// `--server-cpu-cap PCT` for servers of `workers` workers.
+fn server_cap(
+    pct: Option<u32>,
+    workers: usize,
+) -> Result<Option<std::sync::Arc<ringport_bench::CpuCap>>, UsageError> {
+    pct.map(|pct| {
+        ringport_bench::CpuCap::new(pct, workers)
+            .map(std::sync::Arc::new)
+            .map_err(|e| {
+                UsageError(format!(
+                    "--server-cpu-cap {pct}: cannot hold the servers to a share of their CPUs here: {e}"
+                ))
+            })
+    })
+    .transpose()
 }
 
 /// Run the bench with a progress bar on stderr, warnings printed above it.

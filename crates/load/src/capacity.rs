@@ -250,25 +250,25 @@ impl Capacity {
             (Some(p), Some(f)) => format!(
                 "capacity at {}: {} msgs/s holds, {} msgs/s does not (within {:.2}×)",
                 self.objective,
-                group(p),
-                group(f),
+                crate::report::grouped(p),
+                crate::report::grouped(f),
                 f / p
             ),
             (Some(p), None) => format!(
                 "capacity at {}: at least {} msgs/s (no failing rate was reached)",
                 self.objective,
-                group(p)
+                crate::report::grouped(p)
             ),
             (None, Some(f)) if self.below_floor => format!(
                 "capacity at {}: none found: the objective broke at every rate tried, down to {} msgs/s, and halving the rate did not lower p{}: the bound is under this server's latency at light load",
                 self.objective,
-                group(f),
+                crate::report::grouped(f),
                 self.objective.percentile
             ),
             (None, Some(f)) => format!(
                 "capacity at {}: none found: the objective broke at every rate tried, down to {} msgs/s",
                 self.objective,
-                group(f)
+                crate::report::grouped(f)
             ),
             (None, None) => format!("capacity at {}: no step ran", self.objective),
         }
@@ -298,8 +298,8 @@ impl Capacity {
             };
             s.push_str(&format!(
                 "{:>14} {:>14} {:>12} {:>10}  {result}\n",
-                group(st.rate),
-                group(st.msgs_per_sec),
+                crate::report::grouped(st.rate),
+                crate::report::grouped(st.msgs_per_sec),
                 st.percentile_us.map_or("—".into(), |v| v.to_string()),
                 st.messages
             ));
@@ -308,19 +308,6 @@ impl Capacity {
         s.push('\n');
         s
     }
-}
-
-/// `1234567.8` as `1,234,568`.
-fn group(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Search for the capacity: `run(rate, duration)` runs one open-loop step

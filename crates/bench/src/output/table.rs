@@ -11,20 +11,8 @@ use crate::notes::Note;
 use crate::order_stats::{order_coverage, within_noise, CONFIDENCE};
 use crate::stats::{baseline, Row, PREFERRED_BASELINE};
 use crate::{Results, UNAVAILABLE};
+use ringport_load::report::grouped;
 use std::fmt::Write as _;
-
-/// `1234567` as `1,234,567`.
-fn grouped(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// `median ±N%`: the larger distance from the median to an end of its 95%
 /// interval, in percent of the median; just the median without an interval.

@@ -32,6 +32,19 @@ impl Percentiles {
     }
 }
 
+/// `1234567.8` as `1,234,568`: a count or rate for people to read.
+pub fn grouped(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `99.9` → `"99.9"`, `50` → `"50"`: the key of a percentile in JSON and CSV.
 pub fn percentile_key(p: f64) -> String {
     format!("{p}")
