@@ -108,8 +108,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     signals::on_interrupt(ringport_bench::stop_all_servers)?;
     let results = run_with_progress(&plan)?;
     files::write_all(&results, &out_dir)?;
+    let why = output::why(&results).map_or_else(String::new, |w| format!("{w}\n\n"));
     crate::out::stdout(&format!(
-        "{}\n\n{}",
+        "{}\n\n{why}{}",
         output::verdict(&results),
         output::table_markdown(&results)
     ))?;

@@ -10,8 +10,9 @@
 //! column.
 //!
 //! To add a figure: give [`Sample`] a field and measure it in
-//! `measure.rs`, then add its entry here, and to [`Figure::APPENDED`] so
-//! that its column and key come after all those already there. That is all a
+//! `measure.rs`, then add its entry here, and to [`Figure::APPENDED`] (its
+//! last group, or a new one if keys were added after that group) so that
+//! its column and key come after all those already there. That is all a
 //! figure needs; two opt-ins sit right below the table: [`Figure::KEPT`]
 //! to also report every repetition and the spread (`<key>_min`, `_max`,
 //! `_ci`, `_reps`), and [`Figure::RATIOS`] to report a ratio to the
@@ -110,6 +111,18 @@ figures! {
     /// Churn cells: server CPU microseconds (user + system) per connection
     /// replaced, its messages included.
     ServerCpuPerConn = "server_cpu_us_per_connection", Real, |s| s.server_cpu_us_per_connection;
+    /// Voluntary context switches of the server's threads per message (a
+    /// lower bound in the repetitions where threads came and went; see the
+    /// row's `switches_lower_bound_reps`).
+    ServerVoluntarySwitches = "server_voluntary_switches_per_msg", Real,
+        |s| s.server_voluntary_switches_per_msg;
+    /// Involuntary context switches of the server's threads per message.
+    ServerInvoluntarySwitches = "server_involuntary_switches_per_msg", Real,
+        |s| s.server_involuntary_switches_per_msg;
+    /// The server's read/write-family system calls per message: `read`,
+    /// `write` and their kin only, not `recv`/`send`, `epoll_wait`,
+    /// `accept` or `io_uring_enter`, nor an io_uring's operations.
+    ServerSyscalls = "server_syscalls_per_msg", Real, |s| s.server_syscalls_per_msg;
 }
 
 impl Figure {
@@ -126,13 +139,25 @@ impl Figure {
     ];
 
     /// The figures added after the layout of `results.csv` and
-    /// `results.json` was fixed: written after every other column and key,
-    /// so that readers of the older files still find theirs where they were.
-    pub const APPENDED: [Figure; 2] = [Figure::ConnsPerSec, Figure::ServerCpuPerConn];
+    /// `results.json` was fixed, in the groups they came in: each group is
+    /// written after every column and key there was when it came, so that
+    /// readers of the older files still find theirs where they were. The
+    /// first follows `per_connection`; the second (the cost breakdown)
+    /// follows `slow_starts` in the CSV and `starved_reps` in the JSON, and
+    /// is followed by its doubt counts, `switches_lower_bound_reps` and
+    /// `syscalls_lower_bound_reps`.
+    pub const APPENDED: [&'static [Figure]; 2] = [
+        &[Figure::ConnsPerSec, Figure::ServerCpuPerConn],
+        &[
+            Figure::ServerVoluntarySwitches,
+            Figure::ServerInvoluntarySwitches,
+            Figure::ServerSyscalls,
+        ],
+    ];
 
     /// The figures in the block of medians: all but [`Figure::APPENDED`].
     pub fn in_block(self) -> bool {
-        !Figure::APPENDED.contains(&self)
+        !Figure::APPENDED.iter().any(|group| group.contains(&self))
     }
 
     /// Its place in [`Figure::ALL`], and in a row's figures.

@@ -20,7 +20,7 @@
 //! | `order_stats.rs`  | medians, their intervals, ratios: pure arithmetic      |
 //! | `notes.rs`        | a row's notes, typed, and the one place they become text |
 //! | `stats.rs`        | one row per target and cell, with spreads and ratios   |
-//! | `output/`         | results.csv, the table, the verdict, summary.md        |
+//! | `output/`         | results.csv, the table, the verdict and why, the cost breakdown, summary.md |
 //! | `report.rs`       | report.html                                            |
 //! | `chart.rs`        | chart.svg and latency.svg                              |
 //! | `files.rs`        | writes every file of a bench                           |

@@ -5,7 +5,10 @@
 //! the load engine has no warm-up phase of its own yet. The server's CPU time
 //! and the load's are sampled right before and right after the measured load,
 //! so the window covers exactly the measured connections, their setup and
-//! their teardown included.
+//! their teardown included. The context switches and read/write calls of
+//! the server's threads are read just outside that window (reading a file
+//! per thread takes a while, and the load's CPU must not pay for it), while
+//! the server is idle between loads.
 
 use crate::matrix::{Cell, Target};
 use crate::server::{Running, Stopped};
@@ -41,6 +44,23 @@ pub struct Sample {
     pub server_cpus_busy_s_per_million: Option<f64>,
     /// Server peak resident memory, KiB.
     pub server_peak_rss_kib: Option<u64>,
+    /// Voluntary context switches of the server tree's threads (each a
+    /// block: to wait for I/O, a lock or a wake-up) per verified message.
+    pub server_voluntary_switches_per_msg: Option<f64>,
+    /// Involuntary ones (the scheduler took the CPU away) per message.
+    pub server_involuntary_switches_per_msg: Option<f64>,
+    /// Threads of the server came and went in the window, so the two switch
+    /// figures are lower bounds ([`sys::Activity::switches_lower_bound`]).
+    pub switches_lower_bound: bool,
+    /// The server tree's read/write-family calls (`syscr + syscw` of
+    /// `/proc/PID/io`: `read`, `write`, their vectored and positioned forms;
+    /// not `recv`/`send` and kin, `epoll_wait`, `accept`, `io_uring_enter`,
+    /// nor what an io_uring submits) per message; `None` where the server's
+    /// `/proc/PID/io` cannot be read (another user's process).
+    pub server_syscalls_per_msg: Option<f64>,
+    /// A process of the server's tree ended in the window, so its calls
+    /// since the start are lost: the figure is a lower bound.
+    pub syscalls_lower_bound: bool,
     /// Churn: connections carried, closed and replaced per second.
     pub connections_per_sec: Option<f64>,
     /// Churn: server CPU microseconds (user + system) per connection
@@ -275,9 +295,13 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     let mut measured = load_config(plan, target, cell, server.addr, plan.duration);
     let interval = plan.duration / STEADY_INTERVALS;
     measured.interval = (interval >= STEADY_MIN_INTERVAL).then_some(interval);
+    let activity_before = sys::tree_activity(pid);
     let before = Counters::read(pid, &server_cpus, &pinned, capped);
     let report = ringport_load::run(&measured).map_err(load_err)?;
     let after = Counters::read(pid, &server_cpus, &pinned, capped);
+    let activity = activity_before
+        .zip(sys::tree_activity(pid))
+        .map(|(before, after)| after.since(&before));
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();
@@ -320,6 +344,17 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .map_or(plan.cpus.load_threads, |c| c.len())
         .max(1);
     let mut sample = figures(&report, &before, &after, client_cpus_n, pinned.len());
+    if let Some(a) = activity {
+        let per_msg = |n: u64| {
+            let messages = report.messages_verified;
+            (messages > 0).then(|| n as f64 / messages as f64)
+        };
+        sample.server_voluntary_switches_per_msg = per_msg(a.switches.voluntary);
+        sample.server_involuntary_switches_per_msg = per_msg(a.switches.involuntary);
+        sample.switches_lower_bound = a.switches_lower_bound;
+        sample.server_syscalls_per_msg = a.calls.and_then(per_msg);
+        sample.syscalls_lower_bound = a.calls_lower_bound;
+    }
     sample.server_peak_rss_kib = server_peak_rss_kib;
     sample.errors = report.errors + warm_errors;
     sample.mismatches = report.mismatches + warm_mismatches;

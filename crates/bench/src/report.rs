@@ -1,10 +1,10 @@
-//! `report.html`: one self-contained page with the verdict, the table and
-//! its flags, both charts, the machine and the exact command, and how to
-//! read each column. The charts are inlined as SVG and the styles as one
+//! `report.html`: one self-contained page with the verdict and why, the
+//! table and its flags, the cost breakdown, both charts, the machine and
+//! the exact command, and how to read each column. The charts are inlined as SVG and the styles as one
 //! `<style>` element: the page fetches nothing, runs no script, and can be
 //! mailed or archived as one file.
 
-use crate::output::{self, Align, Mark, Table, COLUMNS};
+use crate::output::{self, Align, Column, Mark, Table, COLUMNS, COST_COLUMNS};
 use crate::Results;
 use std::fmt::Write as _;
 
@@ -43,20 +43,27 @@ pub fn html(results: &Results, charts: &[&str]) -> String {
         "<p class=\"verdict\">{}</p>",
         emphasis(&esc(&output::verdict(results)))
     );
+    if let Some(why) = output::why(results) {
+        let _ = writeln!(s, "<p class=\"why\">{}</p>", esc(&why));
+    }
     winners_html(&mut s, results);
     s.push_str("<h2>Results</h2>\n");
-    table_html(&mut s, &t);
-    s.push_str("<ul class=\"notes\">\n");
-    for f in &t.footnotes {
-        let _ = writeln!(s, "<li>{}</li>", emphasis(&esc(f)));
-    }
-    s.push_str("</ul>\n<h2>Charts</h2>\n");
+    table_html(&mut s, &t, &COLUMNS);
+    notes_html(&mut s, &t);
+    s.push_str("<h2>Cost breakdown</h2>\n");
+    s.push_str("<p>Per message, the median of the repetitions: where the server's CPU went, how often its threads switched, and the read/write calls it made. The why beside the verdict rests on these; the key below says what each counts.</p>\n");
+    let costs = output::cost_table(results);
+    table_html(&mut s, &costs, &COST_COLUMNS);
+    notes_html(&mut s, &costs);
+    s.push_str("<h2>Charts</h2>\n");
     for svg in charts {
         let _ = writeln!(s, "<figure>{}</figure>", strip_xml_declaration(svg));
     }
     s.push_str("<h2>How to read the columns</h2>\n<dl>\n");
+    // The cost breakdown's first columns are the table's.
     let columns = COLUMNS
         .iter()
+        .chain(&COST_COLUMNS[3..])
         .map(|c| (c.title_for("baseline"), c.meaning.to_string()));
     let marks = Mark::ALL
         .into_iter()
@@ -144,7 +151,16 @@ fn setup_items(results: &Results) -> [(&'static str, String); 7] {
     ]
 }
 
-fn table_html(s: &mut String, t: &Table) {
+/// A table's footnotes, as a list under it.
+fn notes_html(s: &mut String, t: &Table) {
+    s.push_str("<ul class=\"notes\">\n");
+    for f in &t.footnotes {
+        let _ = writeln!(s, "<li>{}</li>", emphasis(&esc(f)));
+    }
+    s.push_str("</ul>\n");
+}
+
+fn table_html(s: &mut String, t: &Table, columns: &[Column]) {
     s.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
     for h in &t.header {
         let _ = write!(s, "<th>{}</th>", esc(h));
@@ -153,7 +169,7 @@ fn table_html(s: &mut String, t: &Table) {
     for (cols, doubtful) in &t.rows {
         let class = if *doubtful { " class=\"doubtful\"" } else { "" };
         let _ = write!(s, "<tr{class}>");
-        for (c, column) in cols.iter().zip(COLUMNS) {
+        for (c, column) in cols.iter().zip(columns) {
             let text = emphasis(&esc(&c.replace("\\|", "|")));
             if column.align == Align::Left {
                 let _ = write!(s, "<td class=\"text\">{text}</td>");
@@ -246,6 +262,7 @@ pub const STYLE: &str = "<style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 .verdict { font-size: 1.05em; line-height: 1.5; background: #f3f6fa; border-left: 4px solid #0072b2; padding: 0.8em 1em; }
+.why { line-height: 1.5; background: #f7f7f2; border-left: 4px solid #999; padding: 0.6em 1em; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: right; white-space: nowrap; }

@@ -79,6 +79,14 @@ pub struct Row {
     /// Repetitions whose slowest connection got under [`STARVED_RATIO`] of
     /// the median connection's msgs/s.
     pub starved_reps: usize,
+    /// Repetitions in which threads of the server came and went, so that
+    /// their context switch figures are lower bounds; when any did, the
+    /// median of those figures is doubtful (it may be too low).
+    pub switches_lower_bound_reps: usize,
+    /// Repetitions in which a process of the server's tree ended, so that
+    /// its read/write call figure is a lower bound (and its CPU figures,
+    /// summed over the processes alive at both readings, too).
+    pub syscalls_lower_bound_reps: usize,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -214,8 +222,8 @@ impl Serialize for Row {
         m.serialize_entry("clean", &self.clean)?;
         m.serialize_entry("notes", &self.notes)?;
         m.serialize_entry("per_connection", &self.per_connection)?;
-        for f in Figure::APPENDED {
-            m.serialize_entry(f.key(), &median(f))?;
+        for f in Figure::APPENDED[0] {
+            m.serialize_entry(f.key(), &median(*f))?;
         }
         m.serialize_entry("slow_starts", &self.slow_starts)?;
         m.serialize_entry("per_connection_rate_min", &self.per_connection_rate_min)?;
@@ -225,6 +233,11 @@ impl Serialize for Row {
         )?;
         m.serialize_entry("per_connection_rate_jain", &self.per_connection_rate_jain)?;
         m.serialize_entry("starved_reps", &self.starved_reps)?;
+        for f in Figure::APPENDED[1] {
+            m.serialize_entry(f.key(), &median(*f))?;
+        }
+        m.serialize_entry("switches_lower_bound_reps", &self.switches_lower_bound_reps)?;
+        m.serialize_entry("syscalls_lower_bound_reps", &self.syscalls_lower_bound_reps)?;
         m.end()
     }
 }
@@ -346,6 +359,14 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         per_connection_rate_median: spread_median(|s| s.median),
         per_connection_rate_jain: spread_median(|s| s.jain),
         starved_reps: starved_runs.len(),
+        switches_lower_bound_reps: samples
+            .iter()
+            .filter(|s| s.switches_lower_bound && s.server_voluntary_switches_per_msg.is_some())
+            .count(),
+        syscalls_lower_bound_reps: samples
+            .iter()
+            .filter(|s| s.syscalls_lower_bound && s.server_syscalls_per_msg.is_some())
+            .count(),
         serialized: target.serialized(),
         reps,
         errors,

@@ -93,10 +93,23 @@ fn csv_columns(r: &Row) -> Vec<(String, String)> {
             r.per_connection.map_or(String::new(), |n| n.to_string()),
         ),
     ]);
-    for f in Figure::APPENDED {
-        c.push((f.key().into(), real(r.median(f))));
+    for f in Figure::APPENDED[0] {
+        c.push((f.key().into(), real(r.median(*f))));
     }
     c.push(("slow_starts".into(), r.slow_starts.to_string()));
+    for f in Figure::APPENDED[1] {
+        c.push((f.key().into(), real(r.median(*f))));
+    }
+    c.extend([
+        (
+            "switches_lower_bound_reps".into(),
+            r.switches_lower_bound_reps.to_string(),
+        ),
+        (
+            "syscalls_lower_bound_reps".into(),
+            r.syscalls_lower_bound_reps.to_string(),
+        ),
+    ]);
     c
 }
 
@@ -154,7 +167,8 @@ server_peak_rss_kib,client_cpu_pct,host_steal_pct,serialized,reps,errors,mismatc
 msgs_per_sec_min,msgs_per_sec_max,msgs_per_sec_ci_lo,msgs_per_sec_ci_hi,\
 server_cpu_s_per_million_min,server_cpu_s_per_million_max,server_cpu_s_per_million_ci_lo,server_cpu_s_per_million_ci_hi,\
 p99_us_min,p99_us_max,p99_us_ci_lo,p99_us_ci_hi,baseline,msgs_per_sec_ratio,msgs_per_sec_ratio_ci_lo,msgs_per_sec_ratio_ci_hi,\
-server_cpu_ratio,server_cpu_ratio_ci_lo,server_cpu_ratio_ci_hi,interference_pct,disturbed,retried";
+server_cpu_ratio,server_cpu_ratio_ci_lo,server_cpu_ratio_ci_hi,interference_pct,disturbed,retried,\
+per_connection,connections_per_sec,server_cpu_us_per_connection,slow_starts";
         assert!(
             csv_header().starts_with(&format!("{old_header},")),
             "new columns only after the old ones: {}",
@@ -173,7 +187,9 @@ server_cpu_s_per_million_min server_cpu_s_per_million_max server_cpu_s_per_milli
 p99_us_min p99_us_max p99_us_ci baseline msgs_per_sec_ratio msgs_per_sec_ratio_ci \
 server_cpu_ratio server_cpu_ratio_ci ci_level interference_pct disturbed retried \
 msgs_per_sec_reps server_cpu_s_per_million_reps p99_us_reps \
-serialized reps errors mismatches clean notes";
+serialized reps errors mismatches clean notes per_connection connections_per_sec \
+server_cpu_us_per_connection slow_starts per_connection_rate_min per_connection_rate_median \
+per_connection_rate_jain starved_reps";
         let old: Vec<&str> = old_keys.split(' ').collect();
         assert_eq!(
             keys[..old.len()],
@@ -183,6 +199,40 @@ serialized reps errors mismatches clean notes";
         assert!(
             json.contains("\"server_peak_rss_kib\": 4096,"),
             "a count: {json}"
+        );
+    }
+
+    #[test]
+    fn the_cost_figures_and_their_doubts_come_last_in_both_files() {
+        let new = [
+            "server_voluntary_switches_per_msg",
+            "server_involuntary_switches_per_msg",
+            "server_syscalls_per_msg",
+            "switches_lower_bound_reps",
+            "syscalls_lower_bound_reps",
+        ];
+        assert!(
+            csv_header().ends_with(&format!(",slow_starts,{}", new.join(","))),
+            "{}",
+            csv_header()
+        );
+        let mut r = row("threaded", 1, Some(1000.0));
+        r.figure_mut(Figure::ServerVoluntarySwitches).median = Some(1.5);
+        r.switches_lower_bound_reps = 2;
+        let json = serde_json::to_string_pretty(&r).unwrap();
+        let keys: Vec<&str> = json
+            .lines()
+            .filter_map(|l| l.strip_prefix("  \"")?.split('"').next())
+            .collect();
+        assert_eq!(keys[keys.len() - new.len()..], new[..], "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["server_voluntary_switches_per_msg"], 1.5);
+        assert_eq!(v["switches_lower_bound_reps"], 2);
+        assert!(v["server_syscalls_per_msg"].is_null());
+        let line = to_csv(&[r]);
+        assert!(
+            line.lines().nth(1).unwrap().ends_with(",1.500,,,2,0"),
+            "{line}"
         );
     }
 }

@@ -18,6 +18,9 @@ pub enum Mark {
     SlowStart,
     /// A connection that got under half the median connection's rate.
     Starved,
+    /// A count of the cost breakdown that may be too low: threads or
+    /// processes of the server ended in the window.
+    LowerBound,
     /// A server that handles one client at a time.
     Serialized,
     /// A churn cell: connections replaced after N messages.
@@ -34,11 +37,12 @@ pub enum Mark {
 
 impl Mark {
     /// Every mark, in the order their footnotes come.
-    pub const ALL: [Mark; 10] = [
+    pub const ALL: [Mark; 11] = [
         Mark::WithinNoise,
         Mark::Disturbed,
         Mark::SlowStart,
         Mark::Starved,
+        Mark::LowerBound,
         Mark::Serialized,
         Mark::Churn,
         Mark::ClientBound,
@@ -54,6 +58,7 @@ impl Mark {
             Mark::Disturbed => "DISTURBED",
             Mark::SlowStart => "SLOW START",
             Mark::Starved => "STARVED",
+            Mark::LowerBound => "≥",
             Mark::Serialized => "serialized",
             Mark::Churn => "churn",
             Mark::ClientBound => "client-bound?",
@@ -68,7 +73,11 @@ impl Mark {
     pub fn is_loud(self) -> bool {
         matches!(
             self,
-            Mark::WithinNoise | Mark::Disturbed | Mark::SlowStart | Mark::Starved
+            Mark::WithinNoise
+                | Mark::Disturbed
+                | Mark::SlowStart
+                | Mark::Starved
+                | Mark::LowerBound
         )
     }
 
@@ -101,6 +110,7 @@ impl Mark {
                 "in these repetitions the slowest connection verified under {:.0}% of the median connection's messages per second: the server did not share itself evenly, so its msgs/s hides connections that waited. results.json gives per_connection_rate_min, _median and _jain (Jain's fairness index: 1 even, 1/n one connection got everything).",
                 crate::stats::STARVED_RATIO * 100.0
             ),
+            Mark::LowerBound => "in the cost breakdown, a lower bound: in some repetitions threads of the server (for CPU and read/write calls, processes of its tree) ended inside the measured window, and the kernel keeps an exited thread's context switches only for getrusage, so the median may be too low. results.json counts those repetitions in switches_lower_bound_reps and syscalls_lower_bound_reps; the explanations beside the verdict never rest on such a figure where a low one is claimed.".to_string(),
             Mark::Serialized => "the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server.".to_string(),
             Mark::Churn => "marked in size as `(N/conn)` and in the notes: each connection carries N messages, is closed and is replaced by a new one, so the cell measures accepts and closes as much as echoes; conns/s counts the connections replaced, and µs CPU/conn is the server's CPU per connection, its messages included.".to_string(),
             Mark::ClientBound => format!(

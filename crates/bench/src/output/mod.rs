@@ -1,24 +1,29 @@
 //! The files a bench leaves: `results.json`, `results.csv`, `summary.md`,
 //! and (from `chart.rs`) `chart.svg` and `latency.svg`; plus the Markdown
 //! table printed at the end. One module per concern: the CSV, the table's
-//! columns, its marks, the table and its footnotes, the verdict, and
-//! `summary.md` that puts them together.
+//! columns, its marks, the table and its footnotes, the verdict and the
+//! why beside it, `report.html`'s cost breakdown, and `summary.md` that
+//! puts them together.
 
 mod columns;
+mod costs;
 mod csv;
 mod marks;
 mod summary;
 mod table;
 mod verdict;
+mod why;
 pub mod winners;
 
 pub use crate::stats::{baseline, PREFERRED_BASELINE};
 pub use columns::{Align, Column, COLUMNS};
+pub use costs::{cost_table, COST_COLUMNS};
 pub use csv::{csv_header, to_csv};
 pub use marks::Mark;
 pub use summary::{default_out_dir, summary_markdown, utc_timestamp};
 pub use table::{ratio_text, table, table_markdown, with_spread, Table};
 pub use verdict::verdict;
+pub use why::why;
 
 /// A client using this much of its CPUs may be what limits the figures.
 const CLIENT_BOUND_PCT: f64 = 90.0;

@@ -1,19 +1,23 @@
 //! `summary.md`, and the UTC timestamps that date a bench and name its
 //! default output folder.
 
-use super::{table_markdown, verdict};
+use super::{table_markdown, verdict, why};
 use crate::Results;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// The whole `summary.md`: the verdict, the setup, then the table.
+/// The whole `summary.md`: the verdict and why, the setup, then the table.
 pub fn summary_markdown(results: &Results) -> String {
     let m = &results.machine;
     let c = &results.config;
     let mut s = String::from("# ringport bench\n\n");
     s.push_str(&verdict(results));
     s.push_str("\n\n");
+    if let Some(why) = why(results) {
+        s.push_str(&why);
+        s.push_str("\n\n");
+    }
     let _ = writeln!(s, "- date: {}", c.started_at);
     let _ = writeln!(
         s,

@@ -85,7 +85,7 @@ pub fn winners(rows: &[Row]) -> Vec<CellWinners<'_>> {
 
 /// A row whose figures can be ranked: it ran, is not doubtful, and is not
 /// a serialized server above one connection (which measures its queue).
-fn comparable(r: &Row) -> bool {
+pub(super) fn comparable(r: &Row) -> bool {
     r.reps > 0 && !r.doubtful() && !(r.serialized && r.connections > 1)
 }
 

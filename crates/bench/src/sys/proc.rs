@@ -1,9 +1,9 @@
 //! What `/proc` (and `/sys`) say (Linux): the machine's description, the
-//! CPU time and peak memory of a process tree, and the time each CPU spent
-//! in each state. The parsing is kept apart from the reading so that it can
+//! CPU time, peak memory, context switches and read/write calls of a
+//! process tree, and the time each CPU spent in each state. The parsing is kept apart from the reading so that it can
 //! be tested on fixed text.
 
-use super::{CpuTimes, ProcessCpu};
+use super::{CpuTimes, ProcessActivity, ProcessCpu, Switches, TreeActivity};
 use std::collections::HashMap;
 
 pub fn cpu_model() -> Option<String> {
@@ -21,7 +21,7 @@ pub fn kernel() -> Option<String> {
 
 pub fn memory_kib() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    kib_field(&info, "MemTotal:")
+    field(&info, "MemTotal:")
 }
 
 /// Is a virtio balloon bound here that reports free pages to the host?
@@ -38,8 +38,9 @@ pub fn returns_free_memory() -> bool {
     })
 }
 
-/// The number in a `/proc` line such as `VmHWM:     1234 kB`.
-fn kib_field(text: &str, key: &str) -> Option<u64> {
+/// The number after `key` at the start of a `/proc` line, such as
+/// `VmHWM:     1234 kB` or `syscr: 12`.
+fn field(text: &str, key: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|rest| rest.split_whitespace().next())
@@ -163,10 +164,112 @@ pub fn process_cpu_seconds() -> Option<Vec<ProcessCpu>> {
 pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
     let hwm = |p: u32| {
         let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-        kib_field(&s, "VmHWM:")
+        field(&s, "VmHWM:")
     };
     let root = hwm(pid)?;
     Some(root + tree(pid)[1..].iter().filter_map(|&p| hwm(p)).sum::<u64>())
+}
+
+/// A thread's switches, from its `/proc/PID/task/TID/status`.
+pub(super) fn parse_switches(status: &str) -> Option<Switches> {
+    Some(Switches {
+        voluntary: field(status, "voluntary_ctxt_switches:")?,
+        involuntary: field(status, "nonvoluntary_ctxt_switches:")?,
+    })
+}
+
+/// Read-like plus write-like calls (`syscr + syscw`), from a `/proc/…/io`.
+pub(super) fn parse_calls(io: &str) -> Option<u64> {
+    Some(field(io, "syscr:")? + field(io, "syscw:")?)
+}
+
+/// `cminflt` (field 11) of a `/proc/PID/stat`: the minor faults of the
+/// children it waited for.
+pub(super) fn parse_children_faults(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state(3) ppid(4) … minflt(10) cminflt(11).
+    rest.split_whitespace().nth(8)?.parse().ok()
+}
+
+/// A thread's run time so far, nanoseconds: the first field of its
+/// `/proc/PID/task/TID/schedstat`.
+pub(super) fn parse_run_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// The CPU time of a whole thread group, exited threads included, in
+/// nanoseconds: its process CPU clock.
+fn group_cpu_ns(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock_getcpuclockid writes one clockid_t through the pointer,
+    // which points at a local that outlives the call.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer, which
+    // points at a local that outlives the call.
+    if unsafe { libc::clock_gettime(clock, &mut t) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(t.tv_sec).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec).ok()?)
+}
+
+pub fn tree_activity(pid: u32) -> Option<TreeActivity> {
+    let mut out = TreeActivity::default();
+    for (i, p) in tree(pid).into_iter().enumerate() {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            // The root must be readable; a descendant may have exited.
+            if i == 0 {
+                return None;
+            }
+            continue;
+        };
+        let mut live_ns = Some(0);
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let base = format!("/proc/{p}/task/{tid}");
+            // A thread that exits meanwhile is left out, as if read after;
+            // its run time then reads as an exited thread's.
+            let Some(switches) = std::fs::read_to_string(format!("{base}/status"))
+                .ok()
+                .and_then(|s| parse_switches(&s))
+            else {
+                continue;
+            };
+            out.threads.insert((p, tid), switches);
+            let run_ns = std::fs::read_to_string(format!("{base}/schedstat"))
+                .ok()
+                .and_then(|s| parse_run_ns(&s));
+            live_ns = live_ns.zip(run_ns).map(|(a, b)| a + b);
+        }
+        // The group's clock after its threads': run time in between reads
+        // as an exited thread's, a doubt too many rather than one too few.
+        let exited_cpu_ns = group_cpu_ns(p)
+            .zip(live_ns)
+            .map(|(group, live)| group.saturating_sub(live));
+        let calls = std::fs::read_to_string(format!("/proc/{p}/io"))
+            .ok()
+            .and_then(|s| parse_calls(&s));
+        let ended_children_faults = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| parse_children_faults(&s));
+        out.processes.insert(
+            p,
+            ProcessActivity {
+                calls,
+                exited_cpu_ns,
+                ended_children_faults,
+            },
+        );
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -178,6 +281,80 @@ mod tests {
         let line =
             "4242 (my (odd) srv) S 17 4242 17 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
         assert_eq!(parse_stat(line), Some((17, 250, 75)));
+    }
+
+    #[test]
+    fn switches_are_read_from_a_threads_status() {
+        let status = "Name:\tclient\nState:\tS (sleeping)\nVmHWM:\t  2048 kB\n\
+voluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n";
+        assert_eq!(
+            parse_switches(status),
+            Some(Switches {
+                voluntary: 1234,
+                involuntary: 56
+            })
+        );
+        // `nonvoluntary_…` is not taken for `voluntary_…`, whichever comes first.
+        let swapped = "nonvoluntary_ctxt_switches:\t7\nvoluntary_ctxt_switches:\t9\n";
+        assert_eq!(
+            parse_switches(swapped),
+            Some(Switches {
+                voluntary: 9,
+                involuntary: 7
+            })
+        );
+        assert_eq!(parse_switches("Name:\tzombie\n"), None);
+    }
+
+    #[test]
+    fn calls_are_the_read_and_write_counts_of_an_io_file() {
+        let io = "rchar: 4096\nwchar: 100\nsyscr: 12\nsyscw: 30\nread_bytes: 0\n\
+write_bytes: 0\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_calls(io), Some(42));
+        assert_eq!(parse_calls("rchar: 1\nsyscr: 2\n"), None, "no syscw");
+    }
+
+    #[test]
+    fn ended_childrens_faults_are_field_eleven_of_stat() {
+        let line =
+            "4242 (my (odd) srv) S 17 4242 17 0 -1 4194560 100 377 0 0 250 75 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_children_faults(line), Some(377));
+        assert_eq!(parse_children_faults("4242 (srv) S 17"), None);
+    }
+
+    #[test]
+    fn run_time_is_the_first_field_of_schedstat() {
+        assert_eq!(parse_run_ns("1234567 89 10\n"), Some(1_234_567));
+        assert_eq!(parse_run_ns(""), None);
+    }
+
+    #[test]
+    fn a_thread_that_ran_and_ended_shows_in_the_exited_cpu_time() {
+        let me = std::process::id();
+        let exited = |a: &TreeActivity| a.processes[&me].exited_cpu_ns.expect("readable");
+        let before = tree_activity(me).unwrap();
+        // Spins until it has run 25 ms, however busy the machine.
+        std::thread::spawn(|| {
+            let ran = || {
+                std::fs::read_to_string("/proc/thread-self/schedstat")
+                    .ok()
+                    .and_then(|s| parse_run_ns(&s))
+                    .expect("our own schedstat")
+            };
+            while ran() < 25_000_000 {
+                std::hint::black_box(0);
+            }
+        })
+        .join()
+        .unwrap();
+        let after = tree_activity(me).unwrap();
+        assert!(
+            exited(&after) >= exited(&before) + 20_000_000,
+            "{} then {}",
+            exited(&before),
+            exited(&after)
+        );
+        assert!(after.since(&before).switches_lower_bound);
     }
 
     #[test]
