@@ -7,6 +7,7 @@ use crate::util::run;
 use std::path::{Path, PathBuf};
 
 mod costs;
+mod slo;
 
 /// A fresh directory for one test's results.
 fn out_dir(test: &str) -> PathBuf {

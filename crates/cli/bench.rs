@@ -82,6 +82,12 @@ pub struct Args {
     /// Take every ratio against this model or --server name [default: tokio when it runs, else the first].
     #[arg(long, value_name = "NAME")]
     baseline: Option<String>,
+    /// After the matrix, search each model's capacity at this objective in
+    /// each steady cell, such as 'p99<=1ms' (as `stress --find-rate`): the
+    /// highest paced rate at which the percentile, from each due time,
+    /// holds with no error and nothing left behind.
+    #[arg(long, value_name = "OBJ", value_parser = clap::value_parser!(ringport_load::capacity::Objective))]
+    slo: Option<ringport_load::capacity::Objective>,
     /// Four cells, one per kind of load where the models differ: 64
     /// connections × 64 B, 1000 × 64 B, 64 × 64 B replaced after each
     /// message (churn) and 64 × 1 MiB; 1 s runs, 3 repetitions, about a
@@ -263,6 +269,7 @@ fn plan_from(a: Args) -> anyhow::Result<Plan> {
         max_interference_pct: a.max_interference,
         retries: a.retries,
         baseline: a.baseline,
+        slo: a.slo,
     })
 }
 

@@ -27,6 +27,7 @@
 //! | `sys/`            | everything OS-specific: pinning, /proc, cgroups, signals |
 #![deny(missing_docs, rust_2018_idioms)]
 
+pub mod capacity;
 pub mod chart;
 pub mod cpus;
 pub mod curves;

@@ -176,7 +176,7 @@ static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 const PAYLOAD_SEED: u64 = 0x7269_6E67_706F_7274;
 
 /// The load for one cell: `duration` long, the plan's threads and timeout.
-fn load_config(
+pub(crate) fn load_config(
     plan: &Plan,
     target: &Target,
     cell: Cell,

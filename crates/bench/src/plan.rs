@@ -226,6 +226,9 @@ pub struct Plan {
     /// The target every ratio is taken against; `None`: tokio when it
     /// runs, else the first target.
     pub baseline: Option<String>,
+    /// `--slo`: after the matrix, search each target's capacity at this
+    /// objective (`capacity.rs`).
+    pub slo: Option<ringport_load::capacity::Objective>,
 }
 
 impl Plan {

@@ -47,6 +47,7 @@ pub fn html(results: &Results, charts: &[&str]) -> String {
         let _ = writeln!(s, "<p class=\"why\">{}</p>", esc(&why));
     }
     winners_html(&mut s, results);
+    capacity_html(&mut s, results);
     s.push_str("<h2>Results</h2>\n");
     table_html(&mut s, &t, &COLUMNS);
     notes_html(&mut s, &t);
@@ -244,6 +245,32 @@ fn winners_html(s: &mut String, results: &Results) {
             esc(&w.name),
             who(&w.msgs, w.msgs_text()),
             who(&w.cpu, w.cpu_text())
+        );
+    }
+    s.push_str("</table></div>\n");
+}
+
+/// `--slo`: each target's capacity at the objective.
+fn capacity_html(s: &mut String, results: &Results) {
+    let Some(first) = results.capacity.first() else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "<h2>Capacity at {}</h2>\n<p>The highest paced rate at which the objective held (latency from each message's due time, no error, nothing left behind), searched to within {}×.</p>\n<div class=\"scroll\"><table>\n<tr><th>model</th><th>cell</th><th>holds, msgs/s</th><th>breaks at</th><th>within</th><th>steps</th></tr>",
+        esc(&first.objective),
+        crate::capacity::PRECISION
+    );
+    for r in &results.capacity {
+        let _ = writeln!(
+            s,
+            "<tr><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.model),
+            esc(&r.cell_text()),
+            esc(&r.holds_text()),
+            r.first_fail.map_or("—".into(), ringport_load::report::grouped),
+            r.ratio.map_or("—".into(), |x| format!("{x:.2}×")),
+            r.steps.len()
         );
     }
     s.push_str("</table></div>\n");

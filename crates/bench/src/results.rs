@@ -84,6 +84,10 @@ pub struct Results {
     pub config: ConfigRecord,
     /// One row per cell and target.
     pub results: Vec<Row>,
+    /// `--slo`: each target's capacity at the objective in each steady
+    /// cell; absent without `--slo`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<crate::capacity::CapacityRow>,
 }
 
 impl Results {

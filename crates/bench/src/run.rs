@@ -132,16 +132,24 @@ pub fn run(plan: &Plan, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Results, 
     }
     let cells = plan.cells();
     let outcomes = run_matrix(plan, &cells, on_event)?;
+    let results = stats::aggregate(
+        &plan.targets,
+        &cells,
+        &outcomes,
+        plan.reps,
+        plan.baseline.as_deref(),
+    );
+    let capacity = match &plan.slo {
+        Some(objective) => crate::capacity::measure_all(plan, objective, &results, &mut |line| {
+            on_event(Event::Warning(line))
+        })?,
+        None => Vec::new(),
+    };
     Ok(Results {
         machine,
         config: ConfigRecord::new(plan, started_at, preflight, notes),
-        results: stats::aggregate(
-            &plan.targets,
-            &cells,
-            &outcomes,
-            plan.reps,
-            plan.baseline.as_deref(),
-        ),
+        results,
+        capacity,
     })
 }
 

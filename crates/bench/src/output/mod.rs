@@ -128,6 +128,7 @@ pub(crate) mod fixtures {
                 },
             },
             results: rows,
+            capacity: Vec::new(),
         }
     }
 }

@@ -47,6 +47,10 @@ pub fn summary_markdown(results: &Results) -> String {
     }
     s.push('\n');
     s.push_str(&table_markdown(results));
+    if let Some(capacity) = crate::capacity::markdown(&results.capacity) {
+        s.push('\n');
+        s.push_str(&capacity);
+    }
     s
 }
 

@@ -42,6 +42,7 @@ pub fn verdict(results: &Results) -> String {
     }
     // First who wins each kind of cell, then each model against the baseline.
     sentences.extend(super::winners::winner_sentences(rows));
+    sentences.extend(crate::capacity::sentences(&results.capacity));
     let mut cells: Vec<Cell> = Vec::new();
     for r in rows {
         if !cells.contains(&r.cell()) {
