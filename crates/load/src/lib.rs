@@ -31,6 +31,7 @@
 mod config;
 mod engine;
 mod events;
+mod exchange;
 pub mod hdrlog;
 mod interrupt;
 pub mod merge;
