@@ -28,7 +28,9 @@
 //! ```
 #![deny(missing_docs, rust_2018_idioms)]
 
+mod completion;
 mod config;
+mod cursor;
 mod engine;
 mod events;
 mod exchange;
