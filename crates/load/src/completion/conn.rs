@@ -95,9 +95,7 @@ impl Conn {
     /// The connect's readiness `c` came: is the connection up? If so, it is
     /// made ready for the port's sends and receives, and its receive armed.
     pub(super) fn up(&mut self, port: &mut Port, k: usize, c: &Completion) -> io::Result<()> {
-        if let Err(e) = &c.result {
-            return Err(io::Error::new(e.kind(), e.to_string()));
-        }
+        result_of(c)?;
         // Writable, or failed: a connected socket has a peer.
         self.socket.peer_addr()?;
         self.socket.set_nonblocking(false)?;
@@ -106,6 +104,19 @@ impl Conn {
         let _ = self.socket.set_nodelay();
         self.recv = Some(port.recv(&self.socket, self.token(k), RECV_HINT));
         Ok(())
+    }
+}
+
+/// A completion's result, as an owned value: the completion goes back to
+/// the port while its result is still needed. The OS error stays the same
+/// (a cancel, or an empty buffer ring, is told by it).
+fn result_of(c: &Completion) -> io::Result<usize> {
+    match &c.result {
+        Ok(n) => Ok(*n),
+        Err(e) => Err(match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        }),
     }
 }
 
@@ -182,10 +193,7 @@ impl Driver<'_> {
 
     /// A send completed: count what went out; send the rest of a short one.
     pub(super) fn sent(&mut self, k: usize, c: Completion, w: &Workload) {
-        let result = match &c.result {
-            Ok(n) => Ok(*n),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
+        let result = result_of(&c);
         let buf = self.port.release(c).unwrap_or_default();
         let conn = self.conns[k].as_mut().expect("the caller's slot");
         conn.send = Send::Idle(Vec::new());
@@ -193,7 +201,10 @@ impl Driver<'_> {
             Ok(0) => return self.finish(k, Outcome::Failed(ErrorKind::Reset)),
             Ok(n) => n,
             Err(e) if is_cancelled(&e) => return,
-            Err(e) => return self.finish(k, Outcome::Failed(classify(&e))),
+            Err(e) => {
+                tracing::debug!("connection {}: send failed: {e}", conn.ex.id + 1);
+                return self.finish(k, Outcome::Failed(classify(&e)));
+            }
         };
         conn.ex.wrote(&mut self.tally.rec, n);
         conn.send = Send::Idle(buf);
@@ -212,11 +223,7 @@ impl Driver<'_> {
         if !c.more {
             conn.recv = None;
         }
-        let read: io::Result<usize> = match &c.result {
-            Ok(n) => Ok(*n),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        };
-        let read = match read {
+        let read = match result_of(&c) {
             Err(e) if is_cancelled(&e) => {
                 let _ = self.port.release(c);
                 return;
@@ -256,6 +263,7 @@ impl Driver<'_> {
             // A reset is an ending like an end of stream, just a rude one.
             Err(e) => {
                 let _ = self.port.release(c);
+                tracing::debug!("connection {}: receive failed: {e}", conn.ex.id + 1);
                 match classify(&e) {
                     ErrorKind::Reset => Some((Ending::Reset, ErrorKind::Reset)),
                     kind => return self.finish(k, Outcome::Failed(kind)),
