@@ -806,6 +806,17 @@ mod interrupted {
     }
 
     #[test]
+    fn sigint_with_every_load_engine_in_an_open_loop_with_a_pipeline() {
+        for engine in crate::util::load_engines() {
+            let extra = ["--engine", engine, "--rate", "2000", "--pipeline", "2"];
+            let (code, text, json, dir) = interrupt(&format!("engine-{engine}"), &extra);
+            assert_interrupted(code, &text, &json);
+            assert_eq!(json["engine"], engine, "{json}");
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
     fn sigint_with_the_threads_engine() {
         let (code, text, json, dir) = interrupt("threads", &["--engine", "threads"]);
         assert_interrupted(code, &text, &json);
