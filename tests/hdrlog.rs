@@ -169,7 +169,16 @@ fn merging_one_log_gives_the_runs_own_figures_exactly() {
     for engine in crate::util::load_engines() {
         let (status, json, err) = stress_json(
             &server.addr.to_string(),
-            &["-c", "2", "-n", "300", "--engine", engine, "--hdr-log", path_str(&log)],
+            &[
+                "-c",
+                "2",
+                "-n",
+                "300",
+                "--engine",
+                engine,
+                "--hdr-log",
+                path_str(&log),
+            ],
         );
         assert!(status.success(), "{json}{err}");
         let (status, out, err) = run(&["merge", path_str(&log), "--json", "-"]);

@@ -44,14 +44,30 @@ fn modes() -> (Vec<Mode>, Vec<Mode>) {
     for engine in crate::util::load_engines() {
         if engine == "events" {
             steady.push(mode(format!("{engine} closed"), engine, &[]));
-            steady.push(mode(format!("{engine} pipeline"), engine, &["--pipeline", "4"]));
+            steady.push(mode(
+                format!("{engine} pipeline"),
+                engine,
+                &["--pipeline", "4"],
+            ));
             steady.push(mode(format!("{engine} open"), engine, &["--rate", RATE]));
-            churn.push(mode(format!("{engine} churn open"), engine, &["--rate", RATE, "--per-connection", "8"]));
+            churn.push(mode(
+                format!("{engine} churn open"),
+                engine,
+                &["--rate", RATE, "--per-connection", "8"],
+            ));
         } else {
             steady.push(mode(format!("{engine} closed"), engine, &[]));
-            steady.push(mode(format!("{engine} open pipeline"), engine, &["--rate", RATE, "--pipeline", "4"]));
+            steady.push(mode(
+                format!("{engine} open pipeline"),
+                engine,
+                &["--rate", RATE, "--pipeline", "4"],
+            ));
         }
-        churn.push(mode(format!("{engine} churn"), engine, &["--per-connection", "8"]));
+        churn.push(mode(
+            format!("{engine} churn"),
+            engine,
+            &["--per-connection", "8"],
+        ));
     }
     steady.push(mode("threads closed".into(), "threads", &[]));
     steady.push(mode("threads open".into(), "threads", &["--rate", RATE]));

@@ -75,7 +75,7 @@ fn json_keys(addr: &str, path: &std::path::Path, engine: &str) {
     assert!(status.success(), "{out}{err}");
     assert!(out.contains("latency"), "human summary on stdout: {out}");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for key in [
         "connections",
         "messages_sent",
@@ -210,7 +210,18 @@ fn pipeline_keeps_that_many_messages_in_flight() {
     for engine in crate::util::load_engines() {
         let (status, json, err) = stress_json(
             &addr,
-            &["--engine", engine, "-c", "3", "-n", "50", "--size", "16", "--pipeline", "8"],
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "3",
+                "-n",
+                "50",
+                "--size",
+                "16",
+                "--pipeline",
+                "8",
+            ],
         );
         assert!(status.success(), "{json}{err}");
         assert_eq!(json["messages_verified"], 150, "{json}");
@@ -225,7 +236,18 @@ fn an_echo_that_never_comes_is_a_timeout() {
     for engine in crate::util::load_engines() {
         let (status, json, err) = stress_json(
             &addr,
-            &["--engine", engine, "-c", "2", "-n", "5", "--size", "16", "--timeout", "300ms"],
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "2",
+                "-n",
+                "5",
+                "--size",
+                "16",
+                "--timeout",
+                "300ms",
+            ],
         );
         assert_eq!(status.code(), Some(1), "{json}{err}");
         assert_eq!(json["errors_by_kind"]["timeout"], 2, "{json}");
@@ -240,7 +262,16 @@ fn a_duration_run_stops_by_itself_after_the_duration() {
     for engine in crate::util::load_engines() {
         let (status, json, err) = stress_json(
             &server.addr.to_string(),
-            &["--engine", engine, "-c", "3", "--duration", "500ms", "--busy-poll", "0"],
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "3",
+                "--duration",
+                "500ms",
+                "--busy-poll",
+                "0",
+            ],
         );
         assert!(status.success(), "{json}{err}");
         assert!(json["messages_verified"].as_u64().unwrap() > 0, "{json}");
@@ -281,7 +312,16 @@ fn an_open_loop_duration_run_schedules_rate_times_duration_messages() {
     for engine in crate::util::load_engines() {
         let (status, json, err) = stress_json(
             &server.addr.to_string(),
-            &["--engine", engine, "-c", "40", "--rate", "20", "--duration", "1s"],
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "40",
+                "--rate",
+                "20",
+                "--duration",
+                "1s",
+            ],
         );
         assert!(status.success(), "{json}{err}");
         let verified = json["messages_verified"].as_u64().unwrap();
@@ -297,7 +337,9 @@ fn the_warmup_is_excluded_from_every_count() {
     for engine in crate::util::load_engines() {
         let (status, json, err) = stress_json(
             &server.addr.to_string(),
-            &["--engine", engine, "-c", "2", "-n", "10", "--size", "10", "--warmup", "300ms"],
+            &[
+                "--engine", engine, "-c", "2", "-n", "10", "--size", "10", "--warmup", "300ms",
+            ],
         );
         assert!(status.success(), "{json}{err}");
         // Exactly the counted messages, however many the warm-up sent.
@@ -689,7 +731,10 @@ fn start_half_echo_server() -> SocketAddr {
 fn a_server_closing_mid_echo_is_counted_as_early_close() {
     let addr = start_half_echo_server().to_string();
     for engine in crate::util::load_engines() {
-        let (status, json, err) = stress_json(&addr, &["--engine", engine, "-c", "2", "-n", "3", "--size", "100"]);
+        let (status, json, err) = stress_json(
+            &addr,
+            &["--engine", engine, "-c", "2", "-n", "3", "--size", "100"],
+        );
         assert_eq!(status.code(), Some(1), "{json}{err}");
         assert_eq!(json["errors_by_kind"]["early_close"], 2, "{json}");
         assert_eq!(json["errors"], 2, "{json}");

@@ -185,7 +185,13 @@ impl Exchange {
 
     /// A replacement connect (churn) that began at `since` is up at `now`:
     /// it joins the exchange, and its connect latency is recorded.
-    pub(crate) fn reconnected(&mut self, rec: &mut Recorder, w: &Workload, since: Instant, now: Instant) {
+    pub(crate) fn reconnected(
+        &mut self,
+        rec: &mut Recorder,
+        w: &Workload,
+        since: Instant,
+        now: Instant,
+    ) {
         self.state = State::Exchanging { finished: false };
         let in_window = since >= w.clock.measure_start && w.clock.end.is_none_or(|e| since < e);
         rec.reconnected(now.saturating_duration_since(since), in_window);
@@ -271,7 +277,11 @@ impl Exchange {
     }
 
     /// Record every message now verified to its end, in order.
-    fn complete_verified(&mut self, rec: &mut Recorder, timeout: Duration) -> Result<(), ErrorKind> {
+    fn complete_verified(
+        &mut self,
+        rec: &mut Recorder,
+        timeout: Duration,
+    ) -> Result<(), ErrorKind> {
         let now = Instant::now();
         while let Some(m) = self.in_flight.front() {
             if m.end > self.verified {
@@ -358,7 +368,13 @@ impl Exchange {
     /// churn, this connection's share). `plan_now` is the instant the plan is
     /// asked at: the turn's own clock, or, for a turn started by a due message
     /// the thread noticed late, when it was due.
-    pub(crate) fn refill(&mut self, config: &Config, w: &Workload, rec: &mut Recorder, plan_now: Instant) {
+    pub(crate) fn refill(
+        &mut self,
+        config: &Config,
+        w: &Workload,
+        rec: &mut Recorder,
+        plan_now: Instant,
+    ) {
         let share = config.per_connection.unwrap_or(u64::MAX);
         while !self.finished() && self.in_flight.len() < config.pipeline && self.sent_here < share {
             match self.plan.next(w, plan_now) {
@@ -394,7 +410,8 @@ impl Exchange {
                 Next::Finished { unsent } => self.plan_finished(rec, unsent),
             }
         }
-        if self.sent_here >= share && self.in_flight.is_empty() && !self.finished() && !self.retire {
+        if self.sent_here >= share && self.in_flight.is_empty() && !self.finished() && !self.retire
+        {
             // The share is carried. Replace the connection only if its slot has
             // more to send: look without taking a message.
             let mut ahead = self.plan.clone();
@@ -456,7 +473,12 @@ impl Exchange {
     /// check (`--close-grace 0`); otherwise the connection is now closing,
     /// and the caller half-closes it and reads what follows
     /// ([`after_end`]).
-    pub(crate) fn begin_close(&mut self, config: &Config, now: Instant, reopen: bool) -> Option<Outcome> {
+    pub(crate) fn begin_close(
+        &mut self,
+        config: &Config,
+        now: Instant,
+        reopen: bool,
+    ) -> Option<Outcome> {
         if config.close_grace.is_zero() {
             return Some(replaced_if(reopen, Outcome::Completed(Ending::Unchecked)));
         }
@@ -592,7 +614,13 @@ impl Tally {
     /// ended it so. `Some` outcome if the window closed (or the run was
     /// interrupted) during the check: the slot is done, and a new
     /// connection would carry nothing. `None`: a new one is to be opened.
-    pub(crate) fn cycle(&mut self, ex: &mut Exchange, w: &Workload, ending: Ending, now: Instant) -> Option<Outcome> {
+    pub(crate) fn cycle(
+        &mut self,
+        ex: &mut Exchange,
+        w: &Workload,
+        ending: Ending,
+        now: Instant,
+    ) -> Option<Outcome> {
         if w.clock.end.is_some_and(|e| now >= e) || w.interrupt.is_triggered() {
             if let Next::Finished { unsent } = ex.plan.next(w, now) {
                 self.rec.unsent(unsent);
@@ -605,7 +633,10 @@ impl Tally {
     }
 
     /// This thread's slots are done: what each verified, into the totals.
-    pub(crate) fn close_books<'a>(mut self, left: impl Iterator<Item = (usize, &'a Exchange)>) -> Recorder {
+    pub(crate) fn close_books<'a>(
+        mut self,
+        left: impl Iterator<Item = (usize, &'a Exchange)>,
+    ) -> Recorder {
         // Every connection is done by now; any left would be counted all the same.
         for (k, ex) in left {
             if let Some(n) = self.counts.get_mut(k) {

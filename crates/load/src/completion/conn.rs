@@ -9,9 +9,7 @@ use crate::exchange::{after_end, replaced_if, Exchange, Outcome, State, Step};
 use crate::outcome::{classify, ErrorKind};
 use crate::schedule::Workload;
 use crate::stats::Ending;
-use ringport_completion::{
-    is_cancelled, is_out_of_buffers, Completion, OpId, Port, Socket, Token,
-};
+use ringport_completion::{is_cancelled, is_out_of_buffers, Completion, OpId, Port, Socket, Token};
 use std::io;
 use std::time::Instant;
 
@@ -67,7 +65,10 @@ impl Conn {
             Send::InFlight { op } => Some(op),
             Send::Idle(_) => None,
         };
-        [self.connect, self.recv, send].into_iter().flatten().collect()
+        [self.connect, self.recv, send]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The connection is over: its socket, and the operations to cancel
@@ -192,7 +193,7 @@ impl Driver<'_> {
     }
 
     /// A send completed: count what went out; send the rest of a short one.
-    pub(super) fn sent(&mut self, k: usize, c: Completion, w: &Workload) {
+    pub(super) fn sent(&mut self, k: usize, c: Completion) {
         let result = result_of(&c);
         let buf = self.port.release(c).unwrap_or_default();
         let conn = self.conns[k].as_mut().expect("the caller's slot");
@@ -213,7 +214,6 @@ impl Driver<'_> {
                 self.finish(k, Outcome::Failed(kind));
             }
         }
-        let _ = w;
     }
 
     /// A receive completed: verify the bytes in the port's buffer, or take
@@ -249,7 +249,9 @@ impl Driver<'_> {
         let ended = match read {
             Ok(n) if n > 0 => {
                 let got = self.port.data(&c);
-                let verified = conn.ex.received(&mut self.tally.rec, got, self.config.timeout);
+                let verified = conn
+                    .ex
+                    .received(&mut self.tally.rec, got, self.config.timeout);
                 let _ = self.port.release(c);
                 if let Err(kind) = verified {
                     return self.finish(k, Outcome::Failed(kind));

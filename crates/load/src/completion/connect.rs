@@ -64,7 +64,11 @@ impl Driver<'_> {
             let mut done = std::mem::take(&mut self.done);
             for c in done.drain(..) {
                 let k = super::slot_of(c.token);
-                let current = self.conns.get(k).and_then(|s| s.as_ref()).map(|c| c.token(k));
+                let current = self
+                    .conns
+                    .get(k)
+                    .and_then(|s| s.as_ref())
+                    .map(|c| c.token(k));
                 if c.kind == OpKind::Ready && current == Some(c.token) {
                     self.first_connect_done(k, &c);
                     let _ = self.port.release(c);
@@ -181,12 +185,16 @@ impl Driver<'_> {
         };
         match up {
             Ok(()) => {
-                conn.ex.reconnected(&mut self.tally.rec, w, since, Instant::now());
+                conn.ex
+                    .reconnected(&mut self.tally.rec, w, since, Instant::now());
                 self.turn(k, w, None, None);
             }
             Err(e) => {
                 tracing::debug!("connect to {} failed: {e}", self.config.addr);
-                self.finish(k, crate::exchange::Outcome::Failed(ErrorKind::ConnectFailed));
+                self.finish(
+                    k,
+                    crate::exchange::Outcome::Failed(ErrorKind::ConnectFailed),
+                );
             }
         }
     }

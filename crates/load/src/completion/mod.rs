@@ -227,14 +227,18 @@ impl Driver<'_> {
     /// One completion: to its connection, or to a retired socket's count.
     fn completed(&mut self, c: Completion, w: &Workload) {
         let k = slot_of(c.token);
-        let current = self.conns.get(k).and_then(|s| s.as_ref()).map(|c| c.token(k));
+        let current = self
+            .conns
+            .get(k)
+            .and_then(|s| s.as_ref())
+            .map(|c| c.token(k));
         if current != Some(c.token) {
             self.retired_completion(c);
             return;
         }
         match c.kind {
             OpKind::Recv => self.received(k, c, w),
-            OpKind::Send => self.sent(k, c, w),
+            OpKind::Send => self.sent(k, c),
             OpKind::Ready => self.connect_ready(k, c, w),
             // A close is only ever a retired socket's; nothing else is submitted.
             _ => {

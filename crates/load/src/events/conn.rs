@@ -5,8 +5,8 @@
 
 use super::echo::{self, ReadEnd};
 use crate::config::Config;
-pub(super) use crate::exchange::{Outcome, State};
 use crate::exchange::{after_end, replaced_if, Exchange, Step};
+pub(super) use crate::exchange::{Outcome, State};
 use crate::outcome::ErrorKind;
 use crate::payload::Messages;
 use crate::schedule::Workload;
@@ -88,7 +88,6 @@ pub(super) enum Reading {
     /// failed, and that state is seen only by one more `read` after the data.
     Drain,
 }
-
 
 /// One connection's turn: read and verify, queue what is due, write; and
 /// once everything asked is verified, the close check. `now` is when the

@@ -24,12 +24,12 @@ mod echo;
 mod open_loop;
 
 use crate::config::Config;
+use crate::exchange::{Sweep, Tally};
 use crate::payload::Messages;
 use crate::schedule::Workload;
 use crate::start::{Shared, WorkerOut};
 use crate::stats::Recorder;
 use crate::LoadError;
-use crate::exchange::{Sweep, Tally};
 use conn::{Conn, Outcome, Reading};
 use mio::{Events, Poll};
 use open_loop::{OpenLoop, TIMER};
