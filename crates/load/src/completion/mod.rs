@@ -35,7 +35,7 @@ use crate::cursor::Cursor;
 use crate::exchange::{Outcome, Sweep, Tally};
 use crate::payload::Messages;
 use crate::schedule::Workload;
-use crate::start::{Shared, WorkerOut};
+use crate::start::{Driving, Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
 use crate::LoadError;
 use conn::Conn;
@@ -133,26 +133,35 @@ pub(crate) fn worker(
             d.connect_all(&ids, threads)?;
             Ok(d)
         });
-    // Arrive at the start line even after a failure, or the others would wait for ever.
-    let Some(w) = shared.start(config) else {
-        return Err(LoadError::Config("the run was abandoned".into()));
-    };
-    let mut d = setup?;
-    d.tally
-        .rec
-        .start_series(shared.series.as_ref(), thread, w.clock.measure_start);
-    d.run(&w, &ids)?;
-    d.tally.rec.finish();
-    let left = d.conns.iter().enumerate();
-    let rec = d
-        .tally
-        .close_books(left.filter_map(|(k, c)| c.as_ref().map(|c| (k, &c.ex))));
-    Ok(WorkerOut {
-        finished: rec.done_at.unwrap_or_else(Instant::now),
-        totals: rec.totals,
-        raw: rec.raw,
-        corrected: rec.corrected,
-    })
+    crate::start::drive(shared, config, thread, &ids, setup)
+}
+
+impl Driving for Driver<'_> {
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+
+    fn run(&mut self, w: &Workload, ids: &[u64]) -> Result<(), LoadError> {
+        Driver::run(self, w, ids)
+    }
+
+    fn close_books(self) -> Recorder {
+        let Driver {
+            port,
+            conns,
+            tally,
+            retired,
+            ..
+        } = self;
+        let left = conns.iter().enumerate();
+        let rec = tally.close_books(left.filter_map(|(k, c)| c.as_ref().map(|c| (k, &c.ex))));
+        // The port first: it reaps what is still in flight before any
+        // socket is closed.
+        drop(port);
+        drop(retired);
+        drop(conns);
+        rec
+    }
 }
 
 impl Driver<'_> {
