@@ -51,7 +51,7 @@ const SWEEP: Duration = Duration::from_millis(50);
 /// Can a load thread build a port here? The reason, with the kernel's
 /// error, if not. A run asks this before anything starts.
 pub(crate) fn available() -> Result<(), String> {
-    match ringport_completion::probe(&port_config(1)) {
+    match ringport_completion::probe(&port_config(1, 1)) {
         Err(e) => Err(format!("--engine completion: {e}")),
         // Connects are waited for with the port's readiness operation.
         Ok(f) if !f.relay => Err(format!(
@@ -62,15 +62,24 @@ pub(crate) fn available() -> Result<(), String> {
     }
 }
 
-/// The port of a thread with `conns` connections: a receive buffer each
-/// and as many again for echoes that come faster than they are verified
-/// (never more than 64 MiB a thread).
-fn port_config(conns: usize) -> PortConfig {
-    let d = PortConfig::default();
+/// The most memory a thread's receive buffers take.
+const RING_BYTES: usize = 64 << 20;
+
+/// The port of a thread with `conns` connections and messages of at most
+/// `message` bytes: receive buffers as large as a message, from 16 to 64
+/// KiB (a 64 KiB echo in 16 KiB buffers is four completions), a buffer
+/// each and as many again for echoes that come faster than they are
+/// verified, within [`RING_BYTES`].
+fn port_config(conns: usize, message: usize) -> PortConfig {
+    let buf_size = message.next_power_of_two().clamp(16 << 10, 64 << 10);
+    let bufs = (conns * 2)
+        .next_power_of_two()
+        .clamp(256, (RING_BYTES / buf_size).min(1 << 15));
     PortConfig {
         entries: (conns * 2).next_power_of_two().clamp(256, 4096) as u32,
-        ring_bufs: (conns * 2).next_power_of_two().clamp(256, 4096) as u16,
-        ..d
+        buf_size,
+        ring_bufs: bufs as u16,
+        ..PortConfig::default()
     }
 }
 
@@ -117,7 +126,7 @@ pub(crate) fn worker(
 ) -> Result<WorkerOut, LoadError> {
     let rec = Recorder::new(config.rate.is_some(), config.progress.clone());
     let threads = config.threads.clamp(1, config.connections);
-    let setup = Port::new(&port_config(ids.len()))
+    let setup = Port::new(&port_config(ids.len(), config.payload.max_len()))
         .map_err(|e| LoadError::Config(format!("--engine completion: {e}; use --engine events")))
         .and_then(|port| {
             let mut d = Driver {
