@@ -21,8 +21,23 @@ macro_rules! churn_tests {
 
 for_each_model!(churn_tests);
 
+/// The same churn from every engine of `util::load_engines`, against one model.
+#[test]
+fn every_load_engine_replaces_each_connection_after_its_share() {
+    let server = Server::start("epoll", &[]);
+    for engine in crate::util::load_engines() {
+        churn_against(&server, engine);
+    }
+}
+
 fn each_connection_is_replaced_after_its_share(model: &str) {
-    let server = Server::start(model, &[]);
+    churn_against(&Server::start(model, &[]), "events");
+}
+
+/// Churn against `server` from `engine`: every connection replaced after
+/// its share, each through the close check, each connect timed.
+fn churn_against(server: &Server, engine: &str) {
+    let model = format!("{} from {engine}", server.model);
     let addr = server.addr.to_string();
     // 30 messages per slot, 4 per connection: 8 connections per slot
     // (7 of 4 and one of 2), 7 of them replaced.
@@ -38,6 +53,8 @@ fn each_connection_is_replaced_after_its_share(model: &str) {
             "--size",
             "100",
             "--no-progress",
+            "--engine",
+            engine,
         ],
     );
     assert!(status.success(), "{model}: {json:#}\n{err}");
@@ -63,44 +80,48 @@ fn each_connection_is_replaced_after_its_share(model: &str) {
 fn an_open_loop_with_churn_keeps_its_schedule_and_counts_only_the_window() {
     let server = Server::start("epoll", &[]);
     let addr = server.addr.to_string();
-    let (status, json, err) = stress_json(
-        &addr,
-        &[
-            "-c",
-            "4",
-            "-d",
-            "1s",
-            "--warmup",
-            "0.3s",
-            "--rate",
-            "400",
-            "--per-connection",
-            "2",
-            "--no-progress",
-        ],
-    );
-    assert!(status.success(), "{json:#}\n{err}");
-    let verified = json["messages_verified"].as_u64().unwrap();
-    assert_eq!(
-        json["messages_scheduled"].as_u64().unwrap(),
-        verified,
-        "{json:#}"
-    );
-    // Two messages a connection: about half as many replacements as
-    // messages in the window, give or take one per slot at either edge.
-    let cycled = json["connections_cycled"].as_u64().unwrap();
-    assert!(
-        cycled + 8 >= verified / 2 && cycled <= verified / 2 + 8,
-        "{cycled} replacements for {verified} messages: {json:#}"
-    );
-    let connects = json["connect_latency_us"]["count"].as_u64().unwrap();
-    assert!(
-        connects <= cycled + 4,
-        "only the window's connects: {json:#}"
-    );
-    let per_sec = json["connections_per_sec"].as_f64().unwrap();
-    let elapsed = json["elapsed_s"].as_f64().unwrap();
-    assert!((per_sec * elapsed - cycled as f64).abs() < 1e-6, "{json:#}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &addr,
+            &[
+                "-c",
+                "4",
+                "-d",
+                "1s",
+                "--warmup",
+                "0.3s",
+                "--rate",
+                "400",
+                "--per-connection",
+                "2",
+                "--no-progress",
+                "--engine",
+                engine,
+            ],
+        );
+        assert!(status.success(), "{json:#}\n{err}");
+        let verified = json["messages_verified"].as_u64().unwrap();
+        assert_eq!(
+            json["messages_scheduled"].as_u64().unwrap(),
+            verified,
+            "{json:#}"
+        );
+        // Two messages a connection: about half as many replacements as
+        // messages in the window, give or take one per slot at either edge.
+        let cycled = json["connections_cycled"].as_u64().unwrap();
+        assert!(
+            cycled + 8 >= verified / 2 && cycled <= verified / 2 + 8,
+            "{cycled} replacements for {verified} messages: {json:#}"
+        );
+        let connects = json["connect_latency_us"]["count"].as_u64().unwrap();
+        assert!(
+            connects <= cycled + 4,
+            "only the window's connects: {json:#}"
+        );
+        let per_sec = json["connections_per_sec"].as_f64().unwrap();
+        let elapsed = json["elapsed_s"].as_f64().unwrap();
+        assert!((per_sec * elapsed - cycled as f64).abs() < 1e-6, "{json:#}");
+    }
 }
 
 #[test]

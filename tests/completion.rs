@@ -179,6 +179,22 @@ mod without_io_uring {
     }
 
     #[test]
+    fn stress_engine_completion_exits_2_before_anything_starts_suggesting_events() {
+        // A server that counts connections: none may be opened.
+        let server = Server::start("epoll", &[]);
+        let mut cmd = ringport();
+        let addr = server.addr.to_string();
+        cmd.args(["stress", &addr, "-n", "5", "--engine", "completion"]);
+        deny_io_uring(&mut cmd);
+        let (status, out, err) = run_cmd(cmd);
+        assert_eq!(status.code(), Some(2), "{out}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains("io_uring is unavailable"), "{err}");
+        assert!(err.contains("--engine events"), "{err}");
+        assert!(!out.contains("verified"), "nothing ran: {out}");
+    }
+
+    #[test]
     fn auto_falls_back_and_says_so() {
         let mut cmd = ringport();
         cmd.args(["serve", "--model", "auto", "--listen", "127.0.0.1:0"]);

@@ -1,5 +1,5 @@
 //! `stress` against echo servers that misbehave, one way each: every one
-//! must make it exit 1 with the right error kind, in both engines, in a
+//! must make it exit 1 with the right error kind, in every engine (`util::LOAD_ENGINES`, and the baseline), in a
 //! closed and an open loop, and with churn (connections replaced after a
 //! few messages); a correct server that echoes in 1-byte pieces must pass. The servers are written here, over real loopback sockets.
 //!
@@ -19,48 +19,75 @@ const SIZE: u64 = 64;
 const COUNT: u64 = 20;
 /// Messages per connection in the churn modes.
 const SHARE: u64 = 8;
-/// The modes without churn come first in `MODES`.
-const STEADY: usize = 5;
 
-/// The ways a run is driven: both engines, closed and open loop, and the
-/// events engine with a pipeline (the baseline engine has none).
-const MODES: &[(&str, &[&str])] = &[
-    ("events closed", &["--engine", "events"]),
-    (
-        "events pipeline",
-        &["--engine", "events", "--pipeline", "4"],
-    ),
-    ("events open", &["--engine", "events", "--rate", "400"]),
-    ("threads closed", &["--engine", "threads"]),
-    ("threads open", &["--engine", "threads", "--rate", "400"]),
-    // Churn: each connection carries `SHARE` messages, then a new one
-    // takes its place (20 per slot: 8, 8, 4); each server below misbehaves
-    // within the first 8 messages of a connection's stream, or, where it
-    // waits for the end of the stream, has a churn twin.
-    (
-        "events churn",
-        &["--engine", "events", "--per-connection", "8"],
-    ),
-    (
-        "events churn open",
-        &[
-            "--engine",
-            "events",
-            "--rate",
-            "400",
-            "--per-connection",
-            "8",
-        ],
-    ),
-];
+/// A way a run is driven: its name and its flags.
+type Mode = (String, Vec<&'static str>);
+
+/// The ways a run is driven, for each engine of `util::load_engines`
+/// (closed and open loop, a pipeline, churn) and for the baseline engine
+/// (closed and open loop; it has no pipeline and no churn). The events
+/// engine, the default, gets each on its own; the others a pipeline in the
+/// open loop, to keep the suite's time. In churn, each connection carries
+/// `SHARE` messages, then a new one takes its place (20 per slot: 8, 8, 4);
+/// each server below misbehaves within the first 8 messages of a
+/// connection's stream, or, where it waits for the end of the stream, has a
+/// churn twin. The steady modes come first, then the churn ones.
+fn modes() -> (Vec<Mode>, Vec<Mode>) {
+    const RATE: &str = "400";
+    let mut steady: Vec<Mode> = Vec::new();
+    let mut churn: Vec<Mode> = Vec::new();
+    let mode = |name: String, engine: &'static str, flags: &[&'static str]| {
+        let mut all = vec!["--engine", engine];
+        all.extend_from_slice(flags);
+        (name, all)
+    };
+    for engine in crate::util::load_engines() {
+        if engine == "events" {
+            steady.push(mode(format!("{engine} closed"), engine, &[]));
+            steady.push(mode(
+                format!("{engine} pipeline"),
+                engine,
+                &["--pipeline", "4"],
+            ));
+            steady.push(mode(format!("{engine} open"), engine, &["--rate", RATE]));
+            churn.push(mode(
+                format!("{engine} churn open"),
+                engine,
+                &["--rate", RATE, "--per-connection", "8"],
+            ));
+        } else {
+            steady.push(mode(format!("{engine} closed"), engine, &[]));
+            steady.push(mode(
+                format!("{engine} open pipeline"),
+                engine,
+                &["--rate", RATE, "--pipeline", "4"],
+            ));
+        }
+        churn.push(mode(
+            format!("{engine} churn"),
+            engine,
+            &["--per-connection", "8"],
+        ));
+    }
+    steady.push(mode("threads closed".into(), "threads", &[]));
+    steady.push(mode("threads open".into(), "threads", &["--rate", RATE]));
+    (steady, churn)
+}
+
+/// Every mode of [`modes`], steady and churn.
+fn all_modes() -> Vec<Mode> {
+    let (mut steady, churn) = modes();
+    steady.extend(churn);
+    steady
+}
 
 /// Run `stress` in every mode (count mode, `COUNT` messages) and check it
 /// fails with one of `kinds`, accounting for every connection.
 fn fails_in_every_mode(addr: SocketAddr, kinds: &[&str]) {
-    fails_with(addr, kinds, &["-n", &COUNT.to_string()], MODES);
+    fails_with(addr, kinds, &["-n", &COUNT.to_string()], &all_modes());
 }
 
-fn fails_with(addr: SocketAddr, kinds: &[&str], stop: &[&str], modes: &[(&str, &[&str])]) {
+fn fails_with(addr: SocketAddr, kinds: &[&str], stop: &[&str], modes: &[Mode]) {
     let addr = addr.to_string();
     for (mode, extra) in modes {
         let mut args = vec![
@@ -155,17 +182,19 @@ fn a_clean_close_between_two_messages_is_early_close() {
 fn a_clean_close_in_a_duration_run_is_early_close() {
     // The case: the run asked for a second; the server stopped after
     // 5 messages. In every mode, count or duration, it must fail.
-    let duration_modes: &[(&str, &[&str])] = &[
-        ("events closed", &["--engine", "events"]),
-        ("events open", &["--engine", "events", "--rate", "200"]),
-        ("threads closed", &["--engine", "threads"]),
-        ("threads open", &["--engine", "threads", "--rate", "200"]),
-    ];
+    let mut duration_modes: Vec<Mode> = Vec::new();
+    for engine in crate::util::load_engines().into_iter().chain(["threads"]) {
+        duration_modes.push((format!("{engine} closed"), vec!["--engine", engine]));
+        duration_modes.push((
+            format!("{engine} open"),
+            vec!["--engine", engine, "--rate", "200"],
+        ));
+    }
     fails_with(
         closes_after(5 * SIZE),
         &["early_close"],
         &["-d", "600ms"],
-        duration_modes,
+        &duration_modes,
     );
 }
 
@@ -226,8 +255,9 @@ fn one_flipped_byte_is_a_mismatch() {
 /// without churn, a share of them with it.
 fn fails_at_stream_end(server: impl Fn(u64) -> SocketAddr, kinds: &[&str]) {
     let stop = ["-n", &COUNT.to_string()];
-    fails_with(server(COUNT * SIZE), kinds, &stop, &MODES[..STEADY]);
-    fails_with(server(SHARE * SIZE), kinds, &stop, &MODES[STEADY..]);
+    let (steady, churn) = modes();
+    fails_with(server(COUNT * SIZE), kinds, &stop, &steady);
+    fails_with(server(SHARE * SIZE), kinds, &stop, &churn);
 }
 
 #[test]
@@ -375,11 +405,11 @@ fn one_byte_echo() -> SocketAddr {
 #[test]
 fn a_correct_server_echoing_in_one_byte_pieces_passes() {
     let addr = one_byte_echo().to_string();
-    for (mode, extra) in MODES {
+    for (mode, extra) in all_modes() {
         for stop in [&["-n", "20"][..], &["-d", "300ms"][..]] {
             let mut args = vec!["-c", "2", "--size", "64", "--timeout", "5s"];
             args.extend_from_slice(stop);
-            args.extend_from_slice(extra);
+            args.extend_from_slice(&extra);
             let (status, json, err) = stress_json(&addr, &args);
             assert!(status.success(), "{mode} {stop:?}\n{json:#}\n{err}");
             assert_eq!(json["connections_completed"], 2, "{mode}: {json:#}");
@@ -479,9 +509,9 @@ fn a_reset_right_after_the_last_echo_is_a_note_in_both_engines() {
         reset(s);
     });
     for _ in 0..3 {
-        for (mode, extra) in MODES {
+        for (mode, extra) in all_modes() {
             let mut args = vec!["-c", "2", "--size", "64", "-n", "20"];
-            args.extend_from_slice(extra);
+            args.extend_from_slice(&extra);
             let (status, json, err) = stress_json(&addr.to_string(), &args);
             assert!(status.success(), "{mode}: {json:#}\n{err}");
             assert_eq!(json["connections_completed"], 2, "{mode}: {json:#}");
@@ -497,9 +527,9 @@ fn an_echo_slower_than_the_timeout_fails_even_when_it_comes() {
         std::thread::sleep(Duration::from_millis(300));
         s.write_all(chunk).is_ok()
     });
-    for (mode, extra) in MODES {
+    for (mode, extra) in all_modes() {
         let mut args = vec!["-c", "1", "--size", "64", "-n", "3", "--timeout", "100ms"];
-        args.extend_from_slice(extra);
+        args.extend_from_slice(&extra);
         let (status, json, err) = stress_json(&addr.to_string(), &args);
         assert_eq!(status.code(), Some(1), "{mode}: {json:#}\n{err}");
         assert_eq!(json["errors_by_kind"]["timeout"], 1, "{mode}: {json:#}");

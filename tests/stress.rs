@@ -52,20 +52,30 @@ fn json_has_every_documented_key() {
     let dir = std::env::temp_dir().join(format!("ringport-test-{}-keys", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("report.json");
+    for engine in crate::util::load_engines() {
+        json_keys(&addr, &path, engine);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `json_has_every_documented_key` on one engine.
+fn json_keys(addr: &str, path: &std::path::Path, engine: &str) {
     let (status, out, err) = run(&[
         "stress",
-        &addr,
+        addr,
         "-c",
         "4",
         "-n",
         "25",
+        "--engine",
+        engine,
         "--json",
         path.to_str().unwrap(),
     ]);
     assert!(status.success(), "{out}{err}");
     assert!(out.contains("latency"), "human summary on stdout: {out}");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for key in [
         "connections",
         "messages_sent",
@@ -128,7 +138,7 @@ fn json_has_every_documented_key() {
         .flat_map(|i| (1..=25).map(move |k| format!("{k}. Thread {i} - Hello from ringport").len()))
         .sum();
     assert_eq!(json["bytes_sent"], expected as u64, "{json:#}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(json["engine"], engine, "{json:#}");
 }
 
 /// An "echo" server that flips one bit of every 1000th byte.
@@ -157,14 +167,16 @@ fn start_corrupting_server() -> SocketAddr {
 #[test]
 fn a_corrupted_echo_is_caught_and_exits_1() {
     let addr = start_corrupting_server().to_string();
-    let (status, json, err) = stress_json(&addr, &["-c", "2", "-n", "200"]);
-    assert_eq!(status.code(), Some(1), "{json}{err}");
-    assert!(json["mismatches"].as_u64().unwrap() >= 1, "{json}");
-    assert_eq!(
-        json["errors_by_kind"]["mismatch"], json["mismatches"],
-        "{json}"
-    );
-    assert!(err.contains("mismatched"), "{err}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(&addr, &["--engine", engine, "-c", "2", "-n", "200"]);
+        assert_eq!(status.code(), Some(1), "{json}{err}");
+        assert!(json["mismatches"].as_u64().unwrap() >= 1, "{json}");
+        assert_eq!(
+            json["errors_by_kind"]["mismatch"], json["mismatches"],
+            "{json}"
+        );
+        assert!(err.contains("mismatched"), "{err}");
+    }
 }
 
 /// An echo server that holds everything back until it has received
@@ -195,41 +207,78 @@ fn start_batching_server(threshold: usize) -> SocketAddr {
 fn pipeline_keeps_that_many_messages_in_flight() {
     // 8 messages of 16 bytes: the server answers nothing until all 8 are in.
     let addr = start_batching_server(8 * 16).to_string();
-    let (status, json, err) = stress_json(
-        &addr,
-        &["-c", "3", "-n", "50", "--size", "16", "--pipeline", "8"],
-    );
-    assert!(status.success(), "{json}{err}");
-    assert_eq!(json["messages_verified"], 150, "{json}");
-    assert_eq!(json["pipeline"], 8, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &addr,
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "3",
+                "-n",
+                "50",
+                "--size",
+                "16",
+                "--pipeline",
+                "8",
+            ],
+        );
+        assert!(status.success(), "{json}{err}");
+        assert_eq!(json["messages_verified"], 150, "{json}");
+        assert_eq!(json["pipeline"], 8, "{json}");
+    }
 }
 
 #[test]
 fn an_echo_that_never_comes_is_a_timeout() {
     // With one message in flight the batching server never answers.
     let addr = start_batching_server(8 * 16).to_string();
-    let (status, json, err) = stress_json(
-        &addr,
-        &["-c", "2", "-n", "5", "--size", "16", "--timeout", "300ms"],
-    );
-    assert_eq!(status.code(), Some(1), "{json}{err}");
-    assert_eq!(json["errors_by_kind"]["timeout"], 2, "{json}");
-    assert_eq!(json["errors"], 2, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &addr,
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "2",
+                "-n",
+                "5",
+                "--size",
+                "16",
+                "--timeout",
+                "300ms",
+            ],
+        );
+        assert_eq!(status.code(), Some(1), "{json}{err}");
+        assert_eq!(json["errors_by_kind"]["timeout"], 2, "{json}");
+        assert_eq!(json["errors"], 2, "{json}");
+    }
 }
 
 #[test]
 fn a_duration_run_stops_by_itself_after_the_duration() {
     let server = Server::start("threaded", &[]);
     // --busy-poll 0: this test also covers the loop that always blocks.
-    let (status, json, err) = stress_json(
-        &server.addr.to_string(),
-        &["-c", "3", "--duration", "500ms", "--busy-poll", "0"],
-    );
-    assert!(status.success(), "{json}{err}");
-    assert!(json["messages_verified"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["messages_verified"], json["messages_sent"], "{json}");
-    // The run cannot end before its duration: each connection sends until then.
-    assert!(json["elapsed_s"].as_f64().unwrap() >= 0.5, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "3",
+                "--duration",
+                "500ms",
+                "--busy-poll",
+                "0",
+            ],
+        );
+        assert!(status.success(), "{json}{err}");
+        assert!(json["messages_verified"].as_u64().unwrap() > 0, "{json}");
+        assert_eq!(json["messages_verified"], json["messages_sent"], "{json}");
+        // The run cannot end before its duration: each connection sends until then.
+        assert!(json["elapsed_s"].as_f64().unwrap() >= 0.5, "{json}");
+    }
 }
 
 #[test]
@@ -237,20 +286,22 @@ fn an_open_loop_below_one_message_per_connection_sends_each_its_share() {
     let server = Server::start("threaded", &[]);
     // 60 msg/s over 30 connections with one message each: half a second,
     // every connection sends once, at its own point of the schedule.
-    let (status, json, err) = stress_json(
-        &server.addr.to_string(),
-        &["-c", "30", "--rate", "60", "-n", "1"],
-    );
-    assert!(status.success(), "{json}{err}");
-    assert_eq!(json["messages_verified"], 30, "{json}");
-    assert_eq!(json["rate"], 60.0, "{json}");
-    let corrected = &json["latency_corrected_us"];
-    assert_eq!(corrected["count"], 30, "{json}");
-    // Measured from the due time, which is never after the send.
-    assert!(
-        corrected["max"].as_u64().unwrap() >= json["latency_us"]["max"].as_u64().unwrap(),
-        "{json}"
-    );
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &["--engine", engine, "-c", "30", "--rate", "60", "-n", "1"],
+        );
+        assert!(status.success(), "{json}{err}");
+        assert_eq!(json["messages_verified"], 30, "{json}");
+        assert_eq!(json["rate"], 60.0, "{json}");
+        let corrected = &json["latency_corrected_us"];
+        assert_eq!(corrected["count"], 30, "{json}");
+        // Measured from the due time, which is never after the send.
+        assert!(
+            corrected["max"].as_u64().unwrap() >= json["latency_us"]["max"].as_u64().unwrap(),
+            "{json}"
+        );
+    }
 }
 
 #[test]
@@ -258,33 +309,48 @@ fn an_open_loop_duration_run_schedules_rate_times_duration_messages() {
     let server = Server::start("threaded", &[]);
     // 20 msg/s for 1 s over 40 connections: slots 0..20 are due, one each
     // on connections 0..20; the other 20 connections never get a turn.
-    let (status, json, err) = stress_json(
-        &server.addr.to_string(),
-        &["-c", "40", "--rate", "20", "--duration", "1s"],
-    );
-    assert!(status.success(), "{json}{err}");
-    let verified = json["messages_verified"].as_u64().unwrap();
-    let unsent = json["messages_unsent"].as_u64().unwrap();
-    assert_eq!(verified + unsent, 20, "{json}");
-    assert_eq!(json["errors"], 0, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "40",
+                "--rate",
+                "20",
+                "--duration",
+                "1s",
+            ],
+        );
+        assert!(status.success(), "{json}{err}");
+        let verified = json["messages_verified"].as_u64().unwrap();
+        let unsent = json["messages_unsent"].as_u64().unwrap();
+        assert_eq!(verified + unsent, 20, "{json}");
+        assert_eq!(json["errors"], 0, "{json}");
+    }
 }
 
 #[test]
 fn the_warmup_is_excluded_from_every_count() {
     let server = Server::start("threaded", &[]);
-    let (status, json, err) = stress_json(
-        &server.addr.to_string(),
-        &["-c", "2", "-n", "10", "--size", "10", "--warmup", "300ms"],
-    );
-    assert!(status.success(), "{json}{err}");
-    // Exactly the counted messages, however many the warm-up sent.
-    assert_eq!(json["messages_verified"], 20, "{json}");
-    assert_eq!(json["messages_sent"], 20, "{json}");
-    assert_eq!(json["bytes_sent"], 200, "{json}");
-    assert_eq!(json["bytes_received"], 200, "{json}");
-    assert_eq!(json["latency_us"]["count"], 20, "{json}");
-    assert!(json["warmup_messages"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["warmup_s"], 0.3, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &[
+                "--engine", engine, "-c", "2", "-n", "10", "--size", "10", "--warmup", "300ms",
+            ],
+        );
+        assert!(status.success(), "{json}{err}");
+        // Exactly the counted messages, however many the warm-up sent.
+        assert_eq!(json["messages_verified"], 20, "{json}");
+        assert_eq!(json["messages_sent"], 20, "{json}");
+        assert_eq!(json["bytes_sent"], 200, "{json}");
+        assert_eq!(json["bytes_received"], 200, "{json}");
+        assert_eq!(json["latency_us"]["count"], 20, "{json}");
+        assert!(json["warmup_messages"].as_u64().unwrap() > 0, "{json}");
+        assert_eq!(json["warmup_s"], 0.3, "{json}");
+    }
 }
 
 /// In a closed loop with one message in flight, a connection's latencies
@@ -299,7 +365,8 @@ fn latency_is_never_more_than_the_connections_had_time_for() {
     // machine gives unequal CPU would split the connections into a fast
     // and a slow half, which is the machine's unfairness, not the server's.
     let server = Server::start("epoll", &["--workers", "1"]);
-    for (engine, conns) in [("events", "200"), ("threads", "16")] {
+    let engines = crate::util::load_engines().into_iter().map(|e| (e, "200"));
+    for (engine, conns) in engines.chain([("threads", "16")]) {
         let (status, json, err) = stress_json(
             &server.addr.to_string(),
             &[
@@ -491,11 +558,13 @@ fn start_resetting_server() -> SocketAddr {
 #[test]
 fn a_resetting_server_is_counted_as_reset_by_kind() {
     let addr = start_resetting_server().to_string();
-    let (status, json, err) = stress_json(&addr, &["-c", "3", "-n", "10"]);
-    assert_eq!(status.code(), Some(1), "{json}{err}");
-    assert_eq!(json["errors_by_kind"]["reset"], 3, "{json}");
-    assert_eq!(json["errors"], 3, "{json}");
-    assert_eq!(json["messages_verified"], 0, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(&addr, &["--engine", engine, "-c", "3", "-n", "10"]);
+        assert_eq!(status.code(), Some(1), "{json}{err}");
+        assert_eq!(json["errors_by_kind"]["reset"], 3, "{json}");
+        assert_eq!(json["errors"], 3, "{json}");
+        assert_eq!(json["messages_verified"], 0, "{json}");
+    }
 }
 
 #[test]
@@ -661,19 +730,26 @@ fn start_half_echo_server() -> SocketAddr {
 #[test]
 fn a_server_closing_mid_echo_is_counted_as_early_close() {
     let addr = start_half_echo_server().to_string();
-    let (status, json, err) = stress_json(&addr, &["-c", "2", "-n", "3", "--size", "100"]);
-    assert_eq!(status.code(), Some(1), "{json}{err}");
-    assert_eq!(json["errors_by_kind"]["early_close"], 2, "{json}");
-    assert_eq!(json["errors"], 2, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &addr,
+            &["--engine", engine, "-c", "2", "-n", "3", "--size", "100"],
+        );
+        assert_eq!(status.code(), Some(1), "{json}{err}");
+        assert_eq!(json["errors_by_kind"]["early_close"], 2, "{json}");
+        assert_eq!(json["errors"], 2, "{json}");
+    }
 }
 
 #[test]
 fn a_closed_port_is_counted_as_connect_failed() {
     let addr = format!("127.0.0.1:{}", free_port());
-    let (status, json, err) = stress_json(&addr, &["-c", "3", "-n", "5"]);
-    assert_eq!(status.code(), Some(1), "{json}{err}");
-    assert_eq!(json["errors_by_kind"]["connect_failed"], 3, "{json}");
-    assert_eq!(json["messages_verified"], 0, "{json}");
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(&addr, &["--engine", engine, "-c", "3", "-n", "5"]);
+        assert_eq!(status.code(), Some(1), "{json}{err}");
+        assert_eq!(json["errors_by_kind"]["connect_failed"], 3, "{json}");
+        assert_eq!(json["messages_verified"], 0, "{json}");
+    }
 }
 
 /// Ctrl-C (SIGINT) during `ringport stress`: the first one stops the run,
@@ -772,6 +848,17 @@ mod interrupted {
             "{header}"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sigint_with_every_load_engine_in_an_open_loop_with_a_pipeline() {
+        for engine in crate::util::load_engines() {
+            let extra = ["--engine", engine, "--rate", "2000", "--pipeline", "2"];
+            let (code, text, json, dir) = interrupt(&format!("engine-{engine}"), &extra);
+            assert_interrupted(code, &text, &json);
+            assert_eq!(json["engine"], engine, "{json}");
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     #[test]

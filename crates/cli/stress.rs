@@ -71,7 +71,8 @@ struct Flags {
     /// Threads driving the connections [default: number of CPUs].
     #[arg(long, value_name = "T")]
     threads: Option<usize>,
-    /// events: many connections per thread (the load generator). threads:
+    /// events: many connections per thread (the load generator). completion:
+    /// the same on io_uring (Linux; exits 2 where it is unavailable). threads:
     /// one blocking thread per connection, kept as the baseline to compare with.
     #[arg(long, value_name = "E", default_value = "events")]
     engine: Engine,
@@ -87,7 +88,7 @@ struct Flags {
     /// same close check) and open a new one in its place; the report adds
     /// connections/s and connect latency. -n still counts messages per
     /// connection slot, so -n 100 --per-connection 1 makes 100 connections
-    /// one after the other in each slot. Events engine only.
+    /// one after the other in each slot. Events and completion engines.
     #[arg(long, value_name = "N", value_parser = args::at_least_one)]
     per_connection: Option<u64>,
     /// Latency percentiles to print and store, such as 50,90,99,99.9,99.99

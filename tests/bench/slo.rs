@@ -24,7 +24,9 @@ fn a_bench_with_an_slo_reports_each_models_capacity_bracket() {
     );
     assert!(status.success(), "{err}\n{out}");
     let json = results(&dir);
-    let cap = json["capacity"].as_array().expect("results.json has capacity");
+    let cap = json["capacity"]
+        .as_array()
+        .expect("results.json has capacity");
     assert_eq!(cap.len(), 1, "{json:#}");
     let c = &cap[0];
     assert_eq!(c["model"], "epoll");
@@ -35,11 +37,17 @@ fn a_bench_with_an_slo_reports_each_models_capacity_bracket() {
         assert!(pass < fail && fail / pass <= 1.1 + 1e-9, "{c:#}");
     }
     assert!(!c["steps"].as_array().unwrap().is_empty());
-    assert!(out.contains("At p90<=200ms and 2 connections × 64 B, epoll held the most"), "{out}");
+    assert!(
+        out.contains("At p90<=200ms and 2 connections × 64 B, epoll held the most"),
+        "{out}"
+    );
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(summary.contains("## Capacity at p90<=200ms"), "{summary}");
     let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(page.contains("<h2>Capacity at p90&lt;=200ms</h2>"), "capacity in the report");
+    assert!(
+        page.contains("<h2>Capacity at p90&lt;=200ms</h2>"),
+        "capacity in the report"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -58,6 +58,44 @@ fn the_concurrent_models_are_every_model_but_blocking() {
     assert!(CONCURRENT_MODELS.iter().all(|m| MODELS.contains(m)));
 }
 
+/// The one list of `stress`'s engines that drive many connections per
+/// thread: the behavioural stress tests (misbehaving servers, pipeline,
+/// open loop, churn, the close check, the log, the JSON) run against each.
+/// `threads`, the blocking baseline, is not one of them: it has no
+/// pipeline and no churn, and the tests that cover it name it themselves.
+pub const LOAD_ENGINES: &[&str] = &["events", "completion"];
+
+/// The engines of [`LOAD_ENGINES`] that can run here. One that cannot (the
+/// completion engine where io_uring is unavailable: an old kernel, or a
+/// seccomp policy) is left out, with a note, once per test process: what
+/// the machine is is not a failure ([`skip`]). Whether it can is what
+/// `stress` itself says: a usage error (exit 2) that suggests
+/// `--engine events`.
+pub fn load_engines() -> Vec<&'static str> {
+    static RUNNABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    RUNNABLE
+        .get_or_init(|| {
+            LOAD_ENGINES
+                .iter()
+                .copied()
+                .filter(|engine| {
+                    // Refused before any connect: the port is never reached.
+                    let (status, _, err) =
+                        run(&["stress", "127.0.0.1:9", "-n", "1", "--engine", engine]);
+                    let refused = status.code() == Some(2) && err.contains("--engine events");
+                    if refused {
+                        skip(&format!(
+                            "stress --engine {engine} cannot run here ({})",
+                            err.trim()
+                        ));
+                    }
+                    !refused
+                })
+                .collect()
+        })
+        .clone()
+}
+
 /// A test that cannot run here because something is missing.
 ///
 /// Without `CI` in the environment (or with it empty) this prints `note: WHY; skipped` and

@@ -33,6 +33,12 @@ pub enum Engine {
     /// it supports a pipeline of 1 and messages of at most
     /// [`THREADS_MAX_MESSAGE`] bytes.
     Threads,
+    /// Many connections per thread on a completion port (io_uring, Linux):
+    /// receives are multishot into the port's provided buffers and verified
+    /// in place, sends and receives of all the thread's connections are
+    /// submitted in one batch per wait. Where the port is unavailable the
+    /// run is refused before it starts.
+    Completion,
 }
 
 /// How long the events engine polls without blocking before it sleeps, in a closed loop.
@@ -76,6 +82,7 @@ impl Engine {
         match self {
             Engine::Events => "events",
             Engine::Threads => "threads",
+            Engine::Completion => "completion",
         }
     }
 }
@@ -87,8 +94,9 @@ impl std::str::FromStr for Engine {
         match s {
             "events" => Ok(Engine::Events),
             "threads" => Ok(Engine::Threads),
+            "completion" => Ok(Engine::Completion),
             _ => Err(format!(
-                "unknown engine '{s}'; valid engines: events, threads"
+                "unknown engine '{s}'; valid engines: events, threads, completion"
             )),
         }
     }
@@ -397,6 +405,11 @@ impl Config {
     fn check_engine(&self) -> Result<(), LoadError> {
         if self.per_connection == Some(0) {
             return bad("--per-connection 0: a connection carries at least 1 message".into());
+        }
+        if self.engine == Engine::Completion {
+            if let Err(why) = crate::completion::available() {
+                return bad(format!("{why}; use --engine events"));
+            }
         }
         if self.engine == Engine::Threads {
             if self.per_connection.is_some() {

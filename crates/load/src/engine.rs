@@ -43,7 +43,7 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
     config.validate()?;
     check_fd_limit(config)?;
     let threads = match config.engine {
-        Engine::Events => config.threads.clamp(1, config.connections),
+        Engine::Events | Engine::Completion => config.threads.clamp(1, config.connections),
         Engine::Threads => config.connections,
     };
     // The series runs for `--interval`, and for the log, which needs one.
@@ -226,6 +226,9 @@ fn spawn(config: &Config, shared: &Arc<Shared>, threads: usize) -> Result<Vec<Ha
                 .stack_size(256 * 1024)
                 .spawn(move || crate::threads::worker(&share, &config, t, ids[0])),
             Engine::Events => builder.spawn(move || crate::events::worker(&share, &config, t, ids)),
+            Engine::Completion => {
+                builder.spawn(move || crate::completion::worker(&share, &config, t, ids))
+            }
         };
         match spawned {
             Ok(h) => handles.push(h),

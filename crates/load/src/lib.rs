@@ -12,7 +12,10 @@
 //! a fixed schedule, with latency also measured from when each message was
 //! due, which corrects coordinated omission). A warm-up is excluded from
 //! every figure. A blocking thread-per-connection engine is kept as the
-//! baseline that the event-driven one is measured against.
+//! baseline that the event-driven one is measured against. A second
+//! many-connection engine drives the same connections on ringport's own
+//! completion port (io_uring, Linux: [`Engine::Completion`]); both share one
+//! connection protocol (`exchange.rs`).
 //!
 //! Several generators combine through HdrHistogram's standard interval log
 //! ([`hdrlog`]: each run writes one, starting at an agreed wall-clock time)
@@ -29,9 +32,12 @@
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod capacity;
+mod completion;
 mod config;
+mod cursor;
 mod engine;
 mod events;
+mod exchange;
 pub mod hdrlog;
 mod interrupt;
 pub mod merge;

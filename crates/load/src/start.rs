@@ -1,13 +1,16 @@
 //! The start line the load threads share, and what each hands back.
 //!
-//! The engine spawns the threads; each one (`events` or `threads`) opens its
-//! connections, arrives at the [`Gate`], gets the common clock from
-//! [`Shared::start`], runs, and returns a [`WorkerOut`]. Both sides use
-//! this module, and neither uses the other.
+//! The engine spawns the threads; each one (`events`, `completion` or
+//! `threads`) opens its connections, arrives at the [`Gate`], gets the
+//! common clock from [`Shared::start`], runs, and returns a [`WorkerOut`];
+//! the many-connection engines do all but the first through [`drive`].
+//! Both sides use this module, and neither uses the other.
 
 use crate::config::{Config, StopWhen};
+use crate::exchange::Tally;
 use crate::schedule::{Clock, Schedule, Workload};
-use crate::stats::{Series, Totals};
+use crate::stats::{Recorder, Series, Totals};
+use crate::LoadError;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
@@ -91,6 +94,45 @@ impl Shared {
         let t0 = *self.t0.get_or_init(Instant::now);
         Some(workload(config, t0))
     }
+}
+
+/// A many-connection engine's thread (events, completion), as the part
+/// of its life that both share sees it.
+pub(crate) trait Driving {
+    /// The thread's books.
+    fn tally(&mut self) -> &mut Tally;
+    /// Drive connections `ids` until each one is done or failed.
+    fn run(&mut self, w: &Workload, ids: &[u64]) -> Result<(), LoadError>;
+    /// Close the books: each connection still held counts its messages.
+    fn close_books(self) -> Recorder;
+}
+
+/// The life of a many-connection engine's thread after `setup` (its
+/// connect phase): arrive at the start line even after a failure, or the
+/// others would wait for ever; run; hand over what it measured.
+pub(crate) fn drive<D: Driving>(
+    shared: &Shared,
+    config: &Config,
+    thread: usize,
+    ids: &[u64],
+    setup: Result<D, LoadError>,
+) -> Result<WorkerOut, LoadError> {
+    let Some(w) = shared.start(config) else {
+        return Err(LoadError::Config("the run was abandoned".into()));
+    };
+    let mut d = setup?;
+    d.tally()
+        .rec
+        .start_series(shared.series.as_ref(), thread, w.clock.measure_start);
+    d.run(&w, ids)?;
+    d.tally().rec.finish();
+    let rec = d.close_books();
+    Ok(WorkerOut {
+        finished: rec.done_at.unwrap_or_else(Instant::now),
+        totals: rec.totals,
+        raw: rec.raw,
+        corrected: rec.corrected,
+    })
 }
 
 pub(crate) fn workload(config: &Config, t0: Instant) -> Workload {

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::net;
 use crate::outcome::ErrorKind;
 use crate::payload::Payload;
-use crate::schedule::{Next, Workload};
+use crate::schedule::Workload;
 use crate::stats::Ending;
 use crate::LoadError;
 use mio::net::TcpStream;
@@ -80,9 +80,9 @@ impl Driver<'_> {
                 last_sweep = now;
                 pending -= self.connects_timed_out(now);
             }
-            self.rec.tick(now);
+            self.tally.rec.tick(now);
         }
-        self.rec.tick(Instant::now());
+        self.tally.rec.tick(Instant::now());
         Ok(())
     }
 
@@ -111,7 +111,7 @@ impl Driver<'_> {
             Err(e) => {
                 tracing::debug!("connect to {} failed: {e}", config.addr);
                 self.conns.push(None);
-                self.rec.error(ErrorKind::ConnectFailed);
+                self.tally.rec.error(ErrorKind::ConnectFailed);
                 Ok(false)
             }
         }
@@ -132,12 +132,12 @@ impl Driver<'_> {
             match conn.connected() {
                 Ok(false) => continue,
                 Ok(true) => {
-                    self.live += 1;
-                    self.rec.opened();
+                    self.tally.live += 1;
+                    self.tally.rec.opened();
                 }
                 Err(e) => {
                     tracing::debug!("connect to {} failed: {e}", self.config.addr);
-                    self.rec.error(ErrorKind::ConnectFailed);
+                    self.tally.rec.error(ErrorKind::ConnectFailed);
                     let mut conn = slot.take().expect("checked above");
                     let _ = self.poll.registry().deregister(&mut conn.stream);
                 }
@@ -160,7 +160,7 @@ impl Driver<'_> {
             if timed_out {
                 let mut conn = slot.take().expect("checked above");
                 let _ = self.poll.registry().deregister(&mut conn.stream);
-                self.rec.error(ErrorKind::ConnectFailed);
+                self.tally.rec.error(ErrorKind::ConnectFailed);
                 failed += 1;
             }
         }
@@ -174,17 +174,10 @@ impl Driver<'_> {
         let Some(conn) = self.conns[k].as_mut() else {
             return;
         };
-        if w.clock.end.is_some_and(|e| now >= e) || w.interrupt.is_triggered() {
-            // The window closed (or the run was interrupted) during the
-            // check: the slot is done, and a new connection would carry nothing.
-            if let Next::Finished { unsent } = conn.plan.next(w, now) {
-                self.rec.unsent(unsent);
-            }
-            self.rec.exchange_done(w.exchange_end(conn.last_verified));
-            self.finish(k, Outcome::Completed(ending));
+        if let Some(outcome) = self.tally.cycle(&mut conn.ex, w, ending, now) {
+            self.finish(k, outcome);
             return;
         }
-        self.rec.cycled(ending, now >= w.clock.measure_start);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         // A poller that refuses it fails the slot like a refused connect.
         let opened = connect_registered(config, self.poll.registry(), conn.id, Token(k))

@@ -24,13 +24,13 @@ mod echo;
 mod open_loop;
 
 use crate::config::Config;
-use crate::outcome::ErrorKind;
+use crate::exchange::{Sweep, Tally};
 use crate::payload::Messages;
 use crate::schedule::Workload;
-use crate::start::{Shared, WorkerOut};
-use crate::stats::{Ending, Recorder};
+use crate::start::{Driving, Shared, WorkerOut};
+use crate::stats::Recorder;
 use crate::LoadError;
-use conn::{Conn, Outcome, Reading, State};
+use conn::{Conn, Outcome, Reading};
 use mio::{Events, Poll};
 use open_loop::{OpenLoop, TIMER};
 use std::io;
@@ -45,13 +45,8 @@ struct Driver<'a> {
     config: &'a Config,
     poll: Poll,
     conns: Vec<Option<Conn>>,
-    /// Measured messages verified by each of `conns`, noted when it is
-    /// removed (a slot that never opened stays 0).
-    counts: Vec<u64>,
-    live: usize,
-    /// Connections open and not yet done with their messages.
-    exchanging: usize,
-    rec: Recorder,
+    /// The books over `conns`.
+    tally: Tally,
     scratch: Vec<u8>,
     /// The payload, its block made once for the thread's connections.
     messages: Arc<Messages>,
@@ -76,10 +71,7 @@ pub(crate) fn worker(
                 config,
                 poll,
                 conns: Vec::with_capacity(ids.len()),
-                counts: vec![0; ids.len()],
-                live: 0,
-                exchanging: 0,
-                rec,
+                tally: Tally::new(rec, ids.len()),
                 // Written, not just allocated: calloc's pages are first touched by the
                 // first read otherwise, inside the measured window.
                 scratch: vec![1u8; echo::READ_CHUNK],
@@ -88,29 +80,23 @@ pub(crate) fn worker(
             d.connect_all(&ids, threads)?;
             Ok(d)
         });
-    // Arrive at the start line even after a failure, or the others would wait for ever.
-    let Some(w) = shared.start(config) else {
-        return Err(LoadError::Config("the run was abandoned".into()));
-    };
-    let mut d = setup?;
-    d.rec
-        .start_series(shared.series.as_ref(), thread, w.clock.measure_start);
-    d.run(&w, &ids)?;
-    d.rec.finish();
-    // Every connection is done by now; any left would be counted all the same.
-    for (k, conn) in d.conns.iter().enumerate() {
-        if let (Some(c), Some(n)) = (conn, d.counts.get_mut(k)) {
-            *n = c.measured_verified;
-        }
+    crate::start::drive(shared, config, thread, &ids, setup)
+}
+
+impl Driving for Driver<'_> {
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
     }
-    d.rec.totals.per_connection = d.counts;
-    let rec = d.rec;
-    Ok(WorkerOut {
-        finished: rec.done_at.unwrap_or_else(Instant::now),
-        totals: rec.totals,
-        raw: rec.raw,
-        corrected: rec.corrected,
-    })
+
+    fn run(&mut self, w: &Workload, ids: &[u64]) -> Result<(), LoadError> {
+        Driver::run(self, w, ids)
+    }
+
+    fn close_books(self) -> Recorder {
+        let left = self.conns.iter().enumerate();
+        self.tally
+            .close_books(left.filter_map(|(k, c)| c.as_ref().map(|c| (k, &c.ex))))
+    }
 }
 
 impl Driver<'_> {
@@ -120,16 +106,16 @@ impl Driver<'_> {
         let mut open = w
             .schedule
             .map(|s| OpenLoop::new(s, ids.len(), self.poll.registry()));
-        self.exchanging = self.live;
-        if self.exchanging == 0 {
-            self.rec.end_series();
+        self.tally.exchanging = self.tally.live;
+        if self.tally.exchanging == 0 {
+            self.tally.rec.end_series();
         }
         // No readiness edge will come for an idle, open connection: start each one.
         for k in 0..self.conns.len() {
             self.drive(k, w, Instant::now(), Reading::Drain);
         }
         let mut last_sweep = Instant::now();
-        while self.live > 0 {
+        while self.tally.live > 0 {
             let now = Instant::now();
             let mut wait = SWEEP.saturating_sub(now.duration_since(last_sweep));
             if let Some(o) = open.as_mut() {
@@ -150,7 +136,7 @@ impl Driver<'_> {
                 last_sweep = now;
                 self.sweep(w, now);
             }
-            self.rec.tick(now);
+            self.tally.rec.tick(now);
         }
         Ok(())
     }
@@ -211,35 +197,11 @@ impl Driver<'_> {
             let Some(conn) = self.conns[k].as_ref() else {
                 continue;
             };
-            match conn.state {
-                State::Closing { since, reopen } => {
-                    if now.duration_since(since) >= self.config.close_grace {
-                        let outcome = if reopen {
-                            Outcome::Replace(Ending::NotSeen)
-                        } else {
-                            Outcome::Completed(Ending::NotSeen)
-                        };
-                        self.settle(k, w, outcome, now);
-                    }
-                    continue;
-                }
-                // A replacement connect that takes too long.
-                State::Connecting { since } => {
-                    if now.duration_since(since) > self.config.timeout {
-                        self.finish(k, Outcome::Failed(ErrorKind::ConnectFailed));
-                    }
-                    continue;
-                }
-                State::Exchanging { .. } => {}
-            }
-            let overdue = conn
-                .in_flight
-                .front()
-                .is_some_and(|m| now.duration_since(m.queued) > self.config.timeout);
-            if overdue {
-                self.finish(k, Outcome::Failed(ErrorKind::Timeout));
-            } else if ended && conn.in_flight.is_empty() {
-                self.drive(k, w, now, Reading::Skip);
+            match conn.ex.sweep(self.config, now, ended) {
+                Sweep::Nothing => {}
+                Sweep::Settle(outcome) => self.settle(k, w, outcome, now),
+                Sweep::Fail(kind) => self.finish(k, Outcome::Failed(kind)),
+                Sweep::Nudge => self.drive(k, w, now, Reading::Skip),
             }
         }
     }
@@ -277,13 +239,13 @@ impl Driver<'_> {
             conn,
             self.config,
             w,
-            &mut self.rec,
+            &mut self.tally.rec,
             &mut self.scratch,
             (now, plan_at),
             reading,
         );
         if was_exchanging && !conn.state.exchanging() {
-            self.exchange_ended();
+            self.tally.exchange_ended();
         }
         self.settle(k, w, outcome, now);
     }
@@ -297,16 +259,6 @@ impl Driver<'_> {
         }
     }
 
-    /// One fewer connection is still exchanging messages; when none is,
-    /// this thread's series ends: the close checks that may follow are not
-    /// part of the measured run.
-    fn exchange_ended(&mut self) {
-        self.exchanging = self.exchanging.saturating_sub(1);
-        if self.exchanging == 0 {
-            self.rec.end_series();
-        }
-    }
-
     /// Remove a completed or failed connection.
     fn finish(&mut self, k: usize, outcome: Outcome) {
         if matches!(outcome, Outcome::Continue) {
@@ -315,30 +267,7 @@ impl Driver<'_> {
         let Some(mut conn) = self.conns[k].take() else {
             return;
         };
-        if let Some(n) = self.counts.get_mut(k) {
-            *n = conn.measured_verified;
-        }
-        let exchanging = conn.state.exchanging();
-        if exchanging {
-            self.exchange_ended();
-        }
-        // A replacement whose connect never completed was never counted open.
-        let established = !matches!(conn.state, State::Connecting { .. });
-        match outcome {
-            Outcome::Continue | Outcome::Replace(_) => unreachable!("settled before"),
-            Outcome::Completed(ending) => self.rec.completed(ending),
-            Outcome::Failed(kind) => {
-                tracing::debug!("connection {}: {}", conn.id + 1, kind.name());
-                self.rec.error(kind);
-                if exchanging {
-                    self.rec.exchange_done(Instant::now());
-                }
-            }
-        }
+        self.tally.removed(k, &conn.ex, outcome);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.live -= 1;
-        if established {
-            self.rec.closed();
-        }
     }
 }
