@@ -111,9 +111,13 @@ pub fn measure_all(
                             .iter()
                             .any(|(r, pct)| *r == f && *pct >= LOAD_BOUND_PCT)
                     }),
-                    note: found
-                        .interrupted
-                        .then(|| "the search was interrupted".to_string()),
+                    note: if found.interrupted {
+                        Some("the search was interrupted".to_string())
+                    } else if found.nothing_echoed {
+                        Some(found.summary())
+                    } else {
+                        None
+                    },
                     steps: found.steps,
                 },
                 Err(BenchError::Server { why, .. }) => CapacityRow {

@@ -241,11 +241,21 @@ pub struct Capacity {
     /// percentile: the bound is under the server's latency at light load,
     /// so lower rates were not tried.
     pub below_floor: bool,
+    /// A step failed without a single verified echo (the server refused,
+    /// reset or never answered): no rate will help, so the search stopped.
+    pub nothing_echoed: bool,
 }
 
 impl Capacity {
     /// The result in one sentence.
     pub fn summary(&self) -> String {
+        if let (true, Some(f)) = (self.nothing_echoed, self.first_fail) {
+            return format!(
+                "capacity at {}: not found: at {} msgs/s not a single echo came back (the server refused, reset or never answered), so the search stopped",
+                self.objective,
+                crate::report::grouped(f)
+            );
+        }
         match (self.last_pass, self.first_fail) {
             (Some(p), Some(f)) => format!(
                 "capacity at {}: {} msgs/s holds, {} msgs/s does not (within {:.2}×)",
@@ -327,6 +337,7 @@ pub fn search(
         ratio: None,
         interrupted: false,
         below_floor: false,
+        nothing_echoed: false,
     };
     let (lo_limit, hi_limit) = RATE_RANGE;
     let mut rate = plan.start.clamp(lo_limit, hi_limit);
@@ -355,6 +366,11 @@ pub fn search(
             short: tail < TAIL_SAMPLES,
             over_bound: matches!(verdict, Err(Broken::OverBound { .. })),
         });
+        if verdict.is_err() && report.messages_verified == 0 {
+            cap.first_fail = Some(cap.first_fail.map_or(rate, |f: f64| f.min(rate)));
+            cap.nothing_echoed = true;
+            break;
+        }
         match verdict {
             Ok(_) => cap.last_pass = Some(cap.last_pass.map_or(rate, |p: f64| p.max(rate))),
             Err(_) => cap.first_fail = Some(cap.first_fail.map_or(rate, |f: f64| f.min(rate))),
@@ -426,6 +442,7 @@ mod tests {
         };
         let mut r = crate::report::tests::report(true);
         r.connections_completed = r.connections;
+        (r.messages_sent, r.messages_verified) = (1000, 1000);
         r.msgs_per_sec = rate.min(capacity);
         r.latency_corrected_us = Some(Latency {
             count: 100_000,
@@ -490,6 +507,30 @@ mod tests {
             "{over:?}"
         );
         assert_eq!(over.to_string(), "p99 was 905000 µs, over 1000 µs");
+    }
+
+    #[test]
+    fn a_server_that_echoes_nothing_ends_the_search_at_once() {
+        let plan = Plan {
+            start: 1000.0,
+            precision: 1.1,
+            min_step: Duration::from_secs(1),
+            max_step: Duration::from_secs(1),
+        };
+        let dead = |_rate: f64| {
+            let mut r = crate::report::tests::report(true);
+            r.connections_failed = r.connections;
+            r.messages_verified = 0;
+            r
+        };
+        let cap = search(&plan, &objective("p99<=1ms"), |rate, _| Ok(dead(rate))).unwrap();
+        assert_eq!(cap.steps.len(), 1);
+        assert!(cap.nothing_echoed);
+        assert!(
+            cap.summary().contains("not a single echo came back"),
+            "{}",
+            cap.summary()
+        );
     }
 
     #[test]
