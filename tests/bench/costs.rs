@@ -8,7 +8,7 @@ use super::{bench, out_dir, results, row_of};
 const COST_KEYS: [&str; 3] = [
     "server_voluntary_switches_per_msg",
     "server_involuntary_switches_per_msg",
-    "server_syscalls_per_msg",
+    "server_rw_calls_per_msg",
 ];
 
 #[test]
@@ -42,7 +42,7 @@ fn a_bench_reports_switches_and_calls_per_message_with_their_doubts() {
                 assert!(v.is_null(), "{model}.{k} is not measured here: {row:#}");
             }
         }
-        for k in ["switches_lower_bound_reps", "syscalls_lower_bound_reps"] {
+        for k in ["switches_lower_bound_reps", "rw_calls_lower_bound_reps"] {
             assert!(
                 row[k].as_u64().is_some_and(|n| n <= 1),
                 "{model}.{k}: {row:#}"

@@ -122,7 +122,7 @@ figures! {
     /// The server's read/write-family system calls per message: `read`,
     /// `write` and their kin only, not `recv`/`send`, `epoll_wait`,
     /// `accept` or `io_uring_enter`, nor an io_uring's operations.
-    ServerSyscalls = "server_syscalls_per_msg", Real, |s| s.server_syscalls_per_msg;
+    ServerRwCalls = "server_rw_calls_per_msg", Real, |s| s.server_rw_calls_per_msg;
 }
 
 impl Figure {
@@ -145,13 +145,13 @@ impl Figure {
     /// first follows `per_connection`; the second (the cost breakdown)
     /// follows `slow_starts` in the CSV and `starved_reps` in the JSON, and
     /// is followed by its doubt counts, `switches_lower_bound_reps` and
-    /// `syscalls_lower_bound_reps`.
+    /// `rw_calls_lower_bound_reps`.
     pub const APPENDED: [&'static [Figure]; 2] = [
         &[Figure::ConnsPerSec, Figure::ServerCpuPerConn],
         &[
             Figure::ServerVoluntarySwitches,
             Figure::ServerInvoluntarySwitches,
-            Figure::ServerSyscalls,
+            Figure::ServerRwCalls,
         ],
     ];
 

@@ -57,10 +57,10 @@ pub struct Sample {
     /// not `recv`/`send` and kin, `epoll_wait`, `accept`, `io_uring_enter`,
     /// nor what an io_uring submits) per message; `None` where the server's
     /// `/proc/PID/io` cannot be read (another user's process).
-    pub server_syscalls_per_msg: Option<f64>,
+    pub server_rw_calls_per_msg: Option<f64>,
     /// A process of the server's tree ended in the window, so its calls
     /// since the start are lost: the figure is a lower bound.
-    pub syscalls_lower_bound: bool,
+    pub rw_calls_lower_bound: bool,
     /// Churn: connections carried, closed and replaced per second.
     pub connections_per_sec: Option<f64>,
     /// Churn: server CPU microseconds (user + system) per connection
@@ -352,8 +352,8 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         sample.server_voluntary_switches_per_msg = per_msg(a.switches.voluntary);
         sample.server_involuntary_switches_per_msg = per_msg(a.switches.involuntary);
         sample.switches_lower_bound = a.switches_lower_bound;
-        sample.server_syscalls_per_msg = a.calls.and_then(per_msg);
-        sample.syscalls_lower_bound = a.calls_lower_bound;
+        sample.server_rw_calls_per_msg = a.calls.and_then(per_msg);
+        sample.rw_calls_lower_bound = a.calls_lower_bound;
     }
     sample.server_peak_rss_kib = server_peak_rss_kib;
     sample.errors = report.errors + warm_errors;

@@ -86,7 +86,7 @@ pub struct Row {
     /// Repetitions in which a process of the server's tree ended, so that
     /// its read/write call figure is a lower bound (and its CPU figures,
     /// summed over the processes alive at both readings, too).
-    pub syscalls_lower_bound_reps: usize,
+    pub rw_calls_lower_bound_reps: usize,
     /// The server handles one client at a time; the others wait their turn.
     pub serialized: bool,
     /// Repetitions that produced figures.
@@ -237,7 +237,7 @@ impl Serialize for Row {
             m.serialize_entry(f.key(), &median(*f))?;
         }
         m.serialize_entry("switches_lower_bound_reps", &self.switches_lower_bound_reps)?;
-        m.serialize_entry("syscalls_lower_bound_reps", &self.syscalls_lower_bound_reps)?;
+        m.serialize_entry("rw_calls_lower_bound_reps", &self.rw_calls_lower_bound_reps)?;
         m.end()
     }
 }
@@ -363,9 +363,9 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             .iter()
             .filter(|s| s.switches_lower_bound && s.server_voluntary_switches_per_msg.is_some())
             .count(),
-        syscalls_lower_bound_reps: samples
+        rw_calls_lower_bound_reps: samples
             .iter()
-            .filter(|s| s.syscalls_lower_bound && s.server_syscalls_per_msg.is_some())
+            .filter(|s| s.rw_calls_lower_bound && s.server_rw_calls_per_msg.is_some())
             .count(),
         serialized: target.serialized(),
         reps,

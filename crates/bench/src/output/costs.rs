@@ -34,7 +34,7 @@ pub const COST_COLUMNS: [Column; 8] = [
     Column {
         title: "user µs/msg",
         align: Align::Right,
-        meaning: "the server's user-mode CPU per message (server_user_s_per_million: seconds per million messages are µs per message), over the processes of its tree alive at both ends of the window; marked ≥ where one ended inside it (syscalls_lower_bound_reps)",
+        meaning: "the server's user-mode CPU per message (server_user_s_per_million: seconds per million messages are µs per message), over the processes of its tree alive at both ends of the window; marked ≥ where one ended inside it (rw_calls_lower_bound_reps)",
         csv: &["server_user_s_per_million"],
     },
     Column {
@@ -65,7 +65,7 @@ pub const COST_COLUMNS: [Column; 8] = [
         title: "read/write calls/msg",
         align: Align::Right,
         meaning: CALLS_MEANING,
-        csv: &["server_syscalls_per_msg", "syscalls_lower_bound_reps"],
+        csv: &["server_rw_calls_per_msg", "rw_calls_lower_bound_reps"],
     },
 ];
 
@@ -116,7 +116,7 @@ fn cost_cells(r: &Row, marks: &mut Used) -> Vec<String> {
     let switches_low = r.switches_lower_bound_reps > 0;
     // A process of the tree that ended took its CPU time along too: the
     // tree's CPU is summed over the processes alive at each reading.
-    let process_ended = r.syscalls_lower_bound_reps > 0;
+    let process_ended = r.rw_calls_lower_bound_reps > 0;
     let cells = [
         r.model.clone(),
         r.connections.to_string(),
@@ -132,7 +132,7 @@ fn cost_cells(r: &Row, marks: &mut Used) -> Vec<String> {
             switches_low,
             per_msg_text,
         ),
-        cell(Figure::ServerSyscalls, process_ended, per_msg_text),
+        cell(Figure::ServerRwCalls, process_ended, per_msg_text),
     ];
     cells.to_vec()
 }
@@ -161,7 +161,7 @@ mod tests {
         threaded
             .figure_mut(Figure::ServerInvoluntarySwitches)
             .median = Some(0.04);
-        threaded.figure_mut(Figure::ServerSyscalls).median = Some(1.0);
+        threaded.figure_mut(Figure::ServerRwCalls).median = Some(1.0);
         threaded.switches_lower_bound_reps = 1;
         let mut epoll = row("epoll", 64, Some(2000.0));
         epoll.figure_mut(Figure::ServerVoluntarySwitches).median = Some(0.1);
@@ -196,8 +196,8 @@ mod tests {
         assert_eq!(t.footnotes.len(), 3, "≥, n/a and —: {:?}", t.footnotes);
         // A process of the tree that ended: its calls and CPU are lost.
         let mut forking = row("socat", 64, Some(1000.0));
-        forking.figure_mut(Figure::ServerSyscalls).median = Some(6.0);
-        forking.syscalls_lower_bound_reps = 1;
+        forking.figure_mut(Figure::ServerRwCalls).median = Some(6.0);
+        forking.rw_calls_lower_bound_reps = 1;
         let t = cost_table(&results(vec![forking], &["socat"]));
         assert_eq!(t.rows[0].0[3..5], ["**≥** 0.50", "**≥** 3.00"]);
         assert_eq!(t.rows[0].0[7], "**≥** 6.00");

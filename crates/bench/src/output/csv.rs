@@ -106,8 +106,8 @@ fn csv_columns(r: &Row) -> Vec<(String, String)> {
             r.switches_lower_bound_reps.to_string(),
         ),
         (
-            "syscalls_lower_bound_reps".into(),
-            r.syscalls_lower_bound_reps.to_string(),
+            "rw_calls_lower_bound_reps".into(),
+            r.rw_calls_lower_bound_reps.to_string(),
         ),
     ]);
     c
@@ -207,9 +207,9 @@ per_connection_rate_jain starved_reps";
         let new = [
             "server_voluntary_switches_per_msg",
             "server_involuntary_switches_per_msg",
-            "server_syscalls_per_msg",
+            "server_rw_calls_per_msg",
             "switches_lower_bound_reps",
-            "syscalls_lower_bound_reps",
+            "rw_calls_lower_bound_reps",
         ];
         assert!(
             csv_header().ends_with(&format!(",slow_starts,{}", new.join(","))),
@@ -228,7 +228,7 @@ per_connection_rate_jain starved_reps";
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["server_voluntary_switches_per_msg"], 1.5);
         assert_eq!(v["switches_lower_bound_reps"], 2);
-        assert!(v["server_syscalls_per_msg"].is_null());
+        assert!(v["server_rw_calls_per_msg"].is_null());
         let line = to_csv(&[r]);
         assert!(
             line.lines().nth(1).unwrap().ends_with(",1.500,,,2,0"),

@@ -62,8 +62,8 @@ fn switches(r: &Row) -> Option<(f64, bool)> {
 }
 
 fn calls(r: &Row) -> Option<(f64, bool)> {
-    let v = r.median(Figure::ServerSyscalls)?;
-    Some((v, r.syscalls_lower_bound_reps > 0))
+    let v = r.median(Figure::ServerRwCalls)?;
+    Some((v, r.rw_calls_lower_bound_reps > 0))
 }
 
 /// `1.92`, or `at least 1.92` for a lower bound.
@@ -131,7 +131,7 @@ fn calls_rule(rows: &[&Row]) -> Option<String> {
         "its I/O does not go through those calls"
     };
     Some(format!(
-        "At {}, {} made {} read/write calls per message where the next fewest, {}, made {} (server_syscalls_per_msg, at least {FACTOR:.0}×; {CALLS_COUNTED}): {how}.",
+        "At {}, {} made {} read/write calls per message where the next fewest, {}, made {} (server_rw_calls_per_msg, at least {FACTOR:.0}×; {CALLS_COUNTED}): {how}.",
         cell_name(few_row),
         few_row.model,
         per_msg_text(few),
@@ -230,7 +230,7 @@ mod tests {
         let mut r = row(model, conns, Some(1000.0));
         r.reps = 3;
         r.figure_mut(Figure::ServerVoluntarySwitches).median = switches;
-        r.figure_mut(Figure::ServerSyscalls).median = calls;
+        r.figure_mut(Figure::ServerRwCalls).median = calls;
         r
     }
 
@@ -301,7 +301,7 @@ mod tests {
             costs("completion", 64, None, Some(0.02)),
         ]);
         assert!(
-            w.contains("At 64 connections × 64 B, completion made 0.020 read/write calls per message where the next fewest, epoll, made 1.00 (server_syscalls_per_msg, at least 2×; read/write-family calls only")
+            w.contains("At 64 connections × 64 B, completion made 0.020 read/write calls per message where the next fewest, epoll, made 1.00 (server_rw_calls_per_msg, at least 2×; read/write-family calls only")
                 && w.contains("io_uring_enter")
                 && w.ends_with("its I/O goes through the io_uring ring, whose operations that count does not see."),
             "{w}"
@@ -323,7 +323,7 @@ mod tests {
         );
         // The fewest must be exact.
         let mut low = costs("completion", 64, None, Some(0.0));
-        low.syscalls_lower_bound_reps = 1;
+        low.rw_calls_lower_bound_reps = 1;
         assert_eq!(why_of(vec![costs("epoll", 64, None, Some(1.0)), low]), "");
     }
 
