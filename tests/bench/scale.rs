@@ -1,6 +1,7 @@
 //! `bench --scale-cpus`: counts no machine can run exit 2 naming why;
 //! counts it can run each get a bench of their own beside the scaling files.
 
+#[cfg(target_os = "linux")]
 use super::{bench, out_dir};
 use crate::util::run;
 
