@@ -15,6 +15,7 @@ use crate::server::{Running, Stopped};
 use crate::{sys, BenchError, Plan};
 use ringport_load::{Config, Payload, StopWhen};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What one run measured. Figures the OS cannot provide are `None`.
@@ -295,13 +296,23 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     let mut measured = load_config(plan, target, cell, server.addr, plan.duration);
     let interval = plan.duration / STEADY_INTERVALS;
     measured.interval = (interval >= STEADY_MIN_INTERVAL).then_some(interval);
+    let readings = Arc::new(Mutex::new(Vec::new()));
+    measured.on_interval = Some(interval_readings(pid, readings.clone()));
+    settle_threads(pid);
     let activity_before = sys::tree_activity(pid);
     let before = Counters::read(pid, &server_cpus, &pinned, capped);
     let report = ringport_load::run(&measured).map_err(load_err)?;
     let after = Counters::read(pid, &server_cpus, &pinned, capped);
-    let activity = activity_before
-        .zip(sys::tree_activity(pid))
-        .map(|(before, after)| after.since(&before));
+    let readings = std::mem::take(&mut *readings.lock().unwrap_or_else(|p| p.into_inner()));
+    let activity = activity_before.and_then(|before| {
+        let whole = sys::tree_activity(pid)?.since(&before);
+        Some(switches_while_open(
+            whole,
+            report.messages_verified,
+            &before,
+            &readings,
+        ))
+    });
     let server_peak_rss_kib = sys::tree_peak_rss_kib(pid);
 
     let mut notes = Vec::new();
@@ -344,15 +355,12 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .map_or(plan.cpus.load_threads, |c| c.len())
         .max(1);
     let mut sample = figures(&report, &before, &after, client_cpus_n, pinned.len());
-    if let Some(a) = activity {
-        let per_msg = |n: u64| {
-            let messages = report.messages_verified;
-            (messages > 0).then(|| n as f64 / messages as f64)
-        };
-        sample.server_voluntary_switches_per_msg = per_msg(a.switches.voluntary);
-        sample.server_involuntary_switches_per_msg = per_msg(a.switches.involuntary);
+    if let Some((a, switch_messages)) = activity {
+        let per = |n: u64, messages: u64| (messages > 0).then(|| n as f64 / messages as f64);
+        sample.server_voluntary_switches_per_msg = per(a.switches.voluntary, switch_messages);
+        sample.server_involuntary_switches_per_msg = per(a.switches.involuntary, switch_messages);
         sample.switches_lower_bound = a.switches_lower_bound;
-        sample.server_rw_calls_per_msg = a.calls.and_then(per_msg);
+        sample.server_rw_calls_per_msg = a.calls.and_then(|n| per(n, report.messages_verified));
         sample.rw_calls_lower_bound = a.calls_lower_bound;
     }
     sample.server_peak_rss_kib = server_peak_rss_kib;
@@ -364,6 +372,71 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
         .and_then(|i| slow_start(&report.series, i, report.latency_us.p50));
     sample.note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(sample)
+}
+
+/// The warm-up's connections are closed, but a server with a thread per
+/// connection may still be ending their threads: wait, at most a second,
+/// until its thread count stops falling, so that none of them ends inside
+/// the measured window and takes its context switches with it.
+fn settle_threads(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut last = sys::thread_count(pid);
+    while last.is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = sys::thread_count(pid);
+        if now >= last {
+            break;
+        }
+        last = now;
+    }
+}
+
+/// The server tree's activity at the end of each complete interval of the
+/// measured load, with the messages verified by then.
+type Readings = Arc<Mutex<Vec<(u64, Option<sys::TreeActivity>)>>>;
+
+/// A sink that reads the server tree's activity at the end of each
+/// interval, while the connections are still open.
+fn interval_readings(pid: u32, readings: Readings) -> ringport_load::IntervalSink {
+    ringport_load::IntervalSink(Arc::new(move |stat| {
+        let mut r = readings.lock().unwrap_or_else(|p| p.into_inner());
+        let messages = r.last().map_or(0, |(m, _)| *m) + stat.messages;
+        r.push((messages, sys::tree_activity(pid)));
+    }))
+}
+
+/// The context switches to report, and the messages they are per. The
+/// kernel keeps an ended thread's switches only for `getrusage`, so over
+/// the whole window a server with a thread per connection (threaded) loses
+/// them all when the load closes its connections. When it did, the latest
+/// reading taken at an interval's end that lost no thread stands instead,
+/// per the messages verified by then: the connections were open, so their
+/// threads were alive. Without such a reading the whole window's figure
+/// stays, marked a lower bound.
+fn switches_while_open(
+    whole: sys::Activity,
+    messages: u64,
+    before: &sys::TreeActivity,
+    readings: &[(u64, Option<sys::TreeActivity>)],
+) -> (sys::Activity, u64) {
+    if !whole.switches_lower_bound {
+        return (whole, messages);
+    }
+    let open = readings.iter().rev().find_map(|(m, reading)| {
+        let a = reading.as_ref()?.since(before);
+        (*m > 0 && !a.switches_lower_bound).then_some((a.switches, *m))
+    });
+    match open {
+        Some((switches, m)) => (
+            sys::Activity {
+                switches,
+                switches_lower_bound: false,
+                ..whole
+            },
+            m,
+        ),
+        None => (whole, messages),
+    }
 }
 
 /// What one measured load comes to, from its report and the counters
@@ -434,6 +507,58 @@ fn figures(
 
 #[cfg(test)]
 mod tests {
+    use super::switches_while_open;
+    use crate::sys::{Activity, Switches, TreeActivity};
+
+    #[test]
+    fn switches_lost_at_the_close_come_from_a_reading_while_open() {
+        let thread = |tid: u32, voluntary: u64| {
+            (
+                (1, tid),
+                Switches {
+                    voluntary,
+                    involuntary: 0,
+                },
+            )
+        };
+        let before = TreeActivity {
+            threads: [thread(1, 5)].into(),
+            ..TreeActivity::default()
+        };
+        // A thread per connection, alive at the interval's end: 800 switches
+        // over 750 messages.
+        let open = TreeActivity {
+            threads: [thread(1, 5), thread(2, 400), thread(3, 400)].into(),
+            ..TreeActivity::default()
+        };
+        let lost = Activity {
+            switches: Switches {
+                voluntary: 3,
+                involuntary: 0,
+            },
+            switches_lower_bound: true,
+            ..Activity::default()
+        };
+        let readings = [(0, None), (750, Some(open))];
+        let (a, messages) = switches_while_open(lost.clone(), 1000, &before, &readings);
+        assert_eq!(
+            (a.switches.voluntary, messages, a.switches_lower_bound),
+            (800, 750, false)
+        );
+        // No reading lost nothing: the whole window's figure stays, doubtful.
+        let (a, messages) = switches_while_open(lost.clone(), 1000, &before, &[]);
+        assert_eq!(
+            (a.switches.voluntary, messages, a.switches_lower_bound),
+            (3, 1000, true)
+        );
+        // Nothing was lost: the whole window stands.
+        let whole = Activity {
+            switches_lower_bound: false,
+            ..lost
+        };
+        assert_eq!(switches_while_open(whole, 1000, &before, &readings).1, 1000);
+    }
+
     use super::*;
     use ringport_load::IntervalStat;
 

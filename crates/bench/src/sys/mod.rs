@@ -211,6 +211,12 @@ pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
     imp::tree_peak_rss_kib(pid)
 }
 
+/// How many threads process `pid` has now (`Threads:` of its status);
+/// `None` where it cannot be read, or off Linux.
+pub fn thread_count(pid: u32) -> Option<u64> {
+    imp::thread_count(pid)
+}
+
 /// What the threads of a process tree had done at one instant: each live
 /// thread's context switches, and each process's read/write-family calls
 /// and the CPU time of its threads that have exited. Two readings,
@@ -371,7 +377,7 @@ mod imp {
     pub use super::pin::{allowed_cpus, pin_current_thread, prepare_child};
     pub use super::proc::{
         cpu_model, cpus_ticks, kernel, memory_kib, process_cpu_seconds, returns_free_memory,
-        tree_activity, tree_cpu_split, tree_peak_rss_kib,
+        thread_count, tree_activity, tree_cpu_split, tree_peak_rss_kib,
     };
     pub use super::signals::{kill, self_cpu_seconds, terminate, terminate_pid};
 }

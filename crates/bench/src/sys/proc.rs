@@ -219,6 +219,16 @@ fn group_cpu_ns(pid: u32) -> Option<u64> {
     Some(u64::try_from(t.tv_sec).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec).ok()?)
 }
 
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 pub fn tree_activity(pid: u32) -> Option<TreeActivity> {
     let mut out = TreeActivity::default();
     for (i, p) in tree(pid).into_iter().enumerate() {

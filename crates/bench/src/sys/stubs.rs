@@ -34,6 +34,9 @@ pub fn cpus_ticks(_: &[usize], _: fn(&[u64]) -> Option<u64>) -> Option<f64> {
 pub fn tree_peak_rss_kib(_: u32) -> Option<u64> {
     None
 }
+pub fn thread_count(_: u32) -> Option<u64> {
+    None
+}
 pub fn tree_activity(_: u32) -> Option<super::TreeActivity> {
     None
 }
