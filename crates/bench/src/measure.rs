@@ -540,13 +540,13 @@ mod tests {
             ..Activity::default()
         };
         let readings = [(0, None), (750, Some(open))];
-        let (a, messages) = switches_while_open(lost.clone(), 1000, &before, &readings);
+        let (a, messages) = switches_while_open(lost, 1000, &before, &readings);
         assert_eq!(
             (a.switches.voluntary, messages, a.switches_lower_bound),
             (800, 750, false)
         );
         // No reading lost nothing: the whole window's figure stays, doubtful.
-        let (a, messages) = switches_while_open(lost.clone(), 1000, &before, &[]);
+        let (a, messages) = switches_while_open(lost, 1000, &before, &[]);
         assert_eq!(
             (a.switches.voluntary, messages, a.switches_lower_bound),
             (3, 1000, true)
