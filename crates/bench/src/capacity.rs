@@ -96,12 +96,22 @@ pub fn measure_all(
                 .filter(|m| *m > 0.0);
             let start = measured.map_or(FALLBACK_START, |m| m / 2.0);
             let mut load_pct = Vec::new();
+            // What every row says of itself; a search fills in the rest.
+            let unsearched = CapacityRow {
+                model: target.name().to_string(),
+                connections: cell.connections,
+                size: cell.size,
+                objective: objective.to_string(),
+                last_pass: None,
+                first_fail: None,
+                ratio: None,
+                below_floor: false,
+                load_bound: false,
+                steps: Vec::new(),
+                note: None,
+            };
             let row = match search(plan, objective, target, cell, start, &mut load_pct) {
                 Ok(found) => CapacityRow {
-                    model: target.name().to_string(),
-                    connections: cell.connections,
-                    size: cell.size,
-                    objective: objective.to_string(),
                     last_pass: found.last_pass,
                     first_fail: found.first_fail,
                     ratio: found.ratio,
@@ -119,19 +129,11 @@ pub fn measure_all(
                         None
                     },
                     steps: found.steps,
+                    ..unsearched
                 },
                 Err(BenchError::Server { why, .. }) => CapacityRow {
-                    model: target.name().to_string(),
-                    connections: cell.connections,
-                    size: cell.size,
-                    objective: objective.to_string(),
-                    last_pass: None,
-                    first_fail: None,
-                    ratio: None,
-                    below_floor: false,
-                    load_bound: false,
-                    steps: Vec::new(),
                     note: Some(format!("did not run: {}", why.lines().next().unwrap_or(""))),
+                    ..unsearched
                 },
                 Err(e) => return Err(e),
             };
