@@ -126,11 +126,15 @@ impl Client {
             tracing::info!("client connected from {peer}");
         }
         crate::sys::nodelay_if_not_inherited(|| stream.set_nodelay(true));
+        // This select is polled at every wake of the task: a token of the
+        // connection's own keeps that poll off the shared token's lock (see
+        // `echo`).
+        let force = self.force.child_token();
         let result = ::tokio::select! {
             r = self.echo(&mut stream, peer) => r,
             // The drain deadline passed. Dropping the stream on return
             // closes the connection.
-            _ = self.force.cancelled() => Ok(()),
+            _ = force.cancelled() => Ok(()),
         };
         self.stats.connection_closed();
         match result {
@@ -145,12 +149,21 @@ impl Client {
     /// our side.
     async fn echo(&self, stream: &mut TcpStream, peer: SocketAddr) -> io::Result<()> {
         let mut buf = vec![0u8; self.buf_size];
+        let mut echoed = Echoed::new(&self.stats);
+        // One wait for shutdown for the whole connection, on a token of its
+        // own: a `cancelled()` made for each read would register with the
+        // shared token's waiter list and leave it again, and every poll of a
+        // waiting one takes that list's lock, so all the workers would
+        // contend for one lock on every message.
+        let token = self.token.child_token();
+        let cancelled = token.cancelled();
+        ::tokio::pin!(cancelled);
         loop {
             // Only the read waits on shutdown: a `write_all` under way sends
             // bytes already read, which the client is owed.
             let n = ::tokio::select! {
                 biased;
-                _ = self.token.cancelled() => {
+                _ = &mut cancelled => {
                     stream.shutdown().await?;
                     return discard_until_eof(stream, &mut buf).await;
                 }
@@ -165,11 +178,42 @@ impl Client {
             // While this waits for the client to read, nothing more is read
             // from it: the bounded buffer and TCP push back together.
             idle(self.idle_timeout, stream.write_all(&buf[..n])).await?;
-            self.stats.add_bytes(n as u64);
+            echoed.add(n);
         }
         // Every byte read was written back before the next read, so the
         // client gets all it is owed, then EOF.
         stream.shutdown().await
+    }
+}
+
+/// Bytes a client task echoed, added to the server's shared count now and
+/// then rather than per message (one contended atomic per message across
+/// the workers otherwise), and in full when the task ends: the count is
+/// read when the server stops, after every task has ended.
+struct Echoed<'a> {
+    stats: &'a Stats,
+    pending: u64,
+}
+
+impl<'a> Echoed<'a> {
+    /// Bytes held back before they are added to the shared count.
+    const FLUSH_AT: u64 = 1 << 20;
+
+    fn new(stats: &'a Stats) -> Self {
+        Echoed { stats, pending: 0 }
+    }
+
+    fn add(&mut self, n: usize) {
+        self.pending += n as u64;
+        if self.pending >= Self::FLUSH_AT {
+            self.stats.add_bytes(std::mem::take(&mut self.pending));
+        }
+    }
+}
+
+impl Drop for Echoed<'_> {
+    fn drop(&mut self) {
+        self.stats.add_bytes(self.pending);
     }
 }
 
