@@ -32,33 +32,50 @@ const PLACES: usize = 16;
 /// Candidates held to the received bytes, at most.
 const RAW: usize = 256;
 
-/// The sources that explain `got` best (the most bytes), deduplicated.
-pub(crate) fn sources(scene: &Scene<'_>, got: &[u8]) -> Vec<Found> {
+/// Sources found that explain the received bytes, at most.
+const FOUND: usize = 4096;
+
+/// What the search found: the sources that explain the received bytes
+/// best (the most bytes), and whether it held every candidate to them
+/// (`false`: it stopped at [`RAW`] candidates or [`FOUND`] sources, so
+/// others may explain them as well).
+pub(crate) struct Sources {
+    pub found: Vec<Found>,
+    pub complete: bool,
+}
+
+/// Search for the sources of `got`.
+pub(crate) fn sources(scene: &Scene<'_>, got: &[u8]) -> Sources {
     let (conns, window) = searched(scene);
-    let mut raw: Vec<(u64, u64, usize)> = Vec::new();
     let mut found = Vec::new();
     let m = scene.messages;
     let in_reach = |c: u64, j: u64| c != scene.conn || j <= scene.sent;
+    let mut complete = true;
+    let held = |c: u64, j: u64, o: usize, len: usize, found: &mut Vec<Found>| {
+        if explains(m, c, j, o, len, got.len()) {
+            found.push(Found {
+                conn: c,
+                message: j,
+                offset: o,
+                len,
+            });
+        }
+        found.len() < FOUND
+    };
     if matches!(m.payload(), Payload::Sized { .. }) {
+        let mut raw: Vec<(u64, u64, usize)> = Vec::new();
         sized_candidates(scene, got, conns, window, &mut raw);
         raw.sort_unstable();
         raw.dedup();
+        complete = raw.len() <= RAW;
         for &(c, j, o) in raw.iter().take(RAW) {
             if j >= 1 && in_reach(c, j) {
-                let len = match_len(m, c, j, o, got);
-                if explains(m, c, j, o, len, got.len()) {
-                    found.push(Found {
-                        conn: c,
-                        message: j,
-                        offset: o,
-                        len,
-                    });
-                }
+                held(c, j, o, match_len(m, c, j, o, got), &mut found);
             }
         }
     } else {
         let mut text = Vec::new();
-        for c in conns {
+        'all: for c in conns {
             for j in window.clone().filter(|j| in_reach(c, *j)) {
                 text.clear();
                 m.write(c, j, &mut text);
@@ -72,13 +89,9 @@ pub(crate) fn sources(scene: &Scene<'_>, got: &[u8]) -> Vec<Found> {
                     } else {
                         k
                     };
-                    if explains(m, c, j, o, len, got.len()) {
-                        found.push(Found {
-                            conn: c,
-                            message: j,
-                            offset: o,
-                            len,
-                        });
+                    if !held(c, j, o, len, &mut found) {
+                        complete = false;
+                        break 'all;
                     }
                 }
             }
@@ -86,7 +99,7 @@ pub(crate) fn sources(scene: &Scene<'_>, got: &[u8]) -> Vec<Found> {
     }
     let best = found.iter().map(|f| f.len).max().unwrap_or(0);
     found.retain(|f| f.len == best);
-    found
+    Sources { found, complete }
 }
 
 /// A source at (`c`, `j`, `o`) that matched `len` of `n` received bytes

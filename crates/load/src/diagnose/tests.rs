@@ -237,6 +237,42 @@ fn ten_thousand_connections_are_searched_quickly() {
     );
 }
 
+#[test]
+fn ten_thousand_connections_of_text_are_searched_quickly() {
+    let m = Messages::new(&Payload::Template("Hello".into()));
+    let got = stream(&m, 9_999, 31);
+    let at = stream(&m, 9_999, 29).len();
+    let t = std::time::Instant::now();
+    let d = diagnose(&Scene {
+        messages: &m,
+        connections: 10_000,
+        conn: 1,
+        message: 30,
+        offset: 0,
+        stream_offset: 0,
+        sent: 30,
+        got: &got[at..],
+    });
+    assert_eq!(
+        (d.kind, d.source_connection, d.source_message),
+        (MismatchKind::OtherConnection, Some(9_999), Some(30))
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_search_that_stops_at_its_limit_names_no_source() {
+    // A text of one letter: every message has "aaaaaaaa" at many places.
+    let m = Messages::new(&Payload::Template("a".repeat(200)));
+    let d = text(&m, 1, 5, 30, &[b'a'; 8]);
+    assert_eq!(d.kind, MismatchKind::Ambiguous, "{d:?}");
+    assert!(d.candidates >= 2, "{d:?}");
+}
+
 proptest! {
     #[test]
     fn another_connections_bytes_are_traced_to_their_place(
