@@ -28,9 +28,9 @@ use std::fmt::Write as _;
 /// Diagnoses each load thread works out; later mismatches are only counted.
 pub(crate) const PER_THREAD: usize = 16;
 /// Diagnoses the report lists; `mismatch_details_left_off` counts the rest.
-pub const LISTED: usize = 16;
+pub(crate) const LISTED: usize = 16;
 /// Bytes of expected and received shown in a diagnosis.
-pub const EXCERPT: usize = 16;
+pub(crate) const EXCERPT: usize = 16;
 /// Received bytes, from the first wrong one, that the search looks at.
 pub(crate) const EVIDENCE: usize = 64 * 1024;
 /// Fewer received bytes than this say nothing about where they came from.
@@ -124,11 +124,11 @@ pub struct Mismatch {
     pub candidates: u64,
     /// `corrupt`: the expected bytes came back after this many wrong ones.
     pub resumes_after: Option<u64>,
-    /// The expected bytes from the wrong one on, in hex ([`EXCERPT`] at most).
+    /// The expected bytes from the wrong one on, in hex (16 at most).
     pub expected_hex: String,
-    /// The received bytes from the wrong one on, in hex.
+    /// The received bytes from the wrong one on, in hex (16 at most).
     pub received_hex: String,
-    /// Received bytes looked at, from the wrong one on.
+    /// Received bytes looked at, from the wrong one on (64 KiB at most).
     pub received_bytes: u64,
 }
 

@@ -235,7 +235,7 @@ pub struct Report {
     /// Messages whose echo differed.
     pub mismatches: u64,
     /// What the first wrong bytes of mismatched connections were, by
-    /// connection: at most [`LISTED`] of them (and at most 16 a load thread).
+    /// connection: at most 16 of them (and at most 16 worked out per load thread).
     pub mismatch_details: Vec<Mismatch>,
     /// Mismatches not in `mismatch_details`.
     pub mismatch_details_left_off: u64,
