@@ -89,30 +89,26 @@ fn fails_in_every_mode(addr: SocketAddr, kinds: &[&str]) {
 }
 
 fn fails_with(addr: SocketAddr, kinds: &[&str], stop: &[&str], modes: &[Mode]) {
-    fails_checked(addr, kinds, stop, modes, &|_, _| {});
+    fails_checked(addr, kinds, stop, SIZED, modes, &|_, _| {});
 }
 
-/// [`fails_with`], then `check` each run's mode and JSON report.
+/// The payload of these runs: random, seeded, `SIZE` bytes.
+const SIZED: &[&str] = &["--size", "64", "--seed", "7"];
+
+/// [`fails_with`] with the messages of `payload` (flags), then `check`
+/// each run's mode and JSON report.
 fn fails_checked(
     addr: SocketAddr,
     kinds: &[&str],
     stop: &[&str],
+    payload: &[&str],
     modes: &[Mode],
     check: &dyn Fn(&str, &serde_json::Value),
 ) {
     let addr = addr.to_string();
     for (mode, extra) in modes {
-        let mut args = vec![
-            "-c",
-            "2",
-            "--size",
-            "64",
-            "--seed",
-            "7",
-            "--timeout",
-            "2s",
-            "--no-progress",
-        ];
+        let mut args = vec!["-c", "2", "--timeout", "2s", "--no-progress"];
+        args.extend_from_slice(payload);
         args.extend_from_slice(stop);
         args.extend_from_slice(extra);
         let (status, json, err) = stress_json(&addr, &args);

@@ -3,7 +3,7 @@
 //! say what came instead (`mismatch_details`): whose bytes, or how far
 //! off, or that they are nobody's.
 
-use super::{all_modes, fails_checked, twisted_echo, COUNT, SIZE};
+use super::{all_modes, fails_checked, twisted_echo, COUNT, SIZE, SIZED};
 use crate::stress::spawn_server;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -13,6 +13,16 @@ use std::sync::{Arc, Mutex};
 /// Run in every mode and check each diagnosis with `check`; every
 /// mismatch is diagnosed (there are two connections), at least one.
 fn diagnosed_in_every_mode(addr: SocketAddr, kinds: &[&str], check: impl Fn(&str, &Value)) {
+    diagnosed_with(addr, kinds, SIZED, check);
+}
+
+/// [`diagnosed_in_every_mode`] with the messages of `payload` (flags).
+fn diagnosed_with(
+    addr: SocketAddr,
+    kinds: &[&str],
+    payload: &[&str],
+    check: impl Fn(&str, &Value),
+) {
     let check = |mode: &str, json: &Value| {
         let details = json["mismatch_details"].as_array().expect("a list");
         assert_eq!(
@@ -25,13 +35,8 @@ fn diagnosed_in_every_mode(addr: SocketAddr, kinds: &[&str], check: impl Fn(&str
             check(mode, d);
         }
     };
-    fails_checked(
-        addr,
-        kinds,
-        &["-n", &COUNT.to_string()],
-        &all_modes(),
-        &check,
-    );
+    let stop = ["-n", &COUNT.to_string()];
+    fails_checked(addr, kinds, &stop, payload, &all_modes(), &check);
 }
 
 #[test]
@@ -142,8 +147,21 @@ fn swapped_streams_are_caught() {
     // bytes. What the client sees depends on timing: the other
     // connection's bytes where its own were due (mismatch), or bytes while
     // it has sent nothing yet (extra_bytes). Both say the same thing.
+    let addr = swapping_server();
+    diagnosed_in_every_mode(addr, &["mismatch", "extra_bytes"], |mode, d| {
+        // The other connection's stream, byte for byte at the same place.
+        assert_eq!(d["kind"], "other_connection", "{mode}: {d:#}");
+        let conn = d["connection"].as_u64().unwrap();
+        assert_eq!(d["source_connection"], 3 - conn, "{mode}: {d:#}");
+        assert_eq!(d["source_message"], d["message"], "{mode}: {d:#}");
+        assert_eq!(d["source_offset"], d["offset"], "{mode}: {d:#}");
+    });
+}
+
+/// Connections are paired as they arrive, and each gets the other's bytes.
+fn swapping_server() -> SocketAddr {
     let waiting: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
-    let addr = spawn_server(move |s| {
+    spawn_server(move |s| {
         // Take the waiting one, or become it, under one lock: two
         // connections that arrive together must not both wait (the second
         // would drop the first, which then sees a close, and itself wait
@@ -161,14 +179,28 @@ fn swapped_streams_are_caught() {
         let (a, b) = (s.try_clone().unwrap(), other.try_clone().unwrap());
         std::thread::spawn(move || relay(a, other));
         relay(b, s);
-    });
-    diagnosed_in_every_mode(addr, &["mismatch", "extra_bytes"], |mode, d| {
-        // The other connection's stream, byte for byte at the same place.
+    })
+}
+
+#[test]
+fn swapped_text_streams_are_traced_as_far_as_the_text_tells() {
+    // "1. Thread 1 - Hello" came back as "1. Thread 2 - Hello": the other
+    // connection's, certainly; which of its messages only when the bytes
+    // run on into the next one (a pipeline), since every message of
+    // connection 2 with a one-digit number has "2 - Hello" at byte 10.
+    let addr = swapping_server();
+    let text = ["--message", "Hello"];
+    diagnosed_with(addr, &["mismatch", "extra_bytes"], &text, |mode, d| {
         assert_eq!(d["kind"], "other_connection", "{mode}: {d:#}");
         let conn = d["connection"].as_u64().unwrap();
         assert_eq!(d["source_connection"], 3 - conn, "{mode}: {d:#}");
-        assert_eq!(d["source_message"], d["message"], "{mode}: {d:#}");
-        assert_eq!(d["source_offset"], d["offset"], "{mode}: {d:#}");
+        assert_eq!(d["offset"], 10, "{mode}: {d:#}");
+        if !d["source_message"].is_null() {
+            assert_eq!(d["source_message"], d["message"], "{mode}: {d:#}");
+            assert_eq!(d["candidates"], 1, "{mode}: {d:#}");
+        } else {
+            assert!(d["candidates"].as_u64().unwrap() > 1, "{mode}: {d:#}");
+        }
     });
 }
 

@@ -244,18 +244,17 @@ fn hex(bytes: &[u8]) -> String {
 impl Mismatch {
     /// What came instead, in words: `connection 2's message 1 from byte 0`.
     pub fn what(&self) -> String {
-        let from = |message: Option<u64>, offset: Option<u64>| match (message, offset) {
-            (Some(m), Some(o)) => format!("message {m} from byte {o}"),
-            _ => "a message (which one is ambiguous)".to_string(),
-        };
         match self.kind {
-            MismatchKind::OtherConnection => format!(
-                "connection {}'s bytes: {} ({} candidate{})",
-                self.source_connection.unwrap_or(0),
-                from(self.source_message, self.source_offset),
-                self.candidates,
-                if self.candidates == 1 { "" } else { "s" },
-            ),
+            MismatchKind::OtherConnection => {
+                let c = self.source_connection.unwrap_or(0);
+                match (self.source_message, self.source_offset) {
+                    (Some(m), Some(o)) => format!("connection {c}'s message {m} from byte {o}"),
+                    _ => format!(
+                        "connection {c}'s bytes (which of its messages is ambiguous: {} candidates)",
+                        self.candidates
+                    ),
+                }
+            }
             MismatchKind::EarlierMessage => format!(
                 "message {} of this connection again",
                 self.source_message.unwrap_or(0)
@@ -264,9 +263,10 @@ impl Mismatch {
                 let shift = self.shift.unwrap_or(0);
                 let how = if shift < 0 { "repeated" } else { "skipped" };
                 format!(
-                    "this connection's own bytes shifted by {shift:+} ({} {how}; {})",
+                    "this connection's own bytes shifted by {shift:+} ({} {how}; message {} from byte {})",
                     shift.unsigned_abs(),
-                    from(self.source_message, self.source_offset),
+                    self.source_message.unwrap_or(0),
+                    self.source_offset.unwrap_or(0),
                 )
             }
             MismatchKind::Corrupt => match self.resumes_after {
