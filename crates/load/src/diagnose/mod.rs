@@ -115,9 +115,11 @@ pub struct Mismatch {
     pub source_offset: Option<u64>,
     /// The connection's own stream: received byte = expected byte this
     /// far on (negative: bytes repeated; positive: bytes skipped).
-    /// `ambiguous`: the shift within the message that every candidate
-    /// shares, counted from the message's start or, where that differs,
-    /// from its end (text messages differ in length, their text does not).
+    /// `ambiguous`: the own stream's shift when that is one of the
+    /// candidates, or else the shift within the message that every
+    /// candidate shares, counted from the message's start or, where that
+    /// differs, from its end (text messages differ in length, their text
+    /// does not).
     pub shift: Option<i64>,
     /// Sources that explain the bytes alike (0 when none does; a lower
     /// bound when the search stopped at its limit, which is never 1).
@@ -215,7 +217,16 @@ pub(crate) fn diagnose(scene: &Scene<'_>) -> Mismatch {
                 d.kind = MismatchKind::OtherConnection;
             } else {
                 d.kind = MismatchKind::Ambiguous;
-                d.shift = search::common_shift(scene, many);
+                // A shift that explains the bytes: the connection's own
+                // stream's, when that is one of the candidates (a `--size`
+                // body is a run of the one block, so a shifted stretch of it
+                // is in other messages too), or else the one they all share.
+                let own: Vec<&search::Found> =
+                    many.iter().filter(|f| f.conn == scene.conn).collect();
+                d.shift = match own.as_slice() {
+                    [one] => Some(search::own_shift(scene, one.message, one.offset)),
+                    _ => search::common_shift(scene, many),
+                };
             }
         }
     }
@@ -281,7 +292,7 @@ impl Mismatch {
                     None => "bytes of several connections' messages alike",
                 };
                 let shift = match self.shift {
-                    Some(s) => format!(", shifted by {s:+} within a message"),
+                    Some(s) => format!(", shifted by {s:+} from the expected ones"),
                     None => String::new(),
                 };
                 format!(

@@ -112,6 +112,36 @@ fn a_flipped_byte_is_nobodys_and_the_stream_resumes() {
 }
 
 #[test]
+fn a_shift_inside_a_long_message_is_ambiguous_but_measured() {
+    // Messages longer than the block's spread: every body covers most of
+    // the block, so a stretch of it is in every message, at other places.
+    let len = 100_000;
+    let m = Messages::new(&Payload::Sized { len, seed: 3 });
+    let mut own = Vec::new();
+    m.write(1, 1, &mut own);
+    let mut got = own[5_000..5_010].to_vec();
+    got.extend_from_slice(&own[5_010..9_000]);
+    let d = diagnose(&Scene {
+        messages: &m,
+        connections: 4,
+        conn: 1,
+        message: 1,
+        offset: 5_010,
+        stream_offset: 5_010,
+        sent: 1,
+        got: &got,
+    });
+    assert_eq!(d.kind, MismatchKind::Ambiguous, "{d:?}");
+    assert_eq!((d.shift, d.source_connection), (Some(-10), None));
+    assert!(d.candidates > 1);
+    assert!(
+        d.line().contains("shifted by -10 from the expected ones"),
+        "{}",
+        d.line()
+    );
+}
+
+#[test]
 fn too_few_bytes_are_not_guessed_at() {
     let m = sized(7);
     let d = at(&m, 1, 100, &[1, 2]);
@@ -201,7 +231,7 @@ fn the_same_text_shifted_is_ambiguous_but_says_by_how_much() {
     );
     assert!(
         one.line()
-            .contains("own bytes, shifted by -1 within a message"),
+            .contains("own bytes, shifted by -1 from the expected ones"),
         "{}",
         one.line()
     );
