@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build four OUTSIDE echo servers to compare ringport against, outside the
+# Build six OUTSIDE echo servers to compare ringport against, outside the
 # repository, and print the `--server NAME=CMD` argument of `ringport bench`
 # for each one.
 #
@@ -14,6 +14,12 @@
 #   liburing-echo  frevib/io_uring-echo-server (C, liburing) with a two-hunk
 #                  patch (see URING_PATCH below): no buffer handed back to the
 #                  pool for a read that selected none, and bind 127.0.0.1.
+#   epoll-echo     frevib/epoll-echo-server (C, bare epoll, ONE thread) with a
+#                  patch (see EPOLL_PATCH below): level-triggered, short and
+#                  refused sends kept and finished on EPOLLOUT, sockets closed,
+#                  no SIGPIPE, bind 127.0.0.1. Compare with `--workers 1`.
+#   thread-echo    our own std::thread-per-connection Rust main (no crates):
+#                  read into 16 KiB, write_all, TCP_NODELAY.
 #   go-echo        our own goroutine-per-connection main: io.Copy(c, c).
 #
 # Sources (nothing is fetched unless it has to be, and only with git):
@@ -25,6 +31,9 @@
 #   URING_ECHO_SRC  the same for frevib/io_uring-echo-server
 #                   (default /work/.mirror/frevib+io_uring-echo-server/repo).
 #   URING_ECHO_REV  commit to build (default: the pinned one below).
+#   EPOLL_ECHO_SRC  the same for frevib/epoll-echo-server
+#                   (default /work/.mirror/frevib+epoll-echo-server/repo).
+#   EPOLL_ECHO_REV  commit to build (default: the pinned one below).
 #   COMPIO_VERSION  exact compio version from crates.io (default 0.19.2).
 #   PEERS_JOBS      cargo -j (default 1: the machine may be benchmarking).
 #   PEERS_TIMEOUT   seconds allowed for each build (default 1800).
@@ -37,13 +46,14 @@
 # Copy DIR/locks/ along to rebuild the same elsewhere. DIR/MANIFEST.txt
 # records sources, commits, tool versions, build commands and sha256 sums.
 #
-# Exit status: 0 when all four were built, 2 when some were skipped or failed.
+# Exit status: 0 when all six were built, 2 when some were skipped or failed.
 # The script never writes into the repository.
 
 set -euo pipefail
 
 PINNED_TOKIO_REV=ea91b33ca57ff0581b38e735cc108f831bccbdaa      # 2026-08-20
 PINNED_URING_ECHO_REV=dc00940baeec2ac577410dfa4d881d0852b01a08 # 2024-01-20
+PINNED_EPOLL_ECHO_REV=22f325165c3e9749aca85a777cbb8f9b66ea7a27 # 2020-02-29
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 DIR=${1:-/tmp/ringport-peers}
@@ -64,6 +74,7 @@ esac
 
 TOKIO_REV=${TOKIO_REV:-$PINNED_TOKIO_REV}
 URING_ECHO_REV=${URING_ECHO_REV:-$PINNED_URING_ECHO_REV}
+EPOLL_ECHO_REV=${EPOLL_ECHO_REV:-$PINNED_EPOLL_ECHO_REV}
 COMPIO_VERSION=${COMPIO_VERSION:-0.19.2}
 JOBS=${PEERS_JOBS:-1}
 TMO=${PEERS_TIMEOUT:-1800}
@@ -351,6 +362,246 @@ build_uring() {
 }
 
 # --------------------------------------------------------------------------
+# The patch to frevib/epoll-echo-server, applied in DIR/build only. Upstream
+# stalls on any message over 2 KiB and leaks every socket (both seen under
+# `ringport stress`); the other fixes are from reading the code.
+# Hunk 1: a per-fd record of bytes read but not yet sent (a short send). The
+#   read buffer stays the one shared stack buffer; only a remainder is copied.
+# Hunk 2: bind 127.0.0.1 instead of INADDR_ANY, like the other servers here.
+# Hunk 3: level-triggered instead of EPOLLET. Upstream makes ONE 2 KiB recv per
+#   edge, so a message over 2 KiB that arrived in one edge stalls until the
+#   peer sends again (it never does: it waits for its echo). Level-triggered,
+#   one recv per wakeup is correct without an extra recv to reach EAGAIN.
+#   An fd past the table is closed at once.
+# Hunk 4: the connection handler.
+#   - send(2) result used: upstream ignores it, so a short send or EAGAIN on
+#     a full socket buffer drops the rest of the bytes. The rest is kept in
+#     pend[fd], the fd waits for EPOLLOUT only (no reads meanwhile: back-
+#     pressure), and goes back to EPOLLIN once it is all sent.
+#   - recv EAGAIN (a spurious wakeup) is not taken for a closed connection.
+#   - close(2) instead of shutdown(SHUT_RDWR): upstream never closed a socket,
+#     so every connection leaked its fd until accept failed and exit()ed.
+#   - MSG_NOSIGNAL: a send to a peer that has gone must not kill the server.
+EPOLL_PATCH=$(cat <<'EOF'
+--- a/epoll_echo_server.c
++++ b/epoll_echo_server.c
+@@ -12,6 +12,10 @@
+ #define BACKLOG 512
+ #define MAX_EVENTS 128
+ #define MAX_MESSAGE_LEN 2048
++#define MAX_FDS 65536
++
++// bytes read but not yet echoed, per connection fd (send was short)
++struct pending { char *buf; int off, len; } pend[MAX_FDS];
+ 
+ void error(char* msg);
+ 
+@@ -41,7 +45,7 @@
+ 	memset((char *)&server_addr, 0, sizeof(server_addr));
+ 	server_addr.sin_family = AF_INET;
+ 	server_addr.sin_port = htons(portno);
+-	server_addr.sin_addr.s_addr = INADDR_ANY;
++	server_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+ 	
+ 
+ 	// bind socket and listen for connections
+@@ -89,7 +93,11 @@
+ 					error("Error accepting new connection..\n");
+ 				}
+ 
+-				ev.events = EPOLLIN | EPOLLET;
++				if (sock_conn_fd >= MAX_FDS) {
++					close(sock_conn_fd);
++					continue;
++				}
++				ev.events = EPOLLIN;
+ 				ev.data.fd = sock_conn_fd;
+ 				if (epoll_ctl(epollfd, EPOLL_CTL_ADD, sock_conn_fd, &ev) == -1)
+ 				{
+@@ -99,16 +107,50 @@
+ 			else
+ 			{
+ 				int newsockfd = events[i].data.fd;
+-				int bytes_received = recv(newsockfd, buffer, MAX_MESSAGE_LEN, 0);
+-				if (bytes_received <= 0)
++				struct pending *p = &pend[newsockfd];
++				if (p->buf)
+ 				{
+-					epoll_ctl(epollfd, EPOLL_CTL_DEL, newsockfd, NULL);
+-					shutdown(newsockfd, SHUT_RDWR);
++					int n = send(newsockfd, p->buf + p->off, p->len - p->off, MSG_NOSIGNAL);
++					if (n < 0 && errno == EAGAIN)
++						continue;
++					if (n < 0)
++						goto close_conn;
++					p->off += n;
++					if (p->off == p->len)
++					{
++						free(p->buf);
++						p->buf = NULL;
++						ev.events = EPOLLIN;
++						ev.data.fd = newsockfd;
++						epoll_ctl(epollfd, EPOLL_CTL_MOD, newsockfd, &ev);
++					}
++					continue;
+ 				}
+-				else
++				int bytes_received = recv(newsockfd, buffer, MAX_MESSAGE_LEN, 0);
++				if (bytes_received < 0 && errno == EAGAIN)
++					continue;
++				if (bytes_received <= 0)
++					goto close_conn;
++				int n = send(newsockfd, buffer, bytes_received, MSG_NOSIGNAL);
++				if (n < 0 && errno == EAGAIN)
++					n = 0;
++				if (n < 0)
++					goto close_conn;
++				if (n < bytes_received)
+ 				{
+-					send(newsockfd, buffer, bytes_received, 0);
++					p->len = bytes_received - n;
++					p->off = 0;
++					p->buf = malloc(p->len);
++					memcpy(p->buf, buffer + n, p->len);
++					ev.events = EPOLLOUT;
++					ev.data.fd = newsockfd;
++					epoll_ctl(epollfd, EPOLL_CTL_MOD, newsockfd, &ev);
+ 				}
++				continue;
++			close_conn:
++				free(p->buf);
++				p->buf = NULL;
++				close(newsockfd);
+ 			}
+ 		}
+ 	}
+EOF
+)
+
+build_epoll() {
+    command -v gcc >/dev/null || { say "epoll-echo: no gcc"; return 1; }
+    command -v patch >/dev/null || { say "epoll-echo: no patch"; return 1; }
+    local src
+    src=$(resolve_src epoll-echo-server /work/.mirror/frevib+epoll-echo-server/repo \
+        https://github.com/frevib/epoll-echo-server.git "${EPOLL_ECHO_SRC:-}")
+    [ -n "$src" ] || return 1
+    local b=$DIR/build/epoll-echo
+    rm -rf "$b"
+    materialize epoll-echo "$src" "$EPOLL_ECHO_REV" "$b"
+    printf '%s\n' "$EPOLL_PATCH" >"$DIR/build/epoll-echo.patch"
+    patch -d "$b" -p1 --forward --no-backup-if-mismatch <"$DIR/build/epoll-echo.patch" >&2
+    # The Makefile's own command (its only target, `all`).
+    local cmd=(make -C "$b" all)
+    say "epoll-echo: nice -n 19 ${cmd[*]}"
+    build "${cmd[@]}" >&2
+    install -m 755 "$b/epoll_echo_server" "$DIR/bin/epoll-echo"
+    note "epoll-echo"
+    note "  source:  frevib/epoll-echo-server, $MAT_DESC"
+    note "  patch:   $DIR/build/epoll-echo.patch (level-triggered; short sends finished on EPOLLOUT; close; MSG_NOSIGNAL; bind 127.0.0.1)"
+    note "  threads: 1 (one epoll loop, 2 KiB shared read buffer, no TCP_NODELAY): compare with --workers 1"
+    note "  build:   nice -n 19 ${cmd[*]}   (the Makefile's: gcc -Wall -O2 -D_GNU_SOURCE epoll_echo_server.c)"
+    note "  gcc:     $(gcc --version | head -1)"
+    note "  binary:  $DIR/bin/epoll-echo sha256 $(sha "$DIR/bin/epoll-echo")"
+    note "  run:     epoll-echo PORT"
+}
+
+# --------------------------------------------------------------------------
+build_thread() {
+    command -v cargo >/dev/null || { say "thread-echo: no cargo"; return 1; }
+    local d=$DIR/src/thread-echo
+    mkdir -p "$d/src"
+    cat >"$d/Cargo.toml" <<'EOF'
+[package]
+name = "thread-echo"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+# No dependencies: std only.
+
+# Its own workspace, whatever directory DIR is under.
+[workspace]
+EOF
+    cat >"$d/src/main.rs" <<'EOF'
+//! RFC 862 echo with a plain `std::thread` per connection, for
+//! `ringport bench --server`.
+//!
+//!     thread-echo PORT        (listens on 127.0.0.1:PORT)
+//!
+//! Each accepted connection gets its own thread (default stack size) that
+//! reads into a 16 KiB buffer (ringport's own size) and writes what it read
+//! back with `write_all`, until end of stream or an error; dropping the
+//! stream closes it.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::exit;
+use std::thread;
+
+const BUF_SIZE: usize = 16 * 1024;
+
+fn main() {
+    let port: u16 = match std::env::args().nth(1).map(|p| p.parse()) {
+        Some(Ok(port)) => port,
+        _ => {
+            eprintln!("usage: thread-echo PORT");
+            exit(2);
+        }
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("thread-echo: bind {addr}: {e}");
+            exit(1);
+        }
+    };
+    eprintln!("thread-echo: listening on {addr}");
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                if let Err(e) = thread::Builder::new().spawn(move || serve(stream)) {
+                    // The stream was moved into the closure and is dropped
+                    // with it: the connection is closed.
+                    eprintln!("thread-echo: spawn: {e}");
+                }
+            }
+            Err(e) => eprintln!("thread-echo: accept: {e}"),
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+EOF
+    # No dependencies, so no lockfile to keep.
+    local cmd=(cargo build --release -j "$JOBS" --offline --manifest-path "$d/Cargo.toml")
+    say "thread-echo: CARGO_TARGET_DIR=$DIR/target-thread nice -n 19 ${cmd[*]}"
+    build env CARGO_TARGET_DIR="$DIR/target-thread" "${cmd[@]}"
+    install -m 755 "$DIR/target-thread/release/thread-echo" "$DIR/bin/thread-echo"
+    note "thread-echo"
+    note "  source:  our own $d/src/main.rs, written by this script (std only)"
+    note "  threads: one per connection, default stack; 16 KiB buffer; TCP_NODELAY"
+    note "  build:   CARGO_TARGET_DIR=$DIR/target-thread nice -n 19 ${cmd[*]}"
+    note "  rustc:   $(rustc --version)"
+    note "  binary:  $DIR/bin/thread-echo sha256 $(sha "$DIR/bin/thread-echo")"
+    note "  run:     thread-echo PORT"
+}
+
+# --------------------------------------------------------------------------
 build_go() {
     command -v go >/dev/null || { say "go-echo: no go (apt-get install golang-go)"; return 1; }
     local d=$DIR/src/go-echo
@@ -404,13 +655,15 @@ declare -A ARG=(
     [tokio]="--server \"tokio-example=$DIR/bin/tokio-echo 127.0.0.1:{port}\""
     [compio]="--server \"compio=$DIR/bin/compio-echo {port}\""
     [uring]="--server \"liburing-echo=$DIR/bin/liburing-echo {port}\""
+    [epoll]="--server \"epoll-echo=$DIR/bin/epoll-echo {port}\""
+    [thread]="--server \"thread-echo=$DIR/bin/thread-echo {port}\""
     [go]="--server \"go=$DIR/bin/go-echo {port}\""
 )
 ok=()
 bad=()
 # One build at a time, each in a subshell with errexit on, so that one failed
 # or skipped server does not stop the others.
-for s in tokio compio uring go; do
+for s in tokio compio uring epoll thread go; do
     set +e
     (set -e; "build_$s")
     rc=$?
