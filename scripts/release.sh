@@ -12,7 +12,7 @@
 # SOURCE_DATE_EPOCH when set), no gzip timestamp.
 #
 # Exit status: 0 built; 1 failed; 3 a target's toolchain (rustup target,
-# musl-gcc, MinGW-w64) is missing and could not be installed, after one line
+# MinGW-w64, zip) is missing and could not be installed, after one line
 # "release skipped: <reason>".
 #
 # Usage: scripts/release.sh [--out DIR]     (from anywhere; default DIR: dist)
@@ -56,12 +56,14 @@ VERSION=${VERSION##*[#@]}
     exit 1
 }
 EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# MinGW's strip stamps the .exe's header with SOURCE_DATE_EPOCH, else now.
+export SOURCE_DATE_EPOCH=$EPOCH
 
 # --- toolchains ------------------------------------------------------------
-# The musl build compiles mimalloc's C with musl-gcc (musl-tools); the
-# Windows build links with MinGW-w64.
+# The musl target links with the system cc against the musl C library that
+# rustup ships with the target (no musl-tools); the Windows build links
+# with MinGW-w64.
 need_apt=()
-command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
 command -v x86_64-w64-mingw32-gcc >/dev/null || need_apt+=(gcc-mingw-w64-x86-64)
 command -v zip >/dev/null || need_apt+=(zip)
 if [ "${#need_apt[@]}" -gt 0 ]; then

@@ -75,7 +75,9 @@ contents() {
     }
 }
 contents "$(tar -tzf "$DIST/$LINUX.tar.gz")" "$LINUX" ringport
-contents "$(unzip -Z1 "$DIST/$WINDOWS.zip")" "$WINDOWS" ringport.exe
+# (Python's zipfile, as unzip may be missing.)
+unzip_py() { python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print("\n".join(z.namelist())) if len(sys.argv) == 2 else z.extractall(sys.argv[2])' "$@"; }
+contents "$(unzip_py "$DIST/$WINDOWS.zip")" "$WINDOWS" ringport.exe
 
 # --- Linux -------------------------------------------------------------------
 step "Linux: unpack, check that the binary is static"
@@ -176,7 +178,7 @@ done
 # --- Windows -----------------------------------------------------------------
 step "Windows: unpack, check the imports"
 mkdir "$WORK/windows"
-unzip -q "$DIST/$WINDOWS.zip" -d "$WORK/windows"
+unzip_py "$DIST/$WINDOWS.zip" "$WORK/windows"
 EXE_DIR=$WORK/windows/$WINDOWS
 # Only DLLs every Windows has: no MinGW runtime (libgcc_s, libwinpthread).
 dlls=$(x86_64-w64-mingw32-objdump -p "$EXE_DIR/ringport.exe" | sed -n 's/^\s*DLL Name: //p' | tr 'A-Z' 'a-z' | sort -u)

@@ -17,10 +17,9 @@ mod serve;
 mod signals;
 mod stress;
 
-// The static musl build (the Linux release archive) swaps musl's malloc,
-// which costs more instructions per allocation than glibc's, for mimalloc;
-// every other build keeps the platform's allocator.
-#[cfg(target_env = "musl")]
+// Only with `--features mimalloc`, for comparing allocators; the release
+// archives keep the platform's malloc (musl's in the static Linux build).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
