@@ -14,15 +14,18 @@
 # rows whose spread is smaller than their difference.
 #
 # Usage: scripts/alloc-instructions.sh STRESS_BIN NAME=SERVER_BIN...
-#   e.g. scripts/alloc-instructions.sh target/release/ringport \
+#   e.g. SERVE_ARGS="--workers 1" scripts/alloc-instructions.sh target/release/ringport \
 #          glibc=target/release/ringport musl=/tmp/musl-ringport mimalloc=/tmp/mi-ringport
-# Env: MODELS (epoll completion threaded), REPS (2), CONNS (8),
+# where /tmp/musl-ringport is a copy of the release build for
+# x86_64-unknown-linux-musl and /tmp/mi-ringport the same built with
+# `--features mimalloc`.
+# Env: MODELS (epoll completion threaded tokio), REPS (2), CONNS (8),
 #      SIZES (idle 64 65536 64/churn), SERVE_ARGS (more `serve` flags, such
 #      as --workers 1: a completion server under valgrind needs it).
 set -euo pipefail
 STRESS=$1
 shift
-MODELS=${MODELS:-epoll completion threaded}
+MODELS=${MODELS:-epoll completion threaded tokio}
 REPS=${REPS:-2}
 CONNS=${CONNS:-8}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringport-alloc.XXXXXX")

@@ -89,17 +89,20 @@ readelf -lW "$BIN" | grep -q 'INTERP' && fail "the musl binary asks for a progra
 readelf -dW "$BIN" | grep -q '(NEEDED)' && fail "the musl binary needs shared libraries"
 file "$BIN" 2>/dev/null || true
 
-# Where we are root, a chroot holding the binary alone: no /lib, /etc,
-# /proc or /dev. Elsewhere, an empty directory as the working directory.
+# Where chroot works (as root), a chroot holding the binary alone: no /lib,
+# /etc, /proc or /dev. Elsewhere, an empty directory as the working directory.
 ROOT=$WORK/root
 mkdir "$ROOT"
-if [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null; then
-    cp "$BIN" "$ROOT/ringport"
+cp "$BIN" "$ROOT/ringport"
+if [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null &&
+    timeout 30 env -i "$(command -v chroot)" "$ROOT" /ringport --version >/dev/null 2>&1; then
     BARE=(env -i "$(command -v chroot)" "$ROOT" /ringport)
     echo "running in a chroot of $ROOT, which holds /ringport alone, with env -i"
 else
+    # (A container may deny chroot even to root.)
+    rm "$ROOT/ringport"
     BARE=(env -i "$BIN")
-    echo "running $BIN with env -i in the empty directory $ROOT (not root: no chroot)"
+    echo "running $BIN with env -i in the empty directory $ROOT (no chroot here)"
 fi
 # `run_bare ARGS...` in a subshell keeps one process from the subshell to
 # ringport (exec all the way), so `$!` of `run_bare ... &` is the server.
