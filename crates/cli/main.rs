@@ -17,6 +17,12 @@ mod serve;
 mod signals;
 mod stress;
 
+// Only with `--features mimalloc`, for comparing allocators; the release
+// archives keep the platform's malloc (musl's in the static Linux build).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Echo servers in five architectures, side by side.
 #[derive(Parser)]
 #[command(name = "ringport", version, about, propagate_version = true)]
