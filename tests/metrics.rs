@@ -142,8 +142,14 @@ fn prometheus_scrapes_openmetrics_and_ends_with_the_reports_totals() {
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let _prometheus = Killed(
         Command::new(prometheus)
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={prom}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -153,7 +159,10 @@ fn prometheus_scrapes_openmetrics_and_ends_with_the_reports_totals() {
     );
     let deadline = Instant::now() + WAIT;
     while !get(prom, "/-/ready", "*/*").is_some_and(|(head, _)| head.contains(" 200 ")) {
-        assert!(Instant::now() < deadline, "Prometheus not ready in {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus not ready in {WAIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -175,6 +184,12 @@ fn prometheus_scrapes_openmetrics_and_ends_with_the_reports_totals() {
         "{head}"
     );
     assert!(body.ends_with("# EOF\n"), "{body}");
+    // A scraper that does not ask for OpenMetrics gets Prometheus's own text format.
+    let (head, _) = get(metrics, "/metrics", "text/plain").expect("/metrics");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
     query_until(prom, "ringport_stress_messages_verified_total", |v| v > 0.0);
 
     let status = wait_with_timeout(&mut stress, WAIT * 2).expect("stress ends");
@@ -192,7 +207,10 @@ fn prometheus_scrapes_openmetrics_and_ends_with_the_reports_totals() {
     );
     for (series, key) in [
         ("ringport_stress_messages_sent_total", "messages_sent"),
-        ("ringport_stress_connections_opened_total", "connections_opened"),
+        (
+            "ringport_stress_connections_opened_total",
+            "connections_opened",
+        ),
         ("ringport_stress_latency_seconds_count", "messages_verified"),
     ] {
         let want = r[key].as_f64().unwrap();
@@ -282,10 +300,19 @@ fn python_parses_the_last_scrape() {
     let r = report(&json);
     assert!(r["messages_verified"].as_u64().unwrap() > 0);
     for (sample, key) in [
-        ("ringport_stress_messages_verified_total{}", "messages_verified"),
+        (
+            "ringport_stress_messages_verified_total{}",
+            "messages_verified",
+        ),
         ("ringport_stress_messages_sent_total{}", "messages_sent"),
-        ("ringport_stress_connections_opened_total{}", "connections_opened"),
-        ("ringport_stress_latency_seconds_count{}", "messages_verified"),
+        (
+            "ringport_stress_connections_opened_total{}",
+            "connections_opened",
+        ),
+        (
+            "ringport_stress_latency_seconds_count{}",
+            "messages_verified",
+        ),
     ] {
         assert_eq!(samples[sample].as_f64(), r[key].as_f64(), "{sample}");
     }

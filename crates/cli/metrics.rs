@@ -153,10 +153,9 @@ fn respond(request: tiny_http::Request, shared: &Shared) -> std::io::Result<()> 
         tiny_http::Method::Get | tiny_http::Method::Head
     );
     if path != PATH || !readable {
-        let answer = tiny_http::Response::from_string(format!(
-            "ringport stress serves GET {PATH} only\n"
-        ))
-        .with_status_code(if path == PATH { 405 } else { 404 });
+        let answer =
+            tiny_http::Response::from_string(format!("ringport stress serves GET {PATH} only\n"))
+                .with_status_code(if path == PATH { 405 } else { 404 });
         return request.respond(answer);
     }
     let openmetrics = request.headers().iter().any(|h| {
@@ -181,8 +180,8 @@ fn respond(request: tiny_http::Request, shared: &Shared) -> std::io::Result<()> 
     } else {
         PROMETHEUS_TEXT
     };
-    let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-        .expect("a valid header");
+    let header =
+        tiny_http::Header::from_bytes("Content-Type", content_type).expect("a valid header");
     let sent = request.respond(tiny_http::Response::from_string(body).with_header(header));
     if done && sent.is_ok() {
         *shared.final_read.lock().expect("metrics lock") = true;
