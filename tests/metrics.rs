@@ -320,8 +320,20 @@ fn python_parses_the_last_scrape() {
 }
 
 #[test]
-fn a_bad_metrics_address_exits_2() {
+fn a_bad_metrics_address_or_one_with_find_rate_exits_2() {
     let (status, _, err) = run(&["stress", "127.0.0.1:9", "-n", "1", "--metrics", "nowhere"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("--metrics"), "{err}");
+    // Each step of a search is a run of its own: no one set of counters.
+    let (status, _, err) = run(&[
+        "stress",
+        "127.0.0.1:9",
+        "--find-rate",
+        "--slo",
+        "p99<=1ms",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("--metrics"), "{err}");
 }
