@@ -44,10 +44,11 @@ fn get(addr: SocketAddr, path: &str, accept: &str) -> Option<(String, String)> {
     Some((head.to_string(), body.to_string()))
 }
 
-/// `ringport stress` against `server` for 6 s with `--metrics` on `port`.
-fn spawn_stress(server: &Server, port: u16, json: &Path) -> Child {
+/// `ringport stress` against `addr` with `load` and `--metrics` on `port`.
+fn spawn_stress(addr: &SocketAddr, load: &[&str], port: u16, json: &Path) -> Child {
     ringport()
-        .args(["stress", &server.addr.to_string(), "-c", "4", "-d", "6s"])
+        .args(["stress", &addr.to_string()])
+        .args(load)
         .args(["--metrics", &format!("127.0.0.1:{port}")])
         .args(["--metrics-grace", "20s", "--no-progress", "--json"])
         .arg(json)
@@ -56,6 +57,21 @@ fn spawn_stress(server: &Server, port: u16, json: &Path) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start ringport stress")
+}
+
+/// Scrape until `stress` ends: the endpoint closes once a scrape has read
+/// the final totals, so the last answer holds them.
+fn last_scrape(stress: &mut Child, metrics: SocketAddr) -> (String, String) {
+    let deadline = Instant::now() + WAIT * 2;
+    let mut last = None;
+    while stress.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "stress did not end");
+        if let Some(answer) = get(metrics, "/metrics", "application/openmetrics-text") {
+            last = Some(answer);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    last.expect("at least one scrape")
 }
 
 fn report(json: &Path) -> serde_json::Value {
@@ -167,7 +183,7 @@ fn prometheus_scrapes_openmetrics_and_ends_with_the_reports_totals() {
     }
 
     let json = dir.join("report.json");
-    let mut stress = spawn_stress(&server, port, &json);
+    let mut stress = spawn_stress(&server.addr, &["-c", "4", "-d", "6s"], port, &json);
     // While the run goes on: answered in OpenMetrics when asked, and
     // ingested by Prometheus with messages already verified.
     let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -269,20 +285,9 @@ fn python_parses_the_last_scrape() {
     let port = free_port();
     let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let json = dir.join("report.json");
-    let mut stress = spawn_stress(&server, port, &json);
-    // Scrape until the run ends: the endpoint closes once a scrape has
-    // read the final totals, so the last answer holds them.
-    let deadline = Instant::now() + WAIT * 2;
-    let mut last = None;
-    while stress.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "stress did not end");
-        if let Some(answer) = get(metrics, "/metrics", "application/openmetrics-text") {
-            last = Some(answer);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut stress = spawn_stress(&server.addr, &["-c", "4", "-d", "6s"], port, &json);
+    let (head, body) = last_scrape(&mut stress, metrics);
     assert!(stress.wait().unwrap().success());
-    let (head, body) = last.expect("at least one scrape");
     assert!(
         head.contains(&format!("Content-Type: {OPENMETRICS}")),
         "{head}"
@@ -317,6 +322,32 @@ fn python_parses_the_last_scrape() {
         assert_eq!(samples[sample].as_f64(), r[key].as_f64(), "{sample}");
     }
     assert_eq!(samples["type:ringport_stress_latency_seconds"], "histogram");
+}
+
+#[test]
+fn failed_connections_are_counted_under_their_kind() {
+    // A server that closes every connection at accept: each one fails as
+    // `early_close`, and only that kind.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let dir = test_dir("metrics-kinds");
+    let json = dir.join("report.json");
+    let port = free_port();
+    let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut stress = spawn_stress(&addr, &["-c", "3", "-n", "5"], port, &json);
+    let (_, body) = last_scrape(&mut stress, metrics);
+    assert_eq!(stress.wait().unwrap().code(), Some(1));
+    let r = report(&json);
+    assert_eq!(r["errors_by_kind"]["early_close"], 3, "{r}");
+    for (kind, n) in r["errors_by_kind"].as_object().unwrap() {
+        let line = format!("ringport_stress_connections_failed_total{{kind=\"{kind}\"}} {n}\n");
+        assert!(body.contains(&line), "{line}in\n{body}");
+    }
 }
 
 #[test]
