@@ -8,11 +8,12 @@
 //! byte from the wrong place cannot pass), so message boundaries sit at
 //! multiples of 64 in each connection's stream.
 
+mod mismatch;
+
 use crate::stress::{spawn_server, stress_json};
 use crate::util::{free_port, reset, Server};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SIZE: u64 = 64;
@@ -88,19 +89,26 @@ fn fails_in_every_mode(addr: SocketAddr, kinds: &[&str]) {
 }
 
 fn fails_with(addr: SocketAddr, kinds: &[&str], stop: &[&str], modes: &[Mode]) {
+    fails_checked(addr, kinds, stop, SIZED, modes, &|_, _| {});
+}
+
+/// The payload of these runs: random, seeded, `SIZE` bytes.
+const SIZED: &[&str] = &["--size", "64", "--seed", "7"];
+
+/// [`fails_with`] with the messages of `payload` (flags), then `check`
+/// each run's mode and JSON report.
+fn fails_checked(
+    addr: SocketAddr,
+    kinds: &[&str],
+    stop: &[&str],
+    payload: &[&str],
+    modes: &[Mode],
+    check: &dyn Fn(&str, &serde_json::Value),
+) {
     let addr = addr.to_string();
     for (mode, extra) in modes {
-        let mut args = vec![
-            "-c",
-            "2",
-            "--size",
-            "64",
-            "--seed",
-            "7",
-            "--timeout",
-            "2s",
-            "--no-progress",
-        ];
+        let mut args = vec!["-c", "2", "--timeout", "2s", "--no-progress"];
+        args.extend_from_slice(payload);
         args.extend_from_slice(stop);
         args.extend_from_slice(extra);
         let (status, json, err) = stress_json(&addr, &args);
@@ -129,6 +137,7 @@ fn fails_with(addr: SocketAddr, kinds: &[&str], stop: &[&str], modes: &[Mode]) {
         );
         assert!(failed >= 1, "{mode}: {json:#}");
         assert!(err.contains("FAILED"), "{mode}: says so plainly: {err}");
+        check(mode, &json);
     }
 }
 
@@ -238,18 +247,6 @@ fn a_connection_closed_at_accept_fails() {
     fails_in_every_mode(addr, &["early_close"]);
 }
 
-#[test]
-fn one_flipped_byte_is_a_mismatch() {
-    let addr = twisted_echo(|s, offset, chunk| {
-        let mut out = chunk.to_vec();
-        if (offset..offset + chunk.len() as u64).contains(&100) {
-            out[(100 - offset) as usize] ^= 0x20;
-        }
-        s.write_all(&out).is_ok()
-    });
-    fails_in_every_mode(addr, &["mismatch"]);
-}
-
 /// Run in every mode against a server made by `server(total)`, where
 /// `total` is the length of one connection's stream: all the messages
 /// without churn, a share of them with it.
@@ -293,108 +290,12 @@ fn extra_bytes_after_the_last_echo_are_caught() {
 }
 
 #[test]
-fn a_duplicated_chunk_is_a_mismatch() {
-    // Bytes 90..100 come twice, in the middle of the second message.
-    let addr = twisted_echo(|s, offset, chunk| {
-        let end = offset + chunk.len() as u64;
-        if (offset..end).contains(&100) || (offset < 100 && end == 100) {
-            let cut = (100 - offset) as usize;
-            let dup_from = cut.saturating_sub(10);
-            let mut out = chunk[..cut].to_vec();
-            out.extend_from_slice(&chunk[dup_from..cut]);
-            out.extend_from_slice(&chunk[cut..]);
-            return s.write_all(&out).is_ok();
-        }
-        s.write_all(chunk).is_ok()
-    });
-    fails_in_every_mode(addr, &["mismatch"]);
-}
-
-#[test]
-fn a_replayed_earlier_message_is_a_mismatch() {
-    // The fourth message's echo is the first message again: the right
-    // length, at the right time, the wrong bytes.
-    let addr = spawn_server(|mut s| {
-        let mut first = Vec::new();
-        let mut buf = [0u8; 4096];
-        let mut offset = 0u64;
-        loop {
-            let n = match s.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let mut out = buf[..n].to_vec();
-            for (i, b) in out.iter_mut().enumerate() {
-                let at = offset + i as u64;
-                if at < SIZE {
-                    first.push(*b);
-                } else if (3 * SIZE..4 * SIZE).contains(&at) {
-                    *b = first[(at - 3 * SIZE) as usize];
-                }
-            }
-            offset += n as u64;
-            if s.write_all(&out).is_err() {
-                return;
-            }
-        }
-    });
-    fails_in_every_mode(addr, &["mismatch"]);
-}
-
-#[test]
 fn a_server_that_never_echoes_is_a_timeout() {
     let addr = spawn_server(|mut s| {
         let mut sink = [0u8; 4096];
         while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
     });
     fails_in_every_mode(addr, &["timeout"]);
-}
-
-#[test]
-fn swapped_streams_are_caught() {
-    // Connections are paired as they arrive, and each gets the other's
-    // bytes. What the client sees depends on timing: the other
-    // connection's bytes where its own were due (mismatch), or bytes while
-    // it has sent nothing yet (extra_bytes). Both say the same thing.
-    let waiting: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
-    let addr = spawn_server(move |s| {
-        // Take the waiting one, or become it, under one lock: two
-        // connections that arrive together must not both wait (the second
-        // would drop the first, which then sees a close, and itself wait
-        // for a partner that never comes).
-        let other = {
-            let mut w = waiting.lock().unwrap();
-            match w.take() {
-                Some(other) => other,
-                None => {
-                    *w = Some(s);
-                    return;
-                }
-            }
-        };
-        let (a, b) = (s.try_clone().unwrap(), other.try_clone().unwrap());
-        std::thread::spawn(move || relay(a, other));
-        relay(b, s);
-    });
-    fails_in_every_mode(addr, &["mismatch", "extra_bytes"]);
-}
-
-fn relay(mut from: TcpStream, mut to: TcpStream) {
-    let _ = to.set_nodelay(true);
-    let mut buf = [0u8; 4096];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// A correct echo server that writes its echo back one byte at a time.

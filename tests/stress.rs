@@ -81,6 +81,8 @@ fn json_keys(addr: &str, path: &std::path::Path, engine: &str) {
         "messages_sent",
         "messages_verified",
         "mismatches",
+        "mismatch_details",
+        "mismatch_details_left_off",
         "errors",
         "errors_by_kind",
         "bytes_sent",
@@ -176,6 +178,11 @@ fn a_corrupted_echo_is_caught_and_exits_1() {
             "{json}"
         );
         assert!(err.contains("mismatched"), "{err}");
+        // The first one worked out, in one line of the summary and in the JSON.
+        assert!(err.contains("\nmismatch         connection "), "{err}");
+        let first = &json["mismatch_details"][0];
+        assert!(first["kind"].is_string(), "{json:#}");
+        assert!(first["offset"].is_u64(), "{json:#}");
     }
 }
 

@@ -21,6 +21,7 @@
 //! the same way.
 
 use crate::config::Config;
+use crate::diagnose::{diagnose, Mismatch, Scene};
 use crate::outcome::{classify, ErrorKind};
 use crate::payload::{Cut, Messages};
 use crate::schedule::{Next, Plan, Workload};
@@ -111,6 +112,8 @@ pub(crate) struct Exchange {
     pub(crate) plan: Plan,
     /// The thread's payload, its block made once.
     pub(crate) messages: Arc<Messages>,
+    /// Connections in the run: whose bytes a wrong echo may be.
+    connections: u64,
     /// Template messages: the bytes of the messages not yet verified;
     /// `buf[0]` is stream offset `base`. Sized messages are not written
     /// out: they are sent and checked from the block.
@@ -138,13 +141,20 @@ pub(crate) struct Exchange {
 impl Exchange {
     /// The exchange of connection `id`, whose send buffer is `buf` (empty,
     /// its pages already touched: see [`Config::send_buffer_at_start`]),
-    /// connecting since `now`.
-    pub(crate) fn new(id: u64, now: Instant, buf: Vec<u8>, messages: Arc<Messages>) -> Exchange {
+    /// connecting since `now`, one of `connections` in the run.
+    pub(crate) fn new(
+        id: u64,
+        now: Instant,
+        buf: Vec<u8>,
+        messages: Arc<Messages>,
+        connections: u64,
+    ) -> Exchange {
         Exchange {
             id,
             state: State::Connecting { since: now },
             plan: Plan::new(id),
             messages,
+            connections,
             buf,
             base: 0,
             generated: 0,
@@ -207,7 +217,12 @@ impl Exchange {
         timeout: Duration,
     ) -> Result<(), ErrorKind> {
         let owed = (self.written - self.verified) as usize;
-        self.verify(&got[..got.len().min(owed)])?;
+        if let Err(at) = self.verify(&got[..got.len().min(owed)]) {
+            if rec.wants_diagnosis() {
+                rec.diagnosed(self.diagnose(self.verified + at as u64, &got[at..]));
+            }
+            return Err(ErrorKind::Mismatch);
+        }
         self.complete_verified(rec, timeout)?;
         if got.len() > owed {
             tracing::debug!(
@@ -223,8 +238,9 @@ impl Exchange {
     }
 
     /// Compare echoed bytes, all of them owed, with what was sent at the same
-    /// place in the stream; what matched is verified.
-    fn verify(&mut self, got: &[u8]) -> Result<(), ErrorKind> {
+    /// place in the stream; what matched is verified. `Err`: the offset in
+    /// `got` of the first wrong byte.
+    fn verify(&mut self, got: &[u8]) -> Result<(), usize> {
         let mismatch = match self.in_flight.front() {
             Some(m) if m.cut.is_some() => self.verify_cuts(got),
             _ => {
@@ -239,11 +255,34 @@ impl Exchange {
                 self.id + 1,
                 self.verified + at as u64
             );
-            return Err(ErrorKind::Mismatch);
+            return Err(at);
         }
         // What was owed and matched is verified, even when more follows.
         self.verified += got.len() as u64;
         Ok(())
+    }
+
+    /// What came from the first wrong byte on (`got`, all of the read from
+    /// there), which is at stream offset `pos`: worked out against the
+    /// payload (`diagnose.rs`).
+    fn diagnose(&self, pos: u64, got: &[u8]) -> Mismatch {
+        let count = self.in_flight.len() as u64;
+        let (i, m) = self
+            .in_flight
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.start <= pos && pos < m.end)
+            .expect("a wrong byte is in a message in flight");
+        diagnose(&Scene {
+            messages: &self.messages,
+            connections: self.connections,
+            conn: self.id + 1,
+            message: self.plan.sent - (count - 1 - i as u64),
+            offset: (pos - m.start) as usize,
+            stream_offset: pos,
+            sent: self.plan.sent,
+            got,
+        })
     }
 
     /// Sized messages: compare `got`, from stream offset `verified`, with the

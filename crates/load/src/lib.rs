@@ -35,6 +35,7 @@ pub mod capacity;
 mod completion;
 mod config;
 mod cursor;
+mod diagnose;
 mod engine;
 mod events;
 mod exchange;
@@ -56,6 +57,7 @@ pub use config::{
     Config, Engine, IntervalSink, StopWhen, DEFAULT_CLOSE_GRACE, MAX_START_AHEAD,
     THREADS_MAX_MESSAGE,
 };
+pub use diagnose::{Mismatch, MismatchKind};
 pub use engine::run;
 pub use hdrlog::HdrLog;
 pub use interrupt::Interrupt;

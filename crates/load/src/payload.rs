@@ -68,6 +68,16 @@ impl Cut {
         self.head_len as usize + self.body
     }
 
+    /// The head: the key's bytes (as many as the message has).
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head[..self.head_len as usize]
+    }
+
+    /// Where the body starts in [`Messages::block`].
+    pub(crate) fn from(&self) -> usize {
+        self.from
+    }
+
     /// Never: an empty message is refused up front.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

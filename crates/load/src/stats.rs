@@ -7,6 +7,7 @@
 //! one, and [`Series`] emits a row once every thread has handed that
 //! interval over (or finished), so a row is never a partial sum.
 
+use crate::diagnose::{Mismatch, PER_THREAD};
 use crate::outcome::{ErrorKind, IntervalStat};
 use crate::progress::{Delta, Progress};
 use hdrhistogram::Histogram;
@@ -73,6 +74,9 @@ pub(crate) struct Totals {
     /// particular order (churn: by each connection slot, its line of
     /// connections together); 0 for one that never opened.
     pub per_connection: Vec<u64>,
+    /// What the first wrong bytes of failed connections were: at most
+    /// [`PER_THREAD`] a thread, the rest only counted as mismatches.
+    pub mismatch_details: Vec<Mismatch>,
 }
 
 impl Totals {
@@ -89,6 +93,8 @@ impl Totals {
         self.close_by_reset += o.close_by_reset;
         self.connections_cycled += o.connections_cycled;
         self.per_connection.extend_from_slice(&o.per_connection);
+        self.mismatch_details
+            .extend(o.mismatch_details.iter().cloned());
         if let Some(h) = &o.connect_us {
             self.connect_us
                 .get_or_insert_with(run_histogram)
@@ -234,6 +240,17 @@ impl Recorder {
         if let Some(i) = self.interval.as_mut() {
             i.record(now, raw, corrected);
         }
+    }
+
+    /// Whether a mismatch now is still worked out ([`PER_THREAD`] a thread).
+    pub fn wants_diagnosis(&self) -> bool {
+        self.totals.mismatch_details.len() < PER_THREAD
+    }
+
+    /// A connection's first wrong byte, worked out.
+    pub fn diagnosed(&mut self, d: Mismatch) {
+        tracing::debug!("connection {}: mismatch: {}", d.connection, d.line());
+        self.totals.mismatch_details.push(d);
     }
 
     /// A connection failed.

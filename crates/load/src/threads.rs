@@ -10,6 +10,7 @@
 //! a kernel thread.
 
 use crate::config::Config;
+use crate::diagnose::{diagnose, Scene};
 use crate::net;
 use crate::outcome::{classify, ErrorKind};
 use crate::payload::Messages;
@@ -142,6 +143,8 @@ impl Conn<'_> {
     ) -> Result<(), ErrorKind> {
         let mut plan = Plan::new(id);
         let mut msg = Vec::new();
+        // Bytes of the stream verified so far: where a wrong byte is.
+        let mut stream = 0u64;
         let mut last_tick = Instant::now();
         // The message this thread slept for: if it wakes late, the plan is
         // asked as of when that message was due, so the thread's own
@@ -194,6 +197,23 @@ impl Conn<'_> {
                 let owed = msg.len() - got;
                 let checked = n.min(owed);
                 if self.scratch[..checked] != msg[got..got + checked] {
+                    if rec.wants_diagnosis() {
+                        let wrong = self.scratch[..checked]
+                            .iter()
+                            .zip(&msg[got..])
+                            .position(|(a, b)| a != b)
+                            .unwrap_or(0);
+                        rec.diagnosed(diagnose(&Scene {
+                            messages: self.messages,
+                            connections: config.connections as u64,
+                            conn: id + 1,
+                            message: plan.sent,
+                            offset: got + wrong,
+                            stream_offset: stream + (got + wrong) as u64,
+                            sent: plan.sent,
+                            got: &self.scratch[wrong..n],
+                        }));
+                    }
                     return Err(ErrorKind::Mismatch);
                 }
                 got += checked;
@@ -210,6 +230,7 @@ impl Conn<'_> {
             }
             rec.verified(now, queued, intended, measured, msg.len() as u64);
             self.last_verified = Some(now);
+            stream += msg.len() as u64;
         }
     }
 

@@ -110,7 +110,13 @@ impl Driver<'_> {
         };
         match start(config, id) {
             Ok(socket) => {
-                let ex = Exchange::new(id, Instant::now(), buf, self.messages.clone());
+                let ex = Exchange::new(
+                    id,
+                    Instant::now(),
+                    buf,
+                    self.messages.clone(),
+                    config.connections as u64,
+                );
                 let mut conn = Conn::new(socket, ex);
                 conn.connect = Some(self.port.poll(&conn.socket, token(k, 0), Interest::Write));
                 self.conns.push(Some(conn));

@@ -8,12 +8,10 @@ use crate::config::Config;
 use crate::exchange::{after_end, replaced_if, Exchange, Step};
 pub(super) use crate::exchange::{Outcome, State};
 use crate::outcome::ErrorKind;
-use crate::payload::Messages;
 use crate::schedule::Workload;
 use crate::stats::{Ending, Recorder};
 use mio::net::TcpStream;
 use std::io::{self, Read};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One connection: its socket and its exchange (which it derefs to).
@@ -36,19 +34,9 @@ impl std::ops::DerefMut for Conn {
 }
 
 impl Conn {
-    /// A connection whose send buffer is `buf` (empty, its pages already
-    /// touched: see [`Config::send_buffer_at_start`]), connecting since `now`.
-    pub(super) fn new(
-        stream: TcpStream,
-        id: u64,
-        now: Instant,
-        buf: Vec<u8>,
-        messages: Arc<Messages>,
-    ) -> Conn {
-        Conn {
-            stream,
-            ex: Exchange::new(id, now, buf, messages),
-        }
+    /// A connection connecting on `stream`, with its exchange.
+    pub(super) fn new(stream: TcpStream, ex: Exchange) -> Conn {
+        Conn { stream, ex }
     }
 
     /// Take `stream`, a new connection in this one's place (churn): the

@@ -6,6 +6,7 @@
 use super::conn::{Conn, Outcome, State};
 use super::{Driver, SWEEP};
 use crate::config::Config;
+use crate::exchange::Exchange;
 use crate::net;
 use crate::outcome::ErrorKind;
 use crate::payload::Payload;
@@ -104,8 +105,14 @@ impl Driver<'_> {
             .map_err(Self::register_error)?
         {
             Ok(stream) => {
-                self.conns
-                    .push(Some(Conn::new(stream, id, now, buf, self.messages.clone())));
+                let ex = Exchange::new(
+                    id,
+                    now,
+                    buf,
+                    self.messages.clone(),
+                    config.connections as u64,
+                );
+                self.conns.push(Some(Conn::new(stream, ex)));
                 Ok(true)
             }
             Err(e) => {

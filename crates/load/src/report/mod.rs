@@ -11,6 +11,8 @@
 mod csv;
 mod text;
 
+use crate::diagnose::LISTED;
+pub use crate::diagnose::{Mismatch, MismatchKind};
 pub use crate::outcome::{ErrorKind, IntervalStat};
 use crate::stats::Totals;
 use hdrhistogram::Histogram;
@@ -232,6 +234,11 @@ pub struct Report {
     pub messages_verified: u64,
     /// Messages whose echo differed.
     pub mismatches: u64,
+    /// What the first wrong bytes of mismatched connections were, by
+    /// connection: at most 16 of them (and at most 16 worked out per load thread).
+    pub mismatch_details: Vec<Mismatch>,
+    /// Mismatches not in `mismatch_details`.
+    pub mismatch_details_left_off: u64,
     /// Failed connections, of every kind (mismatches included), warm-up
     /// included: the same as `connections_failed`.
     pub errors: u64,
@@ -322,6 +329,10 @@ impl Report {
         }
         let t = m.totals;
         let errors: u64 = errors_by_kind.values().sum();
+        let mismatches = errors_by_kind[&ErrorKind::Mismatch];
+        let mut mismatch_details = t.mismatch_details.clone();
+        mismatch_details.sort_by_key(|d| (d.connection, d.stream_offset));
+        mismatch_details.truncate(LISTED);
         Report {
             connections: config.connections as u64,
             connections_opened: t.connections_opened,
@@ -345,7 +356,9 @@ impl Report {
             messages_never_sent: m.asked.map(|n| n.saturating_sub(t.messages_sent)),
             messages_sent: t.messages_sent,
             messages_verified: t.messages_verified,
-            mismatches: errors_by_kind[&ErrorKind::Mismatch],
+            mismatches,
+            mismatch_details_left_off: mismatches.saturating_sub(mismatch_details.len() as u64),
+            mismatch_details,
             errors,
             errors_by_kind,
             bytes_sent: t.bytes_sent,

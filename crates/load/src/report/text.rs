@@ -39,6 +39,23 @@ impl Report {
         }
     }
 
+    /// The first mismatch worked out, in one line, and how many more.
+    fn write_mismatch(&self, s: &mut String) {
+        let Some(first) = self.mismatch_details.first() else {
+            return;
+        };
+        let more = self.mismatches.saturating_sub(1);
+        let _ = write!(s, "mismatch         {}", first.line());
+        if more > 0 {
+            let _ = write!(
+                s,
+                " (+{more} more; {} in the JSON's mismatch_details)",
+                self.mismatch_details.len()
+            );
+        }
+        let _ = writeln!(s);
+    }
+
     /// The latency percentiles, from send and (open loop) from schedule.
     fn write_latency_table(&self, s: &mut String) {
         s.push_str(&latency_table(
@@ -142,6 +159,7 @@ impl Report {
             let _ = write!(s, " ({})", self.error_kinds());
         }
         let _ = writeln!(s);
+        self.write_mismatch(&mut s);
         self.write_end_check(&mut s);
         let _ = writeln!(
             s,
@@ -227,6 +245,40 @@ mod tests {
         assert!(text.contains("p99.99"), "{text}");
         assert!(text.contains("from schedule"), "{text}");
         assert!(!report(false).to_text().contains("from schedule"));
+    }
+
+    #[test]
+    fn the_first_mismatch_is_one_line_of_the_summary() {
+        use crate::{Mismatch, MismatchKind};
+        let mut r = report(false);
+        assert!(!r.to_text().contains("mismatch "));
+        r.mismatches = 3;
+        r.mismatch_details = vec![Mismatch {
+            connection: 2,
+            message: 4,
+            offset: 0,
+            stream_offset: 192,
+            kind: MismatchKind::EarlierMessage,
+            source_connection: Some(2),
+            source_message: Some(1),
+            source_offset: Some(0),
+            shift: Some(-192),
+            candidates: 1,
+            resumes_after: None,
+            expected_hex: "00ff".into(),
+            received_hex: "0102".into(),
+            received_bytes: 2,
+        }];
+        let text = r.to_text();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("mismatch "))
+            .collect();
+        assert_eq!(
+            lines,
+            ["mismatch         connection 2, message 4, byte 0 (stream byte 192): message 1 of this connection again; expected 00ff, received 0102 (+2 more; 1 in the JSON's mismatch_details)"],
+            "{text}"
+        );
     }
 
     #[test]
