@@ -18,5 +18,6 @@ mod echo;
 mod hdrlog;
 mod limits;
 mod memory;
+mod metrics;
 mod misbehave;
 mod stress;

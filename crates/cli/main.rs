@@ -12,6 +12,7 @@ mod bench;
 mod client;
 mod find_rate;
 mod merge;
+mod metrics;
 mod out;
 mod serve;
 mod signals;

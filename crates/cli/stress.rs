@@ -125,13 +125,22 @@ struct Flags {
     /// [default: 50us in a closed loop, 0 with --rate].
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     busy_poll: Option<Duration>,
+    /// Serve the run's live counters at http://ADDR/metrics in the
+    /// OpenMetrics text format, for Prometheus, such as 127.0.0.1:9464
+    /// (port 0: any free one, printed). Bound before the run: a port in use exits 2.
+    #[arg(long, value_name = "ADDR", value_parser = args::socket_addr)]
+    metrics: Option<SocketAddr>,
+    /// After the run, keep serving --metrics until one scrape has read the
+    /// final totals, at most this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = args::duration)]
+    metrics_grace: Duration,
     /// No live progress display, even on a terminal.
     #[arg(long)]
     no_progress: bool,
     /// Search for the highest open-loop rate at which --slo holds: steps of
     /// --duration (at least, and long enough for the percentile) from
     /// --rate [default: 1000], doubling until it breaks, then bisecting.
-    #[arg(long, requires = "slo", conflicts_with_all = ["count", "per_connection", "csv", "hdr_log", "interval"])]
+    #[arg(long, requires = "slo", conflicts_with_all = ["count", "per_connection", "csv", "hdr_log", "interval", "metrics"])]
     find_rate: bool,
     /// The objective of --find-rate, such as 'p99<=1ms' or 'p99.9<500us';
     /// it also breaks on any error or mismatch, and on messages that fell
@@ -175,6 +184,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &a.hdr_log {
         config.hdr_log = Some(Arc::new(open_hdr_log(path)?));
     }
+    // Bound before the run, so that a port in use stops it before it starts.
+    let metrics = match a.metrics {
+        Some(addr) => {
+            let progress = config.progress.get_or_insert_with(Progress::new).clone();
+            let exporter = crate::metrics::Exporter::start(addr, progress)?;
+            crate::out::eprintln_quiet!(
+                "ringport stress: metrics at http://{}{}",
+                exporter.addr(),
+                crate::metrics::PATH
+            );
+            Some(exporter)
+        }
+        None => None,
+    };
     if let Some(at) = config.start_at {
         announce_start(at);
     }
@@ -207,6 +230,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             crate::out::eprintln_quiet!("ringport: {e}");
             unwritten.push(e);
         }
+    }
+    if let Some(exporter) = metrics {
+        exporter.finish(a.metrics_grace);
     }
     if report.interrupted {
         // The run did less than it was asked: never a success. The status
@@ -452,8 +478,7 @@ fn new_bar(config: &Config) -> ProgressBar {
 
 /// Run on a second thread while this one redraws the bar from the live counters.
 fn run_with_progress(config: &mut Config, bar: &ProgressBar) -> Result<Report, LoadError> {
-    let progress = Progress::new();
-    config.progress = Some(progress.clone());
+    let progress = config.progress.get_or_insert_with(Progress::new).clone();
     let config = &*config;
     let count_mode = matches!(config.stop, StopWhen::Count(_));
     std::thread::scope(|s| {

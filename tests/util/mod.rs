@@ -102,8 +102,9 @@ pub fn load_engines() -> Vec<&'static str> {
 /// returns, and the caller returns too: a developer's machine need not have
 /// every tool. With `CI` set it panics, naming what is missing and how to
 /// install it, because `.ci/run` installs every tool these tests need
-/// (socat, chromium, taskset from util-linux, python3, the PyPI
-/// `hdrhistogram` package in the venv named by `RINGPORT_TEST_PYTHON`), so
+/// (socat, chromium, taskset from util-linux, python3, prometheus, the PyPI
+/// `hdrhistogram` and `prometheus_client` packages in the venv named by
+/// `RINGPORT_TEST_PYTHON`), so
 /// a missing one in CI is a broken CI, not a reason to pass.
 ///
 /// Only for what can be installed. What the machine is, rather than what

@@ -62,7 +62,7 @@ pub use engine::run;
 pub use hdrlog::HdrLog;
 pub use interrupt::Interrupt;
 pub use payload::{Messages, Payload, MAX_MESSAGE_SIZE};
-pub use progress::{Phase, Progress};
+pub use progress::{LiveLatency, Phase, Progress, LATENCY_BUCKETS_US};
 pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report, Spread};
 pub use sys::raise_fd_limit;
 

@@ -41,6 +41,12 @@ impl ErrorKind {
         ErrorKind::Other,
     ];
 
+    /// Where this kind stands in [`ErrorKind::ALL`]: an index for arrays
+    /// kept per kind (the live counters of [`Progress`](crate::Progress)).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The JSON name.
     pub fn name(self) -> &'static str {
         match self {
@@ -92,6 +98,13 @@ pub struct IntervalStat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kinds_index_is_its_place_in_all() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{k:?}");
+        }
+    }
 
     #[test]
     fn socket_errors_map_to_the_same_kind_in_both_engines() {

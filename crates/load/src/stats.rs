@@ -206,6 +206,7 @@ impl Recorder {
         if measured {
             self.totals.messages_sent += 1;
             self.totals.bytes_sent += len;
+            self.delta.sent += 1;
         }
     }
 
@@ -228,6 +229,9 @@ impl Recorder {
         self.delta.messages += 1;
         let raw = micros(now.saturating_duration_since(queued));
         self.raw.saturating_record(raw);
+        if self.progress.is_some() {
+            self.delta.latency(raw);
+        }
         let corrected = self.corrected.as_mut().map(|h| {
             let us = micros(now.saturating_duration_since(intended));
             h.saturating_record(us);
@@ -252,7 +256,7 @@ impl Recorder {
     /// A connection failed.
     pub fn error(&mut self, kind: ErrorKind) {
         *self.totals.errors.entry(kind).or_default() += 1;
-        self.delta.errors += 1;
+        self.delta.errors[kind.index()] += 1;
     }
 
     /// Measured messages that were due but never sent before the end.
