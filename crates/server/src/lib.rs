@@ -80,9 +80,10 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// elsewhere every variant handles them at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Coalesce {
-    /// Only while a worker relays bulk connections in the kernel: then it
-    /// waits up to [`RELAY_COALESCE`] for one completion per relaying
-    /// connection (at most 32). A relay's moves are cheap and its waits
+    /// Only while a worker relays two or more bulk connections in the
+    /// kernel: then it waits up to [`RELAY_COALESCE`] for one completion
+    /// per two relaying connections (at most 32); waiting for one from each
+    /// would hold every peer until the slowest had answered. A relay's moves are cheap and its waits
     /// many, and each wake-up is paid by the peer's side of the machine;
     /// messages that large take milliseconds, so the wait costs them little.
     #[default]
