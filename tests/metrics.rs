@@ -326,8 +326,11 @@ fn python_parses_the_last_scrape() {
 
 #[test]
 fn failed_connections_are_counted_under_their_kind() {
-    // A server that closes every connection at accept: each one fails as
-    // `early_close`, and only that kind.
+    // A server that closes every connection at accept: each one fails, as
+    // `early_close`, or as `reset` where the client's first message was
+    // already in the server's socket when it closed (the kernel then
+    // answers with a reset). Whatever the split, the metrics count each
+    // kind as the report does.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -343,7 +346,7 @@ fn failed_connections_are_counted_under_their_kind() {
     let (_, body) = last_scrape(&mut stress, metrics);
     assert_eq!(stress.wait().unwrap().code(), Some(1));
     let r = report(&json);
-    assert_eq!(r["errors_by_kind"]["early_close"], 3, "{r}");
+    assert_eq!(r["connections_failed"], 3, "{r}");
     for (kind, n) in r["errors_by_kind"].as_object().unwrap() {
         let line = format!("ringport_stress_connections_failed_total{{kind=\"{kind}\"}} {n}\n");
         assert!(body.contains(&line), "{line}in\n{body}");
