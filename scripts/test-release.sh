@@ -119,16 +119,25 @@ serve_bare() {
     : >"$WORK/serve.out"
     (run_bare serve --model "$1" --listen 127.0.0.1:0) </dev/null >"$WORK/serve.out" 2>"$WORK/serve.err" &
     SERVER_PID=$!
+    await_listening 100 0.1 "$1: no 'listening on' line from the musl server within 10 s"
+}
+
+# `await_listening TRIES INTERVAL FAILURE`: wait for the server started as
+# SERVER_PID to print "listening on ADDR" into serve.out, and set ADDR; stop
+# early if it exits, and fail with FAILURE (after its output) when no
+# address came.
+await_listening() {
     ADDR=
-    for _ in $(seq 1 100); do
-        ADDR=$(sed -n 's/^listening on //p' "$WORK/serve.out" | head -n 1)
+    for _ in $(seq 1 "$1"); do
+        # Wine's console output ends lines with CR LF.
+        ADDR=$(sed -n 's/^listening on //p' "$WORK/serve.out" | tr -d '\r' | head -n 1)
         [ -n "$ADDR" ] && break
         kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
+        sleep "$2"
     done
     [ -n "$ADDR" ] || {
         cat "$WORK/serve.out" "$WORK/serve.err" >&2
-        fail "$1: no 'listening on' line from the musl server within 10 s"
+        fail "$3"
     }
 }
 
@@ -233,17 +242,7 @@ step "Windows: ringport.exe serve --model completion (IOCP), stressed by the mus
 (cd "$EXE_DIR" && exec wine ./ringport.exe serve --model completion --listen 127.0.0.1:0) \
     </dev/null >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVER_PID=$!
-ADDR=
-for _ in $(seq 1 600); do
-    ADDR=$(sed -n 's/^listening on //p' "$WORK/serve.out" | tr -d '\r' | head -n 1)
-    [ -n "$ADDR" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
-done
-[ -n "$ADDR" ] || {
-    cat "$WORK/serve.out" "$WORK/serve.err" >&2
-    fail "no 'listening on' line from ringport.exe within 120 s"
-}
+await_listening 600 0.2 "no 'listening on' line from ringport.exe within 120 s"
 stress_bare windows-completion 16 200 64
 # Wine turns SIGINT into a console Ctrl-C event (see scripts/test-windows.sh).
 kill -INT "$SERVER_PID"
