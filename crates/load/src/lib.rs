@@ -45,6 +45,7 @@ pub mod merge;
 mod net;
 mod outcome;
 pub mod payload;
+pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod schedule;
