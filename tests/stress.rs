@@ -648,3 +648,6 @@ mod interrupted;
 
 /// How evenly the connections shared a run (`stress/fairness.rs`).
 mod fairness;
+
+/// A rate that changes: `--ramp` and `--step` (`stress/ramp.rs`).
+mod ramp;

@@ -186,10 +186,52 @@ pub fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// What `stress --rate` was given: one rate, a range for `--ramp`, or a
+/// list for `--step`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateArg {
+    /// `1000`.
+    One(f64),
+    /// `1000..50000`.
+    Range(f64, f64),
+    /// `1000,5000,20000`.
+    List(Vec<f64>),
+}
+
+/// Parse `stress --rate`: `R`, `A..B` (with `--ramp`) or `A,B,C` (with `--step`).
+pub fn rate_arg(s: &str) -> Result<RateArg, String> {
+    let one = |p: &str| {
+        rate(p).map_err(|_| {
+            format!("'{s}' is not a rate: expected a positive number per second such as 1000, a range such as 1000..50000 (with --ramp), or a list such as 1000,5000,20000 (with --step)")
+        })
+    };
+    if let Some((a, b)) = s.split_once("..") {
+        return Ok(RateArg::Range(one(a)?, one(b)?));
+    }
+    if s.contains(',') {
+        let rates = s.split(',').map(one).collect::<Result<Vec<_>, _>>()?;
+        return Ok(RateArg::List(rates));
+    }
+    one(s).map(RateArg::One)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_rate_is_one_a_range_or_a_list() {
+        assert_eq!(rate_arg("1000"), Ok(RateArg::One(1000.0)));
+        assert_eq!(rate_arg("1000..5e4"), Ok(RateArg::Range(1000.0, 50000.0)));
+        assert_eq!(rate_arg("50000..1000"), Ok(RateArg::Range(50000.0, 1000.0)));
+        assert_eq!(rate_arg("1, 2.5,3"), Ok(RateArg::List(vec![1.0, 2.5, 3.0])));
+        for bad in [
+            "", "..", "1..", "..2", "1..2..3", "0..5", "1,,2", "1,x", "-1", "1,0",
+        ] {
+            assert!(rate_arg(bad).is_err(), "{bad}");
+        }
+    }
 
     proptest! {
         #[test]

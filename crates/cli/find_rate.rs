@@ -64,7 +64,7 @@ pub fn run(
     let found = capacity::search(&plan, &search.objective, |rate, duration| {
         n += 1;
         let mut step = config.clone();
-        step.rate = Some(rate);
+        step.rate = Some(ringport_load::Rate::Fixed(rate));
         step.stop = StopWhen::Duration(duration);
         let report = ringport_load::run(&step)?;
         let verdict = search.objective.judge(&report);

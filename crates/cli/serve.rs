@@ -28,7 +28,7 @@ pub struct Args {
     /// never waits with nothing in flight. On a 2-vCPU VM at 50k msgs/s it
     /// saved only 7-9% of the server's CPU (docs/BENCHMARKS.md): measure it
     /// on your load. Without it a worker batches only while it relays bulk
-    /// connections (up to 500us, for one completion per relay); 0 never
+    /// connections (up to 500us, for one completion per two relays); 0 never
     /// batches. Needs io_uring min_wait (Linux 6.12+); ignored without it.
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     coalesce: Option<std::time::Duration>,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringport_load::capacity::Objective;
 use ringport_load::{
-    Config, Engine, HdrLog, IntervalSink, IntervalStat, LoadError, Payload, Phase, Progress,
+    Config, Engine, HdrLog, IntervalSink, IntervalStat, LoadError, Payload, Phase, Progress, Rate,
     Report, StopWhen, MAX_MESSAGE_SIZE,
 };
 use std::io::{BufRead, IsTerminal, Write};
@@ -62,9 +62,20 @@ struct Flags {
     #[arg(long, value_name = "P", default_value_t = 1)]
     pipeline: usize,
     /// Open loop: send R messages per second in total on a fixed schedule,
-    /// and also report latency from when each was due.
-    #[arg(long, value_name = "R", value_parser = args::rate)]
-    rate: Option<f64>,
+    /// and also report latency from when each was due. A..B with --ramp
+    /// changes the rate linearly; A,B,C with --step holds each in turn.
+    #[arg(long, value_name = "R", value_parser = args::rate_arg)]
+    rate: Option<args::RateArg>,
+    /// With --rate A..B: go linearly from A to B messages/s over this long,
+    /// such as 30s (the warm-up runs at A). The run lasts the ramp, or
+    /// --duration if longer (B holds). The series shows each second's rate.
+    #[arg(long, value_name = "DURATION", value_parser = args::positive_duration, conflicts_with_all = ["step", "count", "find_rate"])]
+    ramp: Option<Duration>,
+    /// With --rate A,B,C: hold each rate this long in turn, such as 10s (the
+    /// warm-up runs at A). The run lasts the steps, or --duration if longer
+    /// (the last rate holds); the report gives a row per step.
+    #[arg(long, value_name = "DURATION", value_parser = args::positive_duration, conflicts_with_all = ["count", "find_rate"])]
+    step: Option<Duration>,
     /// Send this long before measuring, such as 2s; nothing in it is counted but errors.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = args::duration)]
     warmup: Duration,
@@ -173,7 +184,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(objective) = a.slo.clone().filter(|_| a.find_rate) {
         let search = crate::find_rate::Search {
             objective,
-            start: a.rate,
+            start: config.rate.as_ref().and_then(Rate::fixed),
             min_step: a.duration,
             precision: a.precision,
         };
@@ -206,7 +217,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     let show_progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| new_bar(&config));
-    if config.interval.is_some() {
+    if config.reports_series() {
         config.on_interval = Some(interval_printer(bar.clone()));
     }
     let report = match &bar {
@@ -276,15 +287,50 @@ fn stop_on_signal(config: &Config) -> anyhow::Result<Arc<AtomicI32>> {
     Ok(stopped_by)
 }
 
+/// The rate --rate, --ramp and --step ask for, checked against each other.
+fn rate_from(a: &Flags) -> Result<Option<Rate>, UsageError> {
+    use args::RateArg;
+    let usage = |s: &str| Err(UsageError(s.into()));
+    Ok(Some(match (a.rate.clone(), a.ramp, a.step) {
+        (None, None, None) => return Ok(None),
+        (None, _, _) => {
+            return usage("--ramp and --step need --rate: A..B for a ramp, A,B,C for steps")
+        }
+        (Some(RateArg::One(r)), None, None) => Rate::Fixed(r),
+        (Some(RateArg::Range(from, to)), Some(over), None) => Rate::Ramp { from, to, over },
+        (Some(RateArg::List(rates)), None, Some(each)) => Rate::Steps { rates, each },
+        (Some(RateArg::Range(..)), _, _) => {
+            return usage("--rate A..B is a ramp: give its length with --ramp, such as --ramp 30s")
+        }
+        (Some(RateArg::List(_)), _, _) => {
+            return usage(
+                "--rate A,B,C are steps: give each one's length with --step, such as --step 10s",
+            )
+        }
+        (Some(RateArg::One(_)), Some(_), _) => {
+            return usage("--ramp needs a range of rates, such as --rate 1000..50000")
+        }
+        (Some(RateArg::One(_)), _, Some(_)) => {
+            return usage("--step needs two or more rates, such as --rate 1000,5000,20000")
+        }
+    }))
+}
+
 /// The load the flags ask for (asking the article's three questions on a
 /// terminal when neither a count nor a duration is given), checked.
 fn config_from(a: &Flags) -> anyhow::Result<Config> {
     let mut config = Config::new(a.addr);
     let mut message = a.message.clone();
     let mut connections = a.connections;
+    let rate = rate_from(a)?;
     let stop = match (a.count, a.duration) {
         // Each step of the search sets its own length.
         _ if a.find_rate => StopWhen::Duration(Duration::from_secs(1)),
+        // A ramp or steps last their length, or --duration if longer.
+        (None, d) if rate.as_ref().is_some_and(|r| r.length().is_some()) => StopWhen::Duration(
+            d.or(rate.as_ref().and_then(Rate::length))
+                .unwrap_or_default(),
+        ),
         (Some(n), _) => StopWhen::Count(n),
         (None, Some(d)) => StopWhen::Duration(d),
         (None, None) if std::io::stdin().is_terminal() => {
@@ -308,7 +354,7 @@ fn config_from(a: &Flags) -> anyhow::Result<Config> {
     config.close_grace = a.close_grace;
     config.per_connection = a.per_connection;
     config.engine = a.engine;
-    config.rate = a.rate;
+    config.rate = rate;
     config.warmup = a.warmup;
     config.interval = a.interval;
     config.connect_rate = a.connect_rate;
@@ -524,14 +570,16 @@ fn interval_printer(bar: Option<ProgressBar>) -> IntervalSink {
         let mut lines = Vec::new();
         if !header_done.swap(true, Ordering::Relaxed) {
             lines.push(format!(
-                "{:>8} {:>10} {:>12} {:>10} {:>14}",
-                "t (s)", "messages", "msgs/s", "p99 (us)", "p99 corr (us)"
+                "{:>8} {:>10} {:>12} {:>12} {:>10} {:>14}",
+                "t (s)", "messages", "asked/s", "msgs/s", "p99 (us)", "p99 corr (us)"
             ));
         }
         lines.push(format!(
-            "{:>8.3} {:>10} {:>12.0} {:>10} {:>14}",
+            "{:>8.3} {:>10} {:>12} {:>12.0} {:>10} {:>14}",
             row.t,
             row.messages,
+            row.rate_asked
+                .map_or("-".to_string(), |r| format!("{r:.0}")),
             row.msgs_per_sec,
             row.p99_us,
             row.p99_corrected_us

@@ -173,7 +173,7 @@ fn search(
     };
     let found = capacity::search(&search_plan, objective, |rate, duration| {
         let mut c = crate::measure::load_config(plan, target, cell, server.addr, duration);
-        c.rate = Some(rate);
+        c.rate = Some(ringport_load::Rate::Fixed(rate));
         c.warmup = plan.warmup;
         c.percentiles = vec![objective.percentile];
         let (t0, cpu0) = (std::time::Instant::now(), crate::sys::self_cpu_seconds());

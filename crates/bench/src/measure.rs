@@ -188,7 +188,7 @@ pub(crate) fn load_config(
     c.connections = cell.connections;
     c.threads = plan.cpus.load_threads;
     c.stop = StopWhen::Duration(duration);
-    c.rate = plan.rate;
+    c.rate = plan.rate.map(ringport_load::Rate::Fixed);
     c.per_connection = cell.per_connection;
     if addr.ip().is_loopback() && addr.is_ipv4() {
         // Every run, warm-up and measured alike, connects from loopback
@@ -571,6 +571,7 @@ mod tests {
                 t: 0.5 * (i + 1) as f64,
                 messages: (r * 0.5) as u64,
                 msgs_per_sec: r,
+                rate_asked: None,
                 p99_us,
                 p99_corrected_us: None,
             })

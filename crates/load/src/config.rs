@@ -6,6 +6,7 @@
 use crate::hdrlog::HdrLog;
 use crate::outcome::IntervalStat;
 use crate::payload::{Payload, MAX_MESSAGE_SIZE};
+use crate::profile::Rate;
 use crate::progress::Progress;
 use crate::LoadError;
 use std::net::{IpAddr, SocketAddr};
@@ -136,9 +137,10 @@ pub struct Config {
     pub timeout: Duration,
     /// Which driver runs the connections.
     pub engine: Engine,
-    /// Open loop: total messages per second over all connections. `None`
-    /// is a closed loop, where each echo triggers the next message.
-    pub rate: Option<f64>,
+    /// Open loop: total messages per second over all connections, fixed or
+    /// changing over the run (a ramp, steps). `None` is a closed loop, where
+    /// each echo triggers the next message.
+    pub rate: Option<Rate>,
     /// Run this long before measuring; nothing sent in it is counted, except errors.
     pub warmup: Duration,
     /// The latency percentiles to report besides p50, p90, p99, p99.9 and max,
@@ -226,6 +228,27 @@ impl Config {
         }
     }
 
+    /// The length of the series' intervals, if the run keeps a series: the
+    /// interval asked for; else, for the HdrHistogram log or a rate that
+    /// changes (a ramp or steps, whose series shows each part), a second,
+    /// or a step if a second does not divide it.
+    pub fn series_interval(&self) -> Option<Duration> {
+        let default = crate::hdrlog::DEFAULT_LOG_INTERVAL;
+        self.interval.or(match &self.rate {
+            Some(Rate::Steps { each, .. }) if each.as_nanos() % default.as_nanos() != 0 => {
+                Some(*each)
+            }
+            Some(Rate::Steps { .. } | Rate::Ramp { .. }) => Some(default),
+            _ => self.hdr_log.as_ref().map(|_| default),
+        })
+    }
+
+    /// Whether the report keeps the series: with `--interval`, and for a
+    /// rate that changes (a ramp or steps), whose series shows each part.
+    pub fn reports_series(&self) -> bool {
+        self.interval.is_some() || self.rate.as_ref().is_some_and(|r| r.fixed().is_none())
+    }
+
     /// Refuse what cannot be run, with a message that names the flag. The
     /// checks run in this order, and the first that fails is the one reported.
     pub fn validate(&self) -> Result<(), LoadError> {
@@ -263,22 +286,63 @@ impl Config {
 
     /// Check an open loop's rate, and whether its schedule ends within a year.
     fn check_rate(&self) -> Result<(), LoadError> {
-        if let Some(r) = self.rate {
+        let Some(rate) = &self.rate else {
+            return Ok(());
+        };
+        for r in rate.rates() {
             if !(MIN_RATE..=MAX_RATE).contains(&r) {
                 return bad(format!(
                     "--rate {r} is out of range: write {MIN_RATE} to {MAX_RATE:e} messages per second"
                 ));
             }
-            // The last message's place in the schedule must be a time this
-            // run can reach.
-            let slots = match self.stop {
-                StopWhen::Count(n) => n as f64 * self.connections as f64,
-                StopWhen::Duration(d) => d.as_secs_f64() * r,
-            } + self.warmup.as_secs_f64() * r;
-            if slots / r > MAX_SCHEDULE.as_secs_f64() {
+        }
+        let flag = match rate {
+            Rate::Fixed(r) => {
+                // The last message's place in the schedule must be a time
+                // this run can reach.
+                let slots = match self.stop {
+                    StopWhen::Count(n) => n as f64 * self.connections as f64,
+                    StopWhen::Duration(d) => d.as_secs_f64() * r,
+                } + self.warmup.as_secs_f64() * r;
+                if slots / r > MAX_SCHEDULE.as_secs_f64() {
+                    return bad(format!(
+                        "--rate {r} with these counts would take {:.0} days: at most a year; raise --rate or lower --count",
+                        slots / r / 86_400.0
+                    ));
+                }
+                return Ok(());
+            }
+            Rate::Ramp { .. } => "--ramp",
+            Rate::Steps { .. } => "--step",
+        };
+        let length = rate.length().unwrap_or_default();
+        if length.is_zero() || length > MAX_SCHEDULE {
+            return bad(format!("{flag} must be longer than 0 and at most a year"));
+        }
+        match self.stop {
+            StopWhen::Count(_) => {
                 return bad(format!(
-                    "--rate {r} with these counts would take {:.0} days: at most a year; raise --rate or lower --count",
-                    slots / r / 86_400.0
+                    "{flag} runs for a time, not a count: leave out --count (the run lasts the {flag}, or --duration if longer)"
+                ))
+            }
+            StopWhen::Duration(d) if d < length => {
+                return bad(format!(
+                    "--duration {} is shorter than the {flag} ({}): the rates after it would never run; leave out --duration",
+                    humantime::format_duration(d),
+                    humantime::format_duration(length)
+                ))
+            }
+            StopWhen::Duration(d) if d > MAX_SCHEDULE => {
+                return bad("--duration must be at most a year".into())
+            }
+            StopWhen::Duration(_) => {}
+        }
+        if let (Rate::Steps { each, .. }, Some(i)) = (rate, self.interval) {
+            if each.as_nanos() % i.as_nanos() != 0 {
+                return bad(format!(
+                    "--interval {} does not divide --step {}: an interval would mix two rates; choose one that does",
+                    humantime::format_duration(i),
+                    humantime::format_duration(*each)
                 ));
             }
         }
@@ -451,7 +515,7 @@ mod tests {
     fn busy_poll_spins_only_in_a_closed_loop_unless_asked() {
         let mut c = config();
         assert_eq!(c.busy_poll_window(), DEFAULT_BUSY_POLL);
-        c.rate = Some(1000.0);
+        c.rate = Some(Rate::Fixed(1000.0));
         assert_eq!(c.busy_poll_window(), Duration::ZERO);
         c.busy_poll = Some(Duration::from_micros(20));
         assert_eq!(c.busy_poll_window(), Duration::from_micros(20));
@@ -472,7 +536,7 @@ mod tests {
         c.stop = StopWhen::Count(2);
         assert_eq!(c.send_buffer_at_start(), 2 << 20);
         // An open loop sends one, and more only when the server falls behind.
-        c.rate = Some(100.0);
+        c.rate = Some(Rate::Fixed(100.0));
         assert_eq!(c.send_buffer_at_start(), 1 << 20);
     }
 
@@ -486,7 +550,38 @@ mod tests {
         };
         check(&|c| c.connections = 0, "--connections");
         check(&|c| c.pipeline = 0, "--pipeline");
-        check(&|c| c.rate = Some(0.0), "--rate");
+        check(&|c| c.rate = Some(Rate::Fixed(0.0)), "--rate");
+        let steps = || Rate::Steps {
+            rates: vec![100.0, 200.0],
+            each: Duration::from_secs(2),
+        };
+        check(&|c| c.rate = Some(steps()), "--count");
+        check(
+            &|c| {
+                c.rate = Some(steps());
+                c.stop = StopWhen::Duration(Duration::from_secs(3));
+            },
+            "--duration",
+        );
+        check(
+            &|c| {
+                c.rate = Some(steps());
+                c.stop = StopWhen::Duration(Duration::from_secs(4));
+                c.interval = Some(Duration::from_millis(300));
+            },
+            "--interval",
+        );
+        check(
+            &|c| {
+                c.rate = Some(Rate::Ramp {
+                    from: 10.0,
+                    to: 1e9,
+                    over: Duration::from_secs(1),
+                });
+                c.stop = StopWhen::Duration(Duration::from_secs(1));
+            },
+            "--rate 1000000000",
+        );
         check(
             &|c| {
                 c.payload = Payload::Sized {

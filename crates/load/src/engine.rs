@@ -10,10 +10,11 @@
 //! of the series to the log as it completes.
 
 use crate::config::{Config, Engine};
-use crate::hdrlog::{self, Header, Session, DEFAULT_LOG_INTERVAL};
+use crate::hdrlog::{self, Header, Session};
 use crate::report::{Measured, Report};
 use crate::start::{workload, Gate, Shared, WorkerOut};
 use crate::stats::{run_histogram, Ready, Series, Totals};
+use crate::steps::StepTally;
 use crate::LoadError;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, OnceLock};
@@ -47,13 +48,14 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
         Engine::Threads => config.connections,
     };
     // The series runs for `--interval`, and for the log, which needs one.
-    let series_len = config
-        .interval
-        .or(config.hdr_log.as_ref().map(|_| DEFAULT_LOG_INTERVAL));
+    let series_len = config.series_interval();
     let shared = Arc::new(Shared {
         gate: Gate::new(threads + 1),
         t0: OnceLock::new(),
-        series: series_len.map(|len| Series::new(len, threads, config.rate.is_some())),
+        series: series_len.map(|len| {
+            let schedule = crate::start::workload(config, Instant::now()).schedule;
+            Series::new(len, threads, schedule.map(|s| (s, config.warmup)))
+        }),
     });
     let spawned_at = Instant::now();
     let handles = spawn(config, &shared, threads)?;
@@ -66,8 +68,13 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
     let header = Header {
         start: wall_start,
         comment: log_comment(config),
+        rate_varies: config.rate.as_ref().is_some_and(|r| r.fixed().is_none()),
     };
-    let (series, joined) = hdrlog::with_session(config.hdr_log.as_deref(), &header, |log| {
+    let Watched {
+        series,
+        steps,
+        joined,
+    } = hdrlog::with_session(config.hdr_log.as_deref(), &header, |log| {
         watch(config, &shared, handles, measure_start, log)
     });
     if let Some(p) = &config.progress {
@@ -101,6 +108,7 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
                 .map(|at| at.saturating_duration_since(measure_start)),
             threads: threads as u64,
             series,
+            steps,
             asked,
         },
     ))
@@ -157,8 +165,8 @@ fn wall_clock_at(t: Instant) -> SystemTime {
 
 /// The log's first comment: what was run, and against what.
 fn log_comment(config: &Config) -> String {
-    let mode = match config.rate {
-        Some(r) => format!("open loop at {r} msgs/s"),
+    let mode = match &config.rate {
+        Some(r) => format!("open loop at {r}"),
         None => "closed loop".to_string(),
     };
     format!(
@@ -179,12 +187,16 @@ fn watch(
     handles: Vec<Handle>,
     measure_start: Instant,
     log: &mut Session<'_>,
-) -> (Vec<crate::IntervalStat>, Result<Joined, LoadError>) {
+) -> Watched {
     let mut series = Vec::new();
+    let mut steps = StepTally::new(config.rate.as_ref());
     let mut emit = |ready: Vec<Ready>| {
         for r in ready {
             log.write(&r);
-            if config.interval.is_none() {
+            if let Some(t) = steps.as_mut() {
+                t.add(&r);
+            }
+            if !config.reports_series() {
                 continue;
             }
             if let Some(sink) = &config.on_interval {
@@ -203,7 +215,19 @@ fn watch(
     if let (Some(s), Ok(j)) = (&shared.series, &joined) {
         emit(s.take_ready(Some(j.finished.saturating_duration_since(measure_start))));
     }
-    (series, joined)
+    let steps = steps.map_or_else(Vec::new, |t| t.finish(&config.percentiles));
+    Watched {
+        series,
+        steps,
+        joined,
+    }
+}
+
+/// What [`watch`] saw: the series, the steps (`--step`), and the threads' results.
+struct Watched {
+    series: Vec<crate::IntervalStat>,
+    steps: Vec<crate::StepStat>,
+    joined: Result<Joined, LoadError>,
 }
 
 type Handle = std::thread::JoinHandle<Result<WorkerOut, LoadError>>;

@@ -85,12 +85,16 @@ pub(crate) struct Header {
     pub start: SystemTime,
     /// A comment on what was run.
     pub comment: String,
+    /// The rate changes over the run (a ramp or steps): each interval is
+    /// preceded by a comment with the rate the schedule asked of it.
+    pub rate_varies: bool,
 }
 
 /// A log being written: the crate's writer over the [`HdrLog`]'s output.
 pub(crate) struct Session<'a> {
     writer: Option<IntervalLogWriter<'a, 'a, Box<dyn Write + Send>, V2DeflateSerializer>>,
     error: Option<io::Error>,
+    rate_varies: bool,
 }
 
 impl Session<'_> {
@@ -101,6 +105,19 @@ impl Session<'_> {
         };
         if self.error.is_some() {
             return;
+        }
+        if let Some(rate) = r.stat.rate_asked.filter(|_| self.rate_varies) {
+            // A comment, which every reader of the format skips: the lines
+            // stay what `merge` and HistogramLogProcessor read.
+            let line = format!(
+                "[Rate asked: {rate:.1} msgs/s from {:.3} s to {:.3} s]",
+                r.from.as_secs_f64(),
+                r.to.as_secs_f64()
+            );
+            if let Err(e) = w.write_comment(&line) {
+                self.error = Some(e);
+                return;
+            }
         }
         let tags = [
             (TAG_SEND, Some(&r.raw)),
@@ -127,6 +144,7 @@ pub(crate) fn with_session<R>(
         return f(&mut Session {
             writer: None,
             error: None,
+            rate_varies: false,
         });
     };
     let mut guard = log.state.lock().expect("hdr log lock");
@@ -146,10 +164,12 @@ pub(crate) fn with_session<R>(
         Ok(w) => Session {
             writer: Some(w),
             error: None,
+            rate_varies: header.rate_varies,
         },
         Err(e) => Session {
             writer: None,
             error: Some(e),
+            rate_varies: false,
         },
     };
     let result = f(&mut session);
@@ -312,6 +332,7 @@ mod tests {
                 t: 0.0,
                 messages: values.len() as u64,
                 msgs_per_sec: 0.0,
+                rate_asked: None,
                 p99_us: 0,
                 p99_corrected_us: None,
             },
@@ -330,8 +351,11 @@ mod tests {
         let header = Header {
             start,
             comment: "test, with a comma".into(),
+            rate_varies: true,
         };
-        let a = ready(0, &[10, 20, 30, 40_000], true);
+        let mut a = ready(0, &[10, 20, 30, 40_000], true);
+        // A ramp's interval: its rate goes in a comment the readers skip.
+        a.stat.rate_asked = Some(1500.0);
         let b = ready(1000, &[5, 7_000_000], true);
         with_session(Some(&log), &header, |s| {
             s.write(&a);
@@ -343,6 +367,10 @@ mod tests {
         assert!(text.contains("#[StartTime: 1800000000.250 "), "{text}");
         assert!(text.contains("#[BaseTime: 1800000000.250 "), "{text}");
         assert!(text.contains("Tag=send,1.000,1.000,7000."), "{text}");
+        assert!(
+            text.contains("#[Rate asked: 1500.0 msgs/s from 0.000 s to 1.000 s]\nTag=send,0.000,"),
+            "{text}"
+        );
         let read = read_log(&bytes).unwrap();
         assert_eq!(read.start_unix_s, 1_800_000_000.25);
         assert_eq!(read.intervals.len(), 4);

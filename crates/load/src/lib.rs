@@ -51,6 +51,7 @@ pub mod report;
 pub mod schedule;
 mod start;
 mod stats;
+mod steps;
 mod sys;
 mod threads;
 
@@ -63,8 +64,9 @@ pub use engine::run;
 pub use hdrlog::HdrLog;
 pub use interrupt::Interrupt;
 pub use payload::{Messages, Payload, MAX_MESSAGE_SIZE};
+pub use profile::Rate;
 pub use progress::{LiveLatency, Phase, Progress, LATENCY_BUCKETS_US};
-pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report, Spread};
+pub use report::{ErrorKind, IntervalStat, Latency, Percentiles, Report, Spread, StepStat};
 pub use sys::raise_fd_limit;
 
 /// Errors that stop a run before it starts.

@@ -89,10 +89,34 @@ pub struct IntervalStat {
     pub messages: u64,
     /// The same, per second of the interval.
     pub msgs_per_sec: f64,
+    /// Open loop: the messages per second the schedule asked of the
+    /// interval (it changes with `--ramp` and `--step`); null otherwise.
+    pub rate_asked: Option<f64>,
     /// 99th percentile of raw latency in the interval.
     pub p99_us: u64,
     /// 99th percentile of corrected latency (open loop only; null otherwise).
     pub p99_corrected_us: Option<u64>,
+}
+
+/// One step of `--rate a,b,c --step D`: what the server carried at that
+/// rate. The last step's row also covers the rest of a `--duration` longer
+/// than the steps, where its rate held.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStat {
+    /// The messages per second the step asked for.
+    pub rate_asked: f64,
+    /// Where the step starts and ends, in seconds from the start of measuring.
+    pub from_s: f64,
+    /// See `from_s`.
+    pub to_s: f64,
+    /// Messages verified in the step.
+    pub messages: u64,
+    /// The same, per second of the step.
+    pub msgs_per_sec: f64,
+    /// Latency from send, in the step.
+    pub latency_us: crate::report::Latency,
+    /// Latency from the schedule, in the step.
+    pub latency_corrected_us: crate::report::Latency,
 }
 
 #[cfg(test)]

@@ -1,12 +1,119 @@
-//! A rate that changes over the run: a linear ramp or a list of steps.
+//! The open loop's rate: fixed, a linear ramp, or steps held in turn.
 //!
-//! Not yet wired into `--rate` (issue 35 parts 3 and 4 are in progress): this
-//! is the schedule's arithmetic only. The open loop's message `i` is due when
-//! the integral of the rate from the start reaches `i`, so a ramp's sends are
-//! exact instants, not a rate re-sampled per interval. Connection `c` keeps
-//! the global slots `c + j·C`, as with a constant rate.
+//! [`Rate`] is what the user asked for (`--rate 1000`, `--rate 1000..50000
+//! --ramp 30s`, `--rate 1000,5000,20000 --step 10s`); [`Profile`] is its
+//! arithmetic. The open loop's message `i` is due when the integral of the
+//! rate from the start reaches `i`, so a ramp's sends are exact instants, not
+//! a rate re-sampled per interval. Connection `c` keeps the global slots
+//! `c + j·C`, as with a fixed rate. The warm-up runs at the first rate, and
+//! the ramp or the first step begins where measuring does; after the last
+//! part, its final rate holds.
 
+use std::fmt;
 use std::time::Duration;
+
+/// The rate an open loop asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rate {
+    /// The same rate throughout, in messages per second.
+    Fixed(f64),
+    /// From `from` to `to` messages per second, linearly, over `over`.
+    Ramp {
+        /// The rate when measuring begins (and during the warm-up).
+        from: f64,
+        /// The rate at the end of the ramp.
+        to: f64,
+        /// How long the ramp lasts.
+        over: Duration,
+    },
+    /// Each rate in turn, each held for `each`.
+    Steps {
+        /// The rates, in messages per second, in order.
+        rates: Vec<f64>,
+        /// How long each is held.
+        each: Duration,
+    },
+}
+
+impl Rate {
+    /// Every rate named, in order.
+    pub fn rates(&self) -> Vec<f64> {
+        match self {
+            Rate::Fixed(r) => vec![*r],
+            Rate::Ramp { from, to, .. } => vec![*from, *to],
+            Rate::Steps { rates, .. } => rates.clone(),
+        }
+    }
+
+    /// The rate of a fixed open loop; `None` for a ramp or steps.
+    pub fn fixed(&self) -> Option<f64> {
+        match self {
+            Rate::Fixed(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// How long the ramp or the steps take; `None` for a fixed rate.
+    pub fn length(&self) -> Option<Duration> {
+        match self {
+            Rate::Fixed(_) => None,
+            Rate::Ramp { over, .. } => Some(*over),
+            Rate::Steps { rates, each } => Some(each.saturating_mul(rates.len() as u32)),
+        }
+    }
+
+    /// The schedule's arithmetic, from the start of the warm-up: the first
+    /// rate for `warmup`, then the ramp or the steps. `None` unless every
+    /// rate is finite and positive and every length above zero.
+    pub fn profile(&self, warmup: Duration) -> Option<Profile> {
+        let held = |r: f64, length: Duration| Segment {
+            from: r,
+            to: r,
+            length,
+        };
+        let mut segments = Vec::new();
+        let first = *self.rates().first()?;
+        if !warmup.is_zero() {
+            segments.push(held(first, warmup));
+        }
+        match self {
+            Rate::Fixed(r) => segments.push(held(*r, Duration::from_secs(1))),
+            Rate::Ramp { from, to, over } => segments.push(Segment {
+                from: *from,
+                to: *to,
+                length: *over,
+            }),
+            Rate::Steps { rates, each } => segments.extend(rates.iter().map(|r| held(*r, *each))),
+        }
+        Profile::new(segments)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |rates: &[f64]| {
+            rates
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Rate::Fixed(r) => write!(f, "{r} msgs/s"),
+            Rate::Ramp { from, to, over } => write!(
+                f,
+                "{from} to {to} msgs/s over {}",
+                humantime::format_duration(*over)
+            ),
+            Rate::Steps { rates, each } => write!(
+                f,
+                "{} msgs/s, {} each",
+                list(rates),
+                humantime::format_duration(*each)
+            ),
+        }
+    }
+}
 
 /// One part of a profile: the rate goes linearly from `from` to `to`
 /// (messages/s) over `length`. A step has `from == to`.
@@ -92,6 +199,12 @@ impl Profile {
         }
         let last = self.segments.last().map_or(1.0, |s| s.to);
         Duration::from_secs_f64(start + k / last)
+    }
+
+    /// Whether the rate is the same throughout.
+    pub fn is_constant(&self) -> bool {
+        let r = self.segments[0].from;
+        self.segments.iter().all(|s| s.from == r && s.to == r)
     }
 
     /// The rate in force at `t`.

@@ -11,23 +11,51 @@
 //! global schedule, even when `R` is below `C` (a connection then simply
 //! waits longer than the run for its turn). Latency is measured from that
 //! intended instant, so a server that stalls is charged for every message it
-//! delayed, not only the one it was holding (coordinated omission).
+//! delayed, not only the one it was holding (coordinated omission). A ramp or
+//! steps (`crate::profile`) keep the same slots; only their instants follow
+//! the changing rate.
 
+use crate::profile::{Profile, Rate};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The open-loop schedule: `rate` messages per second over `connections`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The open-loop schedule: messages due over `connections`, at a fixed rate
+/// or one that changes over the run (a ramp, steps).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
-    rate: f64,
+    pace: Pace,
     connections: u64,
+}
+
+/// How fast messages fall due.
+#[derive(Debug, Clone, PartialEq)]
+enum Pace {
+    /// Message `i` is due at `i/R`, exactly.
+    Fixed(f64),
+    /// Message `i` is due where the profile's integral reaches `i`.
+    Varying(Arc<Profile>),
 }
 
 impl Schedule {
     /// A schedule of `rate` messages/s in total; `None` unless the rate is
     /// finite and positive and there is a connection.
     pub fn new(rate: f64, connections: u64) -> Option<Schedule> {
-        (rate.is_finite() && rate > 0.0 && connections > 0)
-            .then_some(Schedule { rate, connections })
+        (rate.is_finite() && rate > 0.0 && connections > 0).then_some(Schedule {
+            pace: Pace::Fixed(rate),
+            connections,
+        })
+    }
+
+    /// The schedule of `rate` for a run whose warm-up lasts `warmup` (at the
+    /// first rate; a ramp or the steps begin where measuring does).
+    pub fn of(rate: &Rate, warmup: Duration, connections: u64) -> Option<Schedule> {
+        match rate {
+            Rate::Fixed(r) => Schedule::new(*r, connections),
+            _ => (connections > 0).then_some(Schedule {
+                pace: Pace::Varying(Arc::new(rate.profile(warmup)?)),
+                connections,
+            }),
+        }
     }
 
     /// The global index of connection `conn`'s message `j` (both from 0).
@@ -35,14 +63,48 @@ impl Schedule {
         conn + j * self.connections
     }
 
+    /// When global message `i` is due, from the start of the run.
+    pub fn offset_of_slot(&self, i: u64) -> Duration {
+        match &self.pace {
+            Pace::Fixed(r) => Duration::from_secs_f64(i as f64 / r),
+            Pace::Varying(p) => p.offset_of_slot(i),
+        }
+    }
+
     /// When connection `conn`'s message `j` is due, from the start of the run.
     pub fn offset(&self, conn: u64, j: u64) -> Duration {
-        Duration::from_secs_f64(self.slot(conn, j) as f64 / self.rate)
+        self.offset_of_slot(self.slot(conn, j))
+    }
+
+    /// Messages due in `[0, t)` from the start of the run, as a real number.
+    fn due_by(&self, t: Duration) -> f64 {
+        match &self.pace {
+            Pace::Fixed(r) => t.as_secs_f64() * r,
+            Pace::Varying(p) => p.integral(t),
+        }
+    }
+
+    /// The rate the schedule asks between `from` and `to` (from the start of
+    /// the run), in messages per second over all connections: what an
+    /// interval of the series was asked to carry.
+    pub fn rate_between(&self, from: Duration, to: Duration) -> f64 {
+        match &self.pace {
+            Pace::Fixed(r) => *r,
+            Pace::Varying(p) if to > from => {
+                (p.integral(to) - p.integral(from)) / (to - from).as_secs_f64()
+            }
+            Pace::Varying(p) => p.rate_at(from),
+        }
+    }
+
+    /// Whether the rate changes over the run.
+    pub fn varies(&self) -> bool {
+        matches!(&self.pace, Pace::Varying(p) if !p.is_constant())
     }
 
     /// The first `j` of connection `conn` whose offset is at or after `limit`.
     pub fn first_at_or_after(&self, conn: u64, limit: Duration) -> u64 {
-        let x = limit.as_secs_f64() * self.rate;
+        let x = self.due_by(limit);
         let mut j = if (conn as f64) >= x {
             0
         } else {
@@ -118,7 +180,7 @@ impl Workload {
         if let Some(n) = self.count {
             return Some(n);
         }
-        let (s, end) = (self.schedule?, self.clock.end?);
+        let (s, end) = (self.schedule.as_ref()?, self.clock.end?);
         let from = s.first_at_or_after(conn, self.clock.measure_start - self.clock.t0);
         let to = s.first_at_or_after(conn, end - self.clock.t0);
         Some(to.saturating_sub(from))
@@ -387,6 +449,32 @@ mod tests {
             if j > 0 {
                 prop_assert!(s.offset(conn, j - 1) < limit);
             }
+        }
+
+        /// The same boundary, and the same slots in order, when the rate
+        /// ramps or steps after a warm-up.
+        #[test]
+        fn first_at_or_after_is_the_boundary_of_a_changing_rate(
+            from in 1.0f64..5e4, to in 1.0f64..5e4, steps in proptest::bool::ANY,
+            conns in 1u64..300, conn_pick: u64, warm_ms in 0u64..2000, limit_us in 0u64..20_000_000,
+        ) {
+            let length = Duration::from_secs(3);
+            let rate = if steps {
+                Rate::Steps { rates: vec![from, to, from], each: length }
+            } else {
+                Rate::Ramp { from, to, over: length }
+            };
+            let s = Schedule::of(&rate, ms(warm_ms), conns).unwrap();
+            let conn = conn_pick % conns;
+            let limit = Duration::from_micros(limit_us);
+            let j = s.first_at_or_after(conn, limit);
+            prop_assert!(s.offset(conn, j) >= limit);
+            if j > 0 {
+                prop_assert!(s.offset(conn, j - 1) < limit);
+            }
+            prop_assert!(s.offset(conn, j + 1) > s.offset(conn, j));
+            // The warm-up runs at the first rate, exactly.
+            prop_assert!((s.rate_between(Duration::ZERO, ms(warm_ms)) - from).abs() < 1e-6 * from || warm_ms == 0);
         }
 
         #[test]

@@ -144,7 +144,8 @@ pub(crate) fn workload(config: &Config, t0: Instant) -> Workload {
         clock: Clock::new(t0, config.warmup, duration),
         schedule: config
             .rate
-            .and_then(|r| Schedule::new(r, config.connections as u64)),
+            .as_ref()
+            .and_then(|r| Schedule::of(r, config.warmup, config.connections as u64)),
         count,
         interrupt: config.interrupt.clone(),
     }

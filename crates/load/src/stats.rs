@@ -10,6 +10,7 @@
 use crate::diagnose::{Mismatch, PER_THREAD};
 use crate::outcome::{ErrorKind, IntervalStat};
 use crate::progress::{Delta, Progress};
+use crate::schedule::Schedule;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -378,6 +379,8 @@ impl IntervalRecorder {
 pub(crate) struct Series {
     len: Duration,
     open_loop: bool,
+    /// Open loop: the schedule, and the warm-up before the series' start.
+    schedule: Option<(Schedule, Duration)>,
     state: Mutex<SeriesState>,
     changed: Condvar,
 }
@@ -398,10 +401,17 @@ struct SeriesState {
 }
 
 impl Series {
-    pub fn new(len: Duration, threads: usize, open_loop: bool) -> Arc<Series> {
+    /// A series of intervals `len` long over `threads`; `schedule`: an open
+    /// loop's, and the warm-up that precedes the first interval.
+    pub fn new(
+        len: Duration,
+        threads: usize,
+        schedule: Option<(Schedule, Duration)>,
+    ) -> Arc<Series> {
         Arc::new(Series {
             len,
-            open_loop,
+            open_loop: schedule.is_some(),
+            schedule,
             state: Mutex::new(SeriesState {
                 slots: VecDeque::new(),
                 emitted: 0,
@@ -501,6 +511,10 @@ impl Series {
             } else {
                 0.0
             },
+            rate_asked: self
+                .schedule
+                .as_ref()
+                .map(|(s, warmup)| s.rate_between(*warmup + from, *warmup + to)),
             p99_us: quantile(&slot.raw, 0.99),
             p99_corrected_us: slot.corrected.as_ref().map(|h| quantile(h, 0.99)),
         };
@@ -539,7 +553,7 @@ mod tests {
 
     #[test]
     fn a_row_waits_for_every_thread_then_merges_them() {
-        let series = Series::new(Duration::from_secs(1), 2, false);
+        let series = Series::new(Duration::from_secs(1), 2, None);
         let t = Instant::now();
         let mut a = IntervalRecorder::new(series.clone(), 0, t);
         let mut b = IntervalRecorder::new(series.clone(), 1, t);
@@ -588,7 +602,11 @@ mod tests {
 
     #[test]
     fn a_finished_thread_does_not_hold_rows_back() {
-        let series = Series::new(Duration::from_millis(100), 2, true);
+        let series = Series::new(
+            Duration::from_millis(100),
+            2,
+            Schedule::new(100.0, 2).map(|s| (s, Duration::ZERO)),
+        );
         let t = Instant::now();
         let a = IntervalRecorder::new(series.clone(), 0, t);
         let mut b = IntervalRecorder::new(series.clone(), 1, t);

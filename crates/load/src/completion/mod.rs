@@ -176,7 +176,7 @@ impl Driving for Driver<'_> {
 impl Driver<'_> {
     /// Drive every connection until each one is done or failed.
     fn run(&mut self, w: &Workload, ids: &[u64]) -> Result<(), LoadError> {
-        let mut open = w.schedule.map(|s| Cursor::new(s, ids.len()));
+        let mut open = w.schedule.clone().map(|s| Cursor::new(s, ids.len()));
         let mut due = Vec::new();
         self.tally.exchanging = self.tally.live;
         if self.tally.exchanging == 0 {

@@ -105,6 +105,7 @@ impl Driver<'_> {
         let mut events = Events::with_capacity(1024);
         let mut open = w
             .schedule
+            .clone()
             .map(|s| OpenLoop::new(s, ids.len(), self.poll.registry()));
         self.tally.exchanging = self.tally.live;
         if self.tally.exchanging == 0 {

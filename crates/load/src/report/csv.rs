@@ -29,6 +29,22 @@ impl Report {
                 .map_or(String::new(), |t| format!("{t:.6}")),
         ));
         cols.extend(self.csv_spread());
+        // A ramp or steps, without commas: `ramp 1000..50000 over 30s`,
+        // `steps 1000;5000 each 10s`; empty for a fixed rate or a closed loop.
+        cols.push((
+            "rate_profile".into(),
+            self.rate_profile
+                .as_ref()
+                .map_or(String::new(), |p| match p {
+                    super::RateProfile::Ramp { from, to, over_s } => {
+                        format!("ramp {from}..{to} over {over_s}s")
+                    }
+                    super::RateProfile::Steps { rates, each_s } => {
+                        let rates: Vec<String> = rates.iter().map(|r| r.to_string()).collect();
+                        format!("steps {} each {each_s}s", rates.join(";"))
+                    }
+                }),
+        ));
         let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
         format!("{}\n{}\n", keys.join(","), values.join(","))
     }

@@ -13,7 +13,8 @@ mod text;
 
 use crate::diagnose::LISTED;
 pub use crate::diagnose::{Mismatch, MismatchKind};
-pub use crate::outcome::{ErrorKind, IntervalStat};
+pub use crate::outcome::{ErrorKind, IntervalStat, StepStat};
+use crate::profile::Rate;
 use crate::stats::Totals;
 use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
@@ -59,6 +60,60 @@ impl Serialize for Percentiles {
             m.serialize_entry(&percentile_key(*p), v)?;
         }
         m.end()
+    }
+}
+
+/// A rate that changes over the run, as the JSON gives it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RateProfile {
+    /// `--rate FROM..TO --ramp OVER`.
+    Ramp {
+        /// Messages per second where measuring begins.
+        from: f64,
+        /// Messages per second at the end of the ramp, and after it.
+        to: f64,
+        /// The ramp's length in seconds.
+        over_s: f64,
+    },
+    /// `--rate A,B,C --step EACH`.
+    Steps {
+        /// Messages per second of each step, in order.
+        rates: Vec<f64>,
+        /// Each step's length in seconds.
+        each_s: f64,
+    },
+}
+
+impl std::fmt::Display for RateProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateProfile::Ramp { from, to, over_s } => {
+                write!(f, "ramp from {from} to {to} msgs/s over {over_s} s")
+            }
+            RateProfile::Steps { rates, each_s } => {
+                let rates: Vec<String> = rates.iter().map(|r| r.to_string()).collect();
+                write!(f, "steps of {} msgs/s, {each_s} s each", rates.join(", "))
+            }
+        }
+    }
+}
+
+impl RateProfile {
+    /// The profile of a ramp or steps; `None` for a fixed rate.
+    pub fn of(rate: &Rate) -> Option<RateProfile> {
+        match rate {
+            Rate::Fixed(_) => None,
+            Rate::Ramp { from, to, over } => Some(RateProfile::Ramp {
+                from: *from,
+                to: *to,
+                over_s: over.as_secs_f64(),
+            }),
+            Rate::Steps { rates, each } => Some(RateProfile::Steps {
+                rates: rates.clone(),
+                each_s: each.as_secs_f64(),
+            }),
+        }
     }
 }
 
@@ -266,8 +321,12 @@ pub struct Report {
     pub threads: u64,
     /// Messages in flight per connection (at most, in an open loop).
     pub pipeline: u64,
-    /// Open loop: messages per second asked for; null for a closed loop.
+    /// Open loop: messages per second asked for; null for a closed loop,
+    /// and for a ramp or steps (`rate_profile`).
     pub rate: Option<f64>,
+    /// Open loop with `--ramp` or `--step`: the rates asked for; null otherwise
+    /// (then `rate` is null too, and `series` gives the rate of each interval).
+    pub rate_profile: Option<RateProfile>,
     /// Open loop: measured messages that were due before the end but never
     /// sent because the pipeline stayed full (the server fell behind).
     pub messages_unsent: u64,
@@ -282,8 +341,10 @@ pub struct Report {
     pub measure_start_unix_s: f64,
     /// The seed of a `--size` payload; null for the text template.
     pub seed: Option<u64>,
-    /// Per-interval figures with `--interval`; empty otherwise.
+    /// Per-interval figures with `--interval`, `--ramp` or `--step`; empty otherwise.
     pub series: Vec<IntervalStat>,
+    /// With `--step`: what each step carried, in order; empty otherwise.
+    pub steps: Vec<StepStat>,
     /// True when the run was stopped early (Ctrl-C or SIGTERM in `ringport
     /// stress`): the figures cover the part that ran, and the run did less
     /// than it was asked.
@@ -314,6 +375,7 @@ pub(crate) struct Measured<'a> {
     pub interrupted_after: Option<std::time::Duration>,
     pub threads: u64,
     pub series: Vec<IntervalStat>,
+    pub steps: Vec<StepStat>,
     /// Measured messages asked for, where the run asks for a number.
     pub asked: Option<u64>,
 }
@@ -373,7 +435,8 @@ impl Report {
             engine: config.engine.name(),
             threads: m.threads,
             pipeline: config.pipeline as u64,
-            rate: config.rate,
+            rate: config.rate.as_ref().and_then(Rate::fixed),
+            rate_profile: config.rate.as_ref().and_then(RateProfile::of),
             messages_unsent: t.messages_unsent,
             warmup_s: config.warmup.as_secs_f64(),
             warmup_messages: t.warmup_messages,
@@ -381,6 +444,7 @@ impl Report {
             measure_start_unix_s: crate::hdrlog::unix_seconds(m.measure_start),
             seed: config.payload.seed(),
             series: m.series,
+            steps: m.steps,
             interrupted: m.interrupted_after.is_some(),
             interrupted_after_s: m.interrupted_after.map(|d| d.as_secs_f64()),
             duration_asked_s: match config.stop {
@@ -511,7 +575,7 @@ pub(crate) mod tests {
         let mut config = crate::Config::new("127.0.0.1:1".parse().unwrap());
         config.percentiles = vec![99.99];
         if corrected {
-            config.rate = Some(100.0);
+            config.rate = Some(Rate::Fixed(100.0));
         }
         let h = hist(&[10, 20, 30]);
         Report::new(
@@ -526,6 +590,7 @@ pub(crate) mod tests {
                 interrupted_after: None,
                 threads: 1,
                 series: Vec::new(),
+                steps: Vec::new(),
                 asked: None,
             },
         )

@@ -89,9 +89,10 @@ impl Report {
         if let Some(line) = self.interrupted_line() {
             let _ = writeln!(s, "{line}");
         }
-        let mode = match self.rate {
-            Some(r) => format!("open loop at {r} msgs/s"),
-            None => "closed loop".to_string(),
+        let mode = match (self.rate, &self.rate_profile) {
+            (Some(r), _) => format!("open loop at {r} msgs/s"),
+            (None, Some(p)) => format!("open loop, {p}"),
+            (None, None) => "closed loop".to_string(),
         };
         let _ = writeln!(
             s,
@@ -175,7 +176,33 @@ impl Report {
         }
         self.write_churn(&mut s);
         self.write_latency_table(&mut s);
+        self.write_steps(&mut s);
         s
+    }
+
+    /// `--step`: a row per step, the curve of rate against latency.
+    fn write_steps(&self, s: &mut String) {
+        if self.steps.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "steps            {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
+            "from (s)", "to (s)", "asked/s", "msgs/s", "p50 (us)", "p99 (us)", "p99 sched"
+        );
+        for st in &self.steps {
+            let _ = writeln!(
+                s,
+                "                 {:>10.1} {:>10.1} {:>12.0} {:>10.0} {:>10} {:>10} {:>12}",
+                st.from_s,
+                st.to_s,
+                st.rate_asked,
+                st.msgs_per_sec,
+                st.latency_us.p50,
+                st.latency_us.p99,
+                st.latency_corrected_us.p99
+            );
+        }
     }
 
     /// Churn: connections per second and how long their connects took.
