@@ -12,6 +12,8 @@ macro_rules! concurrent_model_tests {
             #[test] fn a_client_that_never_reads_does_not_stall_the_others() { super::a_client_that_never_reads_does_not_stall_the_others(M) }
             #[test] fn three_workers_serve_every_connection() { super::three_workers_serve_every_connection(M) }
             #[test] fn connections_over_the_limit_are_closed_and_counted() { super::connections_over_the_limit_are_closed_and_counted(M) }
+            #[cfg(unix)]
+            #[test] fn sigterm_wakes_every_idle_client_long_before_the_drain_deadline() { super::sigterm_wakes_every_idle_client_long_before_the_drain_deadline(M) }
             #[cfg(target_os = "linux")]
             #[test] fn a_hundred_slow_readers_cost_bounded_memory_and_others_are_served() { super::a_hundred_slow_readers_cost_bounded_memory_and_others_are_served(M) }
             #[cfg(target_os = "linux")]
@@ -21,6 +23,37 @@ macro_rules! concurrent_model_tests {
 }
 
 for_each_concurrent_model!(concurrent_model_tests);
+
+/// Every client blocked waiting for its next message is woken by the
+/// shutdown itself, not by the drain deadline's close: with 300 idle
+/// clients (300 threads blocked in `read`, for threaded) and a 120 s
+/// deadline, the server finishes and every client sees EOF in far less.
+#[cfg(unix)]
+fn sigterm_wakes_every_idle_client_long_before_the_drain_deadline(model: &str) {
+    let server = Server::start(model, &["--drain-timeout", "120s"]);
+    let mut clients: Vec<TcpStream> = (0..300).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+    }
+    let t = Instant::now();
+    server.signal(libc::SIGTERM);
+    // Each client sees the server's end of stream, then closes: the drain
+    // then has nothing left to wait for.
+    for c in clients {
+        let mut c = c;
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(c.read(&mut b).unwrap_or(1), 0, "{model}: no EOF");
+    }
+    let (status, _, out) = server.wait_exit();
+    let took = t.elapsed();
+    assert_eq!(status.code(), Some(0), "{model}: {out}");
+    assert!(out.contains("served 300 connections"), "{model}: {out}");
+    // Generous for a loaded machine, and still a sixth of the deadline.
+    assert!(took < Duration::from_secs(20), "{model}: took {took:?}");
+}
 
 fn five_hundred_concurrent_connections_all_verified(model: &str) {
     let server = Server::start(model, &[]);

@@ -3,7 +3,7 @@
 //! shutdown wake and, at the drain deadline, close every client's socket.
 
 use crate::accept::interrupt_accept;
-use crate::sys::Wake;
+use crate::sys::{Waiter, Wake};
 use crate::verbose::log_received;
 use crate::wake::{is_timeout, Ready};
 use crate::Config;
@@ -14,6 +14,9 @@ use std::net::{Shutdown as How, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How often shutdown wakes again the client threads that have not yet seen it.
+const REWAKE: Duration = Duration::from_millis(5);
 
 /// Read buffer for one connection of the blocking models.
 pub(crate) const BUF_SIZE: usize = 16 * 1024;
@@ -40,11 +43,17 @@ pub(crate) fn serve(
     }
     crate::sys::nodelay_if_not_inherited(|| stream.set_nodelay(true));
     let idle = config.idle_timeout;
-    let _ = wake.prepare(stream);
+    let waiter = match wake.prepare(stream, idle) {
+        Ok(w) => w,
+        Err(e) => {
+            log_disconnect(peer, config, Err(e));
+            return;
+        }
+    };
     // An idle client shows as a wait that times out for the whole idle
     // timeout, or as a write (it takes none of its echo) that does.
     let _ = stream.set_write_timeout(idle);
-    let result = echo_until_closed(stream, peer, buf, config, shutdown, wake, stats);
+    let result = echo_until_closed(stream, peer, buf, config, shutdown, (wake, &waiter), stats);
     log_disconnect(peer, config, result);
 }
 
@@ -56,13 +65,14 @@ fn echo_until_closed(
     buf: &mut [u8],
     config: &Config,
     shutdown: &Shutdown,
-    wake: &Wake,
+    (wake, waiter): (&Wake, &Waiter<'_>),
     stats: &Stats,
 ) -> io::Result<()> {
     let idle = config.idle_timeout;
     let mut last_read = Instant::now();
     loop {
         if shutdown.is_triggered() {
+            waiter.noticed();
             // Everything read so far has been written back.
             stream.shutdown(How::Write)?;
             discard_until_eof(stream, buf);
@@ -198,7 +208,13 @@ impl OpenConnections {
             let _ = std::thread::Builder::new()
                 .name("drain-deadline".into())
                 .spawn(move || {
-                    std::thread::sleep(drain);
+                    // A wake-up can land just before its thread blocks, and
+                    // be lost: repeat it until every thread has seen it.
+                    let deadline = Instant::now() + drain;
+                    while force.inner.wake.interrupt() > 0 && Instant::now() < deadline {
+                        std::thread::sleep(REWAKE);
+                    }
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                     force.close_all();
                 });
         });

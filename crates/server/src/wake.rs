@@ -1,14 +1,24 @@
 //! How a thread blocked on one client's socket is woken for shutdown.
 //!
-//! On Unix a thread waits in `poll(2)` on its socket and on the read end of
-//! one pipe shared by the whole server; shutdown writes a byte to the pipe,
-//! which is never read, so it stays readable and every waiting thread wakes
-//! at once. An idle connection costs nothing until then: no timer, no
-//! periodic wake-up (ten thousand idle clients on a 250 ms tick cost a
-//! fifth of a CPU). `shutdown(SHUT_RD)` would wake a blocked `read` too,
-//! but it cannot be undone, and Linux resets a connection that has shut its
-//! read side and sent its FIN as soon as more data arrives, which would
-//! destroy the end of the echo still on its way.
+//! On Unix a thread blocks in `read(2)` on its socket and nothing else, so a
+//! message costs one `read` and one `write`, as in the plainest
+//! thread-per-client echo. Shutdown sends each registered thread a signal
+//! whose handler does nothing and which is installed without `SA_RESTART`:
+//! the blocked `read` returns `EINTR`, and the loop sees the flag. A signal
+//! that lands just before its thread enters `read` is lost, so shutdown
+//! repeats it every few milliseconds to the threads that have not yet said
+//! they saw it (the way the JDK interrupts a thread blocked on a socket). An
+//! idle connection costs nothing until then: no timer, no periodic wake-up
+//! (ten thousand idle clients on a 250 ms tick cost a fifth of a CPU).
+//!
+//! Tried before: waiting in `poll(2)` on the socket and on one pipe shared
+//! by the whole server, which shutdown made readable. That `poll` before
+//! every `read` cost a fifth of the server's CPU: 1.4× a plain `std::thread`
+//! echo's CPU per message at 1000 connections (docs/BENCHMARKS.md).
+//! `shutdown(SHUT_RD)` would wake a blocked `read` too, but it cannot be
+//! undone, and Linux resets a connection that has shut its read side and
+//! sent its FIN as soon as more data arrives, which would destroy the end
+//! of the echo still on its way.
 //!
 //! Elsewhere (Windows) the read itself is the wait, with a short timeout,
 //! and the caller looks at the shutdown flag each time it expires. Both
