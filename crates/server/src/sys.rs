@@ -304,16 +304,16 @@ mod wake {
             &self,
             stream: &TcpStream,
             _idle: Option<Duration>,
-        ) -> io::Result<Waiter> {
+        ) -> io::Result<Waiter<'_>> {
             stream.set_read_timeout(Some(TICK))?;
-            Ok(Waiter)
+            Ok(Waiter(std::marker::PhantomData))
         }
     }
 
     /// A client thread's place among the waiters: nothing to keep here.
-    pub(crate) struct Waiter;
+    pub(crate) struct Waiter<'a>(std::marker::PhantomData<&'a Wake>);
 
-    impl Waiter {
+    impl Waiter<'_> {
         pub(crate) fn noticed(&self) {}
     }
 }
