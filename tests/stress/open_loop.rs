@@ -54,6 +54,40 @@ fn an_open_loop_duration_run_schedules_rate_times_duration_messages() {
 }
 
 #[test]
+fn an_open_loop_reports_how_late_the_generator_sent() {
+    let server = Server::start("epoll", &["--workers", "1"]);
+    for engine in crate::util::load_engines() {
+        let (status, json, err) = stress_json(
+            &server.addr.to_string(),
+            &[
+                "--engine", engine, "-c", "4", "--rate", "400", "-d", "1s", "--warmup", "200ms",
+            ],
+        );
+        assert!(status.success(), "{json}{err}");
+        let late = &json["send_lateness_us"];
+        // One figure per measured message sent, ordered.
+        assert_eq!(late["count"], json["messages_sent"], "{json}");
+        let (p50, p99, max) = (
+            late["p50"].as_u64().unwrap(),
+            late["p99"].as_u64().unwrap(),
+            late["max"].as_u64().unwrap(),
+        );
+        assert!(p50 <= p99 && p99 <= max, "{json}");
+        // A send is never later than its message's latency from schedule.
+        assert!(
+            max <= json["latency_corrected_us"]["max"].as_u64().unwrap(),
+            "{json}"
+        );
+        assert!(json["generator_late"].is_boolean(), "{json}");
+    }
+    // A closed loop has no schedule to be late for.
+    let (status, json, err) = stress_json(&server.addr.to_string(), &["-c", "2", "-n", "10"]);
+    assert!(status.success(), "{json}{err}");
+    assert!(json["send_lateness_us"].is_null(), "{json}");
+    assert_eq!(json["generator_late"], false, "{json}");
+}
+
+#[test]
 fn the_warmup_is_excluded_from_every_count() {
     let server = Server::start("threaded", &[]);
     for engine in crate::util::load_engines() {

@@ -127,6 +127,11 @@ pub(crate) struct Exchange {
     pub(crate) in_flight_written: usize,
     /// When the last message came back verified.
     pub(crate) last_verified: Option<Instant>,
+    /// When this connection could last take another message: an echo
+    /// freed a place in its pipeline, or a replacement connection came up
+    /// (`None`: since the start). A message due earlier waited for the
+    /// server, not for the generator.
+    free_since: Option<Instant>,
     /// Measured messages verified in this slot (churn: by every
     /// connection of the slot, so not reset when one is replaced).
     pub(crate) measured_verified: u64,
@@ -163,6 +168,7 @@ impl Exchange {
             in_flight: VecDeque::new(),
             in_flight_written: 0,
             last_verified: None,
+            free_since: None,
             measured_verified: 0,
             sent_here: 0,
             retire: false,
@@ -203,6 +209,7 @@ impl Exchange {
         now: Instant,
     ) {
         self.state = State::Exchanging { finished: false };
+        self.free_since = Some(now);
         let in_window = since >= w.clock.measure_start && w.clock.end.is_none_or(|e| since < e);
         rec.reconnected(now.saturating_duration_since(since), in_window);
     }
@@ -334,6 +341,7 @@ impl Exchange {
             rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
             self.measured_verified += u64::from(m.measured);
             self.last_verified = Some(now);
+            self.free_since = Some(now);
             self.in_flight.pop_front();
             self.in_flight_written -= 1;
         }
@@ -429,17 +437,21 @@ impl Exchange {
                             self.generated = self.base + self.buf.len() as u64;
                         }
                     }
+                    // Its own clock read, once it is ready to write: the
+                    // turns before this one in the batch (reading,
+                    // verifying and generating up to a megabyte each) took
+                    // the load's time, not the server's. Stamped with the
+                    // batch's start, the mean latency at 1000 connections ×
+                    // 64 KiB came out half again above what Little's law
+                    // allows (docs/BENCHMARKS.md).
+                    let queued = Instant::now();
+                    if w.schedule.is_some() {
+                        rec.sent_late(queued, intended, self.free_since, measured);
+                    }
                     self.in_flight.push_back(InFlight {
                         start,
                         end: self.generated,
-                        // Its own clock read, once it is ready to write: the
-                        // turns before this one in the batch (reading,
-                        // verifying and generating up to a megabyte each) took
-                        // the load's time, not the server's. Stamped with the
-                        // batch's start, the mean latency at 1000 connections ×
-                        // 64 KiB came out half again above what Little's law
-                        // allows (docs/BENCHMARKS.md).
-                        queued: Instant::now(),
+                        queued,
                         intended,
                         measured,
                         cut,

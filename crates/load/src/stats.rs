@@ -47,6 +47,11 @@ fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
 }
 
+/// Lateness in whole microseconds: 0 is on time (a latency is at least 1).
+fn lateness_us(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
 /// Counters one thread keeps; merged at the end.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Totals {
@@ -71,6 +76,9 @@ pub(crate) struct Totals {
     pub connections_cycled: u64,
     /// Churn: how long the connects started in the measured window took.
     pub connect_us: Option<Histogram<u64>>,
+    /// Open loop: how late the generator handed each measured message to
+    /// its socket (see [`Recorder::sent_late`]).
+    pub lateness_us: Option<Histogram<u64>>,
     /// Measured messages verified by each connection asked for, in no
     /// particular order (churn: by each connection slot, its line of
     /// connections together); 0 for one that never opened.
@@ -96,11 +104,15 @@ impl Totals {
         self.per_connection.extend_from_slice(&o.per_connection);
         self.mismatch_details
             .extend(o.mismatch_details.iter().cloned());
-        if let Some(h) = &o.connect_us {
-            self.connect_us
-                .get_or_insert_with(run_histogram)
-                .add(h)
-                .expect("same histogram bounds");
+        for (mine, theirs) in [
+            (&mut self.connect_us, &o.connect_us),
+            (&mut self.lateness_us, &o.lateness_us),
+        ] {
+            if let Some(h) = theirs {
+                mine.get_or_insert_with(run_histogram)
+                    .add(h)
+                    .expect("same histogram bounds");
+            }
         }
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
@@ -200,6 +212,29 @@ impl Recorder {
         measure_start: Instant,
     ) {
         self.interval = series.map(|s| IntervalRecorder::new(s.clone(), thread, measure_start));
+    }
+
+    /// An open loop's message due at `intended` was handed to the socket at
+    /// `queued`, by a connection that could take it from `free_since` on
+    /// (`None`: from the start). Its lateness is the generator's own delay:
+    /// from the later of the two to `queued`. A message that waited for the
+    /// server's previous echo was held back by the server, not by the
+    /// generator (that wait shows in latency from schedule).
+    pub fn sent_late(
+        &mut self,
+        queued: Instant,
+        intended: Instant,
+        free_since: Option<Instant>,
+        measured: bool,
+    ) {
+        if !measured {
+            return;
+        }
+        let ready = free_since.map_or(intended, |f| f.max(intended));
+        self.totals
+            .lateness_us
+            .get_or_insert_with(run_histogram)
+            .saturating_record(lateness_us(queued.saturating_duration_since(ready)));
     }
 
     /// A message of `len` bytes was written in full.
@@ -598,6 +633,31 @@ mod tests {
         record_interval(&mut h, u64::MAX);
         assert!(kib(&h) <= 184, "clamped to an hour: {} KiB", kib(&h));
         assert_eq!(h.max(), run_histogram().highest_equivalent(MAX_US));
+    }
+
+    #[test]
+    fn lateness_is_the_generators_delay_not_a_wait_for_the_server() {
+        let mut rec = Recorder::new(true, None);
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        // Due at t, the connection free since the start, sent 5 ms late.
+        rec.sent_late(t + ms(5), t, None, true);
+        // Due at t, but the previous echo came back only at t + 40 ms and it
+        // went out 1 ms after that: the server's wait is not the generator's.
+        rec.sent_late(t + ms(41), t, Some(t + ms(40)), true);
+        // Free long before it was due, sent on time.
+        rec.sent_late(t + ms(50), t + ms(50), Some(t), true);
+        // A warm-up message is not measured.
+        rec.sent_late(t + ms(900), t, None, false);
+        let h = rec.totals.lateness_us.as_ref().unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.min(), 0);
+        assert!(
+            h.value_at_quantile(0.5).abs_diff(1000) <= 1,
+            "{}",
+            h.value_at_quantile(0.5)
+        );
+        assert!(h.max().abs_diff(5000) <= 5, "{}", h.max());
     }
 
     #[test]

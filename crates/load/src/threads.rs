@@ -175,6 +175,11 @@ impl Conn<'_> {
             msg.clear();
             self.messages.write(id + 1, plan.sent, &mut msg);
             let queued = Instant::now();
+            if w.schedule.is_some() {
+                // One message at a time: the connection was free from its
+                // last echo (or the start) on.
+                rec.sent_late(queued, intended, self.last_verified, measured);
+            }
             self.stream.write_all(&msg).map_err(|e| classify(&e))?;
             rec.sent(measured, msg.len() as u64);
             // The timeout bounds the whole echo, not each read of it.

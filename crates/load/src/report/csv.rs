@@ -45,6 +45,16 @@ impl Report {
                     }
                 }),
         ));
+        // Open loop: how late the generator sent (empty in a closed loop).
+        let late = self.send_lateness_us.as_ref();
+        for (key, v) in [
+            ("send_lateness_us_p50", late.map(|l| l.p50)),
+            ("send_lateness_us_p99", late.map(|l| l.p99)),
+            ("send_lateness_us_max", late.map(|l| l.max)),
+        ] {
+            cols.push((key.into(), v.map_or(String::new(), |v| v.to_string())));
+        }
+        cols.push(("generator_late".into(), self.generator_late.to_string()));
         let (keys, values): (Vec<String>, Vec<String>) = cols.into_iter().unzip();
         format!("{}\n{}\n", keys.join(","), values.join(","))
     }

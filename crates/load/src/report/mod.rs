@@ -315,6 +315,16 @@ pub struct Report {
     /// the message was due, which charges a stalled server for every message
     /// it held back (coordinated omission corrected).
     pub latency_corrected_us: Option<Latency>,
+    /// Open loop only (null otherwise): how late the generator itself sent
+    /// each measured message, from when it was due, or, if later, from when
+    /// its connection could take it (a wait for the server's previous echo
+    /// is the server's, and is not counted here). Microseconds, 0 on time.
+    pub send_lateness_us: Option<Latency>,
+    /// Open loop: the generator fell behind its own schedule by more than
+    /// the latency it measured (`send_lateness_us.p99` above
+    /// `latency_us.p50`), so latency from schedule is as much the
+    /// generator's as the server's; the summary says so in words.
+    pub generator_late: bool,
     /// The driver: "events" or "threads".
     pub engine: &'static str,
     /// Load threads used.
@@ -395,6 +405,16 @@ impl Report {
         let mut mismatch_details = t.mismatch_details.clone();
         mismatch_details.sort_by_key(|d| (d.connection, d.stream_offset));
         mismatch_details.truncate(LISTED);
+        let latency_us = Latency::from_histogram(m.raw, &config.percentiles);
+        let send_lateness = config.rate.as_ref().map(|_| {
+            t.lateness_us.as_ref().map_or_else(
+                || Latency::from_histogram(&crate::stats::run_histogram(), &[]),
+                |h| Latency::from_histogram(h, &[]),
+            )
+        });
+        let generator_late = send_lateness
+            .as_ref()
+            .is_some_and(|l| l.count > 0 && l.p99 > latency_us.p50);
         Report {
             connections: config.connections as u64,
             connections_opened: t.connections_opened,
@@ -428,10 +448,12 @@ impl Report {
             elapsed_s: secs,
             msgs_per_sec: t.messages_verified as f64 / secs,
             mb_per_sec: t.bytes_received as f64 / secs / 1e6,
-            latency_us: Latency::from_histogram(m.raw, &config.percentiles),
+            latency_us,
             latency_corrected_us: m
                 .corrected
                 .map(|h| Latency::from_histogram(h, &config.percentiles)),
+            send_lateness_us: send_lateness,
+            generator_late,
             engine: config.engine.name(),
             threads: m.threads,
             pipeline: config.pipeline as u64,
@@ -523,6 +545,39 @@ impl Report {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn a_generator_later_than_the_latency_it_measured_says_so() {
+        // Sends late by 5 and 80 µs against a median latency of 20 µs.
+        let late = Totals {
+            lateness_us: Some(hist(&[5, 5, 80])),
+            ..Totals::default()
+        };
+        let r = report_with(true, &late);
+        assert!(r.generator_late);
+        assert_eq!(r.send_lateness_us.as_ref().unwrap().count, 3);
+        let text = r.to_text();
+        assert!(
+            text.contains("  sent late      p50 5, p99 80, max 80"),
+            "{text}"
+        );
+        assert!(
+            text.contains("GENERATOR LATE   1 in 100 messages went out more than 80 us"),
+            "{text}"
+        );
+        // On time (under the median latency): the figures, and no alarm.
+        let on_time = Totals {
+            lateness_us: Some(hist(&[0, 1, 3])),
+            ..Totals::default()
+        };
+        let r = report_with(true, &on_time);
+        assert!(!r.generator_late);
+        assert!(!r.to_text().contains("GENERATOR LATE"));
+        // A closed loop has no schedule to be late for.
+        let r = report_with(false, &late);
+        assert!(r.send_lateness_us.is_none() && !r.generator_late);
+        assert!(!r.to_text().contains("sent late"));
+    }
+
     fn hist(values: &[u64]) -> Histogram<u64> {
         let mut h = crate::stats::run_histogram();
         for v in values {
@@ -572,6 +627,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn report(corrected: bool) -> Report {
+        report_with(corrected, &Totals::default())
+    }
+
+    /// A report of three messages of 10, 20 and 30 µs, with `totals`.
+    pub(crate) fn report_with(corrected: bool, totals: &Totals) -> Report {
         let mut config = crate::Config::new("127.0.0.1:1".parse().unwrap());
         config.percentiles = vec![99.99];
         if corrected {
@@ -581,7 +641,7 @@ pub(crate) mod tests {
         Report::new(
             &config,
             Measured {
-                totals: &Totals::default(),
+                totals,
                 raw: &h,
                 corrected: corrected.then_some(&h),
                 elapsed: std::time::Duration::from_secs(1),

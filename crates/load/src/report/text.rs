@@ -62,6 +62,21 @@ impl Report {
             &self.latency_us,
             self.latency_corrected_us.as_ref(),
         ));
+        let Some(l) = self.send_lateness_us.as_ref().filter(|l| l.count > 0) else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "  sent late      p50 {}, p99 {}, max {} (the generator's own delay, from each due time; waits for the server's echo not counted)",
+            l.p50, l.p99, l.max
+        );
+        if self.generator_late {
+            let _ = writeln!(
+                s,
+                "GENERATOR LATE   1 in 100 messages went out more than {} us after it was due, more than the median latency measured ({} us): latency from schedule is as much this load generator's as the server's; give it more --threads or CPUs, or lower --rate",
+                l.p99, self.latency_us.p50
+            );
+        }
     }
 
     /// The summary's first line when the run was interrupted, such as
