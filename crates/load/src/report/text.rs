@@ -73,7 +73,7 @@ impl Report {
         if self.generator_late {
             let _ = writeln!(
                 s,
-                "GENERATOR LATE   1 in 100 messages went out more than {} us after it was due, more than the median latency measured ({} us): latency from schedule is as much this load generator's as the server's; give it more --threads or CPUs, or lower --rate",
+                "GENERATOR LATE   1 in 100 messages went out more than {} us after it was due, more than the median latency measured ({} us): latency from schedule is as much this load generator's as the server's. A busy generator falls behind (give it more --threads or CPUs, or a lower --rate); an idle one wakes late from its sleep between sends (on a VM that alone can take 100 us; --busy-poll spins instead)",
                 l.p99, self.latency_us.p50
             );
         }
