@@ -327,20 +327,12 @@ mod tests {
             }
             h
         });
-        Ready {
-            stat: IntervalStat {
-                t: 0.0,
-                messages: values.len() as u64,
-                msgs_per_sec: 0.0,
-                rate_asked: None,
-                p99_us: 0,
-                p99_corrected_us: None,
-            },
-            from: Duration::from_millis(from_ms),
-            to: Duration::from_millis(from_ms + 1000),
+        Ready::for_test(
+            Duration::from_millis(from_ms),
+            Duration::from_millis(from_ms + 1000),
             raw,
             corrected,
-        }
+        )
     }
 
     #[test]

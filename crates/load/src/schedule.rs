@@ -292,6 +292,18 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// `first_at_or_after` is the first of `conn`'s messages due at or after
+    /// the limit: the one before it is due earlier. Returns it.
+    fn boundary(s: &Schedule, conn: u64, limit_us: u64) -> Result<u64, TestCaseError> {
+        let limit = Duration::from_micros(limit_us);
+        let j = s.first_at_or_after(conn, limit);
+        prop_assert!(s.offset(conn, j) >= limit);
+        if j > 0 {
+            prop_assert!(s.offset(conn, j - 1) < limit);
+        }
+        Ok(j)
+    }
+
     #[test]
     fn a_rate_below_the_connection_count_spreads_one_message_each() {
         // 10 msg/s over 100 connections: connection c's first message is at c/10 s.
@@ -441,14 +453,7 @@ mod tests {
 
         #[test]
         fn first_at_or_after_is_the_boundary(rate in 0.5f64..1e5, conns in 1u64..300, conn_pick: u64, limit_us in 0u64..100_000_000) {
-            let s = Schedule::new(rate, conns).unwrap();
-            let conn = conn_pick % conns;
-            let limit = Duration::from_micros(limit_us);
-            let j = s.first_at_or_after(conn, limit);
-            prop_assert!(s.offset(conn, j) >= limit);
-            if j > 0 {
-                prop_assert!(s.offset(conn, j - 1) < limit);
-            }
+            boundary(&Schedule::new(rate, conns).unwrap(), conn_pick % conns, limit_us)?;
         }
 
         /// The same boundary, and the same slots in order, when the rate
@@ -465,14 +470,8 @@ mod tests {
                 Rate::Ramp { from, to, over: length }
             };
             let s = Schedule::of(&rate, ms(warm_ms), conns).unwrap();
-            let conn = conn_pick % conns;
-            let limit = Duration::from_micros(limit_us);
-            let j = s.first_at_or_after(conn, limit);
-            prop_assert!(s.offset(conn, j) >= limit);
-            if j > 0 {
-                prop_assert!(s.offset(conn, j - 1) < limit);
-            }
-            prop_assert!(s.offset(conn, j + 1) > s.offset(conn, j));
+            let j = boundary(&s, conn_pick % conns, limit_us)?;
+            prop_assert!(s.offset(conn_pick % conns, j + 1) > s.offset(conn_pick % conns, j));
             // The warm-up runs at the first rate, exactly.
             prop_assert!((s.rate_between(Duration::ZERO, ms(warm_ms)) - from).abs() < 1e-6 * from || warm_ms == 0);
         }

@@ -574,6 +574,33 @@ pub(crate) struct Ready {
     pub corrected: Option<Histogram<u64>>,
 }
 
+#[cfg(test)]
+impl Ready {
+    /// An interval from `from` to `to`, its row only counting `raw`'s
+    /// messages, for tests of what consumes intervals.
+    pub(crate) fn for_test(
+        from: Duration,
+        to: Duration,
+        raw: Histogram<u64>,
+        corrected: Option<Histogram<u64>>,
+    ) -> Ready {
+        Ready {
+            stat: IntervalStat {
+                t: to.as_secs_f64(),
+                messages: raw.len(),
+                msgs_per_sec: 0.0,
+                rate_asked: None,
+                p99_us: 0,
+                p99_corrected_us: None,
+            },
+            from,
+            to,
+            raw,
+            corrected,
+        }
+    }
+}
+
 fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
     if h.is_empty() {
         0

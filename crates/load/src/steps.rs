@@ -91,27 +91,19 @@ impl StepTally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::IntervalStat;
 
     fn ready(from_ms: u64, to_ms: u64, values: &[u64]) -> Ready {
         let mut raw = run_histogram();
         for v in values {
             raw.record(*v).unwrap();
         }
-        Ready {
-            stat: IntervalStat {
-                t: to_ms as f64 / 1000.0,
-                messages: values.len() as u64,
-                msgs_per_sec: 0.0,
-                rate_asked: None,
-                p99_us: 0,
-                p99_corrected_us: None,
-            },
-            from: Duration::from_millis(from_ms),
-            to: Duration::from_millis(to_ms),
-            corrected: Some(raw.clone()),
+        let corrected = Some(raw.clone());
+        Ready::for_test(
+            Duration::from_millis(from_ms),
+            Duration::from_millis(to_ms),
             raw,
-        }
+            corrected,
+        )
     }
 
     #[test]

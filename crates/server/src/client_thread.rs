@@ -79,7 +79,7 @@ fn echo_until_closed(
             return Ok(());
         }
         let left = idle.map(|d| d.saturating_sub(last_read.elapsed()));
-        match wake.wait(stream, left)? {
+        match wake.wait(left) {
             Ready::Woken => continue,
             Ready::TimedOut => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "idle"));

@@ -95,9 +95,67 @@ pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
 
 // ---- waking a blocked client thread ------------------------------------------
 
+/// Shutdown's way to the client threads (see `wake.rs`): a flag each one
+/// looks at before every read, and a way to end a read already blocked,
+/// which differs by OS (`waiters`).
+pub(crate) struct Wake {
+    woken: std::sync::atomic::AtomicBool,
+    waiters: waiters::Waiters,
+}
+
+impl Wake {
+    pub(crate) fn new() -> std::io::Result<Wake> {
+        Ok(Wake {
+            woken: std::sync::atomic::AtomicBool::new(false),
+            waiters: waiters::Waiters::new()?,
+        })
+    }
+
+    /// Wake every waiter, now and later.
+    pub(crate) fn wake(&self) {
+        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.interrupt();
+    }
+
+    /// After [`Wake::wake`]: end the blocked reads of the threads that have
+    /// not yet seen the flag; returns how many there were. A wake-up can
+    /// land just before its thread blocks, and be lost, so shutdown repeats
+    /// this until none is left.
+    pub(crate) fn interrupt(&self) -> usize {
+        if self.woken.load(std::sync::atomic::Ordering::SeqCst) {
+            self.waiters.interrupt()
+        } else {
+            0
+        }
+    }
+
+    /// The check before each read; the socket's `read` is the wait itself.
+    pub(crate) fn wait(&self, timeout: Option<std::time::Duration>) -> crate::wake::Ready {
+        use crate::wake::Ready;
+        if self.woken.load(std::sync::atomic::Ordering::SeqCst) {
+            Ready::Woken
+        } else if timeout.is_some_and(|t| t.is_zero()) {
+            Ready::TimedOut
+        } else {
+            Ready::Socket
+        }
+    }
+
+    /// Register this thread to be woken, and set `stream` up for this way
+    /// of waiting, reads that time out after `idle` at most.
+    pub(crate) fn prepare(
+        &self,
+        stream: &std::net::TcpStream,
+        idle: Option<std::time::Duration>,
+    ) -> std::io::Result<Waiter<'_>> {
+        self.waiters.prepare(stream, idle)
+    }
+}
+
+/// Unix: each thread blocks in `read` alone, with the idle timeout as its
+/// read timeout; shutdown interrupts it with a signal.
 #[cfg(unix)]
-mod wake {
-    use crate::wake::Ready;
+mod waiters {
     use std::collections::HashMap;
     use std::io;
     use std::net::TcpStream;
@@ -142,17 +200,10 @@ mod wake {
         }
     }
 
-    /// Shutdown's way to the client threads. Each thread blocks in `read`
-    /// on its own socket, with nothing else to wait on, so a message costs
-    /// a `read` and a `write` as in the plainest thread-per-client echo (a
-    /// `poll` on the socket and a shared pipe before each read cost 1.4×
-    /// a plain `std::thread` echo's CPU at 1000 connections). On shutdown
-    /// every waiting thread is sent a signal that ends its `read` with
-    /// `EINTR`; it then sees the flag.
-    pub(crate) struct Wake {
-        woken: AtomicBool,
+    /// The threads serving a client, by registration. A message costs a
+    /// `read` and a `write`, as in the plainest thread-per-client echo.
+    pub(super) struct Waiters {
         next: AtomicU64,
-        /// The threads serving a client, by registration.
         waiting: Mutex<HashMap<u64, Arc<Waiting>>>,
     }
 
@@ -165,7 +216,7 @@ mod wake {
 
     /// A client thread's place among the waiters, until it is dropped.
     pub(crate) struct Waiter<'a> {
-        wake: &'a Wake,
+        waiters: &'a Waiters,
         id: u64,
         me: Arc<Waiting>,
     }
@@ -181,33 +232,20 @@ mod wake {
         fn drop(&mut self) {
             // Under the lock that `interrupt` signals under: once this
             // returns, the thread is never signalled again, so it may exit.
-            self.wake.waiting.lock().unwrap().remove(&self.id);
+            self.waiters.waiting.lock().unwrap().remove(&self.id);
         }
     }
 
-    impl Wake {
-        pub(crate) fn new() -> io::Result<Wake> {
+    impl Waiters {
+        pub(super) fn new() -> io::Result<Waiters> {
             install()?;
-            Ok(Wake {
-                woken: AtomicBool::new(false),
+            Ok(Waiters {
                 next: AtomicU64::new(0),
                 waiting: Mutex::new(HashMap::new()),
             })
         }
 
-        /// Wake every waiter, now and later.
-        pub(crate) fn wake(&self) {
-            self.woken.store(true, Ordering::SeqCst);
-            self.interrupt();
-        }
-
-        /// Signal every waiter that has not yet seen the shutdown; returns
-        /// how many were. A signal that lands just before its thread enters
-        /// `read` is lost, so shutdown repeats this until none is left.
-        pub(crate) fn interrupt(&self) -> usize {
-            if !self.woken.load(Ordering::SeqCst) {
-                return 0;
-            }
+        pub(super) fn interrupt(&self) -> usize {
             let waiting = self.waiting.lock().unwrap();
             let mut left = 0;
             for w in waiting
@@ -226,21 +264,7 @@ mod wake {
             left
         }
 
-        /// The check before each read: the socket's `read` is the wait
-        /// (its read timeout is the idle timeout).
-        pub(crate) fn wait(&self, _: &TcpStream, timeout: Option<Duration>) -> io::Result<Ready> {
-            Ok(if self.woken.load(Ordering::SeqCst) {
-                Ready::Woken
-            } else if timeout.is_some_and(|t| t.is_zero()) {
-                Ready::TimedOut
-            } else {
-                Ready::Socket
-            })
-        }
-
-        /// Register this thread to be woken, and set `stream` up for this way
-        /// of waiting: blocking reads that time out after `idle`.
-        pub(crate) fn prepare(
+        pub(super) fn prepare(
             &self,
             stream: &TcpStream,
             idle: Option<Duration>,
@@ -253,69 +277,54 @@ mod wake {
                 noticed: AtomicBool::new(false),
             });
             self.waiting.lock().unwrap().insert(id, me.clone());
-            Ok(Waiter { wake: self, id, me })
+            Ok(Waiter {
+                waiters: self,
+                id,
+                me,
+            })
         }
     }
 }
 
+/// Elsewhere (Windows) the read itself is the wait, with a short timeout,
+/// and the caller looks at the flag each time it expires: nothing to
+/// interrupt.
 #[cfg(not(unix))]
-mod wake {
-    use crate::wake::Ready;
+mod waiters {
     use std::io;
     use std::net::TcpStream;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     /// How often a blocked read wakes to look at the shutdown flag.
     const TICK: Duration = Duration::from_millis(250);
 
-    pub(crate) struct Wake {
-        woken: AtomicBool,
+    pub(super) struct Waiters;
+
+    /// A client thread's place among the waiters: nothing to keep here.
+    pub(crate) struct Waiter<'a>(std::marker::PhantomData<&'a Waiters>);
+
+    impl Waiter<'_> {
+        pub(crate) fn noticed(&self) {}
     }
 
-    impl Wake {
-        pub(crate) fn new() -> io::Result<Wake> {
-            Ok(Wake {
-                woken: AtomicBool::new(false),
-            })
+    impl Waiters {
+        pub(super) fn new() -> io::Result<Waiters> {
+            Ok(Waiters)
         }
 
-        pub(crate) fn wake(&self) {
-            self.woken.store(true, Ordering::SeqCst);
-        }
-
-        /// The read that follows is the wait (its timeout is the tick).
-        pub(crate) fn wait(&self, _: &TcpStream, timeout: Option<Duration>) -> io::Result<Ready> {
-            Ok(if self.woken.load(Ordering::SeqCst) {
-                Ready::Woken
-            } else if timeout.is_some_and(|t| t.is_zero()) {
-                Ready::TimedOut
-            } else {
-                Ready::Socket
-            })
-        }
-
-        /// Nothing to interrupt: each read wakes on its own within a tick.
-        pub(crate) fn interrupt(&self) -> usize {
+        pub(super) fn interrupt(&self) -> usize {
             0
         }
 
-        pub(crate) fn prepare(
+        pub(super) fn prepare(
             &self,
             stream: &TcpStream,
-            _idle: Option<Duration>,
+            _: Option<Duration>,
         ) -> io::Result<Waiter<'_>> {
             stream.set_read_timeout(Some(TICK))?;
             Ok(Waiter(std::marker::PhantomData))
         }
     }
-
-    /// A client thread's place among the waiters: nothing to keep here.
-    pub(crate) struct Waiter<'a>(std::marker::PhantomData<&'a Wake>);
-
-    impl Waiter<'_> {
-        pub(crate) fn noticed(&self) {}
-    }
 }
 
-pub(crate) use wake::{Waiter, Wake};
+pub(crate) use waiters::Waiter;

@@ -21,8 +21,9 @@
 //! of the echo still on its way.
 //!
 //! Elsewhere (Windows) the read itself is the wait, with a short timeout,
-//! and the caller looks at the shutdown flag each time it expires. Both
-//! `Wake`s live in `sys.rs`, with the crate's other choices of OS.
+//! and the caller looks at the shutdown flag each time it expires. `Wake`
+//! (the flag, the same everywhere) and each OS's way to end a blocked read
+//! live in `sys.rs`, with the crate's other choices of OS.
 
 use std::io;
 
