@@ -20,8 +20,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringport-release-test.XXXXXX")
-export WINEDEBUG=-all
-export WINEDLLOVERRIDES="winemenubuilder.exe=d;mscoree=d;mshtml=d"
 SERVER_PID=
 
 start=$(date +%s)
@@ -41,6 +39,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Wine's environment, wine_shim and wine_prefix.
+source scripts/wine/setup.sh
 
 # --- build the archives ----------------------------------------------------
 step "scripts/release.sh --out $WORK/dist"
@@ -217,17 +217,8 @@ command -v wine >/dev/null || skip "wine is not on PATH after installing wine64 
 # Wine 8 lacks ProcessPrng (scripts/wine/bcryptprimitives.c); the shim goes
 # next to the unpacked .exe for this test only, never into the archive.
 step "Windows: the Wine prefix and the bcryptprimitives.dll shim"
-x86_64-w64-mingw32-gcc -shared -O2 -s -o "$EXE_DIR/bcryptprimitives.dll" \
-    scripts/wine/bcryptprimitives.c -ladvapi32
-# As in scripts/test-windows.sh: one wineserver for the whole leg.
-timeout 300 wineboot -i >"$WORK/wineboot.log" 2>&1 || {
-    cat "$WORK/wineboot.log" >&2
-    fail "wineboot could not prepare the Wine prefix"
-}
-if ! wineserver -p60 2>/dev/null; then
-    timeout 10 wineserver -w || true
-    wineserver -p60 2>/dev/null || true
-fi
+wine_shim "$EXE_DIR"
+wine_prefix
 
 step "Windows: ringport.exe --version under Wine"
 out=$(cd "$EXE_DIR" && timeout 120 wine ./ringport.exe --version </dev/null 2>"$WORK/wine.err" | tr -d '\r') || {

@@ -20,9 +20,6 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 WIN_DIR="$TARGET_DIR/$TARGET/debug"
 LINUX_RINGPORT="$TARGET_DIR/debug/ringport"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringport-windows.XXXXXX")
-export WINEDEBUG=-all
-# No Wine dialogs or desktop integration on a headless machine.
-export WINEDLLOVERRIDES="winemenubuilder.exe=d;mscoree=d;mshtml=d"
 SERVER_PID=
 
 start=$(date +%s)
@@ -38,6 +35,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Wine's environment, wine_shim and wine_prefix.
+source scripts/wine/setup.sh
 
 skip() {
     echo "windows leg skipped: $*"
@@ -68,30 +67,13 @@ cargo test --locked --target "$TARGET" -p ringport-completion -p ringport-server
 step "building the Linux ringport (the load side)"
 cargo build --locked --bin ringport
 
-# Rust's std for windows-gnu imports ProcessPrng, which Wine 8 lacks: our
-# shim provides it, and Windows looks for DLLs next to the .exe first.
+# The tests run from deps/, ringport.exe from its own directory.
 step "building the bcryptprimitives.dll shim"
-x86_64-w64-mingw32-gcc -shared -O2 -s -o "$WIN_DIR/bcryptprimitives.dll" \
-    scripts/wine/bcryptprimitives.c -ladvapi32
+wine_shim "$WIN_DIR"
 cp "$WIN_DIR/bcryptprimitives.dll" "$WIN_DIR/deps/"
 
-# --- Wine --------------------------------------------------------------------
-# The first start creates the prefix (~/.wine), which takes a while. Then one
-# wineserver is kept for the whole leg, lingering 60 s after its last client:
-# a wine started just as a short-lived server shuts down (3 s after its last
-# client, by default) fails with "wine client error: recvmsg: Connection
-# reset by peer". `wineserver -p60` refuses if a server already runs: then
-# either wineboot's (gone within 3 s, so wait for it and start ours) or a
-# persistent one from an earlier run (which wineboot just renewed: keep it).
 step "preparing the Wine prefix"
-timeout 300 wineboot -i >"$WORK/wineboot.log" 2>&1 || {
-    cat "$WORK/wineboot.log" >&2
-    fail "wineboot could not prepare the Wine prefix"
-}
-if ! wineserver -p60 2>/dev/null; then
-    timeout 10 wineserver -w || true
-    wineserver -p60 2>/dev/null || true
-fi
+wine_prefix
 
 # --- unit and contract tests on IOCP ---------------------------------------
 step "the completion port contract (crates/completion/tests/port.rs) and server unit tests under Wine"
