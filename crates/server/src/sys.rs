@@ -207,8 +207,20 @@ mod waiters {
         waiting: Mutex<HashMap<u64, Arc<Waiting>>>,
     }
 
+    /// A thread's handle for `pthread_kill`: an integer on glibc, a pointer
+    /// on musl.
+    struct Thread(libc::pthread_t);
+
+    // SAFETY: a pthread_t is an opaque name of a thread that any thread of
+    // the process may pass to pthread_kill; it is never dereferenced here
+    // (musl's is a pointer to the thread's control block, which only libc
+    // reads, under its own locking).
+    unsafe impl Send for Thread {}
+    // SAFETY: as above; sharing it only lets other threads read the handle.
+    unsafe impl Sync for Thread {}
+
     struct Waiting {
-        thread: libc::pthread_t,
+        thread: Thread,
         /// The thread has seen the shutdown: no more signals for it (a
         /// signal would cut its drain's `read`s short).
         noticed: AtomicBool,
@@ -257,7 +269,7 @@ mod waiters {
                 // still names a live thread; the signal's handler is
                 // installed (`new`) and does nothing.
                 unsafe {
-                    libc::pthread_kill(w.thread, signal());
+                    libc::pthread_kill(w.thread.0, signal());
                 }
                 left += 1;
             }
@@ -273,7 +285,7 @@ mod waiters {
             let id = self.next.fetch_add(1, Ordering::Relaxed);
             let me = Arc::new(Waiting {
                 // SAFETY: pthread_self has no preconditions.
-                thread: unsafe { libc::pthread_self() },
+                thread: Thread(unsafe { libc::pthread_self() }),
                 noticed: AtomicBool::new(false),
             });
             self.waiting.lock().unwrap().insert(id, me.clone());
