@@ -337,6 +337,12 @@ impl Config {
             }
             StopWhen::Duration(_) => {}
         }
+        if let Rate::Steps { each, .. } = rate {
+            // Each step is at least one interval of the series.
+            if *each < Duration::from_millis(10) {
+                return bad("--step must be at least 10ms".into());
+            }
+        }
         if let (Rate::Steps { each, .. }, Some(i)) = (rate, self.interval) {
             if each.as_nanos() % i.as_nanos() != 0 {
                 return bad(format!(

@@ -47,13 +47,14 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
         Engine::Events | Engine::Completion => config.threads.clamp(1, config.connections),
         Engine::Threads => config.connections,
     };
-    // The series runs for `--interval`, and for the log, which needs one.
+    // The series runs for `--interval`, for the log, which needs one, and
+    // for a ramp or steps, whose series shows each part.
     let series_len = config.series_interval();
     let shared = Arc::new(Shared {
         gate: Gate::new(threads + 1),
         t0: OnceLock::new(),
         series: series_len.map(|len| {
-            let schedule = crate::start::workload(config, Instant::now()).schedule;
+            let schedule = workload(config, Instant::now()).schedule;
             Series::new(len, threads, schedule.map(|s| (s, config.warmup)))
         }),
     });
@@ -166,7 +167,10 @@ fn wall_clock_at(t: Instant) -> SystemTime {
 /// The log's first comment: what was run, and against what.
 fn log_comment(config: &Config) -> String {
     let mode = match &config.rate {
-        Some(r) => format!("open loop at {r}"),
+        Some(r) => match crate::report::RateProfile::of(r) {
+            Some(p) => format!("open loop, {p}"),
+            None => format!("open loop at {} msgs/s", r.rates()[0]),
+        },
         None => "closed loop".to_string(),
     };
     format!(

@@ -9,7 +9,6 @@
 //! the ramp or the first step begins where measuring does; after the last
 //! part, its final rate holds.
 
-use std::fmt;
 use std::time::Duration;
 
 /// The rate an open loop asks for.
@@ -86,32 +85,6 @@ impl Rate {
             Rate::Steps { rates, each } => segments.extend(rates.iter().map(|r| held(*r, *each))),
         }
         Profile::new(segments)
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |rates: &[f64]| {
-            rates
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match self {
-            Rate::Fixed(r) => write!(f, "{r} msgs/s"),
-            Rate::Ramp { from, to, over } => write!(
-                f,
-                "{from} to {to} msgs/s over {}",
-                humantime::format_duration(*over)
-            ),
-            Rate::Steps { rates, each } => write!(
-                f,
-                "{} msgs/s, {} each",
-                list(rates),
-                humantime::format_duration(*each)
-            ),
-        }
     }
 }
 
