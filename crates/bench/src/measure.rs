@@ -82,6 +82,10 @@ pub struct Sample {
     pub disturbed: bool,
     /// The measured window began at under half the rate of the rest of it.
     pub slow_start: Option<SlowStart>,
+    /// Open loop: the load sent late by more than the latency it measured
+    /// (the load report's `generator_late`): its p99 lateness and the
+    /// median latency from send, in microseconds.
+    pub generator_late: Option<(u64, u64)>,
     /// How evenly the measured run's connections shared it: each one's
     /// verified msgs/s, summed up (the load report's `per_connection_rate`).
     pub per_connection_rate: Option<ringport_load::Spread>,
@@ -370,6 +374,11 @@ pub fn run_one(plan: &Plan, target: &Target, cell: Cell) -> Result<Sample, Bench
     sample.slow_start = measured
         .interval
         .and_then(|i| slow_start(&report.series, i, report.latency_us.p50));
+    sample.generator_late = report
+        .send_lateness_us
+        .as_ref()
+        .filter(|_| report.generator_late)
+        .map(|l| (l.p99, report.latency_us.p50));
     sample.note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(sample)
 }

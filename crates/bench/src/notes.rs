@@ -33,6 +33,19 @@ pub enum Note {
         /// Of how many repetitions that produced figures.
         reps: usize,
     },
+    /// Open loop: repetitions in which the load sent 1 in 100 messages
+    /// later than the median latency it measured, so that the cell's
+    /// latency from schedule is as much the load's as the server's.
+    GeneratorLate {
+        /// How many did.
+        late: usize,
+        /// Of how many repetitions that produced figures.
+        reps: usize,
+        /// The worst of them: the load's p99 lateness,
+        lateness_p99_us: u64,
+        /// and that repetition's median latency from send.
+        latency_p50_us: u64,
+    },
     /// Repetitions in which the slowest connection verified under half the
     /// median connection's messages per second: the server starved some
     /// connections ([`crate::stats::STARVED_RATIO`]).
@@ -83,6 +96,15 @@ impl fmt::Display for Note {
                     each.join("; ")
                 )
             }
+            Note::GeneratorLate {
+                late,
+                reps,
+                lateness_p99_us,
+                latency_p50_us,
+            } => write!(
+                f,
+                "GENERATOR LATE: in {late} of {reps} repetition(s) the load sent 1 in 100 messages more than {lateness_p99_us} µs after they were due, more than the median latency it measured ({latency_p50_us} µs): the cell's latency from schedule is as much the load's as the server's"
+            ),
             Note::Starved {
                 starved,
                 reps,
@@ -158,6 +180,16 @@ mod tests {
             }
             .to_string(),
             "STARVED: in 2 of 3 repetition(s) the slowest connection got under half the median connection's messages/s (worst: 12 against 1040 msgs/s, Jain 0.873)"
+        );
+        assert_eq!(
+            Note::GeneratorLate {
+                late: 1,
+                reps: 3,
+                lateness_p99_us: 250,
+                latency_p50_us: 110
+            }
+            .to_string(),
+            "GENERATOR LATE: in 1 of 3 repetition(s) the load sent 1 in 100 messages more than 250 µs after they were due, more than the median latency it measured (110 µs): the cell's latency from schedule is as much the load's as the server's"
         );
         assert_eq!(
             serde_json::to_string(&vec![Note::EchoMismatch]).unwrap(),

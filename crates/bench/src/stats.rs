@@ -337,8 +337,19 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             median: worst.median,
             jain: worst.jain,
         });
+    let late: Vec<(u64, u64)> = samples.iter().filter_map(|s| s.generator_late).collect();
+    let late_note =
+        late.iter()
+            .max_by_key(|(p99, _)| *p99)
+            .map(|&(lateness_p99_us, latency_p50_us)| Note::GeneratorLate {
+                late: late.len(),
+                reps,
+                lateness_p99_us,
+                latency_p50_us,
+            });
     let mut notes = notes_of_runs(outcomes, errors, mismatches, disturbed_reps, &slow);
     notes.extend(starved_note);
+    notes.extend(late_note);
     Row {
         model: target.name().to_string(),
         connections: cell.connections,
@@ -527,6 +538,43 @@ mod tests {
         assert_eq!(rows[0].errors, 0);
         assert!(!rows[0].clean);
         assert_eq!(rows[0].notes, ["the server exited during the run"]);
+    }
+
+    #[test]
+    fn a_load_later_than_the_latency_it_measured_is_noted_with_its_worst() {
+        let targets = [Target::Model(Model::Epoll)];
+        let cells = [Cell {
+            connections: 4,
+            size: 64,
+            per_connection: None,
+        }];
+        let run = |rep| Run {
+            rep,
+            cell: 0,
+            target: 0,
+        };
+        let late = |l| Sample {
+            generator_late: l,
+            ..sample(5.0)
+        };
+        let runs = vec![
+            (run(0), Ok(late(Some((250, 110))))),
+            (run(1), Ok(late(None))),
+            (run(2), Ok(late(Some((900, 120))))),
+        ];
+        let rows = aggregate(&targets, &cells, &runs, 3, None);
+        let note = Note::GeneratorLate {
+            late: 2,
+            reps: 3,
+            lateness_p99_us: 900,
+            latency_p50_us: 120,
+        };
+        assert!(rows[0].notes.contains(&note), "{:?}", rows[0].notes);
+        // The load's delay is a doubt about latency only: msgs/s and CPU stand.
+        assert!(!rows[0].doubtful());
+        let on_time = vec![(run(0), Ok(late(None)))];
+        let rows = aggregate(&targets, &cells, &on_time, 1, None);
+        assert!(rows[0].notes.is_empty(), "{:?}", rows[0].notes);
     }
 
     #[test]

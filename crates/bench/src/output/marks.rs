@@ -18,6 +18,8 @@ pub enum Mark {
     SlowStart,
     /// A connection that got under half the median connection's rate.
     Starved,
+    /// The load sent later than the latency it measured (open loop).
+    GeneratorLate,
     /// A count of the cost breakdown that may be too low: threads or
     /// processes of the server ended in the window.
     LowerBound,
@@ -37,11 +39,12 @@ pub enum Mark {
 
 impl Mark {
     /// Every mark, in the order their footnotes come.
-    pub const ALL: [Mark; 11] = [
+    pub const ALL: [Mark; 12] = [
         Mark::WithinNoise,
         Mark::Disturbed,
         Mark::SlowStart,
         Mark::Starved,
+        Mark::GeneratorLate,
         Mark::LowerBound,
         Mark::Serialized,
         Mark::Churn,
@@ -58,6 +61,7 @@ impl Mark {
             Mark::Disturbed => "DISTURBED",
             Mark::SlowStart => "SLOW START",
             Mark::Starved => "STARVED",
+            Mark::GeneratorLate => "GENERATOR LATE",
             Mark::LowerBound => "≥",
             Mark::Serialized => "serialized",
             Mark::Churn => "churn",
@@ -77,6 +81,7 @@ impl Mark {
                 | Mark::Disturbed
                 | Mark::SlowStart
                 | Mark::Starved
+                | Mark::GeneratorLate
                 | Mark::LowerBound
         )
     }
@@ -110,6 +115,7 @@ impl Mark {
                 "in these repetitions the slowest connection verified under {:.0}% of the median connection's messages per second: the server did not share itself evenly, so its msgs/s hides connections that waited. results.json gives per_connection_rate_min, _median and _jain (Jain's fairness index: 1 even, 1/n one connection got everything).",
                 crate::stats::STARVED_RATIO * 100.0
             ),
+            Mark::GeneratorLate => "open loop: in these repetitions the load sent 1 in 100 messages later than the median latency it measured (its own delay, from each due time, not counting waits for the server's previous echo): the cell's latency from schedule is as much the load's as the server's. results.json's notes give the worst lateness; more load CPUs (--client-cpus) or a lower --rate may help.".to_string(),
             Mark::LowerBound => "in the cost breakdown, a lower bound: in some repetitions threads of the server (for CPU and read/write calls, processes of its tree) ended inside the measured window, and the kernel keeps an exited thread's context switches only for getrusage, so the median may be too low. results.json counts those repetitions in switches_lower_bound_reps and rw_calls_lower_bound_reps; the explanations beside the verdict never rest on such a figure where a low one is claimed.".to_string(),
             Mark::Serialized => "the server handles one client at a time; the other connections wait in the backlog, so its figures above one connection measure the queue, not the server.".to_string(),
             Mark::Churn => "marked in size as `(N/conn)` and in the notes: each connection carries N messages, is closed and is replaced by a new one, so the cell measures accepts and closes as much as echoes; conns/s counts the connections replaced, and µs CPU/conn is the server's CPU per connection, its messages included.".to_string(),

@@ -166,6 +166,12 @@ fn notes_column(r: &Row, marks: &mut Used) -> Vec<String> {
         notes.push(marks.mark(Mark::Serialized));
     }
     for n in &r.notes {
+        if let Note::GeneratorLate { late, reps, .. } = n {
+            notes.push(format!(
+                "{} ({late} of {reps} reps)",
+                marks.mark(Mark::GeneratorLate)
+            ));
+        }
         if let Note::Starved {
             starved,
             reps,
@@ -212,6 +218,7 @@ fn notes_column(r: &Row, marks: &mut Used) -> Vec<String> {
             | Note::ConnectionErrors
             | Note::Disturbed { .. }
             | Note::SlowStart { .. }
+            | Note::GeneratorLate { .. }
             | Note::Starved { .. } => {}
         }
     }
