@@ -298,7 +298,6 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::IntervalStat;
     use std::sync::{Arc, Mutex};
 
     /// A `Write` whose bytes the test can read back after the log is done.
