@@ -388,3 +388,46 @@ fn a_metrics_port_in_use_exits_2_before_anything_starts() {
         "a connection reached the echo server"
     );
 }
+
+/// A ramp's rate, as the schedule asks it at each scrape: it rises from the
+/// first rate to the last, and stays within them.
+#[test]
+fn the_rate_asked_follows_a_ramp() {
+    let server = Server::start("epoll", &["--workers", "1"]);
+    let dir = test_dir("ramp-metrics");
+    let json = dir.join("report.json");
+    let port = free_port();
+    let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut stress = spawn_stress(
+        &server.addr,
+        &["-c", "2", "--rate", "100..300", "--ramp", "3s"],
+        port,
+        &json,
+    );
+    let deadline = Instant::now() + WAIT * 2;
+    let mut rates = Vec::new();
+    while stress.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "stress did not end");
+        if let Some((_, body)) = get(metrics, "/metrics", "application/openmetrics-text") {
+            let rate = body
+                .lines()
+                .find_map(|l| l.strip_prefix("ringport_stress_rate_asked "))
+                .map(|v| v.trim().parse::<f64>().unwrap());
+            rates.extend(rate);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = wait_with_timeout(&mut stress, WAIT).expect("stress ended");
+    assert!(status.success(), "{}", report(&json));
+    assert!(rates.len() >= 2, "{rates:?}");
+    assert!(
+        rates.iter().all(|r| (100.0..=300.0).contains(r)),
+        "{rates:?}"
+    );
+    assert!(
+        rates.windows(2).all(|w| w[1] >= w[0]),
+        "a ramp only rises: {rates:?}"
+    );
+    assert!(rates.last() > rates.first(), "{rates:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use ringport_load::{ErrorKind, Phase, Progress};
+use ringport_load::profile::Profile;
+use ringport_load::{ErrorKind, Phase, Progress, Rate};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -60,7 +61,13 @@ impl Exporter {
     /// Bind `addr` and serve `progress` from now on. A port in use (or an
     /// address this machine does not have) is a usage error: the run has
     /// not started, and the message says what to change.
-    pub fn start(addr: SocketAddr, progress: Arc<Progress>) -> Result<Exporter, UsageError> {
+    /// `pace`: an open loop's rate and its warm-up, for the gauge of the
+    /// rate asked now (a ramp's or a step's changes as the run goes).
+    pub fn start(
+        addr: SocketAddr,
+        progress: Arc<Progress>,
+        pace: Option<(&Rate, Duration)>,
+    ) -> Result<Exporter, UsageError> {
         let server = tiny_http::Server::http(addr).map_err(|e| {
             UsageError(format!(
                 "cannot serve --metrics on {addr}: {e}; choose another port, or port 0 for any free one"
@@ -71,7 +78,8 @@ impl Exporter {
             .to_ip()
             .expect("a TCP listener has an IP address");
         let mut registry = Registry::with_prefix(PREFIX);
-        registry.register_collector(Box::new(Counters(progress.clone())));
+        let pace = pace.and_then(|(rate, warmup)| Some((rate.profile(warmup)?, warmup)));
+        registry.register_collector(Box::new(Counters(progress.clone(), pace)));
         let shared = Arc::new(Shared {
             registry,
             progress,
@@ -190,13 +198,35 @@ fn respond(request: tiny_http::Request, shared: &Shared) -> std::io::Result<()> 
     sent
 }
 
-/// The series, read from the live counters at each scrape.
+/// The series, read from the live counters at each scrape; with an open
+/// loop's profile and warm-up, the rate it asks now.
 #[derive(Debug)]
-struct Counters(Arc<Progress>);
+struct Counters(Arc<Progress>, Option<(Profile, Duration)>);
+
+impl Counters {
+    /// The open loop's rate now: the profile's, from the start of the
+    /// warm-up (its first rate before the run starts).
+    fn rate_asked(&self) -> Option<f64> {
+        let (profile, warmup) = self.1.as_ref()?;
+        // Measuring starts `warmup` after the schedule's start.
+        let since_t0 = self.0.measure_start().map_or(Duration::ZERO, |m| {
+            (Instant::now() + *warmup).saturating_duration_since(m)
+        });
+        Some(profile.rate_at(since_t0))
+    }
+}
 
 impl Collector for Counters {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
         let p = &self.0;
+        if let Some(rate) = self.rate_asked() {
+            ConstGauge::new(rate).encode(e.encode_descriptor(
+                "rate_asked",
+                "Open loop: messages per second the schedule asks now (it changes with --ramp and --step).",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
         counter(
             &mut e,
             "messages_sent",

@@ -199,7 +199,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let metrics = match a.metrics {
         Some(addr) => {
             let progress = config.progress.get_or_insert_with(Progress::new).clone();
-            let exporter = crate::metrics::Exporter::start(addr, progress)?;
+            let pace = config.rate.as_ref().map(|r| (r, config.warmup));
+            let exporter = crate::metrics::Exporter::start(addr, progress, pace)?;
             crate::out::eprintln_quiet!(
                 "ringport stress: metrics at http://{}{}",
                 exporter.addr(),
