@@ -344,7 +344,8 @@ impl Config {
             }
         }
         if let (Rate::Steps { each, .. }, Some(i)) = (rate, self.interval) {
-            if each.as_nanos() % i.as_nanos() != 0 {
+            // (A zero interval is refused below, by check_times.)
+            if !i.is_zero() && each.as_nanos() % i.as_nanos() != 0 {
                 return bad(format!(
                     "--interval {} does not divide --step {}: an interval would mix two rates; choose one that does",
                     humantime::format_duration(i),
@@ -574,6 +575,14 @@ mod tests {
                 c.rate = Some(steps());
                 c.stop = StopWhen::Duration(Duration::from_secs(4));
                 c.interval = Some(Duration::from_millis(300));
+            },
+            "--interval",
+        );
+        check(
+            &|c| {
+                c.rate = Some(steps());
+                c.stop = StopWhen::Duration(Duration::from_secs(4));
+                c.interval = Some(Duration::ZERO);
             },
             "--interval",
         );

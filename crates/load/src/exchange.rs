@@ -128,10 +128,13 @@ pub(crate) struct Exchange {
     /// When the last message came back verified.
     pub(crate) last_verified: Option<Instant>,
     /// When this connection could last take another message: an echo
-    /// freed a place in its pipeline, or a replacement connection came up
-    /// (`None`: since the start). A message due earlier waited for the
+    /// freed a place in its full pipeline, or a replacement connection came
+    /// up (`None`: since the start). A message due earlier waited for the
     /// server, not for the generator.
     free_since: Option<Instant>,
+    /// The pipeline was full when the plan was last asked: the next echo
+    /// verified is what frees a place (and moves `free_since`).
+    full: bool,
     /// Measured messages verified in this slot (churn: by every
     /// connection of the slot, so not reset when one is replaced).
     pub(crate) measured_verified: u64,
@@ -169,6 +172,7 @@ impl Exchange {
             in_flight_written: 0,
             last_verified: None,
             free_since: None,
+            full: false,
             measured_verified: 0,
             sent_here: 0,
             retire: false,
@@ -341,7 +345,9 @@ impl Exchange {
             rec.verified(now, m.queued, m.intended, m.measured, m.end - m.start);
             self.measured_verified += u64::from(m.measured);
             self.last_verified = Some(now);
-            self.free_since = Some(now);
+            if std::mem::take(&mut self.full) {
+                self.free_since = Some(now);
+            }
             self.in_flight.pop_front();
             self.in_flight_written -= 1;
         }
@@ -461,6 +467,8 @@ impl Exchange {
                 Next::Finished { unsent } => self.plan_finished(rec, unsent),
             }
         }
+        // Only an echo can now make room: the one that does moves `free_since`.
+        self.full = self.in_flight.len() >= config.pipeline;
         if self.sent_here >= share && self.in_flight.is_empty() && !self.finished() && !self.retire
         {
             // The share is carried. Replace the connection only if its slot has

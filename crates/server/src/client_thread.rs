@@ -79,6 +79,9 @@ fn echo_until_closed(
             return Ok(());
         }
         let left = idle.map(|d| d.saturating_sub(last_read.elapsed()));
+        // Marked as reading before the flag is looked at: a shutdown after
+        // that look interrupts the read below.
+        waiter.reading(stream, left)?;
         match wake.wait(left) {
             Ready::Woken => continue,
             Ready::TimedOut => {
@@ -86,7 +89,9 @@ fn echo_until_closed(
             }
             Ready::Socket => {}
         }
-        let n = match stream.read(buf) {
+        let read = stream.read(buf);
+        waiter.done_reading();
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -156,6 +156,7 @@ impl Wake {
 /// read timeout; shutdown interrupts it with a signal.
 #[cfg(unix)]
 mod waiters {
+    use std::cell::Cell;
     use std::collections::HashMap;
     use std::io;
     use std::net::TcpStream;
@@ -221,6 +222,10 @@ mod waiters {
 
     struct Waiting {
         thread: Thread,
+        /// The thread is in, or about to enter, a `read` for its next
+        /// message: the only call a signal is sent to end. (A `write_all`
+        /// under way is owed; shutdown lets it finish.)
+        reading: AtomicBool,
         /// The thread has seen the shutdown: no more signals for it (a
         /// signal would cut its drain's `read`s short).
         noticed: AtomicBool,
@@ -231,12 +236,37 @@ mod waiters {
         waiters: &'a Waiters,
         id: u64,
         me: Arc<Waiting>,
+        /// The idle timeout, and the read timeout the socket has now.
+        idle: Option<Duration>,
+        timeout: Cell<Option<Duration>>,
     }
 
     impl Waiter<'_> {
         /// This thread has seen the shutdown flag.
         pub(crate) fn noticed(&self) {
             self.me.noticed.store(true, Ordering::SeqCst);
+        }
+
+        /// The thread will look at the flag, then block in `read` for at
+        /// most `left` (the idle timeout left). The read timeout follows
+        /// `left` only when it is off by more than an eighth of the idle
+        /// timeout (after a slow write, and back after the next read), so a
+        /// message costs no extra system call.
+        pub(crate) fn reading(&self, stream: &TcpStream, left: Option<Duration>) -> io::Result<()> {
+            self.me.reading.store(true, Ordering::SeqCst);
+            if let (Some(idle), Some(left), Some(now)) = (self.idle, left, self.timeout.get()) {
+                let want = left.max(Duration::from_millis(1));
+                if want.abs_diff(now) > idle / 8 {
+                    stream.set_read_timeout(Some(want))?;
+                    self.timeout.set(Some(want));
+                }
+            }
+            Ok(())
+        }
+
+        /// The `read` returned.
+        pub(crate) fn done_reading(&self) {
+            self.me.reading.store(false, Ordering::SeqCst);
         }
     }
 
@@ -264,6 +294,11 @@ mod waiters {
                 .values()
                 .filter(|w| !w.noticed.load(Ordering::SeqCst))
             {
+                left += 1;
+                // A thread in a `write_all` finishes it, then sees the flag.
+                if !w.reading.load(Ordering::SeqCst) {
+                    continue;
+                }
                 // SAFETY: the thread is registered, and it removes itself
                 // (taking this lock) before it exits, so its pthread_t
                 // still names a live thread; the signal's handler is
@@ -271,7 +306,6 @@ mod waiters {
                 unsafe {
                     libc::pthread_kill(w.thread.0, signal());
                 }
-                left += 1;
             }
             left
         }
@@ -286,6 +320,7 @@ mod waiters {
             let me = Arc::new(Waiting {
                 // SAFETY: pthread_self has no preconditions.
                 thread: Thread(unsafe { libc::pthread_self() }),
+                reading: AtomicBool::new(false),
                 noticed: AtomicBool::new(false),
             });
             self.waiting.lock().unwrap().insert(id, me.clone());
@@ -293,6 +328,8 @@ mod waiters {
                 waiters: self,
                 id,
                 me,
+                idle,
+                timeout: Cell::new(idle),
             })
         }
     }
@@ -317,6 +354,13 @@ mod waiters {
 
     impl Waiter<'_> {
         pub(crate) fn noticed(&self) {}
+
+        /// The read's own tick is the wait: nothing to prepare.
+        pub(crate) fn reading(&self, _: &TcpStream, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+
+        pub(crate) fn done_reading(&self) {}
     }
 
     impl Waiters {

@@ -7,7 +7,11 @@
 //! the blocked `read` returns `EINTR`, and the loop sees the flag. A signal
 //! that lands just before its thread enters `read` is lost, so shutdown
 //! repeats it every few milliseconds to the threads that have not yet said
-//! they saw it (the way the JDK interrupts a thread blocked on a socket). An
+//! they saw it (the way the JDK interrupts a thread blocked on a socket).
+//! Only a thread marked as reading is signalled: one in a `write_all`
+//! finishes it (those bytes are owed), then sees the flag. The read timeout
+//! is the idle timeout, brought down to what is left of it only after a
+//! slow write, so a message costs no extra system call. An
 //! idle connection costs nothing until then: no timer, no periodic wake-up
 //! (ten thousand idle clients on a 250 ms tick cost a fifth of a CPU).
 //!

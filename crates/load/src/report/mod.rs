@@ -414,7 +414,7 @@ impl Report {
         });
         let generator_late = send_lateness
             .as_ref()
-            .is_some_and(|l| l.count > 0 && l.p99 > latency_us.p50);
+            .is_some_and(|l| l.count > 0 && latency_us.count > 0 && l.p99 > latency_us.p50);
         Report {
             connections: config.connections as u64,
             connections_opened: t.connections_opened,
