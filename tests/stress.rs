@@ -92,6 +92,7 @@ fn json_keys(addr: &str, path: &std::path::Path, engine: &str) {
         "mb_per_sec",
         "latency_us",
         "latency_corrected_us",
+        "send_lateness_us",
         "engine",
         "threads",
         "pipeline",
@@ -132,6 +133,10 @@ fn json_keys(addr: &str, path: &std::path::Path, engine: &str) {
     assert!(
         json["latency_corrected_us"].is_null(),
         "closed loop has no schedule: {json}"
+    );
+    assert!(
+        json["send_lateness_us"].is_null(),
+        "closed loop has no lateness: {json}"
     );
     assert_eq!(json["connections"], 4, "{json:#}");
     assert_eq!(json["messages_verified"], 100, "{json:#}");

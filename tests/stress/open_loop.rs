@@ -155,3 +155,52 @@ fn latency_is_never_more_than_the_connections_had_time_for() {
         );
     }
 }
+
+/// A message that waits for the server's echo of the previous one is
+/// delayed by the server, not by the generator: a server that holds each
+/// echo back 100 ms makes the messages due every 10 ms wait hundreds of
+/// milliseconds from their schedule, and none of that is lateness. (From
+/// a helper's parallel version of the lateness work.)
+#[test]
+fn a_wait_for_the_previous_echo_is_not_lateness() {
+    let addr = spawn_server(|mut s| {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            std::thread::sleep(Duration::from_millis(100));
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let engines = crate::util::load_engines();
+    for engine in engines.iter().copied().chain(["threads"]) {
+        let (status, json, err) = stress_json(
+            &addr.to_string(),
+            &[
+                "--engine",
+                engine,
+                "-c",
+                "1",
+                "--rate",
+                "100",
+                "-n",
+                "5",
+                "--pipeline",
+                "1",
+            ],
+        );
+        assert!(status.success(), "{engine}: {json}{err}");
+        assert_eq!(json["send_lateness_us"]["count"], 5, "{engine}: {json}");
+        // Message 4 was due at 40 ms and went out after four echoes (400 ms).
+        let schedule_max = json["latency_corrected_us"]["max"].as_u64().unwrap();
+        assert!(schedule_max >= 400_000, "{engine}: {json}");
+        // Counting the waits, the median would be some 200 ms; the
+        // generator's own delay is microseconds, allowed far more here.
+        let p50 = json["send_lateness_us"]["p50"].as_u64().unwrap();
+        assert!(p50 < 50_000, "{engine}: {json}");
+    }
+}
