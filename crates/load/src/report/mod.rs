@@ -141,6 +141,15 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// The figures of a histogram a thread creates on its first value
+    /// (`None`: nothing was recorded), without extra percentiles.
+    fn of_recorded(h: Option<&Histogram<u64>>) -> Self {
+        match h {
+            Some(h) => Latency::from_histogram(h, &[]),
+            None => Latency::from_histogram(&crate::stats::run_histogram(), &[]),
+        }
+    }
+
     /// Read the percentiles off a histogram of microseconds.
     pub fn from_histogram(h: &Histogram<u64>, asked: &[f64]) -> Self {
         if h.is_empty() {
@@ -406,12 +415,10 @@ impl Report {
         mismatch_details.sort_by_key(|d| (d.connection, d.stream_offset));
         mismatch_details.truncate(LISTED);
         let latency_us = Latency::from_histogram(m.raw, &config.percentiles);
-        let send_lateness = config.rate.as_ref().map(|_| {
-            t.lateness_us.as_ref().map_or_else(
-                || Latency::from_histogram(&crate::stats::run_histogram(), &[]),
-                |h| Latency::from_histogram(h, &[]),
-            )
-        });
+        let send_lateness = config
+            .rate
+            .as_ref()
+            .map(|_| Latency::of_recorded(t.lateness_us.as_ref()));
         let generator_late = send_lateness
             .as_ref()
             .is_some_and(|l| l.count > 0 && latency_us.count > 0 && l.p99 > latency_us.p50);
@@ -428,12 +435,9 @@ impl Report {
             connections_per_sec: config
                 .per_connection
                 .map(|_| t.connections_cycled as f64 / secs),
-            connect_latency_us: config.per_connection.map(|_| {
-                t.connect_us.as_ref().map_or_else(
-                    || Latency::from_histogram(&crate::stats::run_histogram(), &[]),
-                    |h| Latency::from_histogram(h, &[]),
-                )
-            }),
+            connect_latency_us: config
+                .per_connection
+                .map(|_| Latency::of_recorded(t.connect_us.as_ref())),
             messages_scheduled: m.asked,
             messages_never_sent: m.asked.map(|n| n.saturating_sub(t.messages_sent)),
             messages_sent: t.messages_sent,
