@@ -12,8 +12,9 @@
 use crate::config::{Config, Engine};
 use crate::hdrlog::{self, Header, Session};
 use crate::report::{Measured, Report};
+use crate::series::{Ready, Series};
 use crate::start::{workload, Gate, Shared, WorkerOut};
-use crate::stats::{run_histogram, Ready, Series, Totals};
+use crate::stats::{run_histogram, Totals};
 use crate::steps::StepTally;
 use crate::LoadError;
 use hdrhistogram::Histogram;

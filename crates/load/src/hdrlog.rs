@@ -17,7 +17,7 @@
 //! The interval histograms have the run histogram's bounds and precision, so
 //! the intervals of one log add up to exactly the run's histogram.
 
-use crate::stats::Ready;
+use crate::series::Ready;
 use base64::Engine as _;
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,

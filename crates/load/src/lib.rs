@@ -49,10 +49,12 @@ pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod schedule;
+mod series;
 mod start;
 mod stats;
 mod steps;
 mod sys;
+mod tally;
 mod threads;
 
 pub use config::{

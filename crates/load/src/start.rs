@@ -7,9 +7,10 @@
 //! Both sides use this module, and neither uses the other.
 
 use crate::config::{Config, StopWhen};
-use crate::exchange::Tally;
 use crate::schedule::{Clock, Schedule, Workload};
-use crate::stats::{Recorder, Series, Totals};
+use crate::series::Series;
+use crate::stats::{Recorder, Totals};
+use crate::tally::Tally;
 use crate::LoadError;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

@@ -5,7 +5,8 @@
 use crate::outcome::StepStat;
 use crate::profile::Rate;
 use crate::report::Latency;
-use crate::stats::{run_histogram, Ready};
+use crate::series::Ready;
+use crate::stats::run_histogram;
 use hdrhistogram::Histogram;
 use std::time::Duration;
 

@@ -32,11 +32,12 @@ mod connect;
 
 use crate::config::Config;
 use crate::cursor::Cursor;
-use crate::exchange::{Outcome, Sweep, Tally};
+use crate::exchange::{Outcome, Sweep};
 use crate::payload::Messages;
 use crate::schedule::Workload;
 use crate::start::{Driving, Shared, WorkerOut};
 use crate::stats::{Ending, Recorder};
+use crate::tally::Tally;
 use crate::LoadError;
 use conn::Conn;
 use ringport_completion::{Completion, OpKind, Port, PortConfig, Socket, Token};

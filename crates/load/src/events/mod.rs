@@ -24,11 +24,12 @@ mod echo;
 mod open_loop;
 
 use crate::config::Config;
-use crate::exchange::{Sweep, Tally};
+use crate::exchange::Sweep;
 use crate::payload::Messages;
 use crate::schedule::Workload;
 use crate::start::{Driving, Shared, WorkerOut};
 use crate::stats::Recorder;
+use crate::tally::Tally;
 use crate::LoadError;
 use conn::{Conn, Outcome, Reading};
 use mio::{Events, Poll};
