@@ -252,7 +252,7 @@ mod relay {
 
     /// Write `data` in `chunk`-byte writes, then the FIN, while reading the
     /// echo until the server's EOF.
-    fn echo_then_eof(s: &TcpStream, data: &[u8], chunk: usize) -> Vec<u8> {
+    pub(super) fn echo_then_eof(s: &TcpStream, data: &[u8], chunk: usize) -> Vec<u8> {
         let mut w = s.try_clone().unwrap();
         let to_send = data.to_vec();
         let h = std::thread::spawn(move || {
@@ -495,5 +495,98 @@ mod relay {
             back.len()
         );
         assert!(out.contains("1 relayed in the kernel"), "summary: {out}");
+    }
+}
+
+/// `--sqpoll`: submissions through a kernel thread (io_uring SQPOLL). The
+/// same echo, small and relayed, and the thread's CPU is the server's.
+#[cfg(target_os = "linux")]
+mod sqpoll {
+    use super::relay::echo_then_eof;
+    use super::*;
+
+    /// utime + stime, in clock ticks, from a `stat` file of /proc.
+    fn ticks(stat: &std::path::Path) -> u64 {
+        let stat = std::fs::read_to_string(stat).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        rest.split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Each thread of a process: its name and its CPU ticks.
+    fn threads(pid: u32) -> Vec<(String, u64)> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|t| {
+                        let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                        Some((name.trim().to_string(), ticks(&t.path().join("stat"))))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_byte_comes_back_and_the_polling_thread_is_the_servers() {
+        let server = Server::start("completion", &["--sqpoll", "2ms", "--workers", "1", "-v"]);
+        server.wait_stderr("sqpoll on");
+        let pid = server.child.id();
+        let before = threads(pid);
+        assert!(
+            before.iter().any(|(n, _)| n.starts_with("iou-sqp")),
+            "no SQPOLL thread among {before:?}"
+        );
+        let addr = server.addr.to_string();
+        let (status, out, err) = run(&[
+            "stress",
+            &addr,
+            "-c",
+            "64",
+            "--size",
+            "512",
+            "--count",
+            "100",
+            "--pipeline",
+            "4",
+            "--json",
+            "-",
+        ]);
+        assert!(status.success(), "{out}\n{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["messages_verified"], 6_400, "{json}");
+        // A bulk connection (relayed unless -v, which shows every byte).
+        let data = pattern(4 << 20, 5);
+        assert!(echo_then_eof(&server.connect(), &data, 1 << 20) == data);
+        // The polling thread is one of the process's: what it spent is in the
+        // process's CPU time, the figure bench reads (read after the threads',
+        // so it can only be larger; one tick of rounding per thread).
+        let threads = threads(pid);
+        let total = ticks(std::path::Path::new(&format!("/proc/{pid}/stat")));
+        let sum: u64 = threads.iter().map(|(_, t)| t).sum();
+        assert!(
+            total + threads.len() as u64 >= sum,
+            "process {total} ticks, its threads {threads:?}"
+        );
+        let (status, _, out) = server.signal_and_wait(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{out}");
+    }
+
+    #[test]
+    fn asked_of_another_model_or_with_no_idle_time_it_exits_2_before_binding() {
+        for args in [
+            &["serve", "--model", "epoll", "--sqpoll", "2ms"][..],
+            &["serve", "--model", "threaded", "--sqpoll", "2ms"],
+            &["serve", "--model", "completion", "--sqpoll", "0"],
+        ] {
+            let (status, out, err) = run(args);
+            assert_eq!(status.code(), Some(2), "{args:?}: {out}{err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+            assert!(err.contains("--sqpoll"), "{args:?}: {err}");
+            assert!(!out.contains("listening"), "{args:?}: {out}");
+        }
     }
 }

@@ -65,6 +65,7 @@ completion_flag_tests! {
     completion_coalesce_0: "--coalesce", "0";
     completion_coalesce_100us: "--coalesce", "100us";
     completion_no_relay: "--no-relay";
+    completion_sqpoll: "--sqpoll", "2ms";
 }
 
 /// Connections in each state; `RINGPORT_STALL_CONNECTIONS` sets another

@@ -38,6 +38,14 @@ pub struct Args {
     /// and its bytes never enter the server's memory.
     #[arg(long)]
     no_relay: bool,
+    /// Completion model (io_uring): each worker's ring submits through a
+    /// kernel thread that polls its submission queue (SQPOLL) and sleeps
+    /// after this long without work (whole milliseconds, e.g. 2ms). No
+    /// system call to submit while it polls, but the thread spins on a CPU
+    /// of its own: give the server one more CPU per worker. Its CPU is the
+    /// server's in every figure. It rules out DEFER_TASKRUN and quiet sends.
+    #[arg(long, value_name = "IDLE", value_parser = args::duration)]
+    sqpoll: Option<std::time::Duration>,
     /// Serve at most N connections at once; each one over the limit is closed
     /// at once and counted in the summary. The blocking model serves one at a
     /// time anyway, so for it any N ≥ 1 changes nothing.
@@ -70,6 +78,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(a.verbose);
     let config = server_config(&a)?;
     let (model, why) = a.model.resolve();
+    if let (Some(_), false) = (a.sqpoll, model == Model::Completion) {
+        let which = match a.model {
+            Model::Auto => format!("model auto chose {model} here"),
+            _ => format!("model {model} submits with ordinary system calls"),
+        };
+        return Err(UsageError(format!(
+            "--sqpoll is for the completion model on io_uring, and {which}"
+        ))
+        .into());
+    }
     if a.spread.is_some() && model == Model::Completion {
         warn_if_spread_ignored();
     }
@@ -111,11 +129,18 @@ fn server_config(a: &Args) -> anyhow::Result<Config> {
             Some(d) => Coalesce::Always(d),
         },
         relay: !a.no_relay,
+        sqpoll: a.sqpoll,
         max_connections: a.max_connections,
         idle_timeout: a.idle_timeout.filter(|d| !d.is_zero()),
         drain_timeout: a.drain_timeout,
         ..Config::default()
     };
+    if a.sqpoll.is_some_and(|d| d.is_zero()) {
+        return Err(UsageError(
+            "--sqpoll 0: give the polling thread's idle time, 1ms or more (without --sqpoll, no thread)".into(),
+        )
+        .into());
+    }
     if a.max_connections == Some(0) {
         return Err(UsageError("--max-connections must be at least 1".into()).into());
     }
@@ -148,6 +173,7 @@ fn warn_if_spread_ignored() {
 /// Bind the server; the errors the user can fix by choosing another address
 /// or model are usage errors (exit 2).
 fn bind(model: Model, listen: SocketAddr, config: Config) -> anyhow::Result<Server> {
+    let sqpoll = config.sqpoll.is_some();
     match Server::bind(model, listen, config) {
         Ok(s) => Ok(s),
         // The library says what went wrong; the flags to change are ours to name.
@@ -160,6 +186,9 @@ fn bind(model: Model, listen: SocketAddr, config: Config) -> anyhow::Result<Serv
                 _ => "",
             };
             Err(UsageError(format!("{e}{hint}")).into())
+        }
+        Err(ServerError::CompletionUnavailable(e)) if sqpoll => {
+            Err(UsageError(format!("{e}; run without --sqpoll")).into())
         }
         Err(ServerError::CompletionUnavailable(e)) => {
             Err(UsageError(format!(

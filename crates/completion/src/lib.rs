@@ -163,6 +163,10 @@ pub struct Features {
     pub defer_taskrun: bool,
     /// Completion work does not interrupt the owner (io_uring `COOP_TASKRUN`).
     pub coop_taskrun: bool,
+    /// A kernel thread takes submissions off the queue (io_uring `SQPOLL`,
+    /// asked for with [`PortConfig::sqpoll`]): no system call to submit
+    /// while it polls. It excludes `DEFER_TASKRUN`.
+    pub sqpoll: bool,
     /// A wait can ask for a minimum batch within a time bound (io_uring `min_wait`).
     pub min_wait: bool,
     /// Waits are not accounted as iowait (io_uring `NO_IOWAIT`, Linux 6.15+).
@@ -186,7 +190,7 @@ impl std::fmt::Display for Features {
         let yn = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, min_wait {}, no_iowait {}, quiet send {}, sends from receive buffers {}, kernel relay (splice) {}",
+            "{}: shared port {}, multishot accept {}, multishot recv {}, provided buffer ring {}, single issuer {}, defer taskrun {}, coop taskrun {}, sqpoll {}, min_wait {}, no_iowait {}, quiet send {}, sends from receive buffers {}, kernel relay (splice) {}",
             self.backend,
             yn(self.shared_port),
             yn(self.multishot_accept),
@@ -195,6 +199,7 @@ impl std::fmt::Display for Features {
             yn(self.single_issuer),
             yn(self.defer_taskrun),
             yn(self.coop_taskrun),
+            yn(self.sqpoll),
             yn(self.min_wait),
             yn(self.no_iowait),
             yn(self.quiet_send),
@@ -216,6 +221,12 @@ pub struct PortConfig {
     /// The longest a quiet send's completion waits for another one
     /// ([`Port::send_quiet`]): a wait with quiet sends in it ends by then.
     pub quiet_grace: Duration,
+    /// Submit through a kernel thread that polls the submission queue
+    /// (io_uring `SQPOLL`), which goes to sleep after this long without
+    /// work. The thread is one of the process's, so its CPU is the
+    /// process's. `None` (the default): submit with a system call. A port
+    /// that cannot have it fails to build; it never quietly goes without.
+    pub sqpoll: Option<Duration>,
 }
 
 impl Default for PortConfig {
@@ -225,6 +236,7 @@ impl Default for PortConfig {
             buf_size: 16 * 1024,
             ring_bufs: 512,
             quiet_grace: Duration::from_millis(50),
+            sqpoll: None,
         }
     }
 }
@@ -249,17 +261,20 @@ impl UnavailableError {
 
 /// Check that a port can be built here, and report what it would use.
 ///
-/// The kernel is asked once per process for each ring size: the answer
-/// cannot change while the process runs, and building a ring to find out
-/// costs a few system calls and some locked memory.
+/// The kernel is asked once per process for each ring size and SQPOLL
+/// setting: the answer cannot change while the process runs, and building a
+/// ring to find out costs a few system calls and some locked memory.
 pub fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
     use std::sync::Mutex;
-    type Probed = (u32, Result<Features, (String, Option<i32>, io::ErrorKind)>);
+    type Probed = (
+        (u32, Option<Duration>),
+        Result<Features, (String, Option<i32>, io::ErrorKind)>,
+    );
     static PROBED: Mutex<Vec<Probed>> = Mutex::new(Vec::new());
     let mut probed = PROBED.lock().unwrap_or_else(|p| p.into_inner());
     let answer = match probed
         .iter()
-        .find(|(entries, _)| *entries == config.entries)
+        .find(|(key, _)| *key == (config.entries, config.sqpoll))
     {
         Some((_, answer)) => answer.clone(),
         None => {
@@ -270,7 +285,7 @@ pub fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
                     e.os_error.kind(),
                 )
             });
-            probed.push((config.entries, answer.clone()));
+            probed.push(((config.entries, config.sqpoll), answer.clone()));
             answer
         }
     };

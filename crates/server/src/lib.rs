@@ -61,6 +61,10 @@ pub struct Config {
     pub relay: bool,
     /// How the completion model spreads connections over its workers.
     pub spread: Spread,
+    /// The completion model on io_uring: each worker's ring submits through
+    /// a kernel thread (`SQPOLL`) that sleeps after this long without work.
+    /// Binding fails where the kernel refuses it. `None`: system calls.
+    pub sqpoll: Option<Duration>,
     /// Connections served at once, at most; each one over it is closed at
     /// once and counted as rejected. `None`: no limit.
     pub max_connections: Option<usize>,
@@ -118,6 +122,7 @@ impl Default for Config {
             coalesce: Coalesce::default(),
             relay: true,
             spread: Spread::default(),
+            sqpoll: None,
             max_connections: None,
             idle_timeout: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -185,7 +190,7 @@ impl Server {
         // The completion model checks the kernel before it binds, so an
         // unusable io_uring is reported as such, not as a later failure.
         let prepared = match model {
-            Model::Completion => Some(completion::Prepared::probe()?),
+            Model::Completion => Some(completion::Prepared::probe(config.sqpoll)?),
             _ => None,
         };
         // A listener per worker: for epoll, and for the completion model with

@@ -46,9 +46,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Check that a port can be built here (io_uring present and allowed).
-    pub fn probe() -> Result<Prepared, UnavailableError> {
-        let port_config = PortConfig::default();
+    /// Check that a port can be built here (io_uring present and allowed),
+    /// submitting through a polling kernel thread if `sqpoll` is given.
+    pub fn probe(sqpoll: Option<std::time::Duration>) -> Result<Prepared, UnavailableError> {
+        let port_config = PortConfig {
+            sqpoll,
+            ..PortConfig::default()
+        };
         let features = ringport_completion::probe(&port_config)?;
         Ok(Prepared {
             port_config,

@@ -161,9 +161,23 @@ impl Drop for PortHandle {
     }
 }
 
-pub(crate) fn probe(_config: &PortConfig) -> Result<Features, UnavailableError> {
+pub(crate) fn probe(config: &PortConfig) -> Result<Features, UnavailableError> {
+    no_sqpoll(config)?;
     PortHandle::create().map_err(unavailable)?;
     Ok(features())
+}
+
+/// `SQPOLL` is io_uring's: an IOCP port has no submission queue to poll.
+/// Asked for here, it is an error rather than quietly ignored.
+fn no_sqpoll(config: &PortConfig) -> Result<(), UnavailableError> {
+    match config.sqpoll {
+        None => Ok(()),
+        Some(_) => Err(UnavailableError::new(
+            "SQPOLL is io_uring's (Linux): an IOCP port submits with a system call per operation"
+                .into(),
+            io::Error::from(io::ErrorKind::Unsupported),
+        )),
+    }
 }
 
 /// What all handles on one port share.
@@ -353,6 +367,7 @@ pub(crate) struct Port {
 
 impl Port {
     pub(crate) fn new(config: &PortConfig) -> Result<Port, UnavailableError> {
+        no_sqpoll(config)?;
         let handle = PortHandle::create().map_err(unavailable)?;
         let shared = Shared {
             handle: Arc::new(handle),

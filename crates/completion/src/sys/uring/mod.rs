@@ -283,7 +283,16 @@ impl Port {
             if unsafe { self.ring.submission().push(&e) }.is_err() {
                 self.backlog.push_front(e);
                 self.quiet_queued = 0;
-                if self.ring.submit().is_err() {
+                // With SQPOLL the kernel's thread empties the queue in its
+                // own time: wait for room rather than spin on `submit`.
+                let made_room = if self.features.sqpoll {
+                    self.ring
+                        .submit()
+                        .and_then(|_| self.ring.submitter().squeue_wait())
+                } else {
+                    self.ring.submit()
+                };
+                if made_room.is_err() {
                     return;
                 }
             }

@@ -44,7 +44,11 @@ pub(super) fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)>
         backend: "io_uring",
         ..Features::default()
     };
-    let ring = {
+    let ring = if let Some(idle) = config.sqpoll {
+        features.single_issuer = true;
+        features.sqpoll = true;
+        sqpoll_ring(config.entries, cq, idle)?
+    } else {
         let mut b = IoUring::builder();
         b.setup_cqsize(cq)
             .setup_single_issuer()
@@ -85,6 +89,26 @@ pub(super) fn build_ring(config: &PortConfig) -> io::Result<(IoUring, Features)>
     // links and CQE_SKIP_SUCCESS are older).
     features.quiet_send = features.defer_taskrun;
     Ok((ring, features))
+}
+
+/// A ring whose submissions a kernel thread takes (`SQPOLL`), asleep after
+/// `idle` without work (whole milliseconds, at least one). The kernel takes
+/// none of `DEFER_TASKRUN`, `COOP_TASKRUN` or `TASKRUN_FLAG` with it (they
+/// are about interrupting the submitting task, which is now the kernel's
+/// thread), so completion work runs as it did before them. Asked for
+/// explicitly: a refusal is an error, never a quiet fallback.
+fn sqpoll_ring(entries: u32, cq: u32, idle: Duration) -> io::Result<IoUring> {
+    let idle_ms = idle.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+    IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_sqpoll(idle_ms)
+        .build(entries)
+        .map_err(|e| match e.raw_os_error() {
+            // The causes `unavailable` explains from the errno.
+            Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::ENOMEM) => e,
+            _ => io::Error::new(e.kind(), format!("the kernel refused SQPOLL: {e}")),
+        })
 }
 
 /// The opcodes every port submits.
