@@ -51,7 +51,37 @@ fn accepted(port: &mut Port) -> (TcpStream, Socket) {
 
 #[test]
 fn accept_recv_send_close_round_trip() {
-    let mut port = Port::new(&PortConfig::default()).unwrap();
+    round_trip(&PortConfig::default());
+}
+
+/// `sqpoll` (io_uring `SQPOLL`): the same round trip through a port whose
+/// submissions a kernel thread takes; where the backend has no such thread
+/// (IOCP), the port refuses to build and says why, never quietly without.
+#[test]
+fn with_sqpoll_the_round_trip_is_the_same_or_the_port_says_why() {
+    let config = PortConfig {
+        sqpoll: Some(Duration::from_millis(2)),
+        ..PortConfig::default()
+    };
+    match ringport_completion::probe(&config) {
+        Ok(f) => {
+            assert!(f.sqpoll, "{f}");
+            assert!(!f.defer_taskrun && !f.quiet_send, "{f}");
+            round_trip(&config);
+        }
+        Err(e) => {
+            let why = e.to_string();
+            assert!(
+                why.contains("SQPOLL") || why.contains("unavailable"),
+                "{why}"
+            );
+            assert!(Port::new(&config).is_err());
+        }
+    }
+}
+
+fn round_trip(config: &PortConfig) {
+    let mut port = Port::new(config).unwrap();
     let (mut client, socket) = accepted(&mut port);
     client.write_all(b"ping").unwrap();
     let recv_op = port.recv(&socket, 1, 1024);
