@@ -36,11 +36,31 @@ macro_rules! limit_tests {
             fn the_largest_workers_value_serves() {
                 super::the_largest_workers_value_serves(stringify!($model))
             }
+            #[cfg(target_os = "linux")]
+            #[test]
+            fn a_descriptor_limit_too_low_to_start_exits_2_before_listening() {
+                super::a_descriptor_limit_too_low_to_start_exits_2_before_listening(stringify!($model))
+            }
         }
     )*};
 }
 
 for_each_model!(limit_tests);
+
+/// At 10 open files (soft and hard) no model can make its poller or ring,
+/// its signal pipe and a client's socket: refused with exit 2 and one line
+/// before the listening line, never a panic or a server that serves no one.
+#[cfg(target_os = "linux")]
+fn a_descriptor_limit_too_low_to_start_exits_2_before_listening(model: &str) {
+    let mut cmd = ringport();
+    cmd.args(["serve", "--model", model, "--listen", "127.0.0.1:0"]);
+    limit_open_files(&mut cmd, 10);
+    let (status, out, err) = crate::util::run_cmd(cmd);
+    assert_eq!(status.code(), Some(2), "{model}: {out}{err}");
+    assert!(!out.contains("listening"), "{model}: {out}");
+    assert_eq!(err.lines().count(), 1, "{model}: one line: {err}");
+    assert!(err.contains("open-file limit is 10"), "{model}: {err}");
+}
 
 /// One test per model of `for_each_concurrent_model!`: thousands of clients
 /// at once, which the blocking model would serve one at a time.

@@ -88,6 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
+    check_descriptors(model, &config)?;
     if a.spread.is_some() && model == Model::Completion {
         warn_if_spread_ignored();
     }
@@ -155,6 +156,40 @@ fn server_config(a: &Args) -> anyhow::Result<Config> {
         config.workers = n;
     }
     Ok(config)
+}
+
+/// Descriptors a server holds besides its workers': stdio, the signal
+/// thread's pipe, and room for a few clients.
+const SPARE_FDS: u64 = 16;
+/// Each worker's: its listener, its poller or ring, and its waker.
+const FDS_PER_WORKER: u64 = 3;
+
+/// Refuse, before anything starts, a descriptor limit under what the server
+/// needs to start and serve a few clients: past the listening line, a
+/// poller or ring that cannot be made stops the server, and one step above
+/// that it would accept no one at all.
+fn check_descriptors(model: Model, config: &Config) -> Result<(), UsageError> {
+    let Ok(limit) = ringport_load::raise_fd_limit() else {
+        return Ok(());
+    };
+    let workers = match model {
+        Model::Blocking | Model::Threaded => 1,
+        _ => config.workers as u64,
+    };
+    let need = SPARE_FDS + FDS_PER_WORKER * workers;
+    if limit >= need {
+        return Ok(());
+    }
+    let (with, fewer) = match model {
+        Model::Blocking | Model::Threaded => (String::new(), ""),
+        _ => (
+            format!(" with {workers} worker(s)"),
+            " or ask for fewer --workers",
+        ),
+    };
+    Err(UsageError(format!(
+        "the open-file limit is {limit}, and model {model}{with} needs about {need} descriptors to start and serve a few clients: raise it (ulimit -n){fewer}"
+    )))
 }
 
 /// `--spread` with the completion model: say so when it is ignored.

@@ -268,7 +268,7 @@ fn spawn(config: &Config, shared: &Arc<Shared>, threads: usize) -> Result<Vec<Ha
                 }
                 return Err(LoadError::Io {
                     context: format!("cannot start load thread {} of {threads}", t + 1),
-                    source: e,
+                    error: e,
                 });
             }
         }

@@ -78,11 +78,12 @@ pub enum LoadError {
     #[error("{0}")]
     Config(String),
     /// A thread or poller could not be created.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being set up.
         context: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not a `source`: a
+        /// report that prints the chain would say it twice).
+        error: std::io::Error,
     },
 }

@@ -153,20 +153,21 @@ pub enum ServerError {
     #[error(transparent)]
     CompletionUnavailable(#[from] ringport_completion::UnavailableError),
     /// Any other I/O failure that stops the whole server.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What the server was doing.
         context: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not a `source`: a
+        /// report that prints the chain would say it twice).
+        error: std::io::Error,
     },
 }
 
 impl ServerError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, error: std::io::Error) -> Self {
         ServerError::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 }

@@ -218,7 +218,7 @@ impl Driver<'_> {
         match self.port.wait(&mut self.done, Some(wait), None) {
             Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(LoadError::Io {
                 context: "waiting on the completion port failed".into(),
-                source: e,
+                error: e,
             }),
             _ => Ok(()),
         }

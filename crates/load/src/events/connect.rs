@@ -33,7 +33,7 @@ impl Driver<'_> {
     fn register_error(source: io::Error) -> LoadError {
         LoadError::Io {
             context: "cannot register a connection with the poller".into(),
-            source,
+            error: source,
         }
     }
 
@@ -71,7 +71,7 @@ impl Driver<'_> {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(LoadError::Io {
                         context: "poll failed".into(),
-                        source: e,
+                        error: e,
                     });
                 }
             }

@@ -65,7 +65,7 @@ pub(crate) fn worker(
     let setup = Poll::new()
         .map_err(|source| LoadError::Io {
             context: "cannot create a poller".into(),
-            source,
+            error: source,
         })
         .and_then(|poll| {
             let mut d = Driver {
@@ -126,7 +126,7 @@ impl Driver<'_> {
             if let Err(e) = self.wait(&mut events, wait) {
                 return Err(LoadError::Io {
                     context: "poll failed".into(),
-                    source: e,
+                    error: e,
                 });
             }
             let mut now = Instant::now();
