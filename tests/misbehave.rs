@@ -298,6 +298,54 @@ fn a_server_that_never_echoes_is_a_timeout() {
     fails_in_every_mode(addr, &["timeout"]);
 }
 
+/// Nothing came back, so nothing was measured: no latency and no fairness
+/// index, in JSON (null) and in text (`-`), never a zero that reads as a
+/// measured instant answer.
+#[test]
+fn a_server_that_never_echoes_shows_no_latency_and_no_fairness() {
+    let addr = spawn_server(|mut s| {
+        let mut sink = [0u8; 4096];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let count = COUNT.to_string();
+    fails_checked(
+        addr,
+        &["timeout"],
+        &["-n", &count],
+        SIZED,
+        &modes().0,
+        &|mode, json| {
+            let l = &json["latency_us"];
+            assert_eq!(l["count"], 0, "{mode}: {l}");
+            for k in ["p50", "p99", "max", "min", "mean"] {
+                assert!(l[k].is_null(), "{mode}: latency_us.{k} must be null: {l}");
+            }
+            let jain = &json["per_connection_rate"]["jain"];
+            assert!(jain.is_null(), "{mode}: jain must be null: {json:#}");
+        },
+    );
+    let (_, out, _) = crate::util::run(&[
+        "stress",
+        &addr.to_string(),
+        "-c",
+        "2",
+        "-n",
+        "3",
+        "--timeout",
+        "1s",
+        "--no-progress",
+    ]);
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("from send"))
+        .unwrap_or_else(|| panic!("no latency row: {out}"));
+    assert!(
+        row.split_whitespace().skip(2).all(|c| c == "-"),
+        "no figure where nothing was measured: {row}"
+    );
+    assert!(out.contains("Jain -"), "{out}");
+}
+
 /// A correct echo server that writes its echo back one byte at a time.
 fn one_byte_echo() -> SocketAddr {
     twisted_echo(|s, _, chunk| chunk.iter().all(|b| s.write_all(&[*b]).is_ok()))

@@ -582,7 +582,7 @@ fn interval_printer(bar: Option<ProgressBar>) -> IntervalSink {
             row.rate_asked
                 .map_or("-".to_string(), |r| format!("{r:.0}")),
             row.msgs_per_sec,
-            row.p99_us,
+            row.p99_us.map_or("-".to_string(), |v| v.to_string()),
             row.p99_corrected_us
                 .map_or("-".to_string(), |v| v.to_string())
         ));

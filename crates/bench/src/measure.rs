@@ -115,10 +115,10 @@ pub struct SlowStart {
     pub first_s: f64,
     /// Its msgs/s over the median msgs/s of the later intervals.
     pub rate_ratio: f64,
-    /// Its p99, microseconds.
-    pub first_p99_us: u64,
+    /// Its p99, microseconds (`None`: it verified no message).
+    pub first_p99_us: Option<u64>,
     /// The median p99 of the later intervals, microseconds.
-    pub later_p99_us: u64,
+    pub later_p99_us: Option<u64>,
 }
 
 /// Intervals the measured window is cut into to tell a slow start (runs of
@@ -146,7 +146,7 @@ fn slow_start(
     }
     let (first, rest) = series.split_first()?;
     // The last interval may be a sliver past the window's end.
-    let mut later: Vec<&ringport_load::IntervalStat> = rest
+    let later: Vec<&ringport_load::IntervalStat> = rest
         .iter()
         .zip(series)
         .filter(|(s, before)| s.t - before.t >= interval_s * 0.5)
@@ -161,12 +161,13 @@ fn slow_start(
     if rate_ratio >= SLOW_START_RATIO {
         return None;
     }
-    later.sort_by_key(|s| s.p99_us);
+    let mut p99s: Vec<u64> = later.iter().filter_map(|s| s.p99_us).collect();
+    p99s.sort_unstable();
     Some(SlowStart {
         first_s: first.t,
         rate_ratio,
         first_p99_us: first.p99_us,
-        later_p99_us: later[(later.len() - 1) / 2].p99_us,
+        later_p99_us: p99s.get(p99s.len().saturating_sub(1) / 2).copied(),
     })
 }
 
@@ -581,7 +582,7 @@ mod tests {
                 messages: (r * 0.5) as u64,
                 msgs_per_sec: r,
                 rate_asked: None,
-                p99_us,
+                p99_us: Some(p99_us),
                 p99_corrected_us: None,
             })
             .collect()
@@ -598,7 +599,10 @@ mod tests {
         let slow = slow_start(&s, HALF_S, 2_500).expect("a slow start");
         assert_eq!(slow.first_s, 0.5);
         assert!((slow.rate_ratio - 3_600.0 / 25_000.0).abs() < 1e-9);
-        assert_eq!((slow.first_p99_us, slow.later_p99_us), (35_000, 5_500));
+        assert_eq!(
+            (slow.first_p99_us, slow.later_p99_us),
+            (Some(35_000), Some(5_500))
+        );
     }
 
     #[test]

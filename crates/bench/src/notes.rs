@@ -80,11 +80,16 @@ impl fmt::Display for Note {
                 let each: Vec<String> = starts
                     .iter()
                     .map(|s| {
+                        let ms = |v: Option<u64>| {
+                            v.map_or("none verified".to_string(), |v| {
+                                format!("{:.1}", v as f64 / 1e3)
+                            })
+                        };
                         format!(
-                            "{:.0}% of the later rate, p99 {:.1} against {:.1} ms",
+                            "{:.0}% of the later rate, p99 {} against {} ms",
                             s.rate_ratio * 100.0,
-                            s.first_p99_us as f64 / 1e3,
-                            s.later_p99_us as f64 / 1e3
+                            ms(s.first_p99_us),
+                            ms(s.later_p99_us)
                         )
                     })
                     .collect();
@@ -159,8 +164,8 @@ mod tests {
         let slow = SlowStart {
             first_s: 0.25,
             rate_ratio: 0.2,
-            first_p99_us: 4000,
-            later_p99_us: 1000,
+            first_p99_us: Some(4000),
+            later_p99_us: Some(1000),
         };
         assert_eq!(
             Note::SlowStart {

@@ -319,8 +319,8 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         .iter()
         .filter_map(|s| s.per_connection_rate.as_ref())
         .collect();
-    let spread_median = |f: fn(&ringport_load::Spread) -> f64| {
-        median(&spreads.iter().map(|s| f(s)).collect::<Vec<f64>>())
+    let spread_median = |f: fn(&ringport_load::Spread) -> Option<f64>| {
+        median(&spreads.iter().filter_map(|s| f(s)).collect::<Vec<f64>>())
     };
     let starved_runs: Vec<&ringport_load::Spread> =
         spreads.iter().copied().filter(|s| starved(s)).collect();
@@ -335,7 +335,9 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
             reps: spreads.len(),
             min: worst.min,
             median: worst.median,
-            jain: worst.jain,
+            // A starved run had a median connection above nothing, so
+            // some connection got messages and the index exists.
+            jain: worst.jain.unwrap_or(1.0),
         });
     let late: Vec<(u64, u64)> = samples.iter().filter_map(|s| s.generator_late).collect();
     let late_note =
@@ -366,8 +368,8 @@ fn row(target: &Target, cell: Cell, outcomes: &[&Outcome], planned_reps: usize) 
         disturbed: disturbed_reps > 0,
         retried: samples.iter().map(|s| s.attempts.saturating_sub(1)).sum(),
         slow_starts: slow.len(),
-        per_connection_rate_min: spread_median(|s| s.min),
-        per_connection_rate_median: spread_median(|s| s.median),
+        per_connection_rate_min: spread_median(|s| Some(s.min)),
+        per_connection_rate_median: spread_median(|s| Some(s.median)),
         per_connection_rate_jain: spread_median(|s| s.jain),
         starved_reps: starved_runs.len(),
         switches_lower_bound_reps: samples

@@ -92,9 +92,11 @@ pub struct IntervalStat {
     /// Open loop: the messages per second the schedule asked of the
     /// interval (it changes with `--ramp` and `--step`); null otherwise.
     pub rate_asked: Option<f64>,
-    /// 99th percentile of raw latency in the interval.
-    pub p99_us: u64,
-    /// 99th percentile of corrected latency (open loop only; null otherwise).
+    /// 99th percentile of raw latency in the interval; null when it
+    /// verified no message (a stall shows as a gap, not as zero latency).
+    pub p99_us: Option<u64>,
+    /// 99th percentile of corrected latency (open loop only; null otherwise,
+    /// and when the interval verified no message).
     pub p99_corrected_us: Option<u64>,
 }
 

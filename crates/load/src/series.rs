@@ -232,8 +232,12 @@ impl Series {
                 .schedule
                 .as_ref()
                 .map(|(s, warmup)| s.rate_between(*warmup + from, *warmup + to)),
-            p99_us: quantile(&slot.raw, 0.99),
-            p99_corrected_us: slot.corrected.as_ref().map(|h| quantile(h, 0.99)),
+            p99_us: (!slot.raw.is_empty()).then(|| quantile(&slot.raw, 0.99)),
+            p99_corrected_us: slot
+                .corrected
+                .as_ref()
+                .filter(|h| !h.is_empty())
+                .map(|h| quantile(h, 0.99)),
         };
         Ready {
             stat,
@@ -272,7 +276,7 @@ impl Ready {
                 messages: raw.len(),
                 msgs_per_sec: 0.0,
                 rate_asked: None,
-                p99_us: 0,
+                p99_us: None,
                 p99_corrected_us: None,
             },
             from,
@@ -318,7 +322,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].messages, 2);
         assert_eq!(rows[0].t, 1.0);
-        assert!(rows[0].p99_us >= 299, "{:?}", rows[0]);
+        assert!(rows[0].p99_us.unwrap() >= 299, "{:?}", rows[0]);
         a.finish();
         b.finish();
         // Interval 1 was empty; interval 2 is the partial last one, cut at 2.25 s.

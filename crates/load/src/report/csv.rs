@@ -157,7 +157,8 @@ impl Report {
             ("per_connection_rate_max".into(), f(|p| p.max)),
             (
                 "per_connection_rate_jain".into(),
-                p.map_or(String::new(), |p| format!("{:.6}", p.jain)),
+                p.and_then(|p| p.jain)
+                    .map_or(String::new(), |j| format!("{j:.6}")),
             ),
             (
                 "per_connection_rate_connections".into(),
@@ -171,6 +172,8 @@ impl Report {
 /// empty when the run has no such latency (`present` false), so that every
 /// report has the same columns.
 fn latency_csv(cols: &mut Vec<(String, String)>, prefix: &str, l: &Latency, present: bool) {
+    // Nothing measured: empty figures, as for a latency the run lacks.
+    let present = present && l.count > 0;
     let mut put = |name: &str, v: String| cols.push((format!("{prefix}_{name}"), v));
     let v = |x: u64| {
         if present {

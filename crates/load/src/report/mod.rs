@@ -117,8 +117,10 @@ impl RateProfile {
     }
 }
 
-/// Latency in microseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Latency in microseconds. With nothing measured (`count` 0) every figure
+/// is `null` in JSON, empty in CSV and `-` in text: a zero would read as a
+/// latency that was measured and was nothing.
+#[derive(Debug, Clone, Default)]
 pub struct Latency {
     /// Median.
     pub p50: u64,
@@ -140,7 +142,56 @@ pub struct Latency {
     pub percentiles: Percentiles,
 }
 
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let measured = self.count > 0;
+        let v = |x: u64| measured.then_some(x);
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("p50", &v(self.p50))?;
+        m.serialize_entry("p90", &v(self.p90))?;
+        m.serialize_entry("p99", &v(self.p99))?;
+        m.serialize_entry("p999", &v(self.p999))?;
+        m.serialize_entry("max", &v(self.max))?;
+        m.serialize_entry("min", &v(self.min))?;
+        m.serialize_entry("mean", &measured.then_some(self.mean))?;
+        m.serialize_entry("count", &self.count)?;
+        m.serialize_entry(
+            "percentiles",
+            &PercentilesShown {
+                p: &self.percentiles,
+                measured,
+            },
+        )?;
+        m.end()
+    }
+}
+
+/// [`Percentiles`] as the JSON gives them: `null` values with nothing measured.
+struct PercentilesShown<'a> {
+    p: &'a Percentiles,
+    measured: bool,
+}
+
+impl Serialize for PercentilesShown<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.p.0.len()))?;
+        for (p, v) in &self.p.0 {
+            m.serialize_entry(&percentile_key(*p), &self.measured.then_some(*v))?;
+        }
+        m.end()
+    }
+}
+
 impl Latency {
+    /// Each figure as text: the number, or `-` with nothing measured.
+    pub fn shown(&self, v: u64) -> String {
+        if self.count > 0 {
+            v.to_string()
+        } else {
+            "-".into()
+        }
+    }
+
     /// The figures of a histogram a thread creates on its first value
     /// (`None`: nothing was recorded), without extra percentiles.
     fn of_recorded(h: Option<&Histogram<u64>>) -> Self {
@@ -209,8 +260,9 @@ pub struct Spread {
     /// The fastest connection.
     pub max: f64,
     /// Jain's fairness index, (Σx)² / (n·Σx²): 1 when every connection
-    /// got the same, 1/n when one got everything (1 when none got any).
-    pub jain: f64,
+    /// got the same, 1/n when one got everything; `None` when none got
+    /// any (nothing was shared, so nothing was shared fairly).
+    pub jain: Option<f64>,
     /// Connections counted: every connection asked for (churn: every slot).
     pub connections: u64,
 }
@@ -233,11 +285,7 @@ impl Spread {
         };
         let sum: f64 = x.iter().sum();
         let squares: f64 = x.iter().map(|v| v * v).sum();
-        let jain = if squares > 0.0 {
-            sum * sum / (n as f64 * squares)
-        } else {
-            1.0
-        };
+        let jain = (squares > 0.0).then(|| sum * sum / (n as f64 * squares));
         Some(Spread {
             min: x[0],
             median,
@@ -617,17 +665,18 @@ pub(crate) mod tests {
     fn the_spread_of_even_connections_is_fair_and_of_one_starved_is_not() {
         let even = Spread::from_counts(&[100, 100, 100, 100], 2.0).unwrap();
         assert_eq!((even.min, even.median, even.max), (50.0, 50.0, 50.0));
-        assert!((even.jain - 1.0).abs() < 1e-12);
+        assert!((even.jain.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!(even.connections, 4);
         // One connection got everything: 1/n.
         let one = Spread::from_counts(&[0, 0, 0, 400], 1.0).unwrap();
-        assert!((one.jain - 0.25).abs() < 1e-12);
+        assert!((one.jain.unwrap() - 0.25).abs() < 1e-12);
         assert_eq!(one.median, 0.0);
         let starved = Spread::from_counts(&[10, 100, 110, 90, 100], 1.0).unwrap();
         assert_eq!((starved.min, starved.median), (10.0, 100.0));
-        assert!(starved.jain < 0.95 && starved.jain > 0.8, "{starved:?}");
+        let j = starved.jain.unwrap();
+        assert!(j < 0.95 && j > 0.8, "{starved:?}");
         assert_eq!(Spread::from_counts(&[], 1.0), None);
-        assert_eq!(Spread::from_counts(&[0, 0], 1.0).unwrap().jain, 1.0);
+        assert_eq!(Spread::from_counts(&[0, 0], 1.0).unwrap().jain, None);
     }
 
     pub(crate) fn report(corrected: bool) -> Report {

@@ -185,8 +185,11 @@ impl Report {
         if let Some(p) = &self.per_connection_rate {
             let _ = writeln!(
                 s,
-                "per connection   min {:.0}  median {:.0}  max {:.0} msgs/s  Jain {:.3}",
-                p.min, p.median, p.max, p.jain
+                "per connection   min {:.0}  median {:.0}  max {:.0} msgs/s  Jain {}",
+                p.min,
+                p.median,
+                p.max,
+                p.jain.map_or("-".into(), |j| format!("{j:.3}"))
             );
         }
         self.write_churn(&mut s);
@@ -213,9 +216,9 @@ impl Report {
                 st.to_s,
                 st.rate_asked,
                 st.msgs_per_sec,
-                st.latency_us.p50,
-                st.latency_us.p99,
-                st.latency_corrected_us.p99
+                st.latency_us.shown(st.latency_us.p50),
+                st.latency_us.shown(st.latency_us.p99),
+                st.latency_corrected_us.shown(st.latency_corrected_us.p99)
             );
         }
     }
@@ -237,7 +240,12 @@ impl Report {
         let _ = writeln!(
             s,
             "connect (us)     p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} connects)",
-            c.p50, c.p90, c.p99, c.p999, c.max, c.count
+            c.shown(c.p50),
+            c.shown(c.p90),
+            c.shown(c.p99),
+            c.shown(c.p999),
+            c.shown(c.max),
+            c.count
         );
     }
 }
@@ -257,7 +265,7 @@ pub fn latency_table(send: &Latency, schedule: Option<&Latency>) -> String {
         .map(|(n, _)| n.len())
         .chain(
             rows.iter()
-                .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| v.to_string().len())),
+                .flat_map(|(_, l)| l.columns().into_iter().map(|(_, v)| l.shown(v).len())),
         )
         .max()
         .unwrap_or(4)
@@ -270,7 +278,7 @@ pub fn latency_table(send: &Latency, schedule: Option<&Latency>) -> String {
     for (label, l) in rows {
         let _ = write!(s, "  {label:<14}");
         for (_, v) in l.columns() {
-            let _ = write!(s, "{v:>width$}");
+            let _ = write!(s, "{:>width$}", l.shown(v));
         }
         let _ = writeln!(s);
     }
