@@ -581,6 +581,7 @@ mod sqpoll {
             &["serve", "--model", "epoll", "--sqpoll", "2ms"][..],
             &["serve", "--model", "threaded", "--sqpoll", "2ms"],
             &["serve", "--model", "completion", "--sqpoll", "0"],
+            &["serve", "--model", "tokio", "--no-relay", "--sqpoll", "1ms"],
         ] {
             let (status, out, err) = run(args);
             assert_eq!(status.code(), Some(2), "{args:?}: {out}{err}");

@@ -227,6 +227,35 @@ fn every_bad_value_is_refused_with_one_line_before_anything_starts() {
             "not a duration",
         ),
         (&["stress", "::1:5150", "-n", "1"], "[::1]:5150"),
+        (&["stress", "127.0.0.1:0", "-n", "1"], "port 0"),
+        (
+            &["stress", "--source-ips", "192.0.2.1", "-n", "1"],
+            "cannot be used here",
+        ),
+        (
+            &["stress", "--source-ips", ",", "-n", "1"],
+            "names no address",
+        ),
+        (
+            &["serve", "--model", "epoll", "--no-relay"],
+            "completion model only",
+        ),
+        (
+            &[
+                "serve",
+                "--model",
+                "threaded",
+                "--spread",
+                "handoff",
+                "--coalesce",
+                "1ms",
+            ],
+            "--spread, --coalesce are for the completion model only",
+        ),
+        (
+            &["serve", "--model", "blocking", "--sqpoll", "1ms"],
+            "--sqpoll",
+        ),
         (&["client", "--timeout", "0s"], "longer than 0"),
         (&["bench", "--timeout", "0"], "longer than 0"),
         (&["bench", "--reps", "0"], "--reps"),

@@ -173,7 +173,12 @@ pub fn ip_list(s: &str) -> Result<List<std::net::IpAddr>, String> {
             })
         })
         .collect::<Result<Vec<_>, _>>()
-        .map(List)
+        .and_then(|ips| match ips.is_empty() {
+            true => Err(format!(
+                "'{s}' names no address: expected a list such as 127.0.0.2,127.0.0.3"
+            )),
+            false => Ok(List(ips)),
+        })
 }
 
 /// Parse a positive rate per second, such as `1000` or `0.5`.

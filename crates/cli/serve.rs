@@ -56,8 +56,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = args::duration)]
     idle_timeout: Option<std::time::Duration>,
     /// On SIGINT/SIGTERM, keep sending the echoes already owed to clients that
-    /// still read for up to this long, then close everything. A second signal
-    /// exits at once.
+    /// still read for up to this long, then close everything (0: close at
+    /// once, owed echoes dropped). A second signal exits at once.
     #[arg(long, value_name = "DURATION", value_parser = args::duration, default_value = "5s")]
     drain_timeout: std::time::Duration,
     /// Print each client's events: connected, bytes received, disconnected.
@@ -78,16 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(a.verbose);
     let config = server_config(&a)?;
     let (model, why) = a.model.resolve();
-    if let (Some(_), false) = (a.sqpoll, model == Model::Completion) {
-        let which = match a.model {
-            Model::Auto => format!("model auto chose {model} here"),
-            _ => format!("model {model} submits with ordinary system calls"),
-        };
-        return Err(UsageError(format!(
-            "--sqpoll is for the completion model on io_uring, and {which}"
-        ))
-        .into());
-    }
+    completion_flags_need_completion(&a, model)?;
     check_descriptors(model, &config)?;
     if a.spread.is_some() && model == Model::Completion {
         warn_if_spread_ignored();
@@ -156,6 +147,37 @@ fn server_config(a: &Args) -> anyhow::Result<Config> {
         config.workers = n;
     }
     Ok(config)
+}
+
+/// The flags that only the completion model reads, as given.
+fn completion_flags(a: &Args) -> Vec<&'static str> {
+    [
+        (a.spread.is_some(), "--spread"),
+        (a.coalesce.is_some(), "--coalesce"),
+        (a.no_relay, "--no-relay"),
+        (a.sqpoll.is_some(), "--sqpoll"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect()
+}
+
+/// A completion flag with another model would change nothing that was
+/// asked for: refuse it rather than run something else in silence.
+fn completion_flags_need_completion(a: &Args, model: Model) -> Result<(), UsageError> {
+    let given = completion_flags(a);
+    if given.is_empty() || model == Model::Completion {
+        return Ok(());
+    }
+    let which = match a.model {
+        Model::Auto => format!("model auto chose {model} here"),
+        _ => format!("this is model {model}"),
+    };
+    Err(UsageError(format!(
+        "{} {} for the completion model only, and {which}",
+        given.join(", "),
+        if given.len() == 1 { "is" } else { "are" }
+    )))
 }
 
 /// Descriptors a server holds besides its workers': stdio, the signal

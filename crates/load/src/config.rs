@@ -456,8 +456,15 @@ impl Config {
         Ok(())
     }
 
-    /// Check that the source addresses are of the server's IP version.
+    /// Check that the server has a port to connect to, and that the source
+    /// addresses are this machine's and of the server's IP version.
     fn check_source_ips(&self) -> Result<(), LoadError> {
+        if self.addr.port() == 0 {
+            return bad(format!(
+                "{}: port 0 only asks a listener for a free port; nothing can connect to it (write the port the server printed)",
+                self.addr
+            ));
+        }
         if let Some(ip) = self
             .source_ips
             .iter()
@@ -467,6 +474,15 @@ impl Config {
                 "source address {ip} and server {} are not the same IP version",
                 self.addr
             ));
+        }
+        for ip in &self.source_ips {
+            // Binding to it is what each connection will do: a run would
+            // only fail every connect with `connect_failed` otherwise.
+            if let Err(e) = std::net::TcpListener::bind((*ip, 0)) {
+                return bad(format!(
+                    "source address {ip} cannot be used here ({e}): name addresses of this machine, such as 127.0.0.2"
+                ));
+            }
         }
         Ok(())
     }

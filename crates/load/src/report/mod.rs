@@ -497,7 +497,9 @@ impl Report {
             errors_by_kind,
             bytes_sent: t.bytes_sent,
             bytes_received: t.bytes_received,
-            elapsed_s: secs,
+            // The window as measured (0 when nothing was), not the
+            // divisor's floor.
+            elapsed_s: m.elapsed.as_secs_f64(),
             msgs_per_sec: t.messages_verified as f64 / secs,
             mb_per_sec: t.bytes_received as f64 / secs / 1e6,
             latency_us,
