@@ -249,6 +249,27 @@ pub struct Capacity {
 impl Capacity {
     /// The result in one sentence.
     pub fn summary(&self) -> String {
+        if self.interrupted {
+            // Cut short: no failing rate was reached only because the
+            // search stopped, so "at least" is all that can be said.
+            return match (self.last_pass, self.first_fail) {
+                (Some(p), Some(f)) => format!(
+                    "capacity at {}: search interrupted: {} msgs/s held, {} did not",
+                    self.objective,
+                    crate::report::grouped(p),
+                    crate::report::grouped(f)
+                ),
+                (Some(p), None) => format!(
+                    "capacity at {}: search interrupted: at least {} msgs/s held before it stopped (no upper bound found)",
+                    self.objective,
+                    crate::report::grouped(p)
+                ),
+                (None, _) => format!(
+                    "capacity at {}: search interrupted before any rate held",
+                    self.objective
+                ),
+            };
+        }
         if let (true, Some(f)) = (self.nothing_echoed, self.first_fail) {
             return format!(
                 "capacity at {}: not found: at {} msgs/s not a single echo came back (the server refused, reset or never answered), so the search stopped",
@@ -531,6 +552,32 @@ mod tests {
             "{}",
             cap.summary()
         );
+    }
+
+    #[test]
+    fn an_interrupted_search_says_so_and_claims_no_upper_bound() {
+        let plan = Plan {
+            start: 1000.0,
+            precision: 1.1,
+            min_step: Duration::from_secs(1),
+            max_step: Duration::from_secs(1),
+        };
+        let o = objective("p99<=1ms");
+        // The first step holds; the second is cut short by a signal.
+        let mut steps = 0;
+        let cap = search(&plan, &o, |rate, _| {
+            steps += 1;
+            let mut r = step(rate, 1e9, 99.0);
+            r.interrupted = steps > 1;
+            Ok(r)
+        })
+        .unwrap();
+        assert!(cap.interrupted);
+        assert_eq!(cap.last_pass, Some(1000.0));
+        let s = cap.summary();
+        assert!(s.contains("search interrupted"), "{s}");
+        assert!(s.contains("at least 1,000 msgs/s"), "{s}");
+        assert!(!s.contains("no failing rate was reached"), "{s}");
     }
 
     #[test]
