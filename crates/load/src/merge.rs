@@ -81,12 +81,13 @@ pub struct MergedInterval {
     pub messages: u64,
     /// The same, per second of the bucket.
     pub msgs_per_sec: f64,
-    /// Median latency from send in the bucket.
-    pub p50_us: u64,
+    /// Median latency from send in the bucket (null, like the three
+    /// below, when the bucket verified no message).
+    pub p50_us: Option<u64>,
     /// 99th percentile of latency from send in the bucket.
-    pub p99_us: u64,
+    pub p99_us: Option<u64>,
     /// The slowest message from send in the bucket.
-    pub max_us: u64,
+    pub max_us: Option<u64>,
     /// 99th percentile of latency from schedule (null without `schedule`).
     pub p99_corrected_us: Option<u64>,
 }
@@ -136,11 +137,11 @@ impl Sum {
             .map(|h| Latency::from_histogram(h, percentiles))
     }
 
-    fn quantile(&self, q: f64) -> u64 {
-        match &self.0 {
-            Some(h) if !h.is_empty() => h.value_at_quantile(q),
-            _ => 0,
-        }
+    fn quantile(&self, q: f64) -> Option<u64> {
+        self.0
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(q))
     }
 }
 
@@ -240,8 +241,8 @@ impl Totals {
                     msgs_per_sec: rate(messages, to - from),
                     p50_us: b.send.quantile(0.5),
                     p99_us: b.send.quantile(0.99),
-                    max_us: b.send.0.as_ref().map_or(0, |h| h.max()),
-                    p99_corrected_us: b.schedule.0.as_ref().map(|_| b.schedule.quantile(0.99)),
+                    max_us: b.send.0.as_ref().filter(|h| !h.is_empty()).map(|h| h.max()),
+                    p99_corrected_us: b.schedule.quantile(0.99),
                 }
             })
             .collect()
@@ -366,17 +367,17 @@ impl Merged {
                 r.logs,
                 r.messages,
                 r.msgs_per_sec,
-                r.p50_us,
-                r.p99_us,
-                r.max_us,
-                r.p99_corrected_us
-                    .map_or("-".to_string(), |v| v.to_string())
+                dash(r.p50_us),
+                dash(r.p99_us),
+                dash(r.max_us),
+                dash(r.p99_corrected_us)
             );
         }
         s
     }
 
-    /// The series as CSV: a header, then a row per bucket.
+    /// The series as CSV: a header, then a row per bucket; a figure of an
+    /// empty bucket is an empty cell.
     pub fn series_csv(&self) -> String {
         let mut s = String::from(
             "t_s,start_unix_s,logs,messages,msgs_per_sec,p50_us,p99_us,max_us,p99_corrected_us\n",
@@ -390,14 +391,24 @@ impl Merged {
                 r.logs,
                 r.messages,
                 r.msgs_per_sec,
-                r.p50_us,
-                r.p99_us,
-                r.max_us,
-                r.p99_corrected_us.map_or(String::new(), |v| v.to_string())
+                cell(r.p50_us),
+                cell(r.p99_us),
+                cell(r.max_us),
+                cell(r.p99_corrected_us)
             );
         }
         s
     }
+}
+
+/// A figure in the text table: `-` when there is none.
+fn dash(v: Option<u64>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
+/// A figure in CSV: an empty cell when there is none.
+fn cell(v: Option<u64>) -> String {
+    v.map_or(String::new(), |v| v.to_string())
 }
 
 #[cfg(test)]
