@@ -126,6 +126,9 @@ pub struct Mismatch {
     pub candidates: u64,
     /// `corrupt`: the expected bytes came back after this many wrong ones.
     pub resumes_after: Option<u64>,
+    /// `corrupt`: this many bytes came in between, then the expected ones
+    /// went on from the wrong byte (inserted, not in place of them).
+    pub inserted: Option<u64>,
     /// The expected bytes from the wrong one on, in hex (16 at most).
     pub expected_hex: String,
     /// The received bytes from the wrong one on, in hex (16 at most).
@@ -155,12 +158,15 @@ pub(crate) struct Scene<'a> {
 pub(crate) fn diagnose(scene: &Scene<'_>) -> Mismatch {
     let got = &scene.got[..scene.got.len().min(EVIDENCE)];
     let m = scene.messages;
+    // Never more than the connection sent: bytes of messages it has not
+    // sent yet were expected of nobody.
+    let sent = search::sent_from(m, scene.conn, scene.message, scene.offset, scene.sent);
     let expected = search::stream_bytes(
         m,
         scene.conn,
         scene.message,
         scene.offset,
-        got.len().min(EXCERPT + RESUME_WITHIN + 64),
+        got.len().min(EXCERPT + RESUME_WITHIN + 64).min(sent),
     );
     let mut d = Mismatch {
         connection: scene.conn,
@@ -174,6 +180,7 @@ pub(crate) fn diagnose(scene: &Scene<'_>) -> Mismatch {
         shift: None,
         candidates: 0,
         resumes_after: None,
+        inserted: None,
         expected_hex: hex(&expected[..expected.len().min(EXCERPT)]),
         received_hex: hex(&got[..got.len().min(EXCERPT)]),
         received_bytes: got.len() as u64,
@@ -190,6 +197,9 @@ pub(crate) fn diagnose(scene: &Scene<'_>) -> Mismatch {
         [] => {
             d.kind = MismatchKind::Corrupt;
             d.resumes_after = resumes_after(got, &expected);
+            if d.resumes_after.is_none() {
+                d.inserted = inserted(got, &expected);
+            }
         }
         [one] if complete => {
             d.source_connection = Some(one.conn);
@@ -243,6 +253,18 @@ fn resumes_after(got: &[u8], expected: &[u8]) -> Option<u64> {
     })
 }
 
+/// How many bytes came in between before the expected ones went on from
+/// where they stopped (for at least [`MIN_BYTES`] bytes, or to the end of
+/// what was received or expected): bytes inserted, not put in place of
+/// the expected ones.
+fn inserted(got: &[u8], expected: &[u8]) -> Option<u64> {
+    (1..=RESUME_WITHIN.min(got.len().saturating_sub(1))).find_map(|k| {
+        let n = (got.len() - k).min(expected.len());
+        (n > 0 && n >= MIN_BYTES.min(got.len() - k) && got[k..k + n] == expected[..n])
+            .then_some(k as u64)
+    })
+}
+
 /// Lower-case hex, two digits a byte.
 fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -280,11 +302,14 @@ impl Mismatch {
                     self.source_offset.unwrap_or(0),
                 )
             }
-            MismatchKind::Corrupt => match self.resumes_after {
-                Some(r) => {
+            MismatchKind::Corrupt => match (self.resumes_after, self.inserted) {
+                (Some(r), _) => {
                     format!("bytes no message has ({r} wrong, then the expected bytes resume)")
                 }
-                None => "bytes no message has".to_string(),
+                (None, Some(k)) => format!(
+                    "bytes no message has ({k} inserted, then the expected bytes go on from where they stopped)"
+                ),
+                (None, None) => "bytes no message has".to_string(),
             },
             MismatchKind::Ambiguous => {
                 let whose = match self.source_connection {

@@ -202,6 +202,13 @@ fn sized_candidates(
 }
 
 /// Bytes of message `j` of connection `c`.
+/// Bytes of the connection's stream from byte `o` of its message `j` to the
+/// end of its message `last`: what it sent from there, at most.
+pub(crate) fn sent_from(m: &Messages, c: u64, j: u64, o: usize, last: u64) -> usize {
+    let rest = message_len(m, c, j).saturating_sub(o);
+    rest + (j + 1..=last).map(|i| message_len(m, c, i)).sum::<usize>()
+}
+
 fn message_len(m: &Messages, c: u64, j: u64) -> usize {
     match m.cut(c, j) {
         Some(cut) => cut.len(),

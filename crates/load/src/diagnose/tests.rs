@@ -112,6 +112,37 @@ fn a_flipped_byte_is_nobodys_and_the_stream_resumes() {
 }
 
 #[test]
+fn bytes_inserted_mid_stream_are_counted_and_the_stream_goes_on() {
+    let m = sized(7);
+    let s = stream(&m, 1, 3);
+    // Five bytes no message has, then the rest of the stream from byte 100.
+    let mut got = vec![0xa5, 0x5a, 0xa5, 0x5a, 0xa5];
+    got.extend_from_slice(&s[100..]);
+    let d = at(&m, 1, 100, &got);
+    assert_eq!(d.kind, MismatchKind::Corrupt, "{d:?}");
+    assert_eq!((d.resumes_after, d.inserted), (None, Some(5)), "{d:?}");
+    assert!(d.line().contains("5 inserted"), "{}", d.line());
+}
+
+#[test]
+fn nothing_is_expected_past_what_the_connection_sent() {
+    let m = sized(7);
+    // The wrong byte is the last byte of message 2, the last one sent:
+    // one byte was owed, so one byte is expected, whatever came.
+    let d = diagnose(&Scene {
+        messages: &m,
+        connections: 4,
+        conn: 1,
+        message: 2,
+        offset: L - 1,
+        stream_offset: 2 * L as u64 - 1,
+        sent: 2,
+        got: &[0xaa; 6],
+    });
+    assert_eq!(d.expected_hex.len(), 2, "{d:?}");
+}
+
+#[test]
 fn a_shift_inside_a_long_message_is_ambiguous_but_measured() {
     // Messages longer than the block's spread: every body covers most of
     // the block, so a stretch of it is in every message, at other places.

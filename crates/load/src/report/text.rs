@@ -315,6 +315,7 @@ mod tests {
             shift: Some(-192),
             candidates: 1,
             resumes_after: None,
+            inserted: None,
             expected_hex: "00ff".into(),
             received_hex: "0102".into(),
             received_bytes: 2,
