@@ -36,6 +36,8 @@ macro_rules! model_tests {
             #[test] fn sigterm_sends_the_owed_echo_then_eof_and_exits_0() { super::sigterm_sends_the_owed_echo_then_eof_and_exits_0(M) }
             #[cfg(unix)]
             #[test] fn a_second_signal_exits_0_at_once_while_draining() { super::a_second_signal_exits_0_at_once_while_draining(M) }
+            #[cfg(unix)]
+            #[test] fn a_signal_sent_twice_at_once_is_one_request() { super::a_signal_sent_twice_at_once_is_one_request(M) }
         }
     )*};
 }
@@ -537,8 +539,32 @@ fn a_second_signal_exits_0_at_once_while_draining(model: &str) {
     server.signal(libc::SIGTERM);
     let err = server.wait_stderr("shutting down");
     assert!(err.contains("shutting down"), "{model}: {err}");
+    // Later than the 100 ms within which a signal is the first one's echo.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     server.signal(libc::SIGINT);
     let (status, took, out) = server.wait_exit();
     assert_eq!(status.code(), Some(0), "{model}: {out}");
     assert!(took < WAIT, "{model}: {took:?}");
+}
+
+/// GNU `timeout` sends its signal to the child and then to the whole
+/// process group: the server gets SIGTERM twice at once. That is one
+/// request: it drains and prints its summary, exit 0.
+#[cfg(unix)]
+fn a_signal_sent_twice_at_once_is_one_request(model: &str) {
+    let server = start_logging_signals(model, &[]);
+    let mut s = server.connect();
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    server.signal(libc::SIGTERM);
+    server.signal(libc::SIGTERM);
+    drop(s);
+    let (status, _, out) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{model}: {out}");
+    // A second signal would have exited at once, with no summary.
+    assert!(
+        out.contains("served "),
+        "{model}: one request, drained, with its summary: {out}"
+    );
 }

@@ -68,14 +68,48 @@ fn watch_console(mut each: impl FnMut(&'static str) + Send + 'static) -> anyhow:
     Ok(())
 }
 
+/// Signals within this long of the first are the same request, not a
+/// second one: GNU `timeout` sends its signal to the child and then to the
+/// whole process group, so the child gets it twice within microseconds,
+/// and a second signal would skip the drain and the report. A person's
+/// second Ctrl-C comes later than this.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+const SAME_REQUEST: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Tells a second signal from the first one's echo ([`SAME_REQUEST`]).
+#[derive(Default)]
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+struct Signals {
+    first: Option<std::time::Instant>,
+}
+
+impl Signals {
+    /// The first signal (`false`, and it is remembered), one within
+    /// [`SAME_REQUEST`] of it (`false`), or a second one (`true`).
+    fn is_second(&mut self) -> bool {
+        match self.first {
+            None => {
+                self.first = Some(std::time::Instant::now());
+                false
+            }
+            Some(at) => at.elapsed() >= SAME_REQUEST,
+        }
+    }
+}
+
 /// Watch for SIGINT, SIGTERM and SIGHUP on a background thread.
 #[cfg(unix)]
 pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut seen = Signals::default();
     watch(&[SIGINT, SIGTERM, SIGHUP], move |sig| {
-        if shutdown.is_triggered() {
+        let second = seen.is_second();
+        if second {
             crate::out::eprintln_quiet!("ringport: second signal, exiting now");
             std::process::exit(0);
+        }
+        if shutdown.is_triggered() {
+            return;
         }
         tracing::info!("signal {sig}: shutting down");
         shutdown.trigger();
@@ -85,10 +119,14 @@ pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
 /// Watch for Ctrl-C and Ctrl-Break on a background thread.
 #[cfg(windows)]
 pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut seen = Signals::default();
     watch_console(move |what| {
-        if shutdown.is_triggered() {
+        if seen.is_second() {
             crate::out::eprintln_quiet!("ringport: second {what}, exiting now");
             std::process::exit(0);
+        }
+        if shutdown.is_triggered() {
+            return;
         }
         tracing::info!("{what}: shutting down");
         shutdown.trigger();
@@ -130,16 +168,18 @@ pub fn on_interrupt(_cleanup: impl FnOnce() + Send + 'static) -> anyhow::Result<
 #[cfg(unix)]
 pub fn on_stop(stop: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut seen = Signals::default();
     let mut stopping = false;
     watch(&[SIGINT, SIGTERM], move |sig| {
-        if stopping {
+        if seen.is_second() {
             crate::out::eprintln_quiet!(
                 "ringport stress: second signal ({sig}), exiting now without a report"
             );
             std::process::exit(128 + sig);
         }
-        stopping = true;
-        stop(sig);
+        if !std::mem::replace(&mut stopping, true) {
+            stop(sig);
+        }
     })
 }
 
@@ -147,16 +187,18 @@ pub fn on_stop(stop: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
 /// number (2), as on Unix; a second one exits at once with 130.
 #[cfg(windows)]
 pub fn on_stop(stop: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
+    let mut seen = Signals::default();
     let mut stopping = false;
     watch_console(move |what| {
-        if stopping {
+        if seen.is_second() {
             crate::out::eprintln_quiet!(
                 "ringport stress: second {what}, exiting now without a report"
             );
             std::process::exit(130);
         }
-        stopping = true;
-        stop(2);
+        if !std::mem::replace(&mut stopping, true) {
+            stop(2);
+        }
     })
 }
 
