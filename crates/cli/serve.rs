@@ -194,20 +194,22 @@ fn check_descriptors(model: Model, config: &Config) -> Result<(), UsageError> {
     let Ok(limit) = ringport_load::raise_fd_limit() else {
         return Ok(());
     };
-    let workers = match model {
-        Model::Blocking | Model::Threaded => 1,
-        _ => config.workers as u64,
+    let workers = if model.has_workers() {
+        config.workers as u64
+    } else {
+        1
     };
     let need = SPARE_FDS + FDS_PER_WORKER * workers;
     if limit >= need {
         return Ok(());
     }
-    let (with, fewer) = match model {
-        Model::Blocking | Model::Threaded => (String::new(), ""),
-        _ => (
+    let (with, fewer) = if model.has_workers() {
+        (
             format!(" with {workers} worker(s)"),
             " or ask for fewer --workers",
-        ),
+        )
+    } else {
+        (String::new(), "")
     };
     Err(UsageError(format!(
         "the open-file limit is {limit}, and model {model}{with} needs about {need} descriptors to start and serve a few clients: raise it (ulimit -n){fewer}"

@@ -63,6 +63,12 @@ impl Model {
         Model::ALL.iter().copied().filter(|m| *m != Model::Auto)
     }
 
+    /// Whether the model runs `Config::workers` worker threads (the
+    /// event-driven ones); blocking and threaded have none.
+    pub fn has_workers(self) -> bool {
+        !matches!(self, Model::Blocking | Model::Threaded)
+    }
+
     /// Whether each worker may get its own `SO_REUSEPORT` listener, so the
     /// first listener must be bound with the option too. Only with a port per
     /// worker: the server checks that against the port's features.
