@@ -505,16 +505,7 @@ mod sqpoll {
     use super::relay::echo_then_eof;
     use super::*;
 
-    /// utime + stime, in clock ticks, from a `stat` file of /proc.
-    fn ticks(stat: &std::path::Path) -> u64 {
-        let stat = std::fs::read_to_string(stat).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        rest.split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|f| f.parse::<u64>().ok())
-            .sum()
-    }
+    use crate::util::cpu_ticks as ticks;
 
     /// Each thread of a process: its name and its CPU ticks.
     fn threads(pid: u32) -> Vec<(String, u64)> {

@@ -470,19 +470,25 @@ pub fn deny_io_uring(cmd: &mut Command) {
 /// CPU time (user + system) a process has used so far (Linux).
 #[cfg(target_os = "linux")]
 pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it do not. utime
-    // and stime are fields 14 and 15, the 12th and 13th after the name.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
+    let ticks = cpu_ticks(std::path::Path::new(&format!("/proc/{pid}/stat")));
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// utime + stime, in clock ticks, from a `stat` file of /proc (a
+/// process's, or one of its threads' under `task/`).
+#[cfg(target_os = "linux")]
+pub fn cpu_ticks(stat: &std::path::Path) -> u64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
+    // The command name may hold spaces; the fields after it do not. utime
+    // and stime are fields 14 and 15, the 12th and 13th after the name.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum()
 }
 
 /// Run `cmd` with at most `n` open files, soft and hard: the binary raises
