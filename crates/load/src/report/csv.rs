@@ -173,7 +173,7 @@ impl Report {
 /// report has the same columns.
 fn latency_csv(cols: &mut Vec<(String, String)>, prefix: &str, l: &Latency, present: bool) {
     // Nothing measured: empty figures, as for a latency the run lacks.
-    let present = present && l.count > 0;
+    let present = present && l.measured();
     let mut put = |name: &str, v: String| cols.push((format!("{prefix}_{name}"), v));
     let v = |x: u64| {
         if present {

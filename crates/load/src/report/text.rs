@@ -62,7 +62,7 @@ impl Report {
             &self.latency_us,
             self.latency_corrected_us.as_ref(),
         ));
-        let Some(l) = self.send_lateness_us.as_ref().filter(|l| l.count > 0) else {
+        let Some(l) = self.send_lateness_us.as_ref().filter(|l| l.measured()) else {
             return;
         };
         let _ = writeln!(
