@@ -103,8 +103,7 @@ pub fn install(shutdown: Shutdown) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut seen = Signals::default();
     watch(&[SIGINT, SIGTERM, SIGHUP], move |sig| {
-        let second = seen.is_second();
-        if second {
+        if seen.is_second() {
             crate::out::eprintln_quiet!("ringport: second signal, exiting now");
             std::process::exit(0);
         }

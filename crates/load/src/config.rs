@@ -258,7 +258,7 @@ impl Config {
         self.check_times()?;
         self.check_percentiles()?;
         self.check_size()?;
-        self.check_source_ips()?;
+        self.check_addresses()?;
         self.check_engine()
     }
 
@@ -458,7 +458,7 @@ impl Config {
 
     /// Check that the server has a port to connect to, and that the source
     /// addresses are this machine's and of the server's IP version.
-    fn check_source_ips(&self) -> Result<(), LoadError> {
+    fn check_addresses(&self) -> Result<(), LoadError> {
         if self.addr.port() == 0 {
             return bad(format!(
                 "{}: port 0 only asks a listener for a free port; nothing can connect to it (write the port the server printed)",

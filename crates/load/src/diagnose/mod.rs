@@ -196,9 +196,9 @@ pub(crate) fn diagnose(scene: &Scene<'_>) -> Mismatch {
     match found.as_slice() {
         [] => {
             d.kind = MismatchKind::Corrupt;
-            d.resumes_after = resumes_after(got, &expected);
+            d.resumes_after = resumes(got, &expected, Resume::InPlace);
             if d.resumes_after.is_none() {
-                d.inserted = inserted(got, &expected);
+                d.inserted = resumes(got, &expected, Resume::AfterInserted);
             }
         }
         [one] if complete => {
@@ -243,24 +243,26 @@ pub(crate) fn diagnose(scene: &Scene<'_>) -> Mismatch {
     d
 }
 
-/// After how many wrong bytes the expected ones come back (for at least
-/// [`MIN_BYTES`] bytes, or to the end of what was received).
-fn resumes_after(got: &[u8], expected: &[u8]) -> Option<u64> {
-    let n = got.len().min(expected.len());
-    (1..=RESUME_WITHIN.min(n.saturating_sub(1))).find_map(|r| {
-        let rest = n - r;
-        (rest >= MIN_BYTES.min(got.len() - r) && got[r..n] == expected[r..n]).then_some(r as u64)
-    })
+/// How the expected bytes may come back after wrong ones.
+#[derive(Clone, Copy)]
+enum Resume {
+    /// In their place: the wrong bytes replaced as many expected ones.
+    InPlace,
+    /// From where they stopped: the wrong bytes came in between.
+    AfterInserted,
 }
 
-/// How many bytes came in between before the expected ones went on from
-/// where they stopped (for at least [`MIN_BYTES`] bytes, or to the end of
-/// what was received or expected): bytes inserted, not put in place of
-/// the expected ones.
-fn inserted(got: &[u8], expected: &[u8]) -> Option<u64> {
+/// After how many wrong bytes the expected ones come back, as `how` says
+/// (for at least [`MIN_BYTES`] bytes, or to the end of what was received
+/// or expected).
+fn resumes(got: &[u8], expected: &[u8], how: Resume) -> Option<u64> {
     (1..=RESUME_WITHIN.min(got.len().saturating_sub(1))).find_map(|k| {
-        let n = (got.len() - k).min(expected.len());
-        (n > 0 && n >= MIN_BYTES.min(got.len() - k) && got[k..k + n] == expected[..n])
+        let from = match how {
+            Resume::InPlace => k,
+            Resume::AfterInserted => 0,
+        };
+        let n = (got.len() - k).min(expected.len().saturating_sub(from));
+        (n > 0 && n >= MIN_BYTES.min(got.len() - k) && got[k..k + n] == expected[from..from + n])
             .then_some(k as u64)
     })
 }
