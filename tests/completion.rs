@@ -572,6 +572,7 @@ mod sqpoll {
             &["serve", "--model", "epoll", "--sqpoll", "2ms"][..],
             &["serve", "--model", "threaded", "--sqpoll", "2ms"],
             &["serve", "--model", "completion", "--sqpoll", "0"],
+            &["serve", "--model", "completion", "--sqpoll", "500us"],
             &["serve", "--model", "tokio", "--no-relay", "--sqpoll", "1ms"],
         ] {
             let (status, out, err) = run(args);

@@ -127,10 +127,13 @@ fn server_config(a: &Args) -> anyhow::Result<Config> {
         drain_timeout: a.drain_timeout,
         ..Config::default()
     };
-    if a.sqpoll.is_some_and(|d| d.is_zero()) {
-        return Err(UsageError(
-            "--sqpoll 0: give the polling thread's idle time, 1ms or more (without --sqpoll, no thread)".into(),
-        )
+    // The kernel takes the idle time in whole milliseconds, and 0 there
+    // means its own default (a second): under 1ms is refused, not rounded.
+    if let Some(d) = a.sqpoll.filter(|d| d.as_millis() == 0) {
+        return Err(UsageError(format!(
+            "--sqpoll {}: give the polling thread's idle time, 1ms or more (without --sqpoll, no thread)",
+            humantime::format_duration(d)
+        ))
         .into());
     }
     if a.max_connections == Some(0) {
