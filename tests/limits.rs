@@ -256,6 +256,36 @@ fn every_bad_value_is_refused_with_one_line_before_anything_starts() {
             &["serve", "--model", "blocking", "--sqpoll", "1ms"],
             "--sqpoll",
         ),
+        // clap skips a `requires` whose flag conflicts with one given.
+        (
+            &["stress", "--rate", "100", "--slo", "p99<=1ms", "-n", "5"],
+            "--find-rate",
+        ),
+        (&["stress", "--seed", "5", "-m", "hi", "-n", "1"], "--size"),
+        (
+            &[
+                "stress",
+                "--engine",
+                "threads",
+                "--busy-poll",
+                "0",
+                "-n",
+                "1",
+            ],
+            "events engine",
+        ),
+        (&["stress", "-n", "1", "--hdr-log", "-"], "not stdout"),
+        // Two reports to one place (nothing is created before the check).
+        (
+            &["stress", "-n", "1", "--json", "r.out", "--csv", "./r.out"],
+            "--json and --csv both name",
+        ),
+        (
+            &["stress", "-n", "1", "--json", "-", "--csv", "-"],
+            "stdout",
+        ),
+        (&["merge", "a.log", "./a.log"], "given twice"),
+        (&["merge", "a.log", "--csv", "a.log"], "both name"),
         (&["client", "--timeout", "0s"], "longer than 0"),
         (&["bench", "--timeout", "0"], "longer than 0"),
         (&["bench", "--reps", "0"], "--reps"),

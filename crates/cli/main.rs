@@ -14,6 +14,7 @@ mod find_rate;
 mod merge;
 mod metrics;
 mod out;
+mod paths;
 mod serve;
 mod signals;
 mod stress;

@@ -5,7 +5,8 @@
 //! Exit status: 0 when merged; 2 for a usage error (no file, a bad flag);
 //! 1 when a file cannot be read or is not an interval log.
 
-use crate::{args, UsageError};
+use crate::args;
+use crate::paths::{self, is_stdout};
 use anyhow::Context;
 use ringport_load::hdrlog::read_log;
 use ringport_load::merge::{log_interval_s, merge};
@@ -35,18 +36,15 @@ pub struct Args {
     csv: Option<PathBuf>,
 }
 
-fn is_stdout(p: &Option<PathBuf>) -> bool {
-    p.as_deref() == Some(Path::new("-"))
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::init_logging(false);
-    if is_stdout(&a.json) && is_stdout(&a.csv) {
-        return Err(UsageError(
-            "--json - and --csv - cannot both go to stdout; give one a file".into(),
-        )
-        .into());
-    }
+    // A log given twice would count its messages twice; an output over a
+    // log would destroy it.
+    let logs = a.logs.iter().map(|p| ("LOG", p.as_path()));
+    let outputs = [("--json", &a.json), ("--csv", &a.csv)]
+        .into_iter()
+        .filter_map(|(flag, p)| Some((flag, p.as_deref()?)));
+    paths::distinct(&logs.chain(outputs).collect::<Vec<_>>())?;
     let mut logs = Vec::with_capacity(a.logs.len());
     for path in &a.logs {
         let bytes =

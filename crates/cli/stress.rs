@@ -4,6 +4,7 @@
 //! This module only turns flags into a [`Config`], shows progress while the
 //! run goes on, and writes the report where it was asked to go.
 
+use crate::paths::{self, is_stdout};
 use crate::{args, signals, UsageError};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -164,19 +165,45 @@ struct Flags {
     precision: f64,
 }
 
-fn is_stdout(p: &Option<PathBuf>) -> bool {
-    p.as_deref() == Some(Path::new("-"))
+/// What clap's attributes cannot say. A `requires` is skipped when the
+/// flag it requires conflicts with one given (`--slo` with `-n`, `--seed`
+/// with `-m`), so those are checked again here; and no two reports go to
+/// one place.
+fn check_flags(a: &Flags) -> Result<(), UsageError> {
+    let usage = |s: &str| Err(UsageError(s.into()));
+    if a.slo.is_some() && !a.find_rate {
+        return usage("--slo is the objective of --find-rate: add --find-rate, or leave --slo out");
+    }
+    if a.seed.is_some() && a.size.is_none() {
+        return usage(
+            "--seed chooses the bytes of a --size payload: add --size, or leave --seed out",
+        );
+    }
+    if a.busy_poll.is_some() && a.engine != Engine::Events {
+        return Err(UsageError(format!(
+            "--busy-poll is the events engine's, and this run's engine is {}",
+            a.engine.name()
+        )));
+    }
+    if a.hdr_log.as_deref() == Some(Path::new("-")) {
+        return usage("--hdr-log writes a file, not stdout: give it a path");
+    }
+    let reports = [
+        ("--json", &a.json),
+        ("--csv", &a.csv),
+        ("--hdr-log", &a.hdr_log),
+    ];
+    let places: Vec<_> = reports
+        .iter()
+        .filter_map(|(flag, p)| Some((*flag, p.as_deref()?)))
+        .collect();
+    paths::distinct(&places)
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let a = *a.flags;
     crate::init_logging(false);
-    if is_stdout(&a.json) && is_stdout(&a.csv) {
-        return Err(UsageError(
-            "--json - and --csv - cannot both go to stdout; give one a file".into(),
-        )
-        .into());
-    }
+    check_flags(&a)?;
     let mut config = config_from(&a)?;
     // Before the run: a report that cannot be written is found now, not
     // after a long run whose figures would then be lost.

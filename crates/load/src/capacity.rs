@@ -242,7 +242,8 @@ pub struct Capacity {
     /// so lower rates were not tried.
     pub below_floor: bool,
     /// A step failed without a single verified echo (the server refused,
-    /// reset or never answered): no rate will help, so the search stopped.
+    /// reset, never answered or echoed wrong bytes): no rate will help, so
+    /// the search stopped.
     pub nothing_echoed: bool,
 }
 
@@ -271,10 +272,13 @@ impl Capacity {
             };
         }
         if let (true, Some(f)) = (self.nothing_echoed, self.first_fail) {
+            // What that step saw: refused, reset, silent, or wrong bytes.
+            let why = self.steps.last().and_then(|s| s.why.as_deref());
             return format!(
-                "capacity at {}: not found: at {} msgs/s not a single echo came back (the server refused, reset or never answered), so the search stopped",
+                "capacity at {}: not found: at {} msgs/s no echo was verified ({}), so the search stopped",
                 self.objective,
-                crate::report::grouped(f)
+                crate::report::grouped(f),
+                why.unwrap_or("nothing came back")
             );
         }
         match (self.last_pass, self.first_fail) {
@@ -548,7 +552,8 @@ mod tests {
         assert_eq!(cap.steps.len(), 1);
         assert!(cap.nothing_echoed);
         assert!(
-            cap.summary().contains("not a single echo came back"),
+            cap.summary().contains("no echo was verified (")
+                && cap.summary().contains(&cap.steps[0].why.clone().unwrap()),
             "{}",
             cap.summary()
         );

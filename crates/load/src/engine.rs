@@ -87,6 +87,7 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
         raw,
         corrected,
         finished,
+        ended,
     } = joined?;
     let elapsed = finished.saturating_duration_since(measure_start);
     // What the run asked for, from the same schedule the connections
@@ -103,6 +104,7 @@ pub fn run(config: &Config) -> Result<Report, LoadError> {
             corrected: corrected.as_ref(),
             elapsed,
             connect,
+            warmup: ended.saturating_duration_since(t0).min(config.warmup),
             measure_start: wall_start,
             interrupted_after: config
                 .interrupt
@@ -283,6 +285,9 @@ struct Joined {
     corrected: Option<Histogram<u64>>,
     /// The latest instant any thread finished, no earlier than the start of measuring.
     finished: Instant,
+    /// The same, before the start of measuring if every thread ended in
+    /// the warm-up (interrupted or failed there).
+    ended: Instant,
 }
 
 /// Wait for every load thread and merge what they measured: counters,
@@ -296,7 +301,7 @@ fn join(
     let mut totals = Totals::default();
     let mut raw = run_histogram();
     let mut corrected = open_loop.then(run_histogram);
-    let mut finished = measure_start;
+    let mut ended: Option<Instant> = None;
     let mut first_err = None;
     for h in handles {
         match h.join().expect("load thread panicked") {
@@ -306,7 +311,7 @@ fn join(
                 if let (Some(c), Some(o)) = (corrected.as_mut(), out.corrected.as_ref()) {
                     c.add(o).expect("same histogram bounds");
                 }
-                finished = finished.max(out.finished);
+                ended = ended.max(Some(out.finished));
             }
             Err(e) => first_err = first_err.or(Some(e)),
         }
@@ -317,7 +322,8 @@ fn join(
             totals,
             raw,
             corrected,
-            finished,
+            finished: ended.map_or(measure_start, |e| e.max(measure_start)),
+            ended: ended.unwrap_or(measure_start),
         }),
     }
 }

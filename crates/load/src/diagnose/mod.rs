@@ -60,8 +60,10 @@ pub enum MismatchKind {
     /// The connection's own stream, `shift` bytes off: negative when bytes
     /// came again (duplicated), positive when bytes were skipped.
     Shifted,
-    /// Bytes no message in the search has at any place: corrupted or
-    /// garbage (`resumes_after`: the expected bytes came back after so many).
+    /// Bytes no message in the search explains: corrupted, garbage, or
+    /// pieces of the stream out of order (a piece that stops before its
+    /// message's end explains nothing) (`resumes_after`: the expected bytes
+    /// came back after so many).
     Corrupt,
     /// Several sources explain the bytes alike (`candidates`), all of this
     /// connection (`source_connection`) or of several: no message is named.
@@ -306,12 +308,12 @@ impl Mismatch {
             }
             MismatchKind::Corrupt => match (self.resumes_after, self.inserted) {
                 (Some(r), _) => {
-                    format!("bytes no message has ({r} wrong, then the expected bytes resume)")
+                    format!("bytes no message explains ({r} wrong, then the expected bytes resume)")
                 }
                 (None, Some(k)) => format!(
-                    "bytes no message has ({k} inserted, then the expected bytes go on from where they stopped)"
+                    "bytes no message explains ({k} inserted, then the expected bytes go on from where they stopped)"
                 ),
-                (None, None) => "bytes no message has".to_string(),
+                (None, None) => "bytes no message explains".to_string(),
             },
             MismatchKind::Ambiguous => {
                 let whose = match self.source_connection {

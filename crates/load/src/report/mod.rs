@@ -278,6 +278,9 @@ pub(crate) struct Measured<'a> {
     pub corrected: Option<&'a Histogram<u64>>,
     pub elapsed: std::time::Duration,
     pub connect: std::time::Duration,
+    /// How long the warm-up ran: as asked, or less when the run ended
+    /// (interrupted, failed) before it was over.
+    pub warmup: std::time::Duration,
     /// When measuring began, by the wall clock.
     pub measure_start: std::time::SystemTime,
     /// How long after the start of measuring the run was interrupted
@@ -357,7 +360,7 @@ impl Report {
             rate: config.rate.as_ref().and_then(Rate::fixed),
             rate_profile: config.rate.as_ref().and_then(RateProfile::of),
             messages_unsent: t.messages_unsent,
-            warmup_s: config.warmup.as_secs_f64(),
+            warmup_s: m.warmup.as_secs_f64(),
             warmup_messages: t.warmup_messages,
             connect_s: m.connect.as_secs_f64(),
             measure_start_unix_s: crate::hdrlog::unix_seconds(m.measure_start),
@@ -544,6 +547,7 @@ pub(crate) mod tests {
                 corrected: corrected.then_some(&h),
                 elapsed: std::time::Duration::from_secs(1),
                 connect: std::time::Duration::ZERO,
+                warmup: std::time::Duration::ZERO,
                 measure_start: std::time::SystemTime::now(),
                 interrupted_after: None,
                 threads: 1,
